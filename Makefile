@@ -1,0 +1,102 @@
+# netdisk: top-level build. `make` builds userspace and the kernel module,
+# `make test` runs every test, `make demo` runs the story in a VM.
+
+CC      ?= cc
+O       ?= build
+SAN     ?= 0
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow \
+           -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter \
+           -Iinclude -Ilib -pthread
+ifeq ($(SAN),1)
+O       := build-asan
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer \
+           -fno-sanitize-recover=all
+LDFLAGS += -fsanitize=address,undefined
+endif
+LDLIBS  += -lcrypto -pthread
+
+LIB_SRC    := $(wildcard lib/*.c)
+SERVER_SRC := $(wildcard server/*.c)
+CLI_SRC    := $(wildcard cli/*.c)
+TOOL_SRC   := $(wildcard tests/tools/*.c)
+UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+
+LIB_OBJ    := $(LIB_SRC:%.c=$(O)/%.o)
+SERVER_OBJ := $(SERVER_SRC:%.c=$(O)/%.o)
+CLI_OBJ    := $(CLI_SRC:%.c=$(O)/%.o)
+UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(O)/tests/%)
+TOOL_BIN   := $(TOOL_SRC:tests/tools/%.c=$(O)/tools/%)
+# The server's objects minus main(), so unit tests can link server code.
+SERVER_LIB_OBJ := $(filter-out $(O)/server/main.o,$(SERVER_OBJ))
+
+DEPS_STAMP := .deps-installed
+
+.PHONY: all userspace kernel test unit integration vm-test asan-test \
+        demo bench clean deps sparse fuzz
+
+all: userspace kernel
+
+userspace: $(O)/netdiskd $(O)/netdisk $(UNIT_BIN) $(TOOL_BIN)
+
+$(DEPS_STAMP): scripts/install-deps
+	./scripts/install-deps
+	touch $@
+
+deps: $(DEPS_STAMP)
+
+$(O)/%.o: %.c | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(O)/libnetdisk.a: $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
+$(O)/netdiskd: $(SERVER_OBJ) $(O)/libnetdisk.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(O)/netdisk: $(CLI_OBJ) $(O)/libnetdisk.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(O)/tests/%: $(O)/tests/unit/%.o $(SERVER_LIB_OBJ) $(O)/libnetdisk.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+$(O)/tools/%: $(O)/tests/tools/%.o $(O)/libnetdisk.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+KVER ?= $(shell ls /lib/modules 2>/dev/null | sort -V | tail -n 1)
+kernel: | $(DEPS_STAMP)
+	$(MAKE) -C kernel KVER=$(KVER)
+
+sparse: | $(DEPS_STAMP)
+	$(MAKE) -C kernel KVER=$(KVER) C=2
+
+unit: userspace
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+integration: userspace
+	O=$(O) tests/integration/run.sh
+
+asan-test:
+	$(MAKE) SAN=1 unit integration
+
+vm-test: userspace kernel
+	O=$(O) KVER=$(KVER) tests/vm/run.sh
+
+test: unit integration asan-test vm-test
+	@echo "all test suites passed"
+
+demo: userspace kernel
+	O=$(O) KVER=$(KVER) scripts/demo.sh
+
+bench: userspace kernel
+	O=$(O) KVER=$(KVER) bench/run.sh
+
+clean:
+	rm -rf build build-asan
+	-$(MAKE) -C kernel clean KVER=$(KVER)
+
+-include $(shell find $(O) -name '*.d' 2>/dev/null)

@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: MIT */
+/* netdisk CLI: one function per subcommand; main() in netdisk.c dispatches. */
+#ifndef ND_CLI_H
+#define ND_CLI_H
+
+/*
+ * Exit codes, distinct per failure so scripts can tell them apart.
+ * Shared by the userspace subcommands and the kernel ones.
+ */
+enum nd_exit {
+	ND_EXIT_OK = 0,
+	ND_EXIT_FAIL = 1,	/* other error */
+	ND_EXIT_USAGE = 2,	/* bad arguments */
+	ND_EXIT_CONNECT = 3,	/* cannot connect */
+	ND_EXIT_AUTH = 4,	/* authentication failed (wrong key) */
+	ND_EXIT_BUSY = 5,	/* export busy */
+	ND_EXIT_READ_ONLY = 6,	/* export is read-only */
+	ND_EXIT_RANGE = 7,	/* out of range */
+	ND_EXIT_NO_EXPORT = 8,	/* no such export */
+	ND_EXIT_NO_MODULE = 9,	/* kernel module not loaded */
+	ND_EXIT_DEV_BUSY = 10,	/* device in use (detach without --force) */
+	ND_EXIT_PROTO = 11,	/* protocol error / connection lost */
+};
+
+/* Userspace subcommands (cli/netdisk.c and friends). */
+int nd_cmd_keygen(int argc, char **argv);
+int nd_cmd_info(int argc, char **argv);
+int nd_cmd_copy(int argc, char **argv);
+int nd_cmd_bench(int argc, char **argv);
+
+/* Kernel-driver subcommands (cli/kctl.c). */
+int nd_cmd_attach(int argc, char **argv);
+int nd_cmd_detach(int argc, char **argv);
+int nd_cmd_list(int argc, char **argv);
+
+#endif /* ND_CLI_H */

@@ -1,0 +1,472 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * netdisk wire protocol, version 1: constants, sizes and field-by-field
+ * encoders/decoders shared by netdiskd, libnetdisk and netdisk.ko.
+ *
+ * No libc and no kernel API beyond fixed-width types: this header compiles
+ * unchanged in userspace and in the kernel. docs/PROTOCOL.md is the spec.
+ */
+#ifndef NETDISK_PROTO_H
+#define NETDISK_PROTO_H
+
+#ifdef __KERNEL__
+#include <linux/types.h>
+#else
+#include <stdint.h>
+#include <stddef.h>
+#endif
+
+#define ND_DEFAULT_PORT		26547
+#define ND_MAGIC		0x4e44534bu	/* "NDSK" */
+#define ND_VERSION		1
+
+#define ND_RANDOM_LEN		32
+#define ND_KEY_LEN		32	/* pre-shared key and AES-256 keys */
+#define ND_IV_LEN		12
+#define ND_TAG_LEN		16
+#define ND_HASH_LEN		32	/* SHA-256 */
+#define ND_TOKEN_LEN		16	/* session token */
+#define ND_EXPORT_ID_LEN	16
+#define ND_NAME_MAX		64	/* identity and export names */
+
+/* Handshake messages (plaintext). */
+#define ND_CLIENT_HELLO_FIXED	50	/* + identity + export names */
+#define ND_CLIENT_HELLO_MAX	(ND_CLIENT_HELLO_FIXED + 2 * ND_NAME_MAX)
+#define ND_SERVER_HELLO_LEN	72
+#define ND_SERVER_HELLO_TH_LEN	40	/* magic..server_random enter the transcript */
+
+/* Key schedule: HKDF-SHA256 output, split in this order. */
+#define ND_KDF_LABEL		"netdisk/1 keys"
+#define ND_KDF_LABEL_LEN	14
+#define ND_REKEY_LABEL		"netdisk/1 rekey"
+#define ND_REKEY_LABEL_LEN	15
+#define ND_OKM_LEN		(2 * ND_KEY_LEN + 2 * ND_IV_LEN + 2 * ND_HASH_LEN)
+#define ND_OKM_C2S_KEY		0
+#define ND_OKM_S2C_KEY		32
+#define ND_OKM_C2S_IV		64
+#define ND_OKM_S2C_IV		76
+#define ND_OKM_S_FINISH		88
+#define ND_OKM_C_FINISH		120
+
+/*
+ * Records: u32 length (ciphertext + tag, authenticated as AAD), ciphertext,
+ * tag. Nonce = direction IV XOR big-endian 64-bit record sequence number in
+ * its last 8 bytes. Every ND_REKEY_RECORDS records a direction's key is
+ * replaced by HKDF-Expand(old key, ND_REKEY_LABEL, 32).
+ */
+#define ND_RECORD_HDR_LEN	4
+#define ND_REKEY_RECORDS	(1ull << 16)
+
+/* Payload sizes. */
+#define ND_SECTOR_SIZE		512
+#define ND_MIN_PAYLOAD		4096
+#define ND_DEFAULT_PAYLOAD	(1u << 20)
+#define ND_MAX_PAYLOAD		(16u << 20)
+#define ND_REQ_HDR_LEN		24
+#define ND_REPLY_HDR_LEN	16
+#define ND_CLIENT_FINISH_LEN	56
+#define ND_SESSION_INFO_LEN	56
+/* Largest record body either side ever accepts, before negotiation. */
+#define ND_RECORD_MAX		(ND_REQ_HDR_LEN + ND_MAX_PAYLOAD + ND_TAG_LEN)
+
+/* Request operations. */
+enum nd_op {
+	ND_OP_READ = 0,
+	ND_OP_WRITE = 1,
+	ND_OP_FLUSH = 2,
+	ND_OP_DISCONNECT = 3,
+	ND_OP_TRIM = 4,
+	ND_OP_WRITE_ZEROES = 5,
+	ND_OP__COUNT
+};
+
+/* Request flags. */
+#define ND_REQ_FUA		0x01u
+
+/* Export flags (session info). */
+#define ND_EXP_READ_ONLY	0x01u
+#define ND_EXP_FLUSH		0x02u
+#define ND_EXP_FUA		0x04u
+#define ND_EXP_TRIM		0x08u
+#define ND_EXP_WRITE_ZEROES	0x10u
+#define ND_EXP_EXCLUSIVE	0x20u	/* this session is the only writer */
+
+/* Client finish flags. */
+#define ND_CF_READ_ONLY		0x01u	/* client asks for read-only access */
+
+/* Status codes in server hello, session info and replies. */
+enum nd_status {
+	ND_OK = 0,
+	ND_ERR_IO = 1,
+	ND_ERR_READ_ONLY = 2,
+	ND_ERR_RANGE = 3,
+	ND_ERR_INVALID = 4,
+	ND_ERR_NOSPC = 5,
+	ND_ERR_NOTSUP = 6,
+	ND_ERR_BUSY = 7,
+	ND_ERR_NO_EXPORT = 8,
+	ND_ERR_VERSION = 9,
+	ND_ERR_CLOCK_SKEW = 10,
+	ND_ERR_NO_SESSION = 11,
+	ND_ERR_SHUTDOWN = 12,
+	ND_ERR__COUNT
+};
+
+#define ND_CLOCK_SKEW_MAX	300	/* seconds either way */
+#define ND_HANDSHAKE_TIMEOUT	10	/* seconds */
+
+static inline const char *nd_status_str(unsigned int s)
+{
+	static const char *const names[ND_ERR__COUNT] = {
+		"success", "I/O error", "export is read-only",
+		"request out of range", "invalid request", "no space left",
+		"operation not supported", "export busy", "no such export",
+		"unsupported protocol version", "clock skew too large",
+		"unknown or expired session", "server shutting down",
+	};
+
+	return s < ND_ERR__COUNT ? names[s] : "unknown error";
+}
+
+/* Big-endian field access, byte by byte: no alignment or packing assumed. */
+static inline void nd_put16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+
+static inline void nd_put32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+static inline void nd_put64(uint8_t *p, uint64_t v)
+{
+	nd_put32(p, (uint32_t)(v >> 32));
+	nd_put32(p + 4, (uint32_t)v);
+}
+
+static inline uint16_t nd_get16(const uint8_t *p)
+{
+	return (uint16_t)((p[0] << 8) | p[1]);
+}
+
+static inline uint32_t nd_get32(const uint8_t *p)
+{
+	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
+	       ((uint32_t)p[2] << 8) | (uint32_t)p[3];
+}
+
+static inline uint64_t nd_get64(const uint8_t *p)
+{
+	return ((uint64_t)nd_get32(p) << 32) | nd_get32(p + 4);
+}
+
+static inline void nd_copy(uint8_t *dst, const uint8_t *src, size_t n)
+{
+	while (n--)
+		*dst++ = *src++;
+}
+
+static inline void nd_zero(uint8_t *dst, size_t n)
+{
+	while (n--)
+		*dst++ = 0;
+}
+
+/* Names: 1..ND_NAME_MAX bytes of [A-Za-z0-9._-]. */
+static inline int nd_name_valid(const uint8_t *s, size_t len)
+{
+	size_t i;
+
+	if (len < 1 || len > ND_NAME_MAX)
+		return 0;
+	for (i = 0; i < len; i++) {
+		uint8_t c = s[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+		      c == '-'))
+			return 0;
+	}
+	return 1;
+}
+
+/* ---- ClientHello ---- */
+struct nd_client_hello {
+	uint16_t version;
+	uint16_t flags;
+	uint8_t random[ND_RANDOM_LEN];
+	uint64_t timestamp;		/* Unix seconds */
+	uint8_t identity_len;
+	uint8_t export_len;
+	uint8_t identity[ND_NAME_MAX];
+	uint8_t export_name[ND_NAME_MAX];
+};
+
+static inline size_t nd_client_hello_len(const struct nd_client_hello *h)
+{
+	return ND_CLIENT_HELLO_FIXED + h->identity_len + h->export_len;
+}
+
+/* Returns bytes written (nd_client_hello_len), buffer >= ND_CLIENT_HELLO_MAX. */
+static inline size_t nd_client_hello_encode(uint8_t *p,
+					    const struct nd_client_hello *h)
+{
+	nd_put32(p, ND_MAGIC);
+	nd_put16(p + 4, h->version);
+	nd_put16(p + 6, h->flags);
+	nd_copy(p + 8, h->random, ND_RANDOM_LEN);
+	nd_put64(p + 40, h->timestamp);
+	p[48] = h->identity_len;
+	p[49] = h->export_len;
+	nd_copy(p + 50, h->identity, h->identity_len);
+	nd_copy(p + 50 + h->identity_len, h->export_name, h->export_len);
+	return nd_client_hello_len(h);
+}
+
+/*
+ * Decodes the fixed part (first ND_CLIENT_HELLO_FIXED bytes). Returns the
+ * number of name bytes still to read, or -1 if the fixed part is malformed.
+ */
+static inline int nd_client_hello_decode_fixed(const uint8_t *p,
+					       struct nd_client_hello *h)
+{
+	if (nd_get32(p) != ND_MAGIC)
+		return -1;
+	h->version = nd_get16(p + 4);
+	h->flags = nd_get16(p + 6);
+	nd_copy(h->random, p + 8, ND_RANDOM_LEN);
+	h->timestamp = nd_get64(p + 40);
+	h->identity_len = p[48];
+	h->export_len = p[49];
+	if (h->identity_len < 1 || h->identity_len > ND_NAME_MAX ||
+	    h->export_len < 1 || h->export_len > ND_NAME_MAX)
+		return -1;
+	return h->identity_len + h->export_len;
+}
+
+/* Decodes the names that follow the fixed part. 0 on success, -1 if invalid. */
+static inline int nd_client_hello_decode_names(const uint8_t *names,
+					       struct nd_client_hello *h)
+{
+	if (!nd_name_valid(names, h->identity_len) ||
+	    !nd_name_valid(names + h->identity_len, h->export_len))
+		return -1;
+	nd_copy(h->identity, names, h->identity_len);
+	nd_copy(h->export_name, names + h->identity_len, h->export_len);
+	return 0;
+}
+
+/* ---- ServerHello ---- */
+struct nd_server_hello {
+	uint16_t version;
+	uint16_t status;
+	uint8_t random[ND_RANDOM_LEN];
+	uint8_t verify[ND_HASH_LEN];
+};
+
+static inline void nd_server_hello_encode(uint8_t *p,
+					  const struct nd_server_hello *h)
+{
+	nd_put32(p, ND_MAGIC);
+	nd_put16(p + 4, h->version);
+	nd_put16(p + 6, h->status);
+	nd_copy(p + 8, h->random, ND_RANDOM_LEN);
+	nd_copy(p + 40, h->verify, ND_HASH_LEN);
+}
+
+static inline int nd_server_hello_decode(const uint8_t *p,
+					 struct nd_server_hello *h)
+{
+	if (nd_get32(p) != ND_MAGIC)
+		return -1;
+	h->version = nd_get16(p + 4);
+	h->status = nd_get16(p + 6);
+	nd_copy(h->random, p + 8, ND_RANDOM_LEN);
+	nd_copy(h->verify, p + 40, ND_HASH_LEN);
+	return 0;
+}
+
+/* ---- ClientFinish (first client record) ---- */
+struct nd_client_finish {
+	uint8_t verify[ND_HASH_LEN];
+	uint8_t token[ND_TOKEN_LEN];	/* all zero: new session */
+	uint32_t flags;			/* ND_CF_* */
+	uint32_t max_payload;
+};
+
+static inline void nd_client_finish_encode(uint8_t *p,
+					   const struct nd_client_finish *f)
+{
+	nd_copy(p, f->verify, ND_HASH_LEN);
+	nd_copy(p + 32, f->token, ND_TOKEN_LEN);
+	nd_put32(p + 48, f->flags);
+	nd_put32(p + 52, f->max_payload);
+}
+
+static inline void nd_client_finish_decode(const uint8_t *p,
+					   struct nd_client_finish *f)
+{
+	nd_copy(f->verify, p, ND_HASH_LEN);
+	nd_copy(f->token, p + 32, ND_TOKEN_LEN);
+	f->flags = nd_get32(p + 48);
+	f->max_payload = nd_get32(p + 52);
+}
+
+/* ---- SessionInfo (first server record) ---- */
+struct nd_session_info {
+	uint16_t status;
+	uint32_t flags;			/* ND_EXP_* */
+	uint64_t size;			/* bytes */
+	uint32_t block_size;		/* logical block size */
+	uint32_t max_payload;		/* negotiated */
+	uint8_t token[ND_TOKEN_LEN];
+	uint8_t export_id[ND_EXPORT_ID_LEN];
+};
+
+static inline void nd_session_info_encode(uint8_t *p,
+					  const struct nd_session_info *s)
+{
+	nd_put16(p, s->status);
+	nd_put16(p + 2, 0);
+	nd_put32(p + 4, s->flags);
+	nd_put64(p + 8, s->size);
+	nd_put32(p + 16, s->block_size);
+	nd_put32(p + 20, s->max_payload);
+	nd_copy(p + 24, s->token, ND_TOKEN_LEN);
+	nd_copy(p + 40, s->export_id, ND_EXPORT_ID_LEN);
+}
+
+/* 0 on success, -1 if the fields are inconsistent (only when status is OK). */
+static inline int nd_session_info_decode(const uint8_t *p,
+					 struct nd_session_info *s)
+{
+	s->status = nd_get16(p);
+	s->flags = nd_get32(p + 4);
+	s->size = nd_get64(p + 8);
+	s->block_size = nd_get32(p + 16);
+	s->max_payload = nd_get32(p + 20);
+	nd_copy(s->token, p + 24, ND_TOKEN_LEN);
+	nd_copy(s->export_id, p + 40, ND_EXPORT_ID_LEN);
+	if (s->status != ND_OK)
+		return 0;
+	if ((s->block_size != 512 && s->block_size != 1024 &&
+	     s->block_size != 2048 && s->block_size != 4096) ||
+	    s->size == 0 || s->size % s->block_size ||
+	    s->max_payload < ND_MIN_PAYLOAD ||
+	    s->max_payload > ND_MAX_PAYLOAD ||
+	    s->max_payload % ND_MIN_PAYLOAD)
+		return -1;
+	return 0;
+}
+
+/* ---- Requests (client records after ClientFinish) ---- */
+struct nd_request {
+	uint8_t op;
+	uint8_t flags;
+	uint32_t length;		/* bytes; WRITE data follows the header */
+	uint64_t handle;
+	uint64_t offset;		/* bytes */
+};
+
+static inline void nd_request_encode(uint8_t *p, const struct nd_request *r)
+{
+	p[0] = r->op;
+	p[1] = r->flags;
+	nd_put16(p + 2, 0);
+	nd_put32(p + 4, r->length);
+	nd_put64(p + 8, r->handle);
+	nd_put64(p + 16, r->offset);
+}
+
+/*
+ * Decodes and checks a request header against the record body length and
+ * the negotiated maximum payload. Returns ND_OK or ND_ERR_INVALID; range
+ * checks against the export size are the server's.
+ */
+static inline int nd_request_decode(const uint8_t *p, size_t body_len,
+				    uint32_t max_payload, struct nd_request *r)
+{
+	if (body_len < ND_REQ_HDR_LEN)
+		return ND_ERR_INVALID;
+	r->op = p[0];
+	r->flags = p[1];
+	r->length = nd_get32(p + 4);
+	r->handle = nd_get64(p + 8);
+	r->offset = nd_get64(p + 16);
+	if (r->op >= ND_OP__COUNT || (r->flags & ~ND_REQ_FUA) ||
+	    nd_get16(p + 2) != 0)
+		return ND_ERR_INVALID;
+	if (r->offset % ND_SECTOR_SIZE || r->length % ND_SECTOR_SIZE)
+		return ND_ERR_INVALID;
+	switch (r->op) {
+	case ND_OP_READ:
+	case ND_OP_WRITE:
+		if (r->length == 0 || r->length > max_payload)
+			return ND_ERR_INVALID;
+		break;
+	case ND_OP_FLUSH:
+	case ND_OP_DISCONNECT:
+		if (r->length != 0 || r->offset != 0)
+			return ND_ERR_INVALID;
+		break;
+	default:
+		break;
+	}
+	if (body_len != ND_REQ_HDR_LEN +
+	    (r->op == ND_OP_WRITE ? (size_t)r->length : 0))
+		return ND_ERR_INVALID;
+	return ND_OK;
+}
+
+/* ---- Replies (server records after SessionInfo) ---- */
+struct nd_reply {
+	uint8_t op;
+	uint16_t status;
+	uint32_t length;		/* data bytes following (successful READ) */
+	uint64_t handle;
+};
+
+static inline void nd_reply_encode(uint8_t *p, const struct nd_reply *r)
+{
+	p[0] = r->op;
+	p[1] = 0;
+	nd_put16(p + 2, r->status);
+	nd_put32(p + 4, r->length);
+	nd_put64(p + 8, r->handle);
+}
+
+/* 0 on success, -1 if the header does not match the record body length. */
+static inline int nd_reply_decode(const uint8_t *p, size_t body_len,
+				  struct nd_reply *r)
+{
+	if (body_len < ND_REPLY_HDR_LEN)
+		return -1;
+	r->op = p[0];
+	r->status = nd_get16(p + 2);
+	r->length = nd_get32(p + 4);
+	r->handle = nd_get64(p + 8);
+	if (p[1] != 0 || r->op >= ND_OP__COUNT ||
+	    body_len != ND_REPLY_HDR_LEN + (size_t)r->length ||
+	    (r->length && (r->op != ND_OP_READ || r->status != ND_OK)))
+		return -1;
+	return 0;
+}
+
+/* Nonce for record number seq: IV with seq XORed into its last 8 bytes. */
+static inline void nd_nonce(uint8_t nonce[ND_IV_LEN],
+			    const uint8_t iv[ND_IV_LEN], uint64_t seq)
+{
+	int i;
+
+	for (i = 0; i < 4; i++)
+		nonce[i] = iv[i];
+	for (i = 0; i < 8; i++)
+		nonce[4 + i] = iv[4 + i] ^ (uint8_t)(seq >> (56 - 8 * i));
+}
+
+#endif /* NETDISK_PROTO_H */

@@ -1,0 +1,145 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libnetdisk, userspace: key schedule, record layer and handshake over a
+ * blocking socket, on OpenSSL libcrypto. Shared by netdiskd, the netdisk CLI
+ * and the tests. Wire format: include/netdisk_proto.h, docs/PROTOCOL.md.
+ */
+#ifndef ND_WIRE_H
+#define ND_WIRE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "netdisk_proto.h"
+
+/* ---- key file and randomness (keyfile.c) ---- */
+
+/* Fills buf from the OS CSPRNG (via OpenSSL RAND_bytes). 0 or -1. */
+int nd_random(void *buf, size_t len);
+
+/*
+ * Reads a key file: 64 hex characters, surrounding whitespace ignored.
+ * Refuses files readable or writable by group/others. On failure returns -1
+ * and writes a one-line reason (never key material) into err.
+ */
+int nd_key_load(const char *path, uint8_t key[ND_KEY_LEN], char *err,
+		size_t errlen);
+/* Same parsing on a buffer (no permission check); used by tests/fuzzers. */
+int nd_key_parse(const char *text, size_t len, uint8_t key[ND_KEY_LEN]);
+/* Formats key as 64 lowercase hex characters and a newline (66 bytes with NUL). */
+void nd_key_format(const uint8_t key[ND_KEY_LEN], char out[66]);
+/* Overwrites memory in a way the compiler cannot elide. */
+void nd_wipe(void *p, size_t len);
+
+/* ---- key schedule (kdf.c) ---- */
+
+/* th = SHA-256(client_hello || server_hello[0..40)). */
+void nd_transcript(const uint8_t *client_hello, size_t ch_len,
+		   const uint8_t server_hello_th[ND_SERVER_HELLO_TH_LEN],
+		   uint8_t th[ND_HASH_LEN]);
+/*
+ * PRK = HKDF-Extract(salt = client_random || server_random, IKM = psk)
+ * OKM = HKDF-Expand(PRK, ND_KDF_LABEL || th, ND_OKM_LEN)
+ */
+int nd_derive(const uint8_t psk[ND_KEY_LEN],
+	      const uint8_t client_random[ND_RANDOM_LEN],
+	      const uint8_t server_random[ND_RANDOM_LEN],
+	      const uint8_t th[ND_HASH_LEN], uint8_t okm[ND_OKM_LEN]);
+/* verify = HMAC-SHA256(finish_key, th) */
+void nd_finish_mac(const uint8_t finish_key[ND_HASH_LEN],
+		   const uint8_t th[ND_HASH_LEN], uint8_t out[ND_HASH_LEN]);
+/* new_key = HKDF-Expand(old_key, ND_REKEY_LABEL, 32) */
+void nd_rekey(const uint8_t old_key[ND_KEY_LEN], uint8_t new_key[ND_KEY_LEN]);
+/* Constant-time comparison: 1 if equal. */
+int nd_equal(const void *a, const void *b, size_t len);
+
+/* ---- record layer (record.c) ---- */
+
+struct nd_dir {
+	uint8_t key[ND_KEY_LEN];
+	uint8_t iv[ND_IV_LEN];
+	uint64_t seq;			/* next record number */
+	void *ctx;			/* EVP_CIPHER_CTX */
+};
+
+struct nd_crypto {
+	struct nd_dir tx, rx;
+};
+
+/* Sets up both directions from OKM; is_client picks which half is tx. */
+int nd_crypto_init(struct nd_crypto *c, const uint8_t okm[ND_OKM_LEN],
+		   bool is_client);
+/* Frees contexts and wipes keys. Safe on a zeroed or freed struct. */
+void nd_crypto_free(struct nd_crypto *c);
+
+/*
+ * Seals one record whose plaintext body is the concatenation of iov[0..n):
+ * encrypts the iov buffers IN PLACE, writes the 4-byte length header into
+ * hdr and the tag into tag. Advances tx.seq (and rekeys when due).
+ */
+int nd_seal(struct nd_dir *d, uint8_t hdr[ND_RECORD_HDR_LEN],
+	    const struct iovec *iov, int n, uint8_t tag[ND_TAG_LEN]);
+/*
+ * Opens one record in place: body is ciphertext of body_len bytes (the
+ * header's length minus ND_TAG_LEN), tag follows separately. Returns 0, or
+ * -1 if authentication fails (the connection must then be closed).
+ */
+int nd_open(struct nd_dir *d, const uint8_t hdr[ND_RECORD_HDR_LEN],
+	    uint8_t *body, size_t body_len, const uint8_t tag[ND_TAG_LEN]);
+
+/* ---- blocking socket helpers (io.c) ---- */
+
+/* Full read/write; 0 on success, -1 on error or EOF (errno 0 on EOF). */
+int nd_read_full(int fd, void *buf, size_t len);
+int nd_write_full(int fd, const void *buf, size_t len);
+int nd_writev_full(int fd, struct iovec *iov, int n);
+
+/*
+ * Seals iov into one record and sends it (header, body, tag) with one
+ * writev. The iov buffers are encrypted in place. 0 or -1.
+ */
+int nd_send_record(int fd, struct nd_dir *d, const struct iovec *iov, int n);
+/*
+ * Receives and opens one record into buf (capacity cap, which must hold the
+ * body plus ND_TAG_LEN). Returns body length, or:
+ * ND_RECV_EOF (clean close before a header), ND_RECV_IO, ND_RECV_TOO_BIG
+ * (length field over cap or under ND_TAG_LEN), ND_RECV_AUTH (tag mismatch).
+ */
+#define ND_RECV_EOF	(-1)
+#define ND_RECV_IO	(-2)
+#define ND_RECV_TOO_BIG	(-3)
+#define ND_RECV_AUTH	(-4)
+long nd_recv_record(int fd, struct nd_dir *d, uint8_t *buf, size_t cap);
+
+/* ---- handshake (handshake.c) ---- */
+
+enum nd_hs_result {
+	ND_HS_OK = 0,
+	ND_HS_IO,		/* connection failed or closed */
+	ND_HS_PROTO,		/* malformed or unexpected message */
+	ND_HS_AUTH,		/* key proof failed: wrong key */
+	ND_HS_REFUSED,		/* server answered with a status; see status */
+};
+
+struct nd_client_params {
+	const uint8_t *psk;		/* ND_KEY_LEN bytes */
+	const char *identity;		/* default "default" */
+	const char *export_name;	/* default "default" */
+	const uint8_t *token;		/* join this session, or NULL */
+	uint32_t flags;			/* ND_CF_* */
+	uint32_t max_payload;		/* 0: ND_DEFAULT_PAYLOAD */
+};
+
+/*
+ * Client side of the handshake on a connected blocking socket. On ND_HS_OK
+ * fills c and info. On ND_HS_REFUSED *status holds the server's status
+ * (busy, no export, version, clock skew, ...).
+ */
+enum nd_hs_result nd_handshake_client(int fd, const struct nd_client_params *p,
+				      struct nd_crypto *c,
+				      struct nd_session_info *info,
+				      uint16_t *status);
+
+#endif /* ND_WIRE_H */
