@@ -1,0 +1,148 @@
+// SPDX-License-Identifier: MIT
+/* Client side of the handshake (docs/PROTOCOL.md section 1). */
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+
+#include "nd_wire.h"
+#include "nd_internal.h"
+
+static const char nd_default_name[] = "default";
+
+static int nd_set_name(uint8_t *dst, uint8_t *dst_len, const char *name)
+{
+	size_t len;
+
+	if (!name)
+		name = nd_default_name;
+	len = strlen(name);
+	if (!nd_name_valid((const uint8_t *)name, len))
+		return -1;
+	memcpy(dst, name, len);
+	*dst_len = (uint8_t)len;
+	return 0;
+}
+
+/* Everything secret lives here so one wipe clears it. */
+struct nd_hs_state {
+	struct nd_client_hello ch;
+	struct nd_server_hello sh;
+	struct nd_client_finish cf;
+	uint8_t ch_buf[ND_CLIENT_HELLO_MAX];
+	uint8_t sh_buf[ND_SERVER_HELLO_LEN];
+	uint8_t th[ND_HASH_LEN];
+	uint8_t okm[ND_OKM_LEN];
+	uint8_t expect[ND_HASH_LEN];
+	uint8_t cf_buf[ND_CLIENT_FINISH_LEN];
+	uint8_t si_buf[ND_SESSION_INFO_LEN + ND_TAG_LEN];
+};
+
+static enum nd_hs_result nd_hs_run(int fd, const struct nd_client_params *p,
+				   struct nd_crypto *c,
+				   struct nd_session_info *info,
+				   uint16_t *status, struct nd_hs_state *s)
+{
+	uint32_t want_payload;
+	size_t ch_len;
+	struct iovec v;
+	long n;
+
+	if (!p || !p->psk ||
+	    nd_set_name(s->ch.identity, &s->ch.identity_len, p->identity) ||
+	    nd_set_name(s->ch.export_name, &s->ch.export_len, p->export_name)) {
+		errno = EINVAL;
+		return ND_HS_PROTO;
+	}
+	want_payload = p->max_payload ? p->max_payload : ND_DEFAULT_PAYLOAD;
+
+	/* ClientHello */
+	s->ch.version = ND_VERSION;
+	s->ch.flags = 0;
+	s->ch.timestamp = (uint64_t)time(NULL);
+	if (nd_random(s->ch.random, ND_RANDOM_LEN))
+		return ND_HS_IO;
+	ch_len = nd_client_hello_encode(s->ch_buf, &s->ch);
+	if (nd_write_full(fd, s->ch_buf, ch_len))
+		return ND_HS_IO;
+
+	/* ServerHello: the server proves the key first. */
+	if (nd_read_full(fd, s->sh_buf, sizeof(s->sh_buf)))
+		return ND_HS_IO;
+	if (nd_server_hello_decode(s->sh_buf, &s->sh))
+		return ND_HS_PROTO;
+	if (s->sh.status != ND_OK) {
+		*status = s->sh.status;
+		return ND_HS_REFUSED;
+	}
+	if (s->sh.version != ND_VERSION)
+		return ND_HS_PROTO;
+	nd_transcript(s->ch_buf, ch_len, s->sh_buf, s->th);
+	if (nd_derive(p->psk, s->ch.random, s->sh.random, s->th, s->okm) ||
+	    nd_hmac(s->okm + ND_OKM_S_FINISH, s->th, ND_HASH_LEN, s->expect))
+		return ND_HS_IO;
+	if (!nd_equal(s->expect, s->sh.verify, ND_HASH_LEN))
+		return ND_HS_AUTH;
+
+	/* ClientFinish as record c2s #0 */
+	if (nd_crypto_init(c, s->okm, true))
+		return ND_HS_IO;
+	if (nd_hmac(s->okm + ND_OKM_C_FINISH, s->th, ND_HASH_LEN, s->cf.verify))
+		return ND_HS_IO;
+	if (p->token)
+		memcpy(s->cf.token, p->token, ND_TOKEN_LEN);
+	s->cf.flags = p->flags;
+	s->cf.max_payload = want_payload;
+	nd_client_finish_encode(s->cf_buf, &s->cf);
+	v.iov_base = s->cf_buf;
+	v.iov_len = sizeof(s->cf_buf);
+	if (nd_send_record(fd, &c->tx, &v, 1))
+		return ND_HS_IO;
+
+	/* SessionInfo as record s2c #0 */
+	n = nd_recv_record(fd, &c->rx, s->si_buf, sizeof(s->si_buf));
+	if (n == ND_RECV_AUTH)
+		return ND_HS_AUTH;
+	if (n == ND_RECV_TOO_BIG)
+		return ND_HS_PROTO;
+	if (n < 0)
+		return ND_HS_IO;
+	if (n != ND_SESSION_INFO_LEN ||
+	    nd_session_info_decode(s->si_buf, info))
+		return ND_HS_PROTO;
+	if (info->status != ND_OK) {
+		*status = info->status;
+		return ND_HS_REFUSED;
+	}
+	/* The server may lower our maximum, never raise it. */
+	if (info->max_payload > want_payload)
+		return ND_HS_PROTO;
+	return ND_HS_OK;
+}
+
+enum nd_hs_result nd_handshake_client(int fd, const struct nd_client_params *p,
+				      struct nd_crypto *c,
+				      struct nd_session_info *info,
+				      uint16_t *status)
+{
+	struct nd_hs_state s;
+	struct nd_session_info info_local;
+	uint16_t status_local;
+	enum nd_hs_result r;
+
+	if (!info)
+		info = &info_local;
+	if (!status)
+		status = &status_local;
+	*status = ND_OK;
+	memset(&s, 0, sizeof(s));
+	memset(info, 0, sizeof(*info));
+	memset(c, 0, sizeof(*c));
+	r = nd_hs_run(fd, p, c, info, status, &s);
+	if (r != ND_HS_OK)
+		nd_crypto_free(c);
+	OPENSSL_cleanse(&s, sizeof(s));
+	OPENSSL_cleanse(&info_local, sizeof(info_local));
+	return r;
+}
