@@ -1,0 +1,501 @@
+// SPDX-License-Identifier: MIT
+/*
+ * nd_handshake_client against a minimal server written here from the lib
+ * primitives, over a socketpair: success, every refusal and failure path,
+ * and a session that rotates keys in both directions.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "nd_wire.h"
+#include "netdisk_vectors.h"
+
+enum srv_mode {
+	SRV_OK,
+	SRV_ECHO,		/* OK, then answer requests until DISCONNECT */
+	SRV_CLOSE,		/* close without a word */
+	SRV_HELLO_SHORT,	/* half a ServerHello */
+	SRV_HELLO_MAGIC,
+	SRV_HELLO_VERSION,	/* status 0 but version 2 */
+	SRV_HELLO_STATUS,	/* no such export */
+	SRV_BAD_VERIFY,		/* right key, corrupted proof */
+	SRV_INFO_BUSY,
+	SRV_INFO_BAD,		/* block size 513 */
+	SRV_INFO_SHORT,		/* 55-byte SessionInfo */
+	SRV_INFO_GARBAGE,	/* random bytes in a plausible record */
+	SRV_INFO_SEQ1,		/* SessionInfo sealed as record #1 */
+	SRV_INFO_BIG_PAYLOAD,	/* raises the client's max_payload */
+	SRV_INFO_TOO_BIG,	/* record length over the client's cap */
+};
+
+struct srv {
+	int fd;
+	enum srv_mode mode;
+	uint8_t psk[ND_KEY_LEN];
+	/* what the server saw */
+	struct nd_client_hello ch;
+	struct nd_client_finish cf;
+	int finish_ok;		/* ClientFinish opened and verified */
+	long after_hello;	/* recv result when the client gave up */
+	uint64_t echoed;
+	uint8_t tx_key0[ND_KEY_LEN], rx_key0[ND_KEY_LEN];
+	uint8_t token[ND_TOKEN_LEN];
+	char err[160];
+};
+
+static void *srv_main(void *arg)
+{
+	struct srv *s = arg;
+	uint8_t ch_buf[ND_CLIENT_HELLO_MAX], sh_buf[ND_SERVER_HELLO_LEN];
+	uint8_t th[ND_HASH_LEN], okm[ND_OKM_LEN], mac[ND_HASH_LEN];
+	uint8_t buf[256], si[ND_SESSION_INFO_LEN + 8];
+	struct nd_server_hello sh = { .version = ND_VERSION };
+	struct nd_session_info info = {
+		.status = ND_OK, .flags = ND_EXP_FLUSH | ND_EXP_EXCLUSIVE,
+		.size = 1 << 20, .block_size = 4096,
+	};
+	struct nd_crypto c;
+	struct iovec v;
+	int names;
+	long n;
+
+	memset(&c, 0, sizeof(c));
+	if (s->mode == SRV_CLOSE)
+		goto out;
+	if (nd_read_full(s->fd, ch_buf, ND_CLIENT_HELLO_FIXED)) {
+		snprintf(s->err, sizeof(s->err), "no ClientHello");
+		goto out;
+	}
+	names = nd_client_hello_decode_fixed(ch_buf, &s->ch);
+	if (names < 0 ||
+	    nd_read_full(s->fd, ch_buf + ND_CLIENT_HELLO_FIXED, (size_t)names) ||
+	    nd_client_hello_decode_names(ch_buf + ND_CLIENT_HELLO_FIXED,
+					 &s->ch)) {
+		snprintf(s->err, sizeof(s->err), "bad ClientHello");
+		goto out;
+	}
+	nd_random(sh.random, ND_RANDOM_LEN);
+	if (s->mode == SRV_HELLO_STATUS)
+		sh.status = ND_ERR_NO_EXPORT;
+	if (s->mode == SRV_HELLO_VERSION)
+		sh.version = 2;
+	nd_server_hello_encode(sh_buf, &sh);
+	nd_transcript(ch_buf, nd_client_hello_len(&s->ch), sh_buf, th);
+	if (nd_derive(s->psk, s->ch.random, sh.random, th, okm)) {
+		snprintf(s->err, sizeof(s->err), "derive failed");
+		goto out;
+	}
+	nd_finish_mac(okm + ND_OKM_S_FINISH, th, sh.verify);
+	if (s->mode == SRV_BAD_VERIFY)
+		sh.verify[5] ^= 0x10;
+	nd_server_hello_encode(sh_buf, &sh);
+	if (s->mode == SRV_HELLO_MAGIC)
+		sh_buf[0] ^= 0xff;
+	if (nd_write_full(s->fd, sh_buf, s->mode == SRV_HELLO_SHORT ?
+			  ND_SERVER_HELLO_LEN / 2 : ND_SERVER_HELLO_LEN))
+		goto out;
+	if (s->mode == SRV_HELLO_SHORT)
+		goto out;
+	if (nd_crypto_init(&c, okm, false)) {
+		snprintf(s->err, sizeof(s->err), "crypto init failed");
+		goto out;
+	}
+	memcpy(s->tx_key0, c.tx.key, ND_KEY_LEN);
+	memcpy(s->rx_key0, c.rx.key, ND_KEY_LEN);
+
+	n = nd_recv_record(s->fd, &c.rx, buf, sizeof(buf));
+	if (n != ND_CLIENT_FINISH_LEN) {
+		s->after_hello = n;
+		goto out;
+	}
+	nd_client_finish_decode(buf, &s->cf);
+	nd_finish_mac(okm + ND_OKM_C_FINISH, th, mac);
+	s->finish_ok = nd_equal(mac, s->cf.verify, ND_HASH_LEN);
+	if (!s->finish_ok)
+		goto out;
+
+	info.max_payload = s->cf.max_payload;
+	nd_random(info.token, ND_TOKEN_LEN);
+	memcpy(s->token, info.token, ND_TOKEN_LEN);
+	nd_random(info.export_id, ND_EXPORT_ID_LEN);
+	if (s->mode == SRV_INFO_BUSY)
+		info.status = ND_ERR_BUSY;
+	if (s->mode == SRV_INFO_BAD)
+		info.block_size = 513;
+	if (s->mode == SRV_INFO_BIG_PAYLOAD)
+		info.max_payload = ND_MAX_PAYLOAD;
+	nd_session_info_encode(si, &info);
+	v.iov_base = si;
+	v.iov_len = ND_SESSION_INFO_LEN;
+	if (s->mode == SRV_INFO_SHORT)
+		v.iov_len = ND_SESSION_INFO_LEN - 1;
+	if (s->mode == SRV_INFO_TOO_BIG)
+		v.iov_len = ND_SESSION_INFO_LEN + 8;
+	if (s->mode == SRV_INFO_SEQ1)
+		c.tx.seq = 1;
+	if (s->mode == SRV_INFO_GARBAGE) {
+		nd_random(buf, 4 + ND_SESSION_INFO_LEN + ND_TAG_LEN);
+		nd_put32(buf, ND_SESSION_INFO_LEN + ND_TAG_LEN);
+		nd_write_full(s->fd, buf, 4 + ND_SESSION_INFO_LEN + ND_TAG_LEN);
+	} else if (nd_send_record(s->fd, &c.tx, &v, 1)) {
+		goto out;
+	}
+	if (s->mode != SRV_ECHO)
+		goto out;
+
+	for (;;) {
+		struct nd_request req;
+		struct nd_reply rep = { .status = ND_OK };
+		uint8_t rb[ND_REPLY_HDR_LEN];
+
+		n = nd_recv_record(s->fd, &c.rx, buf, sizeof(buf));
+		if (n < 0) {
+			snprintf(s->err, sizeof(s->err), "echo recv %ld", n);
+			break;
+		}
+		if (nd_request_decode(buf, (size_t)n, info.max_payload,
+				      &req) != ND_OK ||
+		    req.handle != s->echoed) {
+			snprintf(s->err, sizeof(s->err), "bad request %llu",
+				 (unsigned long long)s->echoed);
+			break;
+		}
+		if (req.op == ND_OP_DISCONNECT)
+			break;
+		rep.op = req.op;
+		rep.handle = req.handle;
+		nd_reply_encode(rb, &rep);
+		v.iov_base = rb;
+		v.iov_len = sizeof(rb);
+		if (nd_send_record(s->fd, &c.tx, &v, 1)) {
+			snprintf(s->err, sizeof(s->err), "echo send");
+			break;
+		}
+		s->echoed++;
+	}
+	/* Keys really rotated on the server side too. */
+	if (!s->err[0] && s->echoed > ND_REKEY_RECORDS &&
+	    (nd_equal(c.tx.key, s->tx_key0, ND_KEY_LEN) ||
+	     nd_equal(c.rx.key, s->rx_key0, ND_KEY_LEN)))
+		snprintf(s->err, sizeof(s->err), "server keys did not rotate");
+out:
+	nd_crypto_free(&c);
+	nd_wipe(okm, sizeof(okm));
+	shutdown(s->fd, SHUT_RDWR);
+	return NULL;
+}
+
+struct hs {
+	int fd[2];		/* fd[0] client, fd[1] server */
+	pthread_t thread;
+	struct srv srv;
+	struct nd_crypto c;
+	struct nd_session_info info;
+	uint16_t status;
+};
+
+static void start(struct hs *h, enum srv_mode mode, const uint8_t *srv_psk)
+{
+	memset(h, 0, sizeof(*h));
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, h->fd), 0);
+	h->srv.fd = h->fd[1];
+	h->srv.mode = mode;
+	h->srv.after_hello = 1;
+	memcpy(h->srv.psk, srv_psk ? srv_psk : nd_vec_psk, ND_KEY_LEN);
+	assert_int_equal(pthread_create(&h->thread, NULL, srv_main, &h->srv),
+			 0);
+}
+
+static enum nd_hs_result client(struct hs *h, const struct nd_client_params *p)
+{
+	struct nd_client_params def = { .psk = nd_vec_psk };
+
+	return nd_handshake_client(h->fd[0], p ? p : &def, &h->c, &h->info,
+				   &h->status);
+}
+
+/* Client hangs up; server thread finishes. */
+static void finish(struct hs *h)
+{
+	close(h->fd[0]);
+	pthread_join(h->thread, NULL);
+	close(h->fd[1]);
+	nd_crypto_free(&h->c);
+	if (h->srv.err[0])
+		fail_msg("server: %s", h->srv.err);
+}
+
+static void test_ok_defaults(void **state)
+{
+	struct hs h;
+	uint64_t now = (uint64_t)time(NULL);
+
+	start(&h, SRV_OK, NULL);
+	assert_int_equal(client(&h, NULL), ND_HS_OK);
+	assert_int_equal(h.status, ND_OK);
+	assert_int_equal(h.info.status, ND_OK);
+	assert_int_equal(h.info.block_size, 4096);
+	assert_int_equal(h.info.size, 1 << 20);
+	assert_int_equal(h.info.max_payload, ND_DEFAULT_PAYLOAD);
+	assert_int_equal(h.info.flags, ND_EXP_FLUSH | ND_EXP_EXCLUSIVE);
+	/* Both sides used one record each so far. */
+	assert_int_equal(h.c.tx.seq, 1);
+	assert_int_equal(h.c.rx.seq, 1);
+	pthread_join(h.thread, NULL);
+	assert_true(h.srv.finish_ok);
+	assert_memory_equal(h.info.token, h.srv.token, ND_TOKEN_LEN);
+	assert_int_equal(h.srv.ch.version, ND_VERSION);
+	assert_int_equal(h.srv.ch.flags, 0);
+	assert_int_equal(h.srv.ch.identity_len, 7);
+	assert_memory_equal(h.srv.ch.identity, "default", 7);
+	assert_int_equal(h.srv.ch.export_len, 7);
+	assert_memory_equal(h.srv.ch.export_name, "default", 7);
+	assert_true(h.srv.ch.timestamp + 5 >= now &&
+		    h.srv.ch.timestamp <= now + 5);
+	assert_int_equal(h.srv.cf.flags, 0);
+	assert_int_equal(h.srv.cf.max_payload, ND_DEFAULT_PAYLOAD);
+	{
+		static const uint8_t zero[ND_TOKEN_LEN];
+
+		assert_memory_equal(h.srv.cf.token, zero, ND_TOKEN_LEN);
+	}
+	h.thread = pthread_self();	/* already joined */
+	close(h.fd[0]);
+	close(h.fd[1]);
+	nd_crypto_free(&h.c);
+	if (h.srv.err[0])
+		fail_msg("server: %s", h.srv.err);
+}
+
+static void test_ok_params(void **state)
+{
+	uint8_t token[ND_TOKEN_LEN];
+	struct nd_client_params p = {
+		.psk = nd_vec_psk, .identity = "alice.example-1",
+		.export_name = "disk_0", .token = token,
+		.flags = ND_CF_READ_ONLY, .max_payload = 64 * 1024,
+	};
+	struct hs h;
+
+	memset(token, 0xab, sizeof(token));
+	start(&h, SRV_OK, NULL);
+	assert_int_equal(client(&h, &p), ND_HS_OK);
+	assert_int_equal(h.info.max_payload, 64 * 1024);
+	pthread_join(h.thread, NULL);
+	h.thread = pthread_self();
+	assert_int_equal(h.srv.ch.identity_len, 15);
+	assert_memory_equal(h.srv.ch.identity, "alice.example-1", 15);
+	assert_int_equal(h.srv.ch.export_len, 6);
+	assert_memory_equal(h.srv.ch.export_name, "disk_0", 6);
+	assert_memory_equal(h.srv.cf.token, token, ND_TOKEN_LEN);
+	assert_int_equal(h.srv.cf.flags, ND_CF_READ_ONLY);
+	assert_int_equal(h.srv.cf.max_payload, 64 * 1024);
+	close(h.fd[0]);
+	close(h.fd[1]);
+	nd_crypto_free(&h.c);
+}
+
+static void test_wrong_key(void **state)
+{
+	uint8_t other[ND_KEY_LEN];
+	struct hs h;
+
+	memcpy(other, nd_vec_psk, sizeof(other));
+	other[0] ^= 1;
+	start(&h, SRV_OK, other);
+	assert_int_equal(client(&h, NULL), ND_HS_AUTH);
+	/* The client sent nothing encrypted: the server just sees EOF. */
+	finish(&h);
+	assert_int_equal(h.srv.after_hello, ND_RECV_EOF);
+	assert_false(h.srv.finish_ok);
+	/* On failure the crypto state is released and zeroed. */
+	assert_null(h.c.tx.ctx);
+	assert_null(h.c.rx.ctx);
+}
+
+static void test_bad_server_verify(void **state)
+{
+	struct hs h;
+
+	start(&h, SRV_BAD_VERIFY, NULL);
+	assert_int_equal(client(&h, NULL), ND_HS_AUTH);
+	finish(&h);
+	assert_int_equal(h.srv.after_hello, ND_RECV_EOF);
+}
+
+static void test_invalid_params(void **state)
+{
+	static const char *const bad[] = {
+		"", "has space", "slash/", "x\n",
+		"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+	};
+	struct nd_client_params p = { .psk = nd_vec_psk };
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct hs h;
+
+		start(&h, SRV_OK, NULL);
+		p.identity = bad[i];
+		p.export_name = NULL;
+		assert_int_equal(client(&h, &p), ND_HS_PROTO);
+		p.identity = NULL;
+		p.export_name = bad[i];
+		assert_int_equal(client(&h, &p), ND_HS_PROTO);
+		/* Nothing was sent: the server sees no ClientHello. */
+		close(h.fd[0]);
+		pthread_join(h.thread, NULL);
+		close(h.fd[1]);
+		assert_string_equal(h.srv.err, "no ClientHello");
+	}
+	{
+		struct hs h;
+		struct nd_client_params nokey = { .psk = NULL };
+
+		start(&h, SRV_OK, NULL);
+		assert_int_equal(client(&h, &nokey), ND_HS_PROTO);
+		close(h.fd[0]);
+		pthread_join(h.thread, NULL);
+		close(h.fd[1]);
+		assert_string_equal(h.srv.err, "no ClientHello");
+	}
+}
+
+static void expect(enum srv_mode mode, enum nd_hs_result want,
+		   uint16_t want_status)
+{
+	struct hs h;
+
+	start(&h, mode, NULL);
+	assert_int_equal(client(&h, NULL), want);
+	assert_int_equal(h.status, want_status);
+	if (want != ND_HS_OK) {
+		assert_null(h.c.tx.ctx);
+		assert_null(h.c.rx.ctx);
+	}
+	finish(&h);
+}
+
+static void test_server_closes(void **state)
+{
+	expect(SRV_CLOSE, ND_HS_IO, ND_OK);
+	expect(SRV_HELLO_SHORT, ND_HS_IO, ND_OK);
+}
+
+static void test_bad_server_hello(void **state)
+{
+	expect(SRV_HELLO_MAGIC, ND_HS_PROTO, ND_OK);
+	expect(SRV_HELLO_VERSION, ND_HS_PROTO, ND_OK);
+}
+
+static void test_refused(void **state)
+{
+	expect(SRV_HELLO_STATUS, ND_HS_REFUSED, ND_ERR_NO_EXPORT);
+	expect(SRV_INFO_BUSY, ND_HS_REFUSED, ND_ERR_BUSY);
+}
+
+static void test_bad_session_info(void **state)
+{
+	expect(SRV_INFO_BAD, ND_HS_PROTO, ND_OK);
+	expect(SRV_INFO_SHORT, ND_HS_PROTO, ND_OK);
+	expect(SRV_INFO_BIG_PAYLOAD, ND_HS_PROTO, ND_OK);
+	expect(SRV_INFO_TOO_BIG, ND_HS_PROTO, ND_OK);
+	expect(SRV_INFO_GARBAGE, ND_HS_AUTH, ND_OK);
+	expect(SRV_INFO_SEQ1, ND_HS_AUTH, ND_OK);
+}
+
+/* Pipelined FLUSH requests and replies through two key rotations each way. */
+static void test_rekey_both_ways(void **state)
+{
+	const uint64_t total = 2 * ND_REKEY_RECORDS + 5, batch = 256;
+	uint8_t tx0[ND_KEY_LEN], rx0[ND_KEY_LEN], k[ND_KEY_LEN];
+	uint64_t sent = 0, got = 0;
+	struct hs h;
+
+	start(&h, SRV_ECHO, NULL);
+	assert_int_equal(client(&h, NULL), ND_HS_OK);
+	memcpy(tx0, h.c.tx.key, ND_KEY_LEN);
+	memcpy(rx0, h.c.rx.key, ND_KEY_LEN);
+	while (got < total) {
+		uint64_t end = sent + batch < total ? sent + batch : total;
+
+		for (; sent < end; sent++) {
+			struct nd_request r = { .op = ND_OP_FLUSH,
+						.handle = sent };
+			uint8_t b[ND_REQ_HDR_LEN];
+			struct iovec v = { .iov_base = b, .iov_len = sizeof(b) };
+
+			nd_request_encode(b, &r);
+			assert_int_equal(nd_send_record(h.fd[0], &h.c.tx, &v, 1),
+					 0);
+		}
+		for (; got < sent; got++) {
+			uint8_t b[64];
+			struct nd_reply rep;
+			long n = nd_recv_record(h.fd[0], &h.c.rx, b, sizeof(b));
+
+			assert_int_equal(n, ND_REPLY_HDR_LEN);
+			assert_int_equal(nd_reply_decode(b, (size_t)n, &rep), 0);
+			assert_int_equal(rep.handle, got);
+			assert_int_equal(rep.status, ND_OK);
+		}
+	}
+	/* ClientFinish and SessionInfo were record 0 of each direction. */
+	assert_int_equal(h.c.tx.seq, total + 1);
+	assert_int_equal(h.c.rx.seq, total + 1);
+	assert_memory_not_equal(h.c.tx.key, tx0, ND_KEY_LEN);
+	assert_memory_not_equal(h.c.rx.key, rx0, ND_KEY_LEN);
+	/* Two rotations: key == rekey(rekey(initial)). */
+	nd_rekey(tx0, k);
+	nd_rekey(k, k);
+	assert_memory_equal(h.c.tx.key, k, ND_KEY_LEN);
+	nd_rekey(rx0, k);
+	nd_rekey(k, k);
+	assert_memory_equal(h.c.rx.key, k, ND_KEY_LEN);
+	{
+		struct nd_request r = { .op = ND_OP_DISCONNECT,
+					.handle = total };
+		uint8_t b[ND_REQ_HDR_LEN];
+		struct iovec v = { .iov_base = b, .iov_len = sizeof(b) };
+
+		nd_request_encode(b, &r);
+		assert_int_equal(nd_send_record(h.fd[0], &h.c.tx, &v, 1), 0);
+	}
+	pthread_join(h.thread, NULL);
+	h.thread = pthread_self();
+	assert_int_equal(h.srv.echoed, total);
+	close(h.fd[0]);
+	close(h.fd[1]);
+	nd_crypto_free(&h.c);
+	if (h.srv.err[0])
+		fail_msg("server: %s", h.srv.err);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_ok_defaults),
+		cmocka_unit_test(test_ok_params),
+		cmocka_unit_test(test_wrong_key),
+		cmocka_unit_test(test_bad_server_verify),
+		cmocka_unit_test(test_invalid_params),
+		cmocka_unit_test(test_server_closes),
+		cmocka_unit_test(test_bad_server_hello),
+		cmocka_unit_test(test_refused),
+		cmocka_unit_test(test_bad_session_info),
+		cmocka_unit_test(test_rekey_both_ways),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
