@@ -1,0 +1,666 @@
+// SPDX-License-Identifier: MIT
+/*
+ * One client connection: the server side of the handshake, then a receiver
+ * (this thread: read, decrypt, check, hand to the worker pool) and a sender
+ * thread (seal and send replies in sequence order, several per writev).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "log.h"
+
+/* Reads exactly len bytes before the deadline; -1 with errno (0 on EOF). */
+static int read_deadline(int fd, void *buf, size_t len, int64_t deadline)
+{
+	uint8_t *p = buf;
+
+	while (len) {
+		int64_t left = deadline - nd_now_ms();
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		ssize_t n;
+		int r;
+
+		if (left <= 0) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		r = poll(&pfd, 1, left > INT_MAX ? INT_MAX : (int)left);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -1;
+		if (r == 0) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		n = read(fd, p, len);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n < 0)
+			return -1;
+		if (n == 0) {
+			errno = 0;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static void log_hs_io(struct nd_conn *c, const char *what)
+{
+	if (errno == ETIMEDOUT)
+		nd_warn("client %s: handshake timed out", c->peer);
+	else if (errno == 0)
+		nd_info("client %s: closed during handshake (%s)", c->peer,
+			what);
+	else
+		nd_info("client %s: handshake failed reading %s: %s", c->peer,
+			what, strerror(errno));
+}
+
+/* ServerHello carrying only an error status; no key proof. */
+static void send_hello_status(struct nd_conn *c, uint16_t status)
+{
+	struct nd_server_hello h = { .version = ND_VERSION, .status = status };
+	uint8_t buf[ND_SERVER_HELLO_LEN];
+
+	nd_random(h.random, sizeof(h.random));
+	nd_server_hello_encode(buf, &h);
+	nd_write_full(c->fd, buf, sizeof(buf));
+}
+
+static int send_session_info(struct nd_conn *c,
+			     const struct nd_session_info *si)
+{
+	uint8_t buf[ND_SESSION_INFO_LEN];
+	struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
+
+	nd_session_info_encode(buf, si);
+	return nd_send_record(c->fd, &c->crypto.tx, &iov, 1);
+}
+
+static int send_session_status(struct nd_conn *c, uint16_t status)
+{
+	struct nd_session_info si = { .status = status };
+
+	return send_session_info(c, &si);
+}
+
+/*
+ * Server side of the handshake (docs/PROTOCOL.md §1). Nothing but the
+ * ServerHello leaves before the client's key proof has been checked.
+ */
+static bool handshake(struct nd_conn *c)
+{
+	struct nd_server *s = c->srv;
+	int64_t deadline = nd_now_ms() + s->handshake_timeout_ms;
+	uint8_t ch[ND_CLIENT_HELLO_MAX];
+	uint8_t sh[ND_SERVER_HELLO_LEN];
+	uint8_t rec[ND_RECORD_HDR_LEN + ND_CLIENT_FINISH_LEN + ND_TAG_LEN];
+	uint8_t key[ND_KEY_LEN], th[ND_HASH_LEN], okm[ND_OKM_LEN];
+	uint8_t verify[ND_HASH_LEN];
+	char identity[ND_NAME_MAX + 1], export_name[ND_NAME_MAX + 1];
+	struct nd_client_hello h;
+	struct nd_server_hello shm = { .version = ND_VERSION };
+	struct nd_client_finish cf;
+	struct nd_session_info si = { 0 };
+	struct nd_session_result sr;
+	bool known_identity, ok = false;
+	uint32_t want;
+	int64_t skew;
+	int names;
+
+	if (read_deadline(c->fd, ch, ND_CLIENT_HELLO_FIXED, deadline) < 0) {
+		log_hs_io(c, "client hello");
+		return false;
+	}
+	if (nd_get32(ch) != ND_MAGIC) {
+		nd_warn("client %s: not a netdisk client (bad magic), closing",
+			c->peer);
+		return false;
+	}
+	if (nd_get16(ch + 4) != ND_VERSION) {
+		nd_warn("client %s: unsupported protocol version %u",
+			c->peer, nd_get16(ch + 4));
+		send_hello_status(c, ND_ERR_VERSION);
+		return false;
+	}
+	names = nd_client_hello_decode_fixed(ch, &h);
+	if (names < 0) {
+		nd_warn("client %s: malformed client hello, closing", c->peer);
+		return false;
+	}
+	if (read_deadline(c->fd, ch + ND_CLIENT_HELLO_FIXED, (size_t)names,
+			  deadline) < 0) {
+		log_hs_io(c, "client hello");
+		return false;
+	}
+	if (nd_client_hello_decode_names(ch + ND_CLIENT_HELLO_FIXED, &h) < 0) {
+		nd_warn("client %s: invalid identity or export name, closing",
+			c->peer);
+		return false;
+	}
+	memcpy(identity, h.identity, h.identity_len);
+	identity[h.identity_len] = 0;
+	memcpy(export_name, h.export_name, h.export_len);
+	export_name[h.export_len] = 0;
+
+	if (strcmp(export_name, s->exp.name) != 0) {
+		nd_warn("client %s: no such export '%s'", c->peer,
+			export_name);
+		send_hello_status(c, ND_ERR_NO_EXPORT);
+		return false;
+	}
+
+	/*
+	 * The key is looked up by identity. An unknown identity gets a random
+	 * key, so on the wire it looks exactly like a wrong key.
+	 */
+	known_identity = strcmp(identity, s->identity) == 0;
+	if (known_identity)
+		memcpy(key, s->key, sizeof(key));
+	else if (nd_random(key, sizeof(key)) < 0)
+		return false;
+
+	if (nd_random(shm.random, sizeof(shm.random)) < 0)
+		goto out;
+	nd_server_hello_encode(sh, &shm);
+	nd_transcript(ch, nd_client_hello_len(&h), sh, th);
+	if (nd_derive(key, h.random, shm.random, th, okm) < 0) {
+		nd_err("client %s: key derivation failed", c->peer);
+		goto out;
+	}
+	nd_finish_mac(okm + ND_OKM_S_FINISH, th, shm.verify);
+	nd_server_hello_encode(sh, &shm);
+	if (nd_crypto_init(&c->crypto, okm, false) < 0) {
+		nd_err("client %s: cipher setup failed", c->peer);
+		goto out;
+	}
+	if (nd_write_full(c->fd, sh, sizeof(sh)) < 0) {
+		nd_info("client %s: handshake failed sending server hello: %s",
+			c->peer, strerror(errno));
+		goto out;
+	}
+
+	if (read_deadline(c->fd, rec, ND_RECORD_HDR_LEN, deadline) < 0) {
+		if (errno == 0) {
+			/* What a client does when our key proof fails. */
+			nd_warn("client %s: authentication failed (client rejected the server's key proof)",
+				c->peer);
+		} else {
+			log_hs_io(c, "client finish");
+		}
+		goto out;
+	}
+	if (nd_get32(rec) != ND_CLIENT_FINISH_LEN + ND_TAG_LEN) {
+		nd_warn("client %s: malformed client finish record, closing",
+			c->peer);
+		goto out;
+	}
+	if (read_deadline(c->fd, rec + ND_RECORD_HDR_LEN,
+			  ND_CLIENT_FINISH_LEN + ND_TAG_LEN, deadline) < 0) {
+		log_hs_io(c, "client finish");
+		goto out;
+	}
+	nd_finish_mac(okm + ND_OKM_C_FINISH, th, verify);
+	if (nd_open(&c->crypto.rx, rec, rec + ND_RECORD_HDR_LEN,
+		    ND_CLIENT_FINISH_LEN,
+		    rec + ND_RECORD_HDR_LEN + ND_CLIENT_FINISH_LEN) < 0) {
+		nd_warn("client %s: authentication failed%s", c->peer,
+			known_identity ? "" : " (unknown identity)");
+		goto out;
+	}
+	nd_client_finish_decode(rec + ND_RECORD_HDR_LEN, &cf);
+	if (!nd_equal(cf.verify, verify, ND_HASH_LEN) || !known_identity) {
+		nd_warn("client %s: authentication failed%s", c->peer,
+			known_identity ? "" : " (unknown identity)");
+		goto out;
+	}
+
+	/* Authenticated from here on. */
+	skew = (int64_t)h.timestamp - (int64_t)time(NULL);
+	if (h.timestamp > INT64_MAX || skew > ND_CLOCK_SKEW_MAX ||
+	    skew < -ND_CLOCK_SKEW_MAX) {
+		nd_warn("client %s: clock skew too large (client timestamp %llu, server %lld)",
+			c->peer, (unsigned long long)h.timestamp,
+			(long long)time(NULL));
+		send_session_status(c, ND_ERR_CLOCK_SKEW);
+		goto out;
+	}
+
+	want = cf.max_payload ? cf.max_payload : ND_DEFAULT_PAYLOAD;
+	if (want > s->max_payload)
+		want = s->max_payload;
+	want -= want % ND_MIN_PAYLOAD;
+	if (want < ND_MIN_PAYLOAD) {
+		nd_warn("client %s: max payload %u below %u bytes, refused",
+			c->peer, cf.max_payload, ND_MIN_PAYLOAD);
+		send_session_status(c, ND_ERR_INVALID);
+		goto out;
+	}
+	c->max_payload = want;
+
+	if (__atomic_load_n(&s->stopping, __ATOMIC_RELAXED)) {
+		send_session_status(c, ND_ERR_SHUTDOWN);
+		goto out;
+	}
+	sr = nd_session_attach(s, c->peer, identity, cf.token, cf.flags);
+	if (sr.status != ND_OK) {
+		send_session_status(c, sr.status);
+		goto out;
+	}
+	c->sess = sr.sess;
+	c->read_only = sr.sess->flags & ND_EXP_READ_ONLY;
+
+	si.status = ND_OK;
+	si.flags = sr.sess->flags;
+	si.size = s->exp.size;
+	si.block_size = s->exp.block_size;
+	si.max_payload = c->max_payload;
+	memcpy(si.token, sr.sess->token, ND_TOKEN_LEN);
+	memcpy(si.export_id, s->exp.id, ND_EXPORT_ID_LEN);
+	if (send_session_info(c, &si) < 0) {
+		nd_info("client %s: handshake failed sending session info: %s",
+			c->peer, strerror(errno));
+		goto out;
+	}
+	nd_wipe(si.token, sizeof(si.token));
+	ok = true;
+out:
+	nd_wipe(key, sizeof(key));
+	nd_wipe(okm, sizeof(okm));
+	nd_wipe(th, sizeof(th));
+	return ok;
+}
+
+/* ---- request buffers ---- */
+
+static struct nd_req *req_get(struct nd_conn *c, size_t need)
+{
+	struct nd_req *q = NULL, **pp;
+
+	pthread_mutex_lock(&c->lock);
+	for (pp = &c->free_reqs; *pp; pp = &(*pp)->next)
+		if ((*pp)->cap >= need)
+			break;
+	if (!*pp)
+		pp = &c->free_reqs;
+	if (*pp) {
+		q = *pp;
+		*pp = q->next;
+		c->nfree--;
+	}
+	pthread_mutex_unlock(&c->lock);
+
+	if (!q) {
+		q = calloc(1, sizeof(*q));
+		if (!q)
+			return NULL;
+	}
+	if (q->cap < need) {
+		free(q->buf);
+		q->buf = malloc(need);
+		q->cap = q->buf ? need : 0;
+		if (!q->buf) {
+			free(q);
+			return NULL;
+		}
+	}
+	q->next = NULL;
+	q->c = c;
+	q->status = ND_OK;
+	q->data_len = 0;
+	q->charge = 0;
+	return q;
+}
+
+static void req_put_locked(struct nd_conn *c, struct nd_req *q)
+{
+	if (c->nfree < ND_SRV_FREE_REQS) {
+		q->next = c->free_reqs;
+		c->free_reqs = q;
+		c->nfree++;
+	} else {
+		free(q->buf);
+		free(q);
+	}
+}
+
+static void req_put(struct nd_conn *c, struct nd_req *q)
+{
+	if (!q)
+		return;
+	pthread_mutex_lock(&c->lock);
+	req_put_locked(c, q);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* ---- sender ---- */
+
+void nd_conn_reply(struct nd_conn *c, struct nd_req *q)
+{
+	struct nd_reply rep = {
+		.op = q->r.op,
+		.status = q->status,
+		.length = q->status == ND_OK ? q->data_len : 0,
+		.handle = q->r.handle,
+	};
+
+	q->data_len = rep.length;
+	nd_reply_encode(q->rhdr, &rep);
+	q->next = NULL;
+	pthread_mutex_lock(&c->lock);
+	if (c->txq_tail)
+		c->txq_tail->next = q;
+	else
+		c->txq_head = q;
+	c->txq_tail = q;
+	pthread_cond_signal(&c->tx_cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* Seals and sends a chain of replies; false once the connection failed. */
+static bool send_chain(struct nd_conn *c, struct nd_req *q)
+{
+	struct iovec iov[ND_SRV_TX_BATCH * 4];
+	int n = 0, k = 0;
+
+	for (; q; q = q->next) {
+		struct iovec body[2] = {
+			{ .iov_base = q->rhdr, .iov_len = ND_REPLY_HDR_LEN },
+			{ .iov_base = q->buf, .iov_len = q->data_len },
+		};
+
+		if (nd_seal(&c->crypto.tx, q->rec_hdr, body,
+			    q->data_len ? 2 : 1, q->tag) < 0) {
+			nd_err("client %s: sealing a reply failed, closing",
+			       c->peer);
+			return false;
+		}
+		iov[n++] = (struct iovec){ q->rec_hdr, ND_RECORD_HDR_LEN };
+		iov[n++] = body[0];
+		if (q->data_len)
+			iov[n++] = body[1];
+		iov[n++] = (struct iovec){ q->tag, ND_TAG_LEN };
+		if (++k == ND_SRV_TX_BATCH || !q->next) {
+			if (nd_writev_full(c->fd, iov, n) < 0) {
+				nd_info("client %s: send failed: %s, closing",
+					c->peer, errno ? strerror(errno) : "closed");
+				return false;
+			}
+			n = k = 0;
+		}
+	}
+	return true;
+}
+
+static void *tx_main(void *arg)
+{
+	struct nd_conn *c = arg;
+
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		struct nd_req *list, *q;
+		bool dead;
+
+		while (!c->txq_head && !c->tx_stop)
+			pthread_cond_wait(&c->tx_cond, &c->lock);
+		if (!c->txq_head)
+			break;
+		list = c->txq_head;
+		c->txq_head = c->txq_tail = NULL;
+		dead = c->dead;
+		pthread_mutex_unlock(&c->lock);
+
+		if (!dead && !send_chain(c, list)) {
+			dead = true;
+			/* Wake the receiver; it tears the connection down. */
+			shutdown(c->fd, SHUT_RDWR);
+		}
+
+		pthread_mutex_lock(&c->lock);
+		if (dead)
+			c->dead = true;
+		while ((q = list)) {
+			list = q->next;
+			c->inflight--;
+			c->inflight_bytes -= q->charge;
+			req_put_locked(c, q);
+		}
+		pthread_cond_signal(&c->rx_cond);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+/* ---- receiver ---- */
+
+/* Checks that need no I/O; ND_OK means: give it to a worker. */
+static uint16_t check_request(struct nd_conn *c, const struct nd_request *r)
+{
+	const struct nd_export *e = &c->srv->exp;
+
+	switch (r->op) {
+	case ND_OP_TRIM:
+		if (!e->ops->trim)
+			return ND_ERR_NOTSUP;
+		break;
+	case ND_OP_WRITE_ZEROES:
+		if (!e->ops->write_zeroes)
+			return ND_ERR_NOTSUP;
+		break;
+	case ND_OP_FLUSH:
+		return ND_OK;
+	default:
+		break;
+	}
+	if (r->op != ND_OP_READ && c->read_only)
+		return ND_ERR_READ_ONLY;
+	if (r->offset > e->size || r->length > e->size - r->offset)
+		return ND_ERR_RANGE;
+	return ND_OK;
+}
+
+static void rx_loop(struct nd_conn *c)
+{
+	struct nd_server *s = c->srv;
+	uint8_t small[ND_REQ_HDR_LEN + ND_TAG_LEN];
+	uint8_t hdr[ND_RECORD_HDR_LEN];
+
+	for (;;) {
+		struct nd_req *q = NULL;
+		struct nd_request r;
+		uint32_t len;
+		size_t body_len;
+		uint8_t *body;
+		bool dead;
+
+		/* Backpressure: stop reading while too much is in flight. */
+		pthread_mutex_lock(&c->lock);
+		while (!c->dead && (c->inflight >= ND_SRV_MAX_INFLIGHT ||
+				    c->inflight_bytes >= ND_SRV_INFLIGHT_BYTES))
+			pthread_cond_wait(&c->rx_cond, &c->lock);
+		dead = c->dead;
+		pthread_mutex_unlock(&c->lock);
+		if (dead)
+			return;
+
+		if (nd_read_full(c->fd, hdr, sizeof(hdr)) < 0) {
+			if (errno)
+				nd_info("client %s: receive failed: %s",
+					c->peer, strerror(errno));
+			else
+				nd_info("client %s: connection closed", c->peer);
+			return;
+		}
+		len = nd_get32(hdr);
+		if (len < ND_TAG_LEN ||
+		    len > ND_REQ_HDR_LEN + c->max_payload + ND_TAG_LEN) {
+			nd_warn("client %s: record length %u out of bounds, closing",
+				c->peer, len);
+			return;
+		}
+		body_len = len - ND_TAG_LEN;
+		if (body_len <= ND_REQ_HDR_LEN) {
+			body = small;
+		} else {
+			/* Only a WRITE is this long: read it into its buffer. */
+			q = req_get(c, len);
+			if (!q) {
+				nd_err("client %s: out of memory, closing",
+				       c->peer);
+				return;
+			}
+			body = q->buf;
+		}
+		if (nd_read_full(c->fd, body, len) < 0) {
+			nd_info("client %s: receive failed: %s", c->peer,
+				errno ? strerror(errno) : "truncated record");
+			req_put(c, q);
+			return;
+		}
+		if (nd_open(&c->crypto.rx, hdr, body, body_len,
+			    body + body_len) < 0) {
+			nd_warn("client %s: record authentication failed, closing",
+				c->peer);
+			req_put(c, q);
+			return;
+		}
+		if (nd_request_decode(body, body_len, c->max_payload, &r) !=
+		    ND_OK) {
+			nd_warn("client %s: malformed request (op %u, flags 0x%x, length %u, offset %llu, record %zu bytes), closing",
+				c->peer, body[0], body[1], nd_get32(body + 4),
+				(unsigned long long)nd_get64(body + 16),
+				body_len);
+			req_put(c, q);
+			return;
+		}
+		if (r.op == ND_OP_DISCONNECT) {
+			nd_info("client %s: disconnect requested", c->peer);
+			req_put(c, q);
+			return;
+		}
+		if (!q) {
+			q = req_get(c, r.op == ND_OP_READ ? r.length : 0);
+			if (!q) {
+				nd_err("client %s: out of memory, closing",
+				       c->peer);
+				return;
+			}
+		}
+		q->r = r;
+		q->charge = (r.op == ND_OP_READ || r.op == ND_OP_WRITE) ?
+			    r.length : 0;
+		pthread_mutex_lock(&c->lock);
+		c->inflight++;
+		c->inflight_bytes += q->charge;
+		pthread_mutex_unlock(&c->lock);
+
+		q->status = check_request(c, &r);
+		if (q->status != ND_OK)
+			nd_conn_reply(c, q);
+		else
+			nd_work_submit(s, q);
+	}
+}
+
+static void format_peer(int fd, char *out, size_t n)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char host[64] = "?";
+	unsigned int port = 0;
+
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
+		if (ss.ss_family == AF_INET6) {
+			struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+
+			port = ntohs(a->sin6_port);
+			if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr)) {
+				inet_ntop(AF_INET, &a->sin6_addr.s6_addr[12],
+					  host, sizeof(host));
+			} else {
+				host[0] = '[';
+				inet_ntop(AF_INET6, &a->sin6_addr, host + 1,
+					  sizeof(host) - 2);
+				strcat(host, "]");
+			}
+		} else if (ss.ss_family == AF_INET) {
+			struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+
+			port = ntohs(a->sin_port);
+			inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+		}
+	}
+	snprintf(out, n, "%s:%u", host, port);
+}
+
+void *nd_conn_main(void *arg)
+{
+	struct nd_conn *c = arg;
+	struct nd_server *s = c->srv;
+	struct nd_req *q;
+
+	format_peer(c->fd, c->peer, sizeof(c->peer));
+	nd_debug("client %s: connected", c->peer);
+
+	if (handshake(c)) {
+		if (nd_thread_start(&c->tx_thread, ND_SRV_CONN_STACK, tx_main,
+				    c) == 0) {
+			c->tx_running = true;
+			rx_loop(c);
+		} else {
+			nd_err("client %s: cannot start sender thread, closing",
+			       c->peer);
+		}
+	}
+
+	/* Let every accepted request finish and its reply go out. */
+	pthread_mutex_lock(&c->lock);
+	while (c->inflight > 0)
+		pthread_cond_wait(&c->rx_cond, &c->lock);
+	c->tx_stop = true;
+	pthread_cond_signal(&c->tx_cond);
+	pthread_mutex_unlock(&c->lock);
+	if (c->tx_running)
+		pthread_join(c->tx_thread, NULL);
+
+	if (c->sess)
+		nd_session_detach(s, c->sess);
+	nd_crypto_free(&c->crypto);
+	while ((q = c->free_reqs)) {
+		c->free_reqs = q->next;
+		free(q->buf);
+		free(q);
+	}
+	c->nfree = 0;
+
+	/* The server may shutdown() our fd concurrently: close under its lock. */
+	pthread_mutex_lock(&s->lock);
+	close(c->fd);
+	c->fd = -1;
+	for (struct nd_conn **pp = &s->conns; *pp; pp = &(*pp)->next) {
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	}
+	c->next = s->zombies;
+	s->zombies = c;
+	s->nconns--;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}

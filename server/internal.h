@@ -1,0 +1,135 @@
+/* SPDX-License-Identifier: MIT */
+/* netdiskd internals shared by server.c, conn.c and session.c. */
+#ifndef ND_SRV_INTERNAL_H
+#define ND_SRV_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "nd_wire.h"
+#include "server.h"
+
+/* Payload bytes a connection may have in flight before rx stops reading. */
+#define ND_SRV_INFLIGHT_BYTES	(32u << 20)
+/* Replies sealed and sent with one writev. */
+#define ND_SRV_TX_BATCH		16
+/* Request buffers kept per connection for reuse. */
+#define ND_SRV_FREE_REQS	4
+/* How long shutdown waits for replies before cutting connections. */
+#define ND_SRV_DRAIN_MS		10000
+
+#define ND_SRV_CONN_STACK	(128 * 1024)
+#define ND_SRV_WORKER_STACK	(256 * 1024)
+
+struct nd_session {
+	struct nd_session *next;
+	uint8_t token[ND_TOKEN_LEN];
+	char tag[9];			/* token prefix, for log lines only */
+	char identity[ND_NAME_MAX + 1];
+	struct nd_export *exp;
+	uint32_t flags;			/* ND_EXP_* granted */
+	bool writer;			/* holds exp's write lock */
+	int nconns;
+	int64_t expire_ms;		/* monotonic; meaningful if nconns == 0 */
+};
+
+struct nd_conn;
+
+struct nd_req {
+	struct nd_req *next;
+	struct nd_conn *c;
+	struct nd_request r;
+	uint16_t status;
+	uint32_t data_len;		/* reply data (successful READ) */
+	uint32_t charge;		/* bytes counted in inflight_bytes */
+	uint8_t *buf;			/* READ data, or WRITE record body */
+	size_t cap;
+	uint8_t rec_hdr[ND_RECORD_HDR_LEN];
+	uint8_t rhdr[ND_REPLY_HDR_LEN];
+	uint8_t tag[ND_TAG_LEN];
+};
+
+struct nd_conn {
+	struct nd_conn *next;		/* server's active or zombie list */
+	struct nd_server *srv;
+	int fd;				/* closed under srv->lock */
+	pthread_t rx_thread;
+	pthread_t tx_thread;
+	bool tx_running;
+	char peer[80];
+	struct nd_crypto crypto;
+	struct nd_session *sess;
+	uint32_t max_payload;
+	bool read_only;
+
+	pthread_mutex_t lock;
+	pthread_cond_t rx_cond;		/* rx: a slot freed / all done */
+	pthread_cond_t tx_cond;		/* tx: a reply queued / stop */
+	struct nd_req *txq_head, *txq_tail;
+	int inflight;
+	size_t inflight_bytes;
+	bool tx_stop;
+	bool dead;			/* send failed: drop further replies */
+	struct nd_req *free_reqs;
+	int nfree;
+};
+
+struct nd_server {
+	char identity[ND_NAME_MAX + 1];
+	uint8_t key[ND_KEY_LEN];
+	struct nd_export exp;
+	int grace_ms;
+	uint32_t max_payload;
+	int handshake_timeout_ms;
+	int max_conns;
+
+	int lfd;
+	uint16_t port;
+	int stop_pipe[2];
+
+	pthread_mutex_t lock;		/* connection lists */
+	pthread_cond_t cond;		/* a connection finished */
+	struct nd_conn *conns;
+	struct nd_conn *zombies;
+	int nconns;
+	bool stopping;
+
+	pthread_mutex_t sess_lock;	/* sessions and exp.writer */
+	struct nd_session *sessions;
+
+	pthread_mutex_t wq_lock;
+	pthread_cond_t wq_cond;
+	struct nd_req *wq_head, *wq_tail;
+	bool wq_stop;
+	pthread_t *workers;
+	int nworkers;
+};
+
+int64_t nd_now_ms(void);
+int nd_thread_start(pthread_t *t, size_t stack, void *(*fn)(void *),
+		    void *arg);
+
+/* conn.c */
+void *nd_conn_main(void *arg);
+/* server.c: hand a request to the worker pool. */
+void nd_work_submit(struct nd_server *s, struct nd_req *q);
+void *nd_worker_main(void *arg);
+/* conn.c: a finished request's reply goes to its connection's sender. */
+void nd_conn_reply(struct nd_conn *c, struct nd_req *q);
+
+/* session.c; all take sess_lock themselves. */
+struct nd_session_result {
+	uint16_t status;
+	struct nd_session *sess;
+};
+struct nd_session_result nd_session_attach(struct nd_server *s,
+					   const char *peer,
+					   const char *identity,
+					   const uint8_t token[ND_TOKEN_LEN],
+					   uint32_t cf_flags);
+void nd_session_detach(struct nd_server *s, struct nd_session *sess);
+void nd_session_expire(struct nd_server *s, bool all);
+
+#endif /* ND_SRV_INTERNAL_H */

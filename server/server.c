@@ -1,0 +1,530 @@
+// SPDX-License-Identifier: MIT
+/*
+ * netdiskd core: listening socket, accept loop, worker pool, shutdown.
+ * The threading model is explained in docs/DESIGN.md, "Server".
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "log.h"
+
+int64_t nd_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int nd_thread_start(pthread_t *t, size_t stack, void *(*fn)(void *),
+		    void *arg)
+{
+	pthread_attr_t attr;
+	int rc;
+
+#if defined(__SANITIZE_ADDRESS__)
+	stack *= 8;	/* ASan's redzones need far more stack */
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+	stack *= 8;
+#endif
+#endif
+	if (pthread_attr_init(&attr))
+		return -1;
+	pthread_attr_setstacksize(&attr, stack);
+	rc = pthread_create(t, &attr, fn, arg);
+	pthread_attr_destroy(&attr);
+	return rc ? -1 : 0;
+}
+
+/* ---- worker pool ---- */
+
+void nd_work_submit(struct nd_server *s, struct nd_req *q)
+{
+	q->next = NULL;
+	pthread_mutex_lock(&s->wq_lock);
+	if (s->wq_tail)
+		s->wq_tail->next = q;
+	else
+		s->wq_head = q;
+	s->wq_tail = q;
+	pthread_cond_signal(&s->wq_cond);
+	pthread_mutex_unlock(&s->wq_lock);
+}
+
+static uint16_t errno_status(int rc)
+{
+	if (rc == -ENOSPC || rc == -EDQUOT)
+		return ND_ERR_NOSPC;
+	return ND_ERR_IO;
+}
+
+static void execute(struct nd_server *s, struct nd_req *q)
+{
+	const struct nd_export *e = &s->exp;
+	const struct nd_request *r = &q->r;
+	bool fua = r->flags & ND_REQ_FUA;
+	const char *what = NULL;
+	int rc = 0;
+
+	switch (r->op) {
+	case ND_OP_READ:
+		rc = e->ops->pread(e->h, q->buf, r->length, r->offset);
+		what = "read";
+		if (rc == 0)
+			q->data_len = r->length;
+		break;
+	case ND_OP_WRITE:
+		rc = e->ops->pwrite(e->h, q->buf + ND_REQ_HDR_LEN, r->length,
+				    r->offset, fua);
+		what = "write";
+		break;
+	case ND_OP_FLUSH:
+		rc = e->ops->flush(e->h);
+		what = "flush";
+		break;
+	case ND_OP_TRIM:
+		rc = e->ops->trim(e->h, r->length, r->offset);
+		what = "trim";
+		break;
+	case ND_OP_WRITE_ZEROES:
+		rc = e->ops->write_zeroes(e->h, r->length, r->offset, fua);
+		what = "write-zeroes";
+		break;
+	default:
+		rc = -EINVAL;
+		break;
+	}
+	if (rc < 0) {
+		q->status = errno_status(rc);
+		nd_warn("export '%s': %s of %u bytes at %llu failed: %s",
+			e->name, what ? what : "request", r->length,
+			(unsigned long long)r->offset, strerror(-rc));
+	} else {
+		q->status = ND_OK;
+	}
+}
+
+void *nd_worker_main(void *arg)
+{
+	struct nd_server *s = arg;
+
+	pthread_mutex_lock(&s->wq_lock);
+	for (;;) {
+		struct nd_req *q;
+
+		while (!s->wq_head && !s->wq_stop)
+			pthread_cond_wait(&s->wq_cond, &s->wq_lock);
+		q = s->wq_head;
+		if (!q)
+			break;
+		s->wq_head = q->next;
+		if (!s->wq_head)
+			s->wq_tail = NULL;
+		pthread_mutex_unlock(&s->wq_lock);
+
+		execute(s, q);
+		nd_conn_reply(q->c, q);
+
+		pthread_mutex_lock(&s->wq_lock);
+	}
+	pthread_mutex_unlock(&s->wq_lock);
+	return NULL;
+}
+
+/* ---- listening socket ---- */
+
+static int listen_on(const struct sockaddr *sa, socklen_t sl, bool dual,
+		     char *err, size_t errlen)
+{
+	int one = 1, zero = 0;
+	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return -1;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (dual)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+	if (bind(fd, sa, sl) < 0 || listen(fd, 128) < 0) {
+		snprintf(err, errlen, "cannot listen: %s", strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static int open_listener(struct nd_server *s, const char *addr,
+			 uint16_t port, char *err, size_t errlen)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int fd = -1;
+
+	if (!addr || !*addr) {
+		/* All addresses: one IPv6 socket that also takes IPv4. */
+		struct sockaddr_in6 a6 = {
+			.sin6_family = AF_INET6,
+			.sin6_addr = IN6ADDR_ANY_INIT,
+			.sin6_port = htons(port),
+		};
+		struct sockaddr_in a4 = {
+			.sin_family = AF_INET,
+			.sin_addr.s_addr = htonl(INADDR_ANY),
+			.sin_port = htons(port),
+		};
+
+		fd = listen_on((struct sockaddr *)&a6, sizeof(a6), true, err,
+			       errlen);
+		if (fd < 0)
+			fd = listen_on((struct sockaddr *)&a4, sizeof(a4),
+				       false, err, errlen);
+	} else {
+		struct addrinfo hints = {
+			.ai_family = AF_UNSPEC,
+			.ai_socktype = SOCK_STREAM,
+			.ai_flags = AI_PASSIVE | AI_NUMERICSERV,
+		};
+		struct addrinfo *res = NULL, *ai;
+		char host[256], service[8];
+		size_t n = strlen(addr);
+		int rc;
+
+		/* Accept "[::1]" as well as "::1". */
+		if (n >= 2 && addr[0] == '[' && addr[n - 1] == ']')
+			snprintf(host, sizeof(host), "%.*s", (int)(n - 2),
+				 addr + 1);
+		else
+			snprintf(host, sizeof(host), "%s", addr);
+		snprintf(service, sizeof(service), "%u", port);
+		rc = getaddrinfo(host, service, &hints, &res);
+		if (rc) {
+			snprintf(err, errlen, "listen address %s: %s", addr,
+				 gai_strerror(rc));
+			return -1;
+		}
+		for (ai = res; ai && fd < 0; ai = ai->ai_next)
+			fd = listen_on(ai->ai_addr, ai->ai_addrlen, false, err,
+				       errlen);
+		freeaddrinfo(res);
+		if (fd < 0) {
+			size_t l = strlen(err);
+
+			snprintf(err + l, errlen - l, " (on %s port %u)", addr,
+				 port);
+			return -1;
+		}
+	}
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+		s->port = ntohs(ss.ss_family == AF_INET6 ?
+				((struct sockaddr_in6 *)&ss)->sin6_port :
+				((struct sockaddr_in *)&ss)->sin_port);
+	else
+		s->port = port;
+	s->lfd = fd;
+	return 0;
+}
+
+/* ---- lifecycle ---- */
+
+struct nd_server *nd_server_create(const struct nd_server_config *cfg,
+				   struct nd_export *e, char *err,
+				   size_t errlen)
+{
+	struct nd_server *s = calloc(1, sizeof(*s));
+	int i;
+
+	if (!s) {
+		snprintf(err, errlen, "out of memory");
+		nd_export_close(e);
+		return NULL;
+	}
+	s->lfd = -1;
+	s->stop_pipe[0] = s->stop_pipe[1] = -1;
+	s->exp = *e;
+	memset(e, 0, sizeof(*e));	/* the server owns the backend now */
+	snprintf(s->identity, sizeof(s->identity), "%s",
+		 cfg->identity ? cfg->identity : "default");
+	memcpy(s->key, cfg->key, ND_KEY_LEN);
+	s->grace_ms = cfg->grace_ms < 0 ? 0 : cfg->grace_ms;
+	s->max_payload = cfg->max_payload ? cfg->max_payload :
+			 ND_DEFAULT_PAYLOAD;
+	if (s->max_payload > ND_MAX_PAYLOAD)
+		s->max_payload = ND_MAX_PAYLOAD;
+	s->max_payload -= s->max_payload % ND_MIN_PAYLOAD;
+	if (s->max_payload < ND_MIN_PAYLOAD)
+		s->max_payload = ND_MIN_PAYLOAD;
+	s->handshake_timeout_ms = cfg->handshake_timeout_ms > 0 ?
+		cfg->handshake_timeout_ms : ND_HANDSHAKE_TIMEOUT * 1000;
+	s->max_conns = cfg->max_conns > 0 ? cfg->max_conns : ND_SRV_MAX_CONNS;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->cond, NULL);
+	pthread_mutex_init(&s->sess_lock, NULL);
+	pthread_mutex_init(&s->wq_lock, NULL);
+	pthread_cond_init(&s->wq_cond, NULL);
+
+	if (pipe2(s->stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+		snprintf(err, errlen, "pipe: %s", strerror(errno));
+		goto fail;
+	}
+	if (open_listener(s, cfg->listen_addr, cfg->port, err, errlen) < 0)
+		goto fail;
+
+	s->nworkers = cfg->workers > 0 ? cfg->workers : ND_SRV_DEFAULT_WORKERS;
+	if (s->nworkers > ND_SRV_MAX_WORKERS)
+		s->nworkers = ND_SRV_MAX_WORKERS;
+	s->workers = calloc((size_t)s->nworkers, sizeof(*s->workers));
+	if (!s->workers) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	for (i = 0; i < s->nworkers; i++) {
+		if (nd_thread_start(&s->workers[i], ND_SRV_WORKER_STACK,
+				    nd_worker_main, s) < 0) {
+			snprintf(err, errlen, "cannot start worker threads");
+			s->nworkers = i;
+			goto fail;
+		}
+	}
+	return s;
+fail:
+	nd_server_destroy(s);
+	return NULL;
+}
+
+uint16_t nd_server_port(const struct nd_server *s)
+{
+	return s->port;
+}
+
+void nd_server_stop(struct nd_server *s)
+{
+	char b = 1;
+
+	if (write(s->stop_pipe[1], &b, 1) < 0) {
+		/* Pipe full: a stop is already pending. */
+	}
+}
+
+static void tune_socket(int fd)
+{
+	int one = 1, idle = 30, intvl = 10, cnt = 3;
+	unsigned int user_timeout = 60000;
+
+	/* Replies must not wait for Nagle; dead peers must release locks. */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+	setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout,
+		   sizeof(user_timeout));
+}
+
+static void free_conn(struct nd_conn *c)
+{
+	pthread_mutex_destroy(&c->lock);
+	pthread_cond_destroy(&c->rx_cond);
+	pthread_cond_destroy(&c->tx_cond);
+	free(c);
+}
+
+/* Joins finished connection threads. */
+static void reap(struct nd_server *s)
+{
+	struct nd_conn *list, *c;
+
+	pthread_mutex_lock(&s->lock);
+	list = s->zombies;
+	s->zombies = NULL;
+	pthread_mutex_unlock(&s->lock);
+	while ((c = list)) {
+		list = c->next;
+		pthread_join(c->rx_thread, NULL);
+		free_conn(c);
+	}
+}
+
+static void accept_one(struct nd_server *s)
+{
+	static int64_t last_warn;
+	struct nd_conn *c;
+	int fd;
+
+	fd = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0) {
+		if (errno == EMFILE || errno == ENFILE || errno == ENOMEM ||
+		    errno == ENOBUFS) {
+			if (nd_now_ms() - last_warn > 10000) {
+				nd_warn("accept: %s", strerror(errno));
+				last_warn = nd_now_ms();
+			}
+			usleep(100000);	/* don't spin on a full fd table */
+		}
+		return;
+	}
+	pthread_mutex_lock(&s->lock);
+	if (s->nconns >= s->max_conns) {
+		pthread_mutex_unlock(&s->lock);
+		if (nd_now_ms() - last_warn > 10000) {
+			nd_warn("too many connections (%d), refusing new ones",
+				s->max_conns);
+			last_warn = nd_now_ms();
+		}
+		close(fd);
+		return;
+	}
+	pthread_mutex_unlock(&s->lock);
+
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		close(fd);
+		return;
+	}
+	tune_socket(fd);
+	c->fd = fd;
+	c->srv = s;
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->rx_cond, NULL);
+	pthread_cond_init(&c->tx_cond, NULL);
+
+	/* Registered before it runs, so shutdown always finds it. */
+	pthread_mutex_lock(&s->lock);
+	c->next = s->conns;
+	s->conns = c;
+	s->nconns++;
+	if (nd_thread_start(&c->rx_thread, ND_SRV_CONN_STACK, nd_conn_main,
+			    c) < 0) {
+		s->conns = c->next;
+		s->nconns--;
+		pthread_mutex_unlock(&s->lock);
+		nd_err("cannot start a connection thread, dropping connection");
+		close(fd);
+		free_conn(c);
+		return;
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Waits until no connection is left, or until deadline (ms, 0: forever). */
+static bool wait_conns(struct nd_server *s, int64_t deadline)
+{
+	bool done;
+
+	pthread_mutex_lock(&s->lock);
+	while (s->nconns > 0) {
+		if (deadline) {
+			int64_t left = deadline - nd_now_ms();
+			struct timespec ts;
+
+			if (left <= 0)
+				break;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += left / 1000;
+			ts.tv_nsec += (left % 1000) * 1000000;
+			if (ts.tv_nsec >= 1000000000) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+			pthread_cond_timedwait(&s->cond, &s->lock, &ts);
+		} else {
+			pthread_cond_wait(&s->cond, &s->lock);
+		}
+	}
+	done = s->nconns == 0;
+	pthread_mutex_unlock(&s->lock);
+	return done;
+}
+
+static void shutdown_conns(struct nd_server *s, int how)
+{
+	pthread_mutex_lock(&s->lock);
+	for (struct nd_conn *c = s->conns; c; c = c->next)
+		if (c->fd >= 0)
+			shutdown(c->fd, how);
+	pthread_mutex_unlock(&s->lock);
+}
+
+int nd_server_run(struct nd_server *s)
+{
+	for (;;) {
+		struct pollfd p[2] = {
+			{ .fd = s->lfd, .events = POLLIN },
+			{ .fd = s->stop_pipe[0], .events = POLLIN },
+		};
+		int r = poll(p, 2, 1000);
+
+		if (r < 0 && errno != EINTR) {
+			nd_err("poll: %s", strerror(errno));
+			break;
+		}
+		if (r > 0 && p[1].revents)
+			break;
+		if (r > 0 && (p[0].revents & POLLIN))
+			accept_one(s);
+		reap(s);
+		nd_session_expire(s, false);
+	}
+
+	nd_info("shutting down: %d connection%s open", s->nconns,
+		s->nconns == 1 ? "" : "s");
+	close(s->lfd);
+	s->lfd = -1;
+	__atomic_store_n(&s->stopping, true, __ATOMIC_RELAXED);
+	/*
+	 * Stop reading requests; each connection then finishes what it has
+	 * accepted, sends the replies and closes. A client that does not read
+	 * its replies is cut off after ND_SRV_DRAIN_MS.
+	 */
+	shutdown_conns(s, SHUT_RD);
+	if (!wait_conns(s, nd_now_ms() + ND_SRV_DRAIN_MS)) {
+		nd_warn("shutdown: cutting off connections that do not drain");
+		shutdown_conns(s, SHUT_RDWR);
+		wait_conns(s, 0);
+	}
+	reap(s);
+	nd_info("shutdown complete");
+	return 0;
+}
+
+void nd_server_destroy(struct nd_server *s)
+{
+	if (!s)
+		return;
+	/* Connections only exist inside nd_server_run, which drained them. */
+	reap(s);
+	pthread_mutex_lock(&s->wq_lock);
+	s->wq_stop = true;
+	pthread_cond_broadcast(&s->wq_cond);
+	pthread_mutex_unlock(&s->wq_lock);
+	for (int i = 0; i < s->nworkers; i++)
+		pthread_join(s->workers[i], NULL);
+	free(s->workers);
+	nd_session_expire(s, true);
+	nd_export_close(&s->exp);
+	if (s->lfd >= 0)
+		close(s->lfd);
+	if (s->stop_pipe[0] >= 0)
+		close(s->stop_pipe[0]);
+	if (s->stop_pipe[1] >= 0)
+		close(s->stop_pipe[1]);
+	nd_wipe(s->key, sizeof(s->key));
+	pthread_mutex_destroy(&s->lock);
+	pthread_cond_destroy(&s->cond);
+	pthread_mutex_destroy(&s->sess_lock);
+	pthread_mutex_destroy(&s->wq_lock);
+	pthread_cond_destroy(&s->wq_cond);
+	free(s);
+}

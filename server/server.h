@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * netdiskd core: listener, handshake, sessions and request processing.
+ * main.c parses options and drives it; unit tests run it in-process.
+ */
+#ifndef ND_SRV_SERVER_H
+#define ND_SRV_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "netdisk_proto.h"
+
+#define ND_SRV_DEFAULT_WORKERS	8
+#define ND_SRV_MAX_WORKERS	256
+#define ND_SRV_MAX_INFLIGHT	128	/* requests per connection */
+#define ND_SRV_MAX_CONNS	1024
+#define ND_SRV_DEFAULT_GRACE	30	/* seconds */
+
+struct nd_server_config {
+	const char *listen_addr;	/* NULL: all addresses, v6 dual-stack */
+	uint16_t port;			/* 0: ephemeral (see nd_server_port) */
+	int workers;			/* 0: ND_SRV_DEFAULT_WORKERS */
+	int grace_ms;			/* write-lock grace after last close */
+	uint32_t max_payload;		/* 0: ND_DEFAULT_PAYLOAD */
+	int handshake_timeout_ms;	/* 0: ND_HANDSHAKE_TIMEOUT s */
+	int max_conns;			/* 0: ND_SRV_MAX_CONNS */
+	/* Single identity for now; the key is looked up by identity. */
+	const char *identity;		/* NULL: "default" */
+	const uint8_t *key;		/* ND_KEY_LEN bytes, copied */
+};
+
+struct nd_server;
+
+/*
+ * Creates the server for one opened export (ownership of e's backend passes
+ * to the server) and binds the listening socket. NULL with a one-line
+ * reason in err on failure (e is then closed).
+ */
+struct nd_server *nd_server_create(const struct nd_server_config *cfg,
+				   struct nd_export *e, char *err,
+				   size_t errlen);
+/* Port actually bound. */
+uint16_t nd_server_port(const struct nd_server *s);
+/*
+ * Accepts and serves until nd_server_stop(), then stops accepting, lets
+ * in-flight requests finish and their replies go out, closes every
+ * connection and returns 0.
+ */
+int nd_server_run(struct nd_server *s);
+/* Asks nd_server_run to return. Async-signal-safe. */
+void nd_server_stop(struct nd_server *s);
+/* Frees everything (after nd_server_run returned, or instead of it). */
+void nd_server_destroy(struct nd_server *s);
+
+#endif /* ND_SRV_SERVER_H */

@@ -1,0 +1,172 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Sessions and the per-export write lock. A session is created by a
+ * handshake without a token and joined by later connections presenting its
+ * token (multi-queue). It outlives its last connection by the grace period
+ * so a client can reconnect and keep the write lock.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "log.h"
+
+static bool token_is_zero(const uint8_t t[ND_TOKEN_LEN])
+{
+	uint8_t acc = 0;
+
+	for (int i = 0; i < ND_TOKEN_LEN; i++)
+		acc |= t[i];
+	return acc == 0;
+}
+
+static const char *mode_str(const struct nd_session *ss)
+{
+	if (ss->writer)
+		return "read-write, exclusive";
+	if (ss->flags & ND_EXP_EXCLUSIVE)
+		return "read-only export";
+	return "read-only";
+}
+
+static void session_free(struct nd_server *s, struct nd_session *ss)
+{
+	if (ss->writer && ss->exp->writer == ss)
+		ss->exp->writer = NULL;
+	nd_wipe(ss->token, sizeof(ss->token));
+	free(ss);
+}
+
+/* Drops sessions whose grace period is over (or every idle one if all). */
+static void expire_locked(struct nd_server *s, bool all)
+{
+	int64_t now = nd_now_ms();
+	struct nd_session **pp = &s->sessions;
+
+	while (*pp) {
+		struct nd_session *ss = *pp;
+
+		if (ss->nconns == 0 && (all || now >= ss->expire_ms)) {
+			*pp = ss->next;
+			if (ss->writer && !all)
+				nd_info("session %s: grace period over, write lock on '%s' released",
+					ss->tag, ss->exp->name);
+			else
+				nd_debug("session %s: expired", ss->tag);
+			session_free(s, ss);
+		} else {
+			pp = &ss->next;
+		}
+	}
+}
+
+void nd_session_expire(struct nd_server *s, bool all)
+{
+	pthread_mutex_lock(&s->sess_lock);
+	expire_locked(s, all);
+	pthread_mutex_unlock(&s->sess_lock);
+}
+
+static struct nd_session *session_new(struct nd_server *s,
+				      const char *identity)
+{
+	struct nd_session *ss = calloc(1, sizeof(*ss));
+
+	if (!ss)
+		return NULL;
+	/* A token must never be all zero: that means "new session". */
+	do {
+		if (nd_random(ss->token, sizeof(ss->token)) < 0) {
+			free(ss);
+			return NULL;
+		}
+	} while (token_is_zero(ss->token));
+	snprintf(ss->tag, sizeof(ss->tag), "%02x%02x%02x%02x", ss->token[0],
+		 ss->token[1], ss->token[2], ss->token[3]);
+	snprintf(ss->identity, sizeof(ss->identity), "%s", identity);
+	ss->exp = &s->exp;
+	ss->nconns = 1;
+	ss->next = s->sessions;
+	s->sessions = ss;
+	return ss;
+}
+
+struct nd_session_result nd_session_attach(struct nd_server *s,
+					   const char *peer,
+					   const char *identity,
+					   const uint8_t token[ND_TOKEN_LEN],
+					   uint32_t cf_flags)
+{
+	struct nd_session_result res = { ND_OK, NULL };
+	struct nd_export *e = &s->exp;
+	struct nd_session *ss;
+
+	pthread_mutex_lock(&s->sess_lock);
+	expire_locked(s, false);
+
+	if (!token_is_zero(token)) {
+		for (ss = s->sessions; ss; ss = ss->next)
+			if (nd_equal(ss->token, token, ND_TOKEN_LEN) &&
+			    strcmp(ss->identity, identity) == 0)
+				break;
+		if (!ss) {
+			nd_warn("client %s: unknown or expired session token",
+				peer);
+			res.status = ND_ERR_NO_SESSION;
+			goto out;
+		}
+		ss->nconns++;
+		nd_info("client %s: joined session %s (%s, %d connection%s)",
+			peer, ss->tag, mode_str(ss), ss->nconns,
+			ss->nconns == 1 ? "" : "s");
+		res.sess = ss;
+		goto out;
+	}
+
+	if (!e->read_only && !(cf_flags & ND_CF_READ_ONLY) && e->writer) {
+		nd_warn("client %s: export '%s' busy: write lock held by session %s",
+			peer, e->name, e->writer->tag);
+		res.status = ND_ERR_BUSY;
+		goto out;
+	}
+	ss = session_new(s, identity);
+	if (!ss) {
+		nd_err("client %s: cannot create session: out of memory or no randomness",
+		       peer);
+		res.status = ND_ERR_IO;
+		goto out;
+	}
+	if (e->read_only) {
+		/* Nobody can write: the client may cache freely. */
+		ss->flags = ND_EXP_READ_ONLY | ND_EXP_FLUSH | ND_EXP_EXCLUSIVE;
+	} else if (cf_flags & ND_CF_READ_ONLY) {
+		ss->flags = ND_EXP_READ_ONLY | ND_EXP_FLUSH;
+	} else {
+		ss->flags = ND_EXP_FLUSH | ND_EXP_EXCLUSIVE;
+		ss->writer = true;
+		e->writer = ss;
+	}
+	nd_info("client %s: new session %s on '%s' (%s)", peer, ss->tag,
+		e->name, mode_str(ss));
+	res.sess = ss;
+out:
+	pthread_mutex_unlock(&s->sess_lock);
+	return res;
+}
+
+void nd_session_detach(struct nd_server *s, struct nd_session *ss)
+{
+	pthread_mutex_lock(&s->sess_lock);
+	if (--ss->nconns == 0) {
+		ss->expire_ms = nd_now_ms() + s->grace_ms;
+		if (ss->writer && s->grace_ms > 0)
+			nd_info("session %s: last connection closed, write lock kept for %g s",
+				ss->tag, s->grace_ms / 1000.0);
+		else
+			nd_debug("session %s: last connection closed", ss->tag);
+		if (s->grace_ms == 0)
+			expire_locked(s, false);
+	}
+	pthread_mutex_unlock(&s->sess_lock);
+}
