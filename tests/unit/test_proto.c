@@ -1,0 +1,495 @@
+// SPDX-License-Identifier: MIT
+/* netdisk_proto.h encoders and decoders: round trips and malformed input. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "netdisk_proto.h"
+
+static void test_be_fields(void **state)
+{
+	uint8_t b[8];
+
+	nd_put16(b, 0x1234);
+	assert_memory_equal(b, "\x12\x34", 2);
+	assert_int_equal(nd_get16(b), 0x1234);
+	nd_put32(b, 0xdeadbeefu);
+	assert_memory_equal(b, "\xde\xad\xbe\xef", 4);
+	assert_int_equal(nd_get32(b), 0xdeadbeefu);
+	nd_put64(b, 0x0102030405060708ull);
+	assert_memory_equal(b, "\x01\x02\x03\x04\x05\x06\x07\x08", 8);
+	assert_true(nd_get64(b) == 0x0102030405060708ull);
+	nd_put64(b, UINT64_MAX);
+	assert_true(nd_get64(b) == UINT64_MAX);
+	nd_put16(b, 0xffff);
+	assert_int_equal(nd_get16(b), 0xffff);
+}
+
+static void test_names(void **state)
+{
+	const uint8_t ok[] = "Az09._-";
+	uint8_t long_name[ND_NAME_MAX + 1];
+	int c;
+
+	assert_true(nd_name_valid(ok, 7));
+	assert_false(nd_name_valid(ok, 0));
+	memset(long_name, 'a', sizeof(long_name));
+	assert_true(nd_name_valid(long_name, ND_NAME_MAX));
+	assert_false(nd_name_valid(long_name, ND_NAME_MAX + 1));
+	for (c = 0; c < 256; c++) {
+		uint8_t s[1] = { (uint8_t)c };
+		int want = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			   (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+			   c == '-';
+
+		assert_int_equal(nd_name_valid(s, 1), want);
+	}
+}
+
+static struct nd_client_hello sample_hello(void)
+{
+	struct nd_client_hello h = {
+		.version = ND_VERSION, .flags = 0,
+		.timestamp = 1700000000ull, .identity_len = 5,
+		.export_len = 3,
+	};
+	int i;
+
+	for (i = 0; i < ND_RANDOM_LEN; i++)
+		h.random[i] = (uint8_t)(0xa0 + i);
+	memcpy(h.identity, "alice", 5);
+	memcpy(h.export_name, "vol", 3);
+	return h;
+}
+
+static void test_client_hello_roundtrip(void **state)
+{
+	struct nd_client_hello h = sample_hello(), d;
+	uint8_t b[ND_CLIENT_HELLO_MAX];
+	size_t len = nd_client_hello_encode(b, &h);
+
+	assert_int_equal(len, ND_CLIENT_HELLO_FIXED + 8);
+	assert_int_equal(nd_client_hello_len(&h), len);
+	assert_memory_equal(b, "NDSK", 4);
+	assert_int_equal(nd_get16(b + 4), ND_VERSION);
+	assert_true(nd_get64(b + 40) == 1700000000ull);
+	assert_int_equal(b[48], 5);
+	assert_int_equal(b[49], 3);
+	assert_memory_equal(b + 50, "alicevol", 8);
+	memset(&d, 0, sizeof(d));
+	assert_int_equal(nd_client_hello_decode_fixed(b, &d), 8);
+	assert_int_equal(nd_client_hello_decode_names(b + 50, &d), 0);
+	assert_int_equal(d.version, h.version);
+	assert_int_equal(d.flags, h.flags);
+	assert_true(d.timestamp == h.timestamp);
+	assert_memory_equal(d.random, h.random, ND_RANDOM_LEN);
+	assert_memory_equal(d.identity, "alice", 5);
+	assert_memory_equal(d.export_name, "vol", 3);
+
+	/* Longest names. */
+	h.identity_len = h.export_len = ND_NAME_MAX;
+	memset(h.identity, 'i', ND_NAME_MAX);
+	memset(h.export_name, 'e', ND_NAME_MAX);
+	assert_int_equal(nd_client_hello_encode(b, &h), ND_CLIENT_HELLO_MAX);
+	assert_int_equal(nd_client_hello_decode_fixed(b, &d), 2 * ND_NAME_MAX);
+	assert_int_equal(nd_client_hello_decode_names(b + 50, &d), 0);
+}
+
+static void test_client_hello_malformed(void **state)
+{
+	struct nd_client_hello h = sample_hello(), d;
+	uint8_t b[ND_CLIENT_HELLO_MAX], t[ND_CLIENT_HELLO_MAX];
+	int i;
+
+	nd_client_hello_encode(b, &h);
+	for (i = 0; i < 4; i++) {
+		memcpy(t, b, sizeof(t));
+		t[i] ^= 0x01;
+		assert_int_equal(nd_client_hello_decode_fixed(t, &d), -1);
+	}
+	{
+		static const uint8_t bad_len[] = { 0, ND_NAME_MAX + 1, 255 };
+
+		for (i = 0; i < 3; i++) {
+			memcpy(t, b, sizeof(t));
+			t[48] = bad_len[i];
+			assert_int_equal(nd_client_hello_decode_fixed(t, &d), -1);
+			memcpy(t, b, sizeof(t));
+			t[49] = bad_len[i];
+			assert_int_equal(nd_client_hello_decode_fixed(t, &d), -1);
+		}
+	}
+	/* Bad characters in either name. */
+	memcpy(t, b, sizeof(t));
+	assert_int_equal(nd_client_hello_decode_fixed(t, &d), 8);
+	t[50] = '/';
+	assert_int_equal(nd_client_hello_decode_names(t + 50, &d), -1);
+	memcpy(t, b, sizeof(t));
+	t[57] = ' ';
+	assert_int_equal(nd_client_hello_decode_names(t + 50, &d), -1);
+	t[57] = 0;
+	assert_int_equal(nd_client_hello_decode_names(t + 50, &d), -1);
+	/* Version and flags are the server's to judge: decoded as sent. */
+	memcpy(t, b, sizeof(t));
+	nd_put16(t + 4, 7);
+	nd_put16(t + 6, 0x8000);
+	assert_int_equal(nd_client_hello_decode_fixed(t, &d), 8);
+	assert_int_equal(d.version, 7);
+	assert_int_equal(d.flags, 0x8000);
+}
+
+static void test_server_hello(void **state)
+{
+	struct nd_server_hello h = { .version = 1, .status = ND_ERR_VERSION },
+			       d;
+	uint8_t b[ND_SERVER_HELLO_LEN];
+	int i;
+
+	for (i = 0; i < ND_RANDOM_LEN; i++) {
+		h.random[i] = (uint8_t)i;
+		h.verify[i] = (uint8_t)(255 - i);
+	}
+	nd_server_hello_encode(b, &h);
+	assert_int_equal(nd_get32(b), ND_MAGIC);
+	assert_int_equal(nd_get16(b + 6), ND_ERR_VERSION);
+	assert_int_equal(nd_server_hello_decode(b, &d), 0);
+	assert_int_equal(d.version, 1);
+	assert_int_equal(d.status, ND_ERR_VERSION);
+	assert_memory_equal(d.random, h.random, ND_RANDOM_LEN);
+	assert_memory_equal(d.verify, h.verify, ND_HASH_LEN);
+	b[3] ^= 0x80;
+	assert_int_equal(nd_server_hello_decode(b, &d), -1);
+}
+
+static void test_client_finish(void **state)
+{
+	struct nd_client_finish f = { .flags = ND_CF_READ_ONLY,
+				      .max_payload = 65536 }, d;
+	uint8_t b[ND_CLIENT_FINISH_LEN];
+
+	memset(f.verify, 0x5a, ND_HASH_LEN);
+	memset(f.token, 0xc3, ND_TOKEN_LEN);
+	nd_client_finish_encode(b, &f);
+	assert_int_equal(nd_get32(b + 48), ND_CF_READ_ONLY);
+	assert_int_equal(nd_get32(b + 52), 65536);
+	nd_client_finish_decode(b, &d);
+	assert_memory_equal(&d.verify, f.verify, ND_HASH_LEN);
+	assert_memory_equal(&d.token, f.token, ND_TOKEN_LEN);
+	assert_int_equal(d.flags, f.flags);
+	assert_int_equal(d.max_payload, f.max_payload);
+}
+
+static struct nd_session_info sample_info(void)
+{
+	struct nd_session_info s = {
+		.status = ND_OK, .flags = ND_EXP_FLUSH | ND_EXP_FUA,
+		.size = 1ull << 40, .block_size = 4096,
+		.max_payload = ND_DEFAULT_PAYLOAD,
+	};
+
+	memset(s.token, 0x11, ND_TOKEN_LEN);
+	memset(s.export_id, 0x22, ND_EXPORT_ID_LEN);
+	return s;
+}
+
+static int info_decodes(const struct nd_session_info *s)
+{
+	uint8_t b[ND_SESSION_INFO_LEN];
+	struct nd_session_info d;
+
+	nd_session_info_encode(b, s);
+	return nd_session_info_decode(b, &d);
+}
+
+static void test_session_info(void **state)
+{
+	struct nd_session_info s = sample_info(), d;
+	uint8_t b[ND_SESSION_INFO_LEN];
+	static const uint32_t good_bs[] = { 512, 1024, 2048, 4096 };
+	static const uint32_t bad_bs[] = { 0, 256, 513, 3072, 8192 };
+	size_t i;
+
+	nd_session_info_encode(b, &s);
+	assert_int_equal(nd_get16(b + 2), 0);
+	assert_int_equal(nd_session_info_decode(b, &d), 0);
+	assert_int_equal(d.status, s.status);
+	assert_int_equal(d.flags, s.flags);
+	assert_true(d.size == s.size);
+	assert_int_equal(d.block_size, s.block_size);
+	assert_int_equal(d.max_payload, s.max_payload);
+	assert_memory_equal(d.token, s.token, ND_TOKEN_LEN);
+	assert_memory_equal(d.export_id, s.export_id, ND_EXPORT_ID_LEN);
+
+	for (i = 0; i < 4; i++) {
+		s = sample_info();
+		s.block_size = good_bs[i];
+		assert_int_equal(info_decodes(&s), 0);
+	}
+	for (i = 0; i < 5; i++) {
+		s = sample_info();
+		s.block_size = bad_bs[i];
+		assert_int_equal(info_decodes(&s), -1);
+	}
+	s = sample_info();
+	s.size = 0;
+	assert_int_equal(info_decodes(&s), -1);
+	s.size = 4096 + 512;
+	assert_int_equal(info_decodes(&s), -1);
+	s.block_size = 512;
+	assert_int_equal(info_decodes(&s), 0);
+
+	s = sample_info();
+	s.max_payload = ND_MIN_PAYLOAD;
+	assert_int_equal(info_decodes(&s), 0);
+	s.max_payload = ND_MAX_PAYLOAD;
+	assert_int_equal(info_decodes(&s), 0);
+	s.max_payload = ND_MIN_PAYLOAD - 512;
+	assert_int_equal(info_decodes(&s), -1);
+	s.max_payload = ND_MAX_PAYLOAD + 4096;
+	assert_int_equal(info_decodes(&s), -1);
+	s.max_payload = 0;
+	assert_int_equal(info_decodes(&s), -1);
+	s.max_payload = 8192 + 512;
+	assert_int_equal(info_decodes(&s), -1);
+
+	/* With an error status the other fields are not checked. */
+	s = sample_info();
+	s.status = ND_ERR_BUSY;
+	s.block_size = 0;
+	s.size = 0;
+	s.max_payload = 0;
+	nd_session_info_encode(b, &s);
+	assert_int_equal(nd_session_info_decode(b, &d), 0);
+	assert_int_equal(d.status, ND_ERR_BUSY);
+}
+
+static struct nd_request req(uint8_t op, uint8_t flags, uint32_t len,
+			     uint64_t off)
+{
+	struct nd_request r = { .op = op, .flags = flags, .length = len,
+				.handle = 0x0123456789abcdefull,
+				.offset = off };
+	return r;
+}
+
+/* Encodes r, decodes it with the given body length and max payload. */
+static int req_check(struct nd_request r, size_t body_len, uint32_t max)
+{
+	uint8_t b[ND_REQ_HDR_LEN];
+	struct nd_request d;
+
+	nd_request_encode(b, &r);
+	return nd_request_decode(b, body_len, max, &d);
+}
+
+#define MAXP	ND_DEFAULT_PAYLOAD
+#define HDR	ND_REQ_HDR_LEN
+
+static void test_request_roundtrip(void **state)
+{
+	struct nd_request r = req(ND_OP_WRITE, ND_REQ_FUA, 8192, 1ull << 41),
+			  d;
+	uint8_t b[HDR];
+
+	nd_request_encode(b, &r);
+	assert_int_equal(nd_get16(b + 2), 0);
+	assert_int_equal(nd_request_decode(b, HDR + 8192, MAXP, &d), ND_OK);
+	assert_int_equal(d.op, r.op);
+	assert_int_equal(d.flags, r.flags);
+	assert_int_equal(d.length, r.length);
+	assert_true(d.handle == r.handle);
+	assert_true(d.offset == r.offset);
+
+	/* Every valid shape. */
+	assert_int_equal(req_check(req(ND_OP_READ, 0, 512, 0), HDR, MAXP),
+			 ND_OK);
+	assert_int_equal(req_check(req(ND_OP_READ, ND_REQ_FUA, MAXP, 512), HDR,
+				   MAXP), ND_OK);
+	assert_int_equal(req_check(req(ND_OP_WRITE, 0, 512, 0), HDR + 512,
+				   MAXP), ND_OK);
+	assert_int_equal(req_check(req(ND_OP_WRITE, 0, MAXP, 0), HDR + MAXP,
+				   MAXP), ND_OK);
+	assert_int_equal(req_check(req(ND_OP_FLUSH, 0, 0, 0), HDR, MAXP),
+			 ND_OK);
+	assert_int_equal(req_check(req(ND_OP_FLUSH, ND_REQ_FUA, 0, 0), HDR,
+				   MAXP), ND_OK);
+	assert_int_equal(req_check(req(ND_OP_DISCONNECT, 0, 0, 0), HDR, MAXP),
+			 ND_OK);
+	/* TRIM and WRITE_ZEROES parse; the server answers not supported. */
+	assert_int_equal(req_check(req(ND_OP_TRIM, 0, 1 << 24, 4096), HDR,
+				   MAXP), ND_OK);
+	assert_int_equal(req_check(req(ND_OP_WRITE_ZEROES, 0, 0, 0), HDR, MAXP),
+			 ND_OK);
+	/* Offset far past any export is well-formed (range is the server's). */
+	assert_int_equal(req_check(req(ND_OP_READ, 0, 512,
+				       UINT64_MAX - 511), HDR, MAXP), ND_OK);
+}
+
+static void test_request_malformed(void **state)
+{
+	uint8_t b[HDR];
+	struct nd_request d;
+	size_t n;
+
+	/* Short body. */
+	nd_request_encode(b, &(struct nd_request){ .op = ND_OP_FLUSH });
+	for (n = 0; n < HDR; n++)
+		assert_int_equal(nd_request_decode(b, n, MAXP, &d),
+				 ND_ERR_INVALID);
+	/* Unknown op. */
+	assert_int_equal(req_check(req(ND_OP__COUNT, 0, 0, 0), HDR, MAXP),
+			 ND_ERR_INVALID);
+	assert_int_equal(req_check(req(0xff, 0, 512, 0), HDR, MAXP),
+			 ND_ERR_INVALID);
+	/* Unknown flags. */
+	assert_int_equal(req_check(req(ND_OP_READ, 0x02, 512, 0), HDR, MAXP),
+			 ND_ERR_INVALID);
+	assert_int_equal(req_check(req(ND_OP_READ, 0x80, 512, 0), HDR, MAXP),
+			 ND_ERR_INVALID);
+	/* Reserved bytes. */
+	nd_request_encode(b, &(struct nd_request){ .op = ND_OP_READ,
+						   .length = 512 });
+	b[2] = 1;
+	assert_int_equal(nd_request_decode(b, HDR, MAXP, &d), ND_ERR_INVALID);
+	b[2] = 0;
+	b[3] = 0x80;
+	assert_int_equal(nd_request_decode(b, HDR, MAXP, &d), ND_ERR_INVALID);
+	b[3] = 0;
+	assert_int_equal(nd_request_decode(b, HDR, MAXP, &d), ND_OK);
+	/* Unaligned offset or length. */
+	assert_int_equal(req_check(req(ND_OP_READ, 0, 512, 1), HDR, MAXP),
+			 ND_ERR_INVALID);
+	assert_int_equal(req_check(req(ND_OP_READ, 0, 512, 511), HDR, MAXP),
+			 ND_ERR_INVALID);
+	assert_int_equal(req_check(req(ND_OP_READ, 0, 513, 0), HDR, MAXP),
+			 ND_ERR_INVALID);
+	assert_int_equal(req_check(req(ND_OP_WRITE, 0, 100, 0), HDR + 100,
+				   MAXP), ND_ERR_INVALID);
+	assert_int_equal(req_check(req(ND_OP_TRIM, 0, 4096, 100), HDR, MAXP),
+			 ND_ERR_INVALID);
+	/* READ/WRITE length zero or over max_payload. */
+	assert_int_equal(req_check(req(ND_OP_READ, 0, 0, 0), HDR, MAXP),
+			 ND_ERR_INVALID);
+	assert_int_equal(req_check(req(ND_OP_WRITE, 0, 0, 0), HDR, MAXP),
+			 ND_ERR_INVALID);
+	assert_int_equal(req_check(req(ND_OP_READ, 0, MAXP + 512, 0), HDR,
+				   MAXP), ND_ERR_INVALID);
+	assert_int_equal(req_check(req(ND_OP_WRITE, 0, 8192, 0), HDR + 8192,
+				   4096), ND_ERR_INVALID);
+	assert_int_equal(req_check(req(ND_OP_READ, 0, 0xfffffe00u, 0), HDR,
+				   MAXP), ND_ERR_INVALID);
+	/* FLUSH and DISCONNECT with a length or offset. */
+	assert_int_equal(req_check(req(ND_OP_FLUSH, 0, 512, 0), HDR, MAXP),
+			 ND_ERR_INVALID);
+	assert_int_equal(req_check(req(ND_OP_FLUSH, 0, 0, 512), HDR, MAXP),
+			 ND_ERR_INVALID);
+	assert_int_equal(req_check(req(ND_OP_DISCONNECT, 0, 512, 0), HDR, MAXP),
+			 ND_ERR_INVALID);
+	assert_int_equal(req_check(req(ND_OP_DISCONNECT, 0, 0, 512), HDR, MAXP),
+			 ND_ERR_INVALID);
+	/* Body length not matching: WRITE data short/long, extra data. */
+	assert_int_equal(req_check(req(ND_OP_WRITE, 0, 4096, 0), HDR, MAXP),
+			 ND_ERR_INVALID);
+	assert_int_equal(req_check(req(ND_OP_WRITE, 0, 4096, 0), HDR + 4095,
+				   MAXP), ND_ERR_INVALID);
+	assert_int_equal(req_check(req(ND_OP_WRITE, 0, 4096, 0), HDR + 4097,
+				   MAXP), ND_ERR_INVALID);
+	assert_int_equal(req_check(req(ND_OP_READ, 0, 4096, 0), HDR + 4096,
+				   MAXP), ND_ERR_INVALID);
+	assert_int_equal(req_check(req(ND_OP_FLUSH, 0, 0, 0), HDR + 1, MAXP),
+			 ND_ERR_INVALID);
+	assert_int_equal(req_check(req(ND_OP_TRIM, 0, 4096, 0), HDR + 4096,
+				   MAXP), ND_ERR_INVALID);
+}
+
+static int reply_check(uint8_t op, uint16_t status, uint32_t len,
+		       size_t body_len)
+{
+	struct nd_reply r = { .op = op, .status = status, .length = len,
+			      .handle = 99 }, d;
+	uint8_t b[ND_REPLY_HDR_LEN];
+
+	nd_reply_encode(b, &r);
+	return nd_reply_decode(b, body_len, &d);
+}
+
+static void test_reply(void **state)
+{
+	struct nd_reply r = { .op = ND_OP_READ, .status = ND_OK,
+			      .length = 4096, .handle = UINT64_MAX - 1 }, d;
+	uint8_t b[ND_REPLY_HDR_LEN];
+	size_t n;
+
+	nd_reply_encode(b, &r);
+	assert_int_equal(b[1], 0);
+	assert_int_equal(nd_reply_decode(b, ND_REPLY_HDR_LEN + 4096, &d), 0);
+	assert_int_equal(d.op, r.op);
+	assert_int_equal(d.status, r.status);
+	assert_int_equal(d.length, r.length);
+	assert_true(d.handle == r.handle);
+
+	assert_int_equal(reply_check(ND_OP_WRITE, ND_OK, 0, 16), 0);
+	assert_int_equal(reply_check(ND_OP_READ, ND_ERR_RANGE, 0, 16), 0);
+	assert_int_equal(reply_check(ND_OP_TRIM, ND_ERR_NOTSUP, 0, 16), 0);
+	/* Short body. */
+	for (n = 0; n < ND_REPLY_HDR_LEN; n++)
+		assert_int_equal(nd_reply_decode(b, n, &d), -1);
+	/* Reserved byte. */
+	b[1] = 1;
+	assert_int_equal(nd_reply_decode(b, ND_REPLY_HDR_LEN + 4096, &d), -1);
+	/* Unknown op. */
+	assert_int_equal(reply_check(ND_OP__COUNT, ND_OK, 0, 16), -1);
+	/* Length vs body. */
+	assert_int_equal(reply_check(ND_OP_READ, ND_OK, 4096, 16 + 4095), -1);
+	assert_int_equal(reply_check(ND_OP_READ, ND_OK, 4096, 16), -1);
+	assert_int_equal(reply_check(ND_OP_WRITE, ND_OK, 0, 17), -1);
+	/* Data only on a successful READ. */
+	assert_int_equal(reply_check(ND_OP_WRITE, ND_OK, 512, 16 + 512), -1);
+	assert_int_equal(reply_check(ND_OP_READ, ND_ERR_IO, 512, 16 + 512), -1);
+}
+
+static void test_nonce_and_status(void **state)
+{
+	uint8_t iv[ND_IV_LEN], n[ND_IV_LEN];
+	int i;
+
+	for (i = 0; i < ND_IV_LEN; i++)
+		iv[i] = (uint8_t)(0x10 * i + 1);
+	nd_nonce(n, iv, 0);
+	assert_memory_equal(n, iv, ND_IV_LEN);
+	nd_nonce(n, iv, 0x0102030405060708ull);
+	assert_memory_equal(n, iv, 4);
+	for (i = 0; i < 8; i++)
+		assert_int_equal(n[4 + i], iv[4 + i] ^ (i + 1));
+	nd_nonce(n, iv, 65536);
+	assert_int_equal(n[9], iv[9] ^ 1);
+
+	assert_string_equal(nd_status_str(ND_OK), "success");
+	assert_string_equal(nd_status_str(ND_ERR_BUSY), "export busy");
+	assert_string_equal(nd_status_str(ND_ERR_SHUTDOWN),
+			    "server shutting down");
+	assert_string_equal(nd_status_str(ND_ERR__COUNT), "unknown error");
+	assert_string_equal(nd_status_str(0xffff), "unknown error");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_be_fields),
+		cmocka_unit_test(test_names),
+		cmocka_unit_test(test_client_hello_roundtrip),
+		cmocka_unit_test(test_client_hello_malformed),
+		cmocka_unit_test(test_server_hello),
+		cmocka_unit_test(test_client_finish),
+		cmocka_unit_test(test_session_info),
+		cmocka_unit_test(test_request_roundtrip),
+		cmocka_unit_test(test_request_malformed),
+		cmocka_unit_test(test_reply),
+		cmocka_unit_test(test_nonce_and_status),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
