@@ -76,7 +76,7 @@ int nd_key_parse(const char *text, size_t len, uint8_t key[ND_KEY_LEN])
 		int lo = nd_hex_val(text[2 * i + 1]);
 
 		bad |= hi < 0 || lo < 0;
-		tmp[i] = (uint8_t)((hi << 4) | (lo & 0xf));
+		tmp[i] = (uint8_t)(((hi & 0xf) << 4) | (lo & 0xf));
 	}
 	if (!bad)
 		memcpy(key, tmp, ND_KEY_LEN);
