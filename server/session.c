@@ -160,7 +160,8 @@ void nd_session_detach(struct nd_server *s, struct nd_session *ss)
 	pthread_mutex_lock(&s->sess_lock);
 	if (--ss->nconns == 0) {
 		ss->expire_ms = nd_now_ms() + s->grace_ms;
-		if (ss->writer && s->grace_ms > 0)
+		if (ss->writer && s->grace_ms > 0 &&
+		    !__atomic_load_n(&s->stopping, __ATOMIC_RELAXED))
 			nd_info("session %s: last connection closed, write lock kept for %g s",
 				ss->tag, s->grace_ms / 1000.0);
 		else

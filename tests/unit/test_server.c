@@ -1,0 +1,796 @@
+// SPDX-License-Identifier: MIT
+/*
+ * netdiskd in-process: the real server code on an ephemeral loopback port,
+ * a temporary backing file, and clients built from libnetdisk primitives
+ * (nd_handshake_client, nd_send_record, nd_recv_record) or, for hostile
+ * cases, by hand.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "nd_wire.h"
+#include "../../server/backend.h"
+#include "../../server/log.h"
+#include "../../server/server.h"
+
+#define DISK_SIZE	(4u << 20)
+#define GRACE_MS	400
+#define HS_TIMEOUT_MS	300
+
+struct fixture {
+	char path[64];
+	uint8_t key[ND_KEY_LEN];
+	struct nd_server *srv;
+	pthread_t thread;
+	uint16_t port;
+	bool read_only;
+	uint32_t max_payload;
+};
+
+struct conn {
+	int fd;
+	struct nd_crypto c;
+	struct nd_session_info info;
+};
+
+static void *run_server(void *arg)
+{
+	struct fixture *f = arg;
+
+	nd_server_run(f->srv);
+	return NULL;
+}
+
+static void start_server(struct fixture *f)
+{
+	struct nd_server_config cfg = {
+		.listen_addr = "127.0.0.1",
+		.workers = 4,
+		.grace_ms = GRACE_MS,
+		.handshake_timeout_ms = HS_TIMEOUT_MS,
+		.max_payload = f->max_payload,
+		.key = f->key,
+	};
+	struct nd_export e = { 0 };
+	char err[256];
+
+	assert_int_equal(nd_file_open(&e, f->path, f->read_only, err,
+				      sizeof(err)), 0);
+	snprintf(e.name, sizeof(e.name), "default");
+	f->srv = nd_server_create(&cfg, &e, err, sizeof(err));
+	assert_non_null(f->srv);
+	f->port = nd_server_port(f->srv);
+	assert_true(f->port != 0);
+	assert_int_equal(pthread_create(&f->thread, NULL, run_server, f), 0);
+}
+
+static void stop_server(struct fixture *f)
+{
+	nd_server_stop(f->srv);
+	pthread_join(f->thread, NULL);
+	nd_server_destroy(f->srv);
+	f->srv = NULL;
+}
+
+static int setup_common(void **state, bool read_only)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	uint8_t block[4096];
+	int fd;
+
+	nd_log_level = getenv("ND_TEST_DEBUG") ? ND_LOG_DEBUG : ND_LOG_ERROR;
+	snprintf(f->path, sizeof(f->path), "/tmp/nd-test-server-XXXXXX");
+	fd = mkstemp(f->path);
+	assert_true(fd >= 0);
+	/* Block i is filled with byte i & 0xff, so reads are checkable. */
+	for (uint32_t i = 0; i < DISK_SIZE / sizeof(block); i++) {
+		memset(block, (int)(i & 0xff), sizeof(block));
+		assert_int_equal(write(fd, block, sizeof(block)),
+				 (ssize_t)sizeof(block));
+	}
+	close(fd);
+	assert_int_equal(nd_random(f->key, sizeof(f->key)), 0);
+	f->read_only = read_only;
+	start_server(f);
+	*state = f;
+	return 0;
+}
+
+static int setup_rw(void **state)
+{
+	return setup_common(state, false);
+}
+
+static int setup_ro(void **state)
+{
+	return setup_common(state, true);
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	if (f->srv)
+		stop_server(f);
+	unlink(f->path);
+	free(f);
+	return 0;
+}
+
+static int tcp_connect(uint16_t port)
+{
+	struct sockaddr_in a = {
+		.sin_family = AF_INET,
+		.sin_port = htons(port),
+		.sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+	};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int one = 1;
+
+	assert_true(fd >= 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	return fd;
+}
+
+/* Handshake with options; returns the nd_hs_result, status in *status. */
+static enum nd_hs_result try_open(struct fixture *f, struct conn *cn,
+				  const uint8_t *key, const uint8_t *token,
+				  uint32_t flags, const char *export_name,
+				  uint32_t max_payload, uint16_t *status)
+{
+	struct nd_client_params p = {
+		.psk = key ? key : f->key,
+		.export_name = export_name,
+		.token = token,
+		.flags = flags,
+		.max_payload = max_payload,
+	};
+	enum nd_hs_result r;
+
+	memset(cn, 0, sizeof(*cn));
+	cn->fd = tcp_connect(f->port);
+	r = nd_handshake_client(cn->fd, &p, &cn->c, &cn->info, status);
+	if (r != ND_HS_OK) {
+		close(cn->fd);
+		cn->fd = -1;
+	}
+	return r;
+}
+
+static void open_ok(struct fixture *f, struct conn *cn, const uint8_t *token,
+		    uint32_t flags)
+{
+	uint16_t status = 0;
+
+	assert_int_equal(try_open(f, cn, NULL, token, flags, NULL, 0, &status),
+			 ND_HS_OK);
+	assert_int_equal(status, ND_OK);
+}
+
+static void conn_close(struct conn *cn)
+{
+	if (cn->fd >= 0)
+		close(cn->fd);
+	cn->fd = -1;
+	nd_crypto_free(&cn->c);
+}
+
+static void send_req(struct conn *cn, uint8_t op, uint8_t flags,
+		     uint32_t len, uint64_t handle, uint64_t off,
+		     const void *data)
+{
+	struct nd_request r = {
+		.op = op, .flags = flags, .length = len, .handle = handle,
+		.offset = off,
+	};
+	uint8_t hdr[ND_REQ_HDR_LEN];
+	uint8_t *copy = NULL;
+	struct iovec v[2] = { { hdr, sizeof(hdr) } };
+	int n = 1;
+
+	nd_request_encode(hdr, &r);
+	if (op == ND_OP_WRITE) {
+		/* nd_send_record encrypts in place: keep the caller's data. */
+		copy = malloc(len);
+		assert_non_null(copy);
+		memcpy(copy, data, len);
+		v[1].iov_base = copy;
+		v[1].iov_len = len;
+		n = 2;
+	}
+	assert_int_equal(nd_send_record(cn->fd, &cn->c.tx, v, n), 0);
+	free(copy);
+}
+
+/* Receives one reply; data (if any) copied to out. Returns record result. */
+static long recv_reply(struct conn *cn, struct nd_reply *rep, void *out,
+		       size_t outcap)
+{
+	size_t cap = ND_REPLY_HDR_LEN + ND_MAX_PAYLOAD + ND_TAG_LEN;
+	uint8_t *buf = malloc(cap);
+	long n;
+
+	assert_non_null(buf);
+	n = nd_recv_record(cn->fd, &cn->c.rx, buf, cap);
+	if (n >= 0) {
+		assert_int_equal(nd_reply_decode(buf, (size_t)n, rep), 0);
+		if (rep->length) {
+			assert_true(rep->length <= outcap);
+			memcpy(out, buf + ND_REPLY_HDR_LEN, rep->length);
+		}
+	}
+	free(buf);
+	return n;
+}
+
+/* One synchronous request; returns the reply status. */
+static int do_req(struct conn *cn, uint8_t op, uint8_t flags, uint32_t len,
+		  uint64_t off, void *buf)
+{
+	static uint64_t handle = 1000;
+	struct nd_reply rep;
+	uint64_t h = handle++;
+
+	send_req(cn, op, flags, len, h, off, buf);
+	assert_true(recv_reply(cn, &rep, op == ND_OP_READ ? buf : NULL,
+			       op == ND_OP_READ ? len : 0) >= 0);
+	assert_int_equal(rep.handle, h);
+	assert_int_equal(rep.op, op);
+	if (op == ND_OP_READ && rep.status == ND_OK)
+		assert_int_equal(rep.length, len);
+	return rep.status;
+}
+
+/* True if the server closed the connection (EOF/reset within 3 s). */
+static bool closed_by_server(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	uint8_t b[256];
+
+	for (;;) {
+		ssize_t n;
+
+		if (poll(&p, 1, 3000) != 1)
+			return false;
+		n = read(fd, b, sizeof(b));
+		if (n <= 0)
+			return true;
+	}
+}
+
+static void file_pread(struct fixture *f, void *buf, size_t len, off_t off)
+{
+	int fd = open(f->path, O_RDONLY);
+
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, buf, len, off), (ssize_t)len);
+	close(fd);
+}
+
+static void test_read_write_flush(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t *w = malloc(8192), *r = malloc(8192), *disk = malloc(8192);
+	struct conn a;
+
+	open_ok(f, &a, NULL, 0);
+	assert_int_equal(a.info.flags, ND_EXP_FLUSH | ND_EXP_EXCLUSIVE);
+	assert_int_equal(a.info.size, DISK_SIZE);
+	assert_int_equal(a.info.block_size, 512);
+	assert_int_equal(a.info.max_payload, ND_DEFAULT_PAYLOAD);
+
+	/* Initial content: block i holds byte i. */
+	assert_int_equal(do_req(&a, ND_OP_READ, 0, 8192, 3 * 4096, r), ND_OK);
+	assert_int_equal(r[0], 3);
+	assert_int_equal(r[8191], 4);
+
+	for (int i = 0; i < 8192; i++)
+		w[i] = (uint8_t)(i * 7 + 1);
+	assert_int_equal(do_req(&a, ND_OP_WRITE, 0, 8192, 512, w), ND_OK);
+	assert_int_equal(do_req(&a, ND_OP_FLUSH, 0, 0, 0, NULL), ND_OK);
+	memset(r, 0, 8192);
+	assert_int_equal(do_req(&a, ND_OP_READ, 0, 8192, 512, r), ND_OK);
+	assert_memory_equal(r, w, 8192);
+	file_pread(f, disk, 8192, 512);
+	assert_memory_equal(disk, w, 8192);
+
+	/* FUA is honoured (RWF_DSYNC), not refused. */
+	w[0] ^= 0xff;
+	assert_int_equal(do_req(&a, ND_OP_WRITE, ND_REQ_FUA, 512,
+				DISK_SIZE - 512, w), ND_OK);
+	file_pread(f, disk, 512, DISK_SIZE - 512);
+	assert_memory_equal(disk, w, 512);
+
+	/* A maximal request. */
+	{
+		uint8_t *big = malloc(ND_DEFAULT_PAYLOAD);
+
+		assert_int_equal(do_req(&a, ND_OP_READ, 0, ND_DEFAULT_PAYLOAD,
+					0, big), ND_OK);
+		assert_int_equal(big[ND_DEFAULT_PAYLOAD - 1],
+				 (ND_DEFAULT_PAYLOAD / 4096 - 1) & 0xff);
+		free(big);
+	}
+
+	/* TRIM and WRITE_ZEROES are not supported (and not advertised). */
+	assert_int_equal(do_req(&a, ND_OP_TRIM, 0, 4096, 0, NULL),
+			 ND_ERR_NOTSUP);
+	assert_int_equal(do_req(&a, ND_OP_WRITE_ZEROES, 0, 4096, 0, NULL),
+			 ND_ERR_NOTSUP);
+	conn_close(&a);
+	free(w);
+	free(r);
+	free(disk);
+}
+
+static void test_out_of_range(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t buf[1024] = { 0 };
+	struct conn a;
+
+	open_ok(f, &a, NULL, 0);
+	assert_int_equal(do_req(&a, ND_OP_READ, 0, 1024, DISK_SIZE - 512, buf),
+			 ND_ERR_RANGE);
+	assert_int_equal(do_req(&a, ND_OP_WRITE, 0, 512, DISK_SIZE, buf),
+			 ND_ERR_RANGE);
+	assert_int_equal(do_req(&a, ND_OP_READ, 0, 512,
+				UINT64_MAX - 511, buf), ND_ERR_RANGE);
+	/* The connection survives. */
+	assert_int_equal(do_req(&a, ND_OP_READ, 0, 512, DISK_SIZE - 512, buf),
+			 ND_OK);
+	conn_close(&a);
+}
+
+static void test_read_only_export(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t buf[4096];
+	struct conn a, b;
+
+	open_ok(f, &a, NULL, 0);
+	open_ok(f, &b, NULL, 0);	/* read-only: any number of sessions */
+	assert_int_equal(a.info.flags,
+			 ND_EXP_READ_ONLY | ND_EXP_FLUSH | ND_EXP_EXCLUSIVE);
+	assert_memory_not_equal(a.info.token, b.info.token, ND_TOKEN_LEN);
+	memset(buf, 0x5a, sizeof(buf));
+	assert_int_equal(do_req(&a, ND_OP_WRITE, 0, 4096, 0, buf),
+			 ND_ERR_READ_ONLY);
+	assert_int_equal(do_req(&b, ND_OP_READ, 0, 4096, 4096, buf), ND_OK);
+	assert_int_equal(buf[0], 1);
+	assert_int_equal(do_req(&b, ND_OP_FLUSH, 0, 0, 0, NULL), ND_OK);
+	conn_close(&a);
+	conn_close(&b);
+}
+
+static void test_busy_and_read_only_client(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t buf[512] = { 0 };
+	uint16_t status = 0;
+	struct conn a, b, ro;
+
+	open_ok(f, &a, NULL, 0);
+	assert_int_equal(try_open(f, &b, NULL, NULL, 0, NULL, 0, &status),
+			 ND_HS_REFUSED);
+	assert_int_equal(status, ND_ERR_BUSY);
+
+	/* A client asking for read-only access gets it beside the writer. */
+	open_ok(f, &ro, NULL, ND_CF_READ_ONLY);
+	assert_int_equal(ro.info.flags, ND_EXP_READ_ONLY | ND_EXP_FLUSH);
+	assert_int_equal(do_req(&ro, ND_OP_WRITE, 0, 512, 0, buf),
+			 ND_ERR_READ_ONLY);
+	assert_int_equal(do_req(&ro, ND_OP_READ, 0, 512, 0, buf), ND_OK);
+	assert_int_equal(do_req(&a, ND_OP_WRITE, 0, 512, 0, buf), ND_OK);
+	conn_close(&ro);
+	conn_close(&a);
+}
+
+static void test_join_grace_expiry(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t token[ND_TOKEN_LEN], buf[512];
+	uint16_t status = 0;
+	struct conn a, b, c, d;
+
+	open_ok(f, &a, NULL, 0);
+	memcpy(token, a.info.token, sizeof(token));
+	open_ok(f, &b, token, 0);	/* second queue of the same session */
+	assert_memory_equal(b.info.token, token, ND_TOKEN_LEN);
+	assert_memory_equal(b.info.export_id, a.info.export_id,
+			    ND_EXPORT_ID_LEN);
+	assert_int_equal(b.info.flags, ND_EXP_FLUSH | ND_EXP_EXCLUSIVE);
+	memset(buf, 0xab, sizeof(buf));
+	assert_int_equal(do_req(&b, ND_OP_WRITE, 0, 512, 0, buf), ND_OK);
+	assert_int_equal(do_req(&a, ND_OP_READ, 0, 512, 0, buf), ND_OK);
+	assert_int_equal(buf[511], 0xab);
+
+	/* Closing one queue keeps the session; closing both starts grace. */
+	conn_close(&a);
+	assert_int_equal(do_req(&b, ND_OP_READ, 0, 512, 0, buf), ND_OK);
+	conn_close(&b);
+	usleep(50 * 1000);
+	assert_int_equal(try_open(f, &c, NULL, NULL, 0, NULL, 0, &status),
+			 ND_HS_REFUSED);
+	assert_int_equal(status, ND_ERR_BUSY);
+	open_ok(f, &c, token, 0);	/* the holder may come back */
+	assert_int_equal(do_req(&c, ND_OP_WRITE, 0, 512, 512, buf), ND_OK);
+	conn_close(&c);
+
+	/* After the grace period the lock is free and the token unknown. */
+	usleep((GRACE_MS + 200) * 1000);
+	assert_int_equal(try_open(f, &d, NULL, token, 0, NULL, 0, &status),
+			 ND_HS_REFUSED);
+	assert_int_equal(status, ND_ERR_NO_SESSION);
+	open_ok(f, &d, NULL, 0);
+	assert_memory_not_equal(d.info.token, token, ND_TOKEN_LEN);
+	conn_close(&d);
+
+	/* A made-up token is refused too. */
+	memset(token, 0x11, sizeof(token));
+	assert_int_equal(try_open(f, &d, NULL, token, 0, NULL, 0, &status),
+			 ND_HS_REFUSED);
+	assert_int_equal(status, ND_ERR_NO_SESSION);
+}
+
+static void test_wrong_key_and_export(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t bad[ND_KEY_LEN], buf[512];
+	uint16_t status = 0;
+	struct conn a, b;
+
+	open_ok(f, &a, NULL, 0);
+	memcpy(bad, f->key, sizeof(bad));
+	bad[5] ^= 1;
+	assert_int_equal(try_open(f, &b, bad, NULL, 0, NULL, 0, &status),
+			 ND_HS_AUTH);
+	assert_int_equal(try_open(f, &b, NULL, NULL, 0, "nope", 0, &status),
+			 ND_HS_REFUSED);
+	assert_int_equal(status, ND_ERR_NO_EXPORT);
+	/* Unaffected: */
+	assert_int_equal(do_req(&a, ND_OP_READ, 0, 512, 0, buf), ND_OK);
+	conn_close(&a);
+}
+
+/*
+ * Hand-made client hello and finish, to send what nd_handshake_client
+ * never would: a wrong version, a skewed clock, a bad client proof.
+ */
+enum manual_mode { MAN_VERSION, MAN_SKEW, MAN_BAD_PROOF, MAN_SMALL_PAYLOAD };
+
+static uint16_t manual_handshake(struct fixture *f, enum manual_mode mode,
+				 int *fd_out)
+{
+	struct nd_client_hello ch = {
+		.version = mode == MAN_VERSION ? 2 : ND_VERSION,
+		.timestamp = (uint64_t)time(NULL) +
+			     (mode == MAN_SKEW ? 301 : 0),
+		.identity_len = 7, .export_len = 7,
+	};
+	struct nd_client_finish cf = { .max_payload = 0 };
+	struct nd_server_hello sh;
+	struct nd_session_info si;
+	struct nd_crypto c;
+	uint8_t chb[ND_CLIENT_HELLO_MAX], shb[ND_SERVER_HELLO_LEN];
+	uint8_t th[ND_HASH_LEN], okm[ND_OKM_LEN], mac[ND_HASH_LEN];
+	uint8_t cfb[ND_CLIENT_FINISH_LEN], sib[ND_SESSION_INFO_LEN + 16];
+	struct iovec v = { cfb, sizeof(cfb) };
+	size_t len;
+	long n;
+	int fd = tcp_connect(f->port);
+
+	*fd_out = fd;
+	memcpy(ch.identity, "default", 7);
+	memcpy(ch.export_name, "default", 7);
+	assert_int_equal(nd_random(ch.random, sizeof(ch.random)), 0);
+	len = nd_client_hello_encode(chb, &ch);
+	assert_int_equal(nd_write_full(fd, chb, len), 0);
+	assert_int_equal(nd_read_full(fd, shb, sizeof(shb)), 0);
+	assert_int_equal(nd_server_hello_decode(shb, &sh), 0);
+	if (sh.status != ND_OK)
+		return sh.status;
+	nd_transcript(chb, len, shb, th);
+	assert_int_equal(nd_derive(f->key, ch.random, sh.random, th, okm), 0);
+	nd_finish_mac(okm + ND_OKM_S_FINISH, th, mac);
+	assert_memory_equal(mac, sh.verify, ND_HASH_LEN);
+	assert_int_equal(nd_crypto_init(&c, okm, true), 0);
+	nd_finish_mac(okm + ND_OKM_C_FINISH, th, cf.verify);
+	if (mode == MAN_BAD_PROOF)
+		cf.verify[0] ^= 1;
+	if (mode == MAN_SMALL_PAYLOAD)
+		cf.max_payload = 1000;
+	nd_client_finish_encode(cfb, &cf);
+	assert_int_equal(nd_send_record(fd, &c.tx, &v, 1), 0);
+	n = nd_recv_record(fd, &c.rx, sib, sizeof(sib));
+	nd_crypto_free(&c);
+	if (n < 0)
+		return 0xffff;	/* closed without a SessionInfo */
+	assert_int_equal(n, ND_SESSION_INFO_LEN);
+	nd_session_info_decode(sib, &si);
+	return si.status;
+}
+
+static void test_handshake_refusals(void **state)
+{
+	struct fixture *f = *state;
+	int fd;
+
+	assert_int_equal(manual_handshake(f, MAN_VERSION, &fd),
+			 ND_ERR_VERSION);
+	assert_true(closed_by_server(fd));
+	close(fd);
+	assert_int_equal(manual_handshake(f, MAN_SKEW, &fd),
+			 ND_ERR_CLOCK_SKEW);
+	assert_true(closed_by_server(fd));
+	close(fd);
+	/* A wrong client proof gets nothing, not even a SessionInfo. */
+	assert_int_equal(manual_handshake(f, MAN_BAD_PROOF, &fd), 0xffff);
+	close(fd);
+	assert_int_equal(manual_handshake(f, MAN_SMALL_PAYLOAD, &fd),
+			 ND_ERR_INVALID);
+	close(fd);
+}
+
+static void test_handshake_timeout(void **state)
+{
+	struct fixture *f = *state;
+	struct timespec t0, t1;
+	int fd = tcp_connect(f->port), fd2;
+	uint8_t partial[10] = { 0x4e, 0x44, 0x53, 0x4b };
+	double dt;
+
+	/* One silent, one sending a partial hello: both dropped in time. */
+	fd2 = tcp_connect(f->port);
+	assert_int_equal(write(fd2, partial, sizeof(partial)), 10);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_true(closed_by_server(fd));
+	assert_true(closed_by_server(fd2));
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	dt = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+	assert_true(dt >= HS_TIMEOUT_MS / 1000.0 - 0.05);
+	assert_true(dt < 2.0);
+	close(fd);
+	close(fd2);
+}
+
+static void test_malformed_closes_only_that_conn(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t hdr[ND_REQ_HDR_LEN] = { 0 }, buf[512];
+	struct iovec v = { hdr, sizeof(hdr) };
+	struct conn a, b, c;
+
+	open_ok(f, &a, NULL, 0);
+	open_ok(f, &b, a.info.token, 0);
+	open_ok(f, &c, a.info.token, 0);
+
+	/* Unknown op: connection a is closed. */
+	hdr[0] = 9;
+	assert_int_equal(nd_send_record(a.fd, &a.c.tx, &v, 1), 0);
+	assert_true(closed_by_server(a.fd));
+
+	/* Garbage record (fails authentication): b is closed. */
+	{
+		uint8_t junk[4 + 40];
+
+		memset(junk, 0x33, sizeof(junk));
+		nd_put32(junk, 40);
+		assert_int_equal(nd_write_full(b.fd, junk, sizeof(junk)), 0);
+		assert_true(closed_by_server(b.fd));
+	}
+	/* c still works, and so does the session. */
+	assert_int_equal(do_req(&c, ND_OP_READ, 0, 512, 0, buf), ND_OK);
+
+	/* Oversized record length: closed before reading a body. */
+	{
+		uint8_t big[4];
+
+		nd_put32(big, ND_REQ_HDR_LEN + ND_DEFAULT_PAYLOAD +
+			      ND_TAG_LEN + 1);
+		assert_int_equal(nd_write_full(c.fd, big, sizeof(big)), 0);
+		assert_true(closed_by_server(c.fd));
+	}
+	conn_close(&a);
+	conn_close(&b);
+	conn_close(&c);
+
+	/* The session's lock survives into grace; the token rejoins. */
+	{
+		struct conn d;
+		uint8_t token[ND_TOKEN_LEN];
+
+		memcpy(token, a.info.token, sizeof(token));
+		usleep(50 * 1000);
+		open_ok(f, &d, token, 0);
+		assert_int_equal(do_req(&d, ND_OP_READ, 0, 512, 0, buf),
+				 ND_OK);
+		conn_close(&d);
+	}
+}
+
+static void test_pipeline_and_disconnect(void **state)
+{
+	struct fixture *f = *state;
+	enum { N = 200 };	/* more than the per-connection in-flight cap */
+	static uint8_t bufs[N][4096];
+	bool seen[N] = { false };
+	struct nd_reply rep;
+	struct conn a;
+	int i;
+
+	open_ok(f, &a, NULL, 0);
+	/* Writes stamped with their index, sent back to back. */
+	for (i = 0; i < N; i++) {
+		memset(bufs[i], i & 0xff, 4096);
+		bufs[i][0] = (uint8_t)(i >> 8);
+		send_req(&a, ND_OP_WRITE, 0, 4096, (uint64_t)i,
+			 (uint64_t)i * 4096, bufs[i]);
+	}
+	for (i = 0; i < N; i++) {
+		assert_true(recv_reply(&a, &rep, NULL, 0) >= 0);
+		assert_true(rep.handle < N);
+		assert_false(seen[rep.handle]);
+		seen[rep.handle] = true;
+		assert_int_equal(rep.status, ND_OK);
+	}
+	/* Reads pipelined, then DISCONNECT: every reply arrives, then EOF. */
+	for (i = 0; i < N; i++)
+		send_req(&a, ND_OP_READ, 0, 4096, 1000 + (uint64_t)i,
+			 (uint64_t)i * 4096, NULL);
+	send_req(&a, ND_OP_DISCONNECT, 0, 0, 9999, 0, NULL);
+	memset(seen, 0, sizeof(seen));
+	for (i = 0; i < N; i++) {
+		uint8_t data[4096];
+		int k;
+
+		assert_true(recv_reply(&a, &rep, data, sizeof(data)) >= 0);
+		k = (int)(rep.handle - 1000);
+		assert_true(k >= 0 && k < N && !seen[k]);
+		seen[k] = true;
+		assert_int_equal(rep.status, ND_OK);
+		assert_memory_equal(data, bufs[k], 4096);
+	}
+	{
+		uint8_t tmp[64];
+
+		assert_int_equal(nd_recv_record(a.fd, &a.c.rx, tmp,
+						sizeof(tmp)), ND_RECV_EOF);
+	}
+	conn_close(&a);
+}
+
+static void test_max_payload_negotiation(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t buf[16384];
+	uint16_t status = 0;
+	struct conn a;
+
+	assert_int_equal(try_open(f, &a, NULL, NULL, 0, NULL, 8192, &status),
+			 ND_HS_OK);
+	assert_int_equal(a.info.max_payload, 8192);
+	assert_int_equal(do_req(&a, ND_OP_READ, 0, 8192, 0, buf), ND_OK);
+	/* Over the negotiated maximum: malformed, connection closed. */
+	send_req(&a, ND_OP_READ, 0, 16384, 1, 0, NULL);
+	assert_true(closed_by_server(a.fd));
+	conn_close(&a);
+}
+
+static void test_restart_keeps_export_id(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t id[ND_EXPORT_ID_LEN], token[ND_TOKEN_LEN];
+	uint16_t status = 0;
+	struct conn a;
+
+	open_ok(f, &a, NULL, 0);
+	memcpy(id, a.info.export_id, sizeof(id));
+	memcpy(token, a.info.token, sizeof(token));
+	/* Shutdown with a connection open: it is closed, the server exits. */
+	stop_server(f);
+	assert_true(closed_by_server(a.fd));
+	conn_close(&a);
+
+	start_server(f);
+	open_ok(f, &a, NULL, 0);	/* the lock died with the server */
+	assert_memory_equal(a.info.export_id, id, ND_EXPORT_ID_LEN);
+	conn_close(&a);
+	assert_int_equal(try_open(f, &a, NULL, token, 0, NULL, 0, &status),
+			 ND_HS_REFUSED);
+	assert_int_equal(status, ND_ERR_NO_SESSION);
+}
+
+struct flood {
+	struct fixture *f;
+	int ok;
+};
+
+static void *flood_client(void *arg)
+{
+	struct flood *fl = arg;
+	uint8_t buf[4096];
+	struct conn a;
+	int i;
+
+	open_ok(fl->f, &a, NULL, ND_CF_READ_ONLY);
+	for (i = 0; i < 50; i++)
+		if (do_req(&a, ND_OP_READ, 0, 4096, (uint64_t)i * 4096, buf) ==
+		    ND_OK && buf[100] == (i & 0xff))
+			fl->ok++;
+	conn_close(&a);
+	return NULL;
+}
+
+static void test_concurrent_clients(void **state)
+{
+	struct fixture *f = *state;
+	enum { T = 8 };
+	struct flood fl[T];
+	pthread_t th[T];
+	int i;
+
+	for (i = 0; i < T; i++) {
+		fl[i].f = f;
+		fl[i].ok = 0;
+		assert_int_equal(pthread_create(&th[i], NULL, flood_client,
+						&fl[i]), 0);
+	}
+	for (i = 0; i < T; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(fl[i].ok, 50);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_read_write_flush,
+						setup_rw, teardown),
+		cmocka_unit_test_setup_teardown(test_out_of_range, setup_rw,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_read_only_export,
+						setup_ro, teardown),
+		cmocka_unit_test_setup_teardown(test_busy_and_read_only_client,
+						setup_rw, teardown),
+		cmocka_unit_test_setup_teardown(test_join_grace_expiry,
+						setup_rw, teardown),
+		cmocka_unit_test_setup_teardown(test_wrong_key_and_export,
+						setup_rw, teardown),
+		cmocka_unit_test_setup_teardown(test_handshake_refusals,
+						setup_rw, teardown),
+		cmocka_unit_test_setup_teardown(test_handshake_timeout,
+						setup_rw, teardown),
+		cmocka_unit_test_setup_teardown(test_malformed_closes_only_that_conn,
+						setup_rw, teardown),
+		cmocka_unit_test_setup_teardown(test_pipeline_and_disconnect,
+						setup_rw, teardown),
+		cmocka_unit_test_setup_teardown(test_max_payload_negotiation,
+						setup_rw, teardown),
+		cmocka_unit_test_setup_teardown(test_restart_keeps_export_id,
+						setup_rw, teardown),
+		cmocka_unit_test_setup_teardown(test_concurrent_clients,
+						setup_rw, teardown),
+	};
+
+	signal(SIGPIPE, SIG_IGN);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
