@@ -92,6 +92,11 @@ mount -t devtmpfs devtmpfs /mnt/dev
 mkdir -p /mnt/dev/pts /mnt/dev/shm
 mount -t devpts devpts /mnt/dev/pts
 mount -t tmpfs tmpfs /mnt/dev/shm
+# What udev would add: bash's <(...) needs /dev/fd.
+ln -sf /proc/self/fd /mnt/dev/fd
+ln -sf /proc/self/fd/0 /mnt/dev/stdin
+ln -sf /proc/self/fd/1 /mnt/dev/stdout
+ln -sf /proc/self/fd/2 /mnt/dev/stderr
 mkdir -p /mnt/run/vmout
 mount -t 9p -o trans=virtio,version=9p2000.L,rw vmout /mnt/run/vmout ||
 	fail "cannot mount vmout"
@@ -171,7 +176,7 @@ for p in "$REPO" "$O" "$(dirname "$SCRIPT")"; do
 done
 
 # ---------------------------------------------------------------- boot
-CMDLINE="console=ttyS0 panic=-1 oops=panic panic_on_warn=1 loglevel=5"
+CMDLINE="console=ttyS0 panic=-1 oops=panic panic_on_warn=1 loglevel=5 edd=off"
 CMDLINE+=" hung_task_panic=0 rdinit=/init"
 qemu=("$QEMU" -accel tcg,thread=multi -cpu max -smp "$CPUS" -m "$MEM"
 	-nographic -no-reboot -nic none

@@ -1,0 +1,70 @@
+#!/bin/bash
+# timeout: 240
+# Failed attaches exit with their documented code and a clear message, and
+# leave no device behind: wrong key (4), nobody listening (3), no such
+# export (8), export busy (5), unreadable/bad key file, bad URL (2).
+set -eu
+. "$REPO/tests/vm/lib.sh"
+trap nd_cleanup EXIT
+
+D=$CASE_DIR
+nd_keygen "$D/key"
+nd_keygen "$D/other"
+truncate -s 16M "$D/disk.img"
+start_server S --file "$D/disk.img" --key-file "$D/key" --export e1
+port=$(srv_port "$S")
+
+# try WANT-EXIT PATTERN ARGS...: attach must fail with WANT-EXIT and print
+# PATTERN (ERE, case-insensitive) on stderr, within 60 s, leaving no device.
+try() {
+	local want=$1 pat=$2 rc=0
+	shift 2
+	timeout 60 "$ND" attach "$@" >"$D/out" 2>"$D/err" || rc=$?
+	echo "  attach $* -> exit $rc: $(head -c 200 "$D/err")"
+	[ "$rc" = "$want" ] || fail "attach $*: exit $rc, want $want"
+	grep -Eiq "$pat" "$D/err" || fail "attach $*: stderr lacks /$pat/"
+	[ "$(wc -l <"$D/err")" -le 3 ] || fail "attach $*: long error output"
+	no_devices_left || fail "attach $*: failed but left a device"
+}
+
+log "wrong key"
+try 4 'authentication failed' "netdisk://127.0.0.1:$port/e1" --key-file "$D/other"
+log "nobody listening"
+try 3 'connect|refused' "netdisk://127.0.0.1:$((port + 500))/e1" --key-file "$D/key"
+log "no such export"
+try 8 'export' "netdisk://127.0.0.1:$port/nope" --key-file "$D/key"
+log "bad URL"
+try 2 'url|invalid|usage' "http://127.0.0.1:$port/e1" --key-file "$D/key"
+log "key file missing / world-readable / malformed"
+rc=0; "$ND" attach "netdisk://127.0.0.1:$port/e1" --key-file "$D/missing" >/dev/null 2>&1 || rc=$?
+[ "$rc" != 0 ] || fail "attach with a missing key file succeeded"
+no_devices_left || fail "left a device with a missing key file"
+cp "$D/key" "$D/loose"; chmod 644 "$D/loose"
+rc=0; "$ND" attach "netdisk://127.0.0.1:$port/e1" --key-file "$D/loose" \
+	>/dev/null 2>"$D/err" || rc=$?
+[ "$rc" != 0 ] || fail "attach accepted a world-readable key file"
+no_devices_left || fail "left a device with a world-readable key"
+(umask 077; echo "not a key" >"$D/bad")
+rc=0; "$ND" attach "netdisk://127.0.0.1:$port/e1" --key-file "$D/bad" \
+	>/dev/null 2>"$D/err" || rc=$?
+[ "$rc" != 0 ] || fail "attach accepted a malformed key file"
+no_devices_left || fail "left a device with a malformed key"
+
+log "the server still serves the right key; a second writer is busy"
+attach dev "netdisk://127.0.0.1:$port/e1" --key-file "$D/key"
+try_busy_rc=0
+timeout 60 "$ND" attach "netdisk://127.0.0.1:$port/e1" --key-file "$D/key" \
+	>"$D/out" 2>"$D/err" || try_busy_rc=$?
+echo "  second read-write attach -> exit $try_busy_rc: $(cat "$D/err")"
+[ "$try_busy_rc" = 5 ] || fail "second writer: exit $try_busy_rc, want 5 (busy)"
+[ "$(ls -d /sys/block/netdisk* | wc -l)" = 1 ] || fail "busy attach left a device"
+dd if=/dev/urandom of="$dev" bs=64k count=16 oflag=direct status=none ||
+	fail "I/O on the first device after the failed attaches"
+detach "$dev"
+log "detach of a non-netdisk device and of a missing one fail"
+rc=0; "$ND" detach /dev/null 2>/dev/null || rc=$?
+[ "$rc" != 0 ] || fail "detach /dev/null succeeded"
+rc=0; "$ND" detach /dev/netdisk99 2>/dev/null || rc=$?
+[ "$rc" != 0 ] || fail "detach /dev/netdisk99 succeeded"
+stop_server "$S"
+log "ok"

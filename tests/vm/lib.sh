@@ -1,0 +1,178 @@
+# Helpers for the guest-side VM test cases (sourced by tests/vm/cases/*.sh
+# and scripts/demo.sh). Runs inside the QEMU guest as root, cwd = $REPO.
+# Every process a case starts is recorded in $CASE_DIR/pids so the runner
+# can end exactly those if the case dies.
+
+: "${REPO:?}" "${O:?}"
+ND="$O/netdisk"
+NDD="$O/netdiskd"
+KO="$REPO/kernel/netdisk.ko"
+CASE_DIR=${CASE_DIR:-$(mktemp -d /tmp/nd-case.XXXXXX)}
+mkdir -p "$CASE_DIR"
+_nd_port=${ND_PORT_BASE:-21000}
+_nd_mounts=()
+
+log() { echo "[$(date +%T)] $*"; }
+fail() {
+	echo "FAIL: $*" >&2
+	exit 1
+}
+# expect_rc WANT CMD...: runs CMD, fails unless it exits with WANT.
+expect_rc() {
+	local want=$1 rc=0
+	shift
+	"$@" || rc=$?
+	[ "$rc" = "$want" ] || fail "expected exit $want, got $rc from: $*"
+}
+
+nd_keygen() {	# nd_keygen FILE
+	"$ND" keygen "$1" >/dev/null || fail "netdisk keygen $1 failed"
+	[ "$(stat -c %a "$1")" = 600 ] || fail "key $1 is not mode 600"
+}
+
+# Waits until something listens on 127.0.0.1:PORT (bash /dev/tcp probe).
+_wait_port() {
+	local port=$1 pid=$2 i
+	for ((i = 0; i < 300; i++)); do
+		kill -0 "$pid" 2>/dev/null || return 1
+		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	return 1
+}
+
+# start_server VAR NETDISKD-ARGS...: starts netdiskd on 127.0.0.1 and a
+# fresh port in the background; VAR gets "PORT PID" (see srv_port/srv_pid).
+# Its log is $CASE_DIR/netdiskd-PORT.log.
+start_server() {
+	local var=$1 port pid
+	shift
+	port=$((_nd_port++))
+	"$NDD" --listen 127.0.0.1 --port "$port" "$@" \
+		>"$CASE_DIR/netdiskd-$port.log" 2>&1 &
+	pid=$!
+	echo "$pid" >>"$CASE_DIR/pids"
+	if ! _wait_port "$port" "$pid"; then
+		cat "$CASE_DIR/netdiskd-$port.log" >&2
+		fail "netdiskd $* did not start listening on port $port"
+	fi
+	printf -v "$var" '%s %s' "$port" "$pid"
+}
+srv_port() { echo "${1% *}"; }
+srv_pid() { echo "${1#* }"; }
+
+# stop_server "PORT PID": SIGTERM, must exit 0 within 30 s.
+stop_server() {
+	local pid i
+	pid=$(srv_pid "$1")
+	kill -TERM "$pid" 2>/dev/null || fail "netdiskd $pid already gone"
+	for ((i = 0; i < 300; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -0 "$pid" 2>/dev/null && fail "netdiskd $pid ignores SIGTERM"
+	local rc=0
+	wait "$pid" || rc=$?
+	[ "$rc" = 0 ] || fail "netdiskd $pid exited $rc on SIGTERM"
+}
+
+# attach VAR URL ARGS...: netdisk attach, VAR gets the device path.
+attach() {
+	local var=$1 out rc=0
+	shift
+	out=$("$ND" attach "$@" 2>"$CASE_DIR/attach.err") || rc=$?
+	if [ "$rc" != 0 ]; then
+		cat "$CASE_DIR/attach.err" >&2
+		fail "netdisk attach $* exited $rc"
+	fi
+	out=$(echo "$out" | tail -n 1)
+	[[ "$out" =~ ^/dev/netdisk[0-9]+$ ]] || fail "attach printed '$out'"
+	[ -b "$out" ] || fail "attach printed $out but it is not a block device"
+	printf -v "$var" '%s' "$out"
+}
+
+detach() {
+	"$ND" detach "$@" || fail "netdisk detach $* exited $?"
+}
+
+# sysattr DEV NAME: /sys/block/netdiskN/netdisk/NAME
+sysattr() {
+	local f="/sys/block/${1#/dev/}/netdisk/$2"
+	[ -r "$f" ] || fail "missing sysfs attribute $f"
+	cat "$f"
+}
+
+mount_dev() {	# mount_dev DEV DIR [mount options]
+	local dev=$1 dir=$2
+	shift 2
+	mkdir -p "$dir"
+	mount "$@" "$dev" "$dir" || fail "mount $* $dev $dir failed"
+	_nd_mounts+=("$dir")
+}
+umount_dir() {
+	umount "$1" || fail "umount $1 failed"
+}
+
+no_devices_left() {
+	local d
+	for d in /sys/block/netdisk*; do
+		[ -e "$d" ] && return 1
+	done
+	return 0
+}
+
+# make_tree DIR COUNT SEED: COUNT files of varied size (0 B .. 192 KiB) in
+# nested dirs, made by one awk process (a fork per file is slow under TCG).
+make_tree() {
+	local dir=$1 count=$2 seed=$3
+	mkdir -p "$dir"
+	head -c 98304 /dev/urandom | od -An -v -tx1 | tr -d ' \n' >"$CASE_DIR/pool"
+	awk -v dir="$dir" -v n="$count" -v seed="$seed" '
+	{ pool = pool $0 }
+	END {
+		srand(seed); plen = length(pool)
+		for (d = 0; d < 40; d++) {
+			sub_[d] = sprintf("%s/d%02d/s%d", dir, d, d % 7)
+			system("mkdir -p " sub_[d])
+		}
+		for (i = 0; i < n; i++) {
+			r = rand()
+			if (r < 0.35) sz = int(rand() * 512)
+			else if (r < 0.80) sz = 512 + int(rand() * 16384)
+			else if (r < 0.97) sz = 16384 + int(rand() * 49152)
+			else sz = 65536 + int(rand() * 131072)
+			f = sprintf("%s/f%05d.dat", sub_[i % 40], i)
+			off = 1 + int(rand() * (plen - sz))
+			printf "%06d%s", i, substr(pool, off, sz > 6 ? sz - 6 : 0) > f
+			close(f)
+		}
+	}' "$CASE_DIR/pool" || fail "make_tree failed"
+}
+
+# sums DIR: sorted sha256 of every file under DIR, relative names.
+sums() {
+	(cd "$1" && find . -type f -print0 | sort -z | xargs -0 sha256sum)
+}
+
+# Best-effort teardown, also run by the runner after a case: unmount what
+# this case mounted, detach every netdisk device, end recorded processes.
+nd_cleanup() {
+	local m d p
+	for m in "${_nd_mounts[@]}"; do
+		mountpoint -q "$m" && umount -l "$m" 2>/dev/null
+	done
+	for d in /sys/block/netdisk*; do
+		[ -e "$d" ] || continue
+		grep -q "^/dev/${d##*/} " /proc/mounts &&
+			umount -l "/dev/${d##*/}" 2>/dev/null
+		timeout 60 "$ND" detach "/dev/${d##*/}" --force >/dev/null 2>&1
+	done
+	if [ -f "$CASE_DIR/pids" ]; then
+		for p in $(cat "$CASE_DIR/pids"); do
+			kill -KILL "$p" 2>/dev/null
+		done
+	fi
+	return 0
+}

@@ -1,0 +1,91 @@
+#!/bin/bash
+# Kernel tests: runs tests/vm/cases/*.sh (or the cases named as arguments,
+# e.g. `tests/vm/run.sh 10-fs-tree 50`) inside QEMU guests via vm-run.sh,
+# as many as possible in one boot. A case that crashes or wedges the guest is
+# failed and the rest go on in a fresh boot. Ends with "N passed, M failed".
+# Per-case logs: $O/vm/results/NAME.{log,dmesg}; consoles: $O/vm/console-*.log
+set -u
+REPO=$(cd "$(dirname "$0")/../.." && pwd -P)
+cd "$REPO"
+O=${O:-build}
+case "$O" in /*) ;; *) O="$REPO/$O" ;; esac
+export O
+export KVER=${KVER:-$(ls /lib/modules 2>/dev/null | sort -V | tail -n 1)}
+
+cases=()
+if [ $# = 0 ]; then
+	cases=(tests/vm/cases/*.sh)
+else
+	for a in "$@"; do
+		m=(tests/vm/cases/"$a"*.sh)
+		[ -f "${m[0]}" ] || { echo "run.sh: no case matches '$a'" >&2; exit 2; }
+		cases+=("${m[@]}")
+	done
+fi
+
+missing=""
+for f in "$O/netdisk" "$O/netdiskd" kernel/netdisk.ko; do
+	[ -e "$f" ] || missing="$missing $f"
+done
+if [ -n "$missing" ]; then
+	echo "run.sh: not built:$missing (run make vm-test)" >&2
+	echo "0 passed, ${#cases[@]} failed"
+	exit 1
+fi
+
+RES="$O/vm/results"
+rm -rf "$RES"
+mkdir -p "$RES"
+: >"$RES/summary"
+remaining=("${cases[@]}")
+boot=0
+while [ ${#remaining[@]} -gt 0 ] && [ $boot -lt 6 ]; do
+	boot=$((boot + 1))
+	budget=120
+	for c in "${remaining[@]}"; do
+		t=$(sed -n 's/^# timeout: *\([0-9]*\).*/\1/p' "$c" | head -n 1)
+		budget=$((budget + ${t:-240} + 40))
+	done
+	echo "==== boot $boot: ${#remaining[@]} case(s), limit ${budget}s"
+	vrc=0
+	tests/vm/vm-run.sh --timeout "$budget" tests/vm/guest-run.sh "${remaining[@]}" ||
+		vrc=$?
+	cp "$O/vm/console.log" "$O/vm/console-$boot.log" 2>/dev/null
+	cp -r "$O/vm/out/cases/." "$RES/" 2>/dev/null
+	cp "$O/vm/out/setup.dmesg" "$RES/setup-$boot.dmesg" 2>/dev/null
+	results="$O/vm/out/results"
+	[ -f "$results" ] || : >"$results"
+	next=()
+	progressed=0
+	for c in "${remaining[@]}"; do
+		name=$(basename "$c" .sh)
+		line=$(grep -E "^(PASS|FAIL) $name( |$)" "$results" | tail -n 1)
+		if [ -n "$line" ]; then
+			echo "$line" >>"$RES/summary"
+			progressed=1
+		elif grep -qx "START $name" "$results"; then
+			echo "FAIL $name: VM died or wedged during the case (vm-run exit $vrc, see $O/vm/console-$boot.log)" >>"$RES/summary"
+			progressed=1
+		else
+			next+=("$c")
+		fi
+	done
+	if [ $progressed = 0 ]; then
+		for c in "${next[@]}"; do
+			echo "FAIL $(basename "$c" .sh): VM did not run it (vm-run exit $vrc)" >>"$RES/summary"
+		done
+		next=()
+	fi
+	remaining=("${next[@]}")
+done
+for c in "${remaining[@]}"; do
+	echo "FAIL $(basename "$c" .sh): not run (too many reboots)" >>"$RES/summary"
+done
+
+echo
+echo "==== VM test results (logs in $RES)"
+cat "$RES/summary"
+pass=$(grep -c '^PASS' "$RES/summary")
+fail=$(grep -c '^FAIL' "$RES/summary")
+echo "$pass passed, $fail failed"
+[ "$fail" = 0 ] && [ "$pass" -gt 0 ]
