@@ -75,7 +75,7 @@ void nd_crypto_free(struct nd_crypto *c)
 /* Common checks and per-record setup: direction, sequence space, nonce, AAD. */
 static int nd_record_begin(struct nd_dir *d, const uint8_t hdr[4], int enc)
 {
-	EVP_CIPHER_CTX *ctx = d->ctx;
+	EVP_CIPHER_CTX *ctx = d ? d->ctx : NULL;
 	uint8_t nonce[ND_IV_LEN];
 	int outl;
 
@@ -128,7 +128,7 @@ int nd_seal(struct nd_dir *d, uint8_t hdr[ND_RECORD_HDR_LEN],
 	size_t total = 0;
 	int i, outl;
 
-	if (n < 0 || (n && !iov))
+	if (!d || !hdr || !tag || n < 0 || (n && !iov))
 		return -1;
 	for (i = 0; i < n; i++) {
 		if (iov[i].iov_len > UINT32_MAX - ND_TAG_LEN - total)
@@ -154,7 +154,8 @@ int nd_open(struct nd_dir *d, const uint8_t hdr[ND_RECORD_HDR_LEN],
 	uint8_t t[ND_TAG_LEN], fin[ND_TAG_LEN];
 	int outl;
 
-	if (nd_get32(hdr) != body_len + ND_TAG_LEN || (body_len && !body))
+	if (!d || !hdr || !tag || (body_len && !body) ||
+	    nd_get32(hdr) != body_len + ND_TAG_LEN)
 		return -1;
 	memcpy(t, tag, ND_TAG_LEN);	/* the ctrl takes a non-const pointer */
 	if (nd_record_begin(d, hdr, 0))

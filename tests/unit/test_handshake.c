@@ -59,7 +59,7 @@ static void *srv_main(void *arg)
 	struct srv *s = arg;
 	uint8_t ch_buf[ND_CLIENT_HELLO_MAX], sh_buf[ND_SERVER_HELLO_LEN];
 	uint8_t th[ND_HASH_LEN], okm[ND_OKM_LEN], mac[ND_HASH_LEN];
-	uint8_t buf[256], si[ND_SESSION_INFO_LEN + 8];
+	uint8_t buf[256], si[ND_SESSION_INFO_LEN + 8] = { 0 };
 	struct nd_server_hello sh = { .version = ND_VERSION };
 	struct nd_session_info info = {
 		.status = ND_OK, .flags = ND_EXP_FLUSH | ND_EXP_EXCLUSIVE,
