@@ -379,6 +379,15 @@ static void test_wrong_use(void **state)
 	nd_crypto_free(&zero);
 	nd_crypto_free(NULL);
 	assert_int_equal(nd_seal(&p->cli.tx, hdr, NULL, -1, tag), -1);
+	assert_int_equal(nd_seal(NULL, hdr, NULL, 0, tag), -1);
+	assert_int_equal(nd_seal(&p->cli.tx, NULL, NULL, 0, tag), -1);
+	assert_int_equal(nd_open(NULL, rec, rec + 4, 1, rec + 5), -1);
+	assert_int_equal(nd_open(&p->srv.rx, rec, NULL, 1, rec + 5), -1);
+	assert_int_equal(nd_open(&p->srv.rx, rec, rec + 4, 1, NULL), -1);
+	/* None of the refusals consumed a sequence number. */
+	assert_int_equal(p->srv.rx.seq, 0);
+	assert_int_equal(nd_open(&p->srv.rx, rec, rec + 4, 1, rec + 5), 0);
+	assert_int_equal(rec[4], 'x');
 	/* Sequence space exhausted: refuse rather than reuse a nonce. */
 	p->cli.tx.seq = UINT64_MAX;
 	assert_int_equal(nd_seal(&p->cli.tx, hdr, NULL, 0, tag), -1);
