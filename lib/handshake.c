@@ -131,6 +131,10 @@ enum nd_hs_result nd_handshake_client(int fd, const struct nd_client_params *p,
 	uint16_t status_local;
 	enum nd_hs_result r;
 
+	if (!c) {
+		errno = EINVAL;
+		return ND_HS_PROTO;
+	}
 	if (!info)
 		info = &info_local;
 	if (!status)
