@@ -473,7 +473,8 @@ static uint16_t check_request(struct nd_conn *c, const struct nd_request *r)
 	return ND_OK;
 }
 
-static void rx_loop(struct nd_conn *c)
+/* Returns true if the client ended with DISCONNECT. */
+static bool rx_loop(struct nd_conn *c)
 {
 	struct nd_server *s = c->srv;
 	uint8_t small[ND_REQ_HDR_LEN + ND_TAG_LEN];
@@ -495,7 +496,7 @@ static void rx_loop(struct nd_conn *c)
 		dead = c->dead;
 		pthread_mutex_unlock(&c->lock);
 		if (dead)
-			return;
+			return false;
 
 		if (nd_read_full(c->fd, hdr, sizeof(hdr)) < 0) {
 			if (errno)
@@ -503,14 +504,14 @@ static void rx_loop(struct nd_conn *c)
 					c->peer, strerror(errno));
 			else
 				nd_info("client %s: connection closed", c->peer);
-			return;
+			return false;
 		}
 		len = nd_get32(hdr);
 		if (len < ND_TAG_LEN ||
 		    len > ND_REQ_HDR_LEN + c->max_payload + ND_TAG_LEN) {
 			nd_warn("client %s: record length %u out of bounds, closing",
 				c->peer, len);
-			return;
+			return false;
 		}
 		body_len = len - ND_TAG_LEN;
 		if (body_len <= ND_REQ_HDR_LEN) {
@@ -521,7 +522,7 @@ static void rx_loop(struct nd_conn *c)
 			if (!q) {
 				nd_err("client %s: out of memory, closing",
 				       c->peer);
-				return;
+				return false;
 			}
 			body = q->buf;
 		}
@@ -529,14 +530,14 @@ static void rx_loop(struct nd_conn *c)
 			nd_info("client %s: receive failed: %s", c->peer,
 				errno ? strerror(errno) : "truncated record");
 			req_put(c, q);
-			return;
+			return false;
 		}
 		if (nd_open(&c->crypto.rx, hdr, body, body_len,
 			    body + body_len) < 0) {
 			nd_warn("client %s: record authentication failed, closing",
 				c->peer);
 			req_put(c, q);
-			return;
+			return false;
 		}
 		if (nd_request_decode(body, body_len, c->max_payload, &r) !=
 		    ND_OK) {
@@ -545,19 +546,19 @@ static void rx_loop(struct nd_conn *c)
 				(unsigned long long)nd_get64(body + 16),
 				body_len);
 			req_put(c, q);
-			return;
+			return false;
 		}
 		if (r.op == ND_OP_DISCONNECT) {
 			nd_info("client %s: disconnect requested", c->peer);
 			req_put(c, q);
-			return;
+			return true;
 		}
 		if (!q) {
 			q = req_get(c, r.op == ND_OP_READ ? r.length : 0);
 			if (!q) {
 				nd_err("client %s: out of memory, closing",
 				       c->peer);
-				return;
+				return false;
 			}
 		}
 		q->r = r;
@@ -612,6 +613,7 @@ void *nd_conn_main(void *arg)
 	struct nd_conn *c = arg;
 	struct nd_server *s = c->srv;
 	struct nd_req *q;
+	bool clean = false;
 
 	format_peer(c->fd, c->peer, sizeof(c->peer));
 	nd_debug("client %s: connected", c->peer);
@@ -620,7 +622,7 @@ void *nd_conn_main(void *arg)
 		if (nd_thread_start(&c->tx_thread, ND_SRV_CONN_STACK, tx_main,
 				    c) == 0) {
 			c->tx_running = true;
-			rx_loop(c);
+			clean = rx_loop(c);
 		} else {
 			nd_err("client %s: cannot start sender thread, closing",
 			       c->peer);
@@ -638,7 +640,7 @@ void *nd_conn_main(void *arg)
 		pthread_join(c->tx_thread, NULL);
 
 	if (c->sess)
-		nd_session_detach(s, c->sess);
+		nd_session_detach(s, c->sess, clean);
 	nd_crypto_free(&c->crypto);
 	while ((q = c->free_reqs)) {
 		c->free_reqs = q->next;

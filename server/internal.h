@@ -129,7 +129,9 @@ struct nd_session_result nd_session_attach(struct nd_server *s,
 					   const char *identity,
 					   const uint8_t token[ND_TOKEN_LEN],
 					   uint32_t cf_flags);
-void nd_session_detach(struct nd_server *s, struct nd_session *sess);
+/* clean: the connection ended with DISCONNECT. */
+void nd_session_detach(struct nd_server *s, struct nd_session *sess,
+		       bool clean);
 void nd_session_expire(struct nd_server *s, bool all);
 
 #endif /* ND_SRV_INTERNAL_H */

@@ -459,6 +459,8 @@ static void shutdown_conns(struct nd_server *s, int how)
 
 int nd_server_run(struct nd_server *s)
 {
+	int n;
+
 	for (;;) {
 		struct pollfd p[2] = {
 			{ .fd = s->lfd, .events = POLLIN },
@@ -478,8 +480,10 @@ int nd_server_run(struct nd_server *s)
 		nd_session_expire(s, false);
 	}
 
-	nd_info("shutting down: %d connection%s open", s->nconns,
-		s->nconns == 1 ? "" : "s");
+	pthread_mutex_lock(&s->lock);
+	n = s->nconns;
+	pthread_mutex_unlock(&s->lock);
+	nd_info("shutting down: %d connection%s open", n, n == 1 ? "" : "s");
 	close(s->lfd);
 	s->lfd = -1;
 	__atomic_store_n(&s->stopping, true, __ATOMIC_RELAXED);

@@ -155,18 +155,32 @@ out:
 	return res;
 }
 
-void nd_session_detach(struct nd_server *s, struct nd_session *ss)
+void nd_session_detach(struct nd_server *s, struct nd_session *ss,
+		       bool clean)
 {
 	pthread_mutex_lock(&s->sess_lock);
 	if (--ss->nconns == 0) {
-		ss->expire_ms = nd_now_ms() + s->grace_ms;
-		if (ss->writer && s->grace_ms > 0 &&
-		    !__atomic_load_n(&s->stopping, __ATOMIC_RELAXED))
+		/*
+		 * A DISCONNECT on the last connection means the client is
+		 * done: end the session now rather than block the next
+		 * writer for the grace period.
+		 */
+		ss->expire_ms = nd_now_ms() + (clean ? 0 : s->grace_ms);
+		if (clean && ss->writer)
+			nd_info("session %s: closed by client, write lock on '%s' released",
+				ss->tag, ss->exp->name);
+		else if (ss->writer && s->grace_ms > 0 &&
+			 !__atomic_load_n(&s->stopping, __ATOMIC_RELAXED))
 			nd_info("session %s: last connection closed, write lock kept for %g s",
 				ss->tag, s->grace_ms / 1000.0);
 		else
 			nd_debug("session %s: last connection closed", ss->tag);
-		if (s->grace_ms == 0)
+		if (clean) {
+			ss->writer = false;
+			if (ss->exp->writer == ss)
+				ss->exp->writer = NULL;
+		}
+		if (clean || s->grace_ms == 0)
 			expire_locked(s, false);
 	}
 	pthread_mutex_unlock(&s->sess_lock);

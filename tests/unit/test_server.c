@@ -247,7 +247,7 @@ static int do_req(struct conn *cn, uint8_t op, uint8_t flags, uint32_t len,
 {
 	static uint64_t handle = 1000;
 	struct nd_reply rep;
-	uint64_t h = handle++;
+	uint64_t h = __atomic_fetch_add(&handle, 1, __ATOMIC_RELAXED);
 
 	send_req(cn, op, flags, len, h, off, buf);
 	assert_true(recv_reply(cn, &rep, op == ND_OP_READ ? buf : NULL,
@@ -675,6 +675,10 @@ static void test_pipeline_and_disconnect(void **state)
 		assert_int_equal(nd_recv_record(a.fd, &a.c.rx, tmp,
 						sizeof(tmp)), ND_RECV_EOF);
 	}
+	conn_close(&a);
+
+	/* DISCONNECT ended the session: no grace, the lock is free now. */
+	open_ok(f, &a, NULL, 0);
 	conn_close(&a);
 }
 
