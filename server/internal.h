@@ -84,6 +84,7 @@ struct nd_server {
 	uint32_t max_payload;
 	int handshake_timeout_ms;
 	int max_conns;
+	int drain_ms;
 
 	int lfd;
 	uint16_t port;

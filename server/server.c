@@ -269,6 +269,7 @@ struct nd_server *nd_server_create(const struct nd_server_config *cfg,
 	s->handshake_timeout_ms = cfg->handshake_timeout_ms > 0 ?
 		cfg->handshake_timeout_ms : ND_HANDSHAKE_TIMEOUT * 1000;
 	s->max_conns = cfg->max_conns > 0 ? cfg->max_conns : ND_SRV_MAX_CONNS;
+	s->drain_ms = cfg->drain_ms > 0 ? cfg->drain_ms : ND_SRV_DRAIN_MS;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cond, NULL);
 	pthread_mutex_init(&s->sess_lock, NULL);
@@ -490,10 +491,10 @@ int nd_server_run(struct nd_server *s)
 	/*
 	 * Stop reading requests; each connection then finishes what it has
 	 * accepted, sends the replies and closes. A client that does not read
-	 * its replies is cut off after ND_SRV_DRAIN_MS.
+	 * its replies is cut off after drain_ms.
 	 */
 	shutdown_conns(s, SHUT_RD);
-	if (!wait_conns(s, nd_now_ms() + ND_SRV_DRAIN_MS)) {
+	if (!wait_conns(s, nd_now_ms() + s->drain_ms)) {
 		nd_warn("shutdown: cutting off connections that do not drain");
 		shutdown_conns(s, SHUT_RDWR);
 		wait_conns(s, 0);

@@ -27,6 +27,7 @@ struct nd_server_config {
 	uint32_t max_payload;		/* 0: ND_DEFAULT_PAYLOAD */
 	int handshake_timeout_ms;	/* 0: ND_HANDSHAKE_TIMEOUT s */
 	int max_conns;			/* 0: ND_SRV_MAX_CONNS */
+	int drain_ms;			/* shutdown wait for replies; 0: 10 s */
 	/* Single identity for now; the key is looked up by identity. */
 	const char *identity;		/* NULL: "default" */
 	const uint8_t *key;		/* ND_KEY_LEN bytes, copied */

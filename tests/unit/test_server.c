@@ -65,6 +65,7 @@ static void start_server(struct fixture *f)
 		.workers = 4,
 		.grace_ms = GRACE_MS,
 		.handshake_timeout_ms = HS_TIMEOUT_MS,
+		.drain_ms = 500,
 		.max_payload = f->max_payload,
 		.key = f->key,
 	};
@@ -723,6 +724,36 @@ static void test_restart_keeps_export_id(void **state)
 	assert_int_equal(status, ND_ERR_NO_SESSION);
 }
 
+/*
+ * Shutdown while a client floods READs and never reads the replies: the
+ * server must still exit (cutting it off after the drain time), and a
+ * well-behaved client's reply must have gone out.
+ */
+static void test_shutdown_with_stuck_client(void **state)
+{
+	struct fixture *f = *state;
+	struct timespec t0, t1;
+	struct conn a, b;
+	int i, buf = 1 << 12;
+
+	open_ok(f, &a, NULL, 0);
+	open_ok(f, &b, NULL, ND_CF_READ_ONLY);
+	setsockopt(a.fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
+	for (i = 0; i < 300; i++)
+		send_req(&a, ND_OP_READ, 0, 1 << 20, (uint64_t)i, 0, NULL);
+	usleep(100 * 1000);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	nd_server_stop(f->srv);
+	pthread_join(f->thread, NULL);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	assert_true(t1.tv_sec - t0.tv_sec < 5);
+	nd_server_destroy(f->srv);
+	f->srv = NULL;
+	assert_true(closed_by_server(b.fd));
+	conn_close(&a);
+	conn_close(&b);
+}
+
 struct flood {
 	struct fixture *f;
 	int ok;
@@ -790,6 +821,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_max_payload_negotiation,
 						setup_rw, teardown),
 		cmocka_unit_test_setup_teardown(test_restart_keeps_export_id,
+						setup_rw, teardown),
+		cmocka_unit_test_setup_teardown(test_shutdown_with_stuck_client,
 						setup_rw, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_clients,
 						setup_rw, teardown),
