@@ -97,7 +97,7 @@ const char *nd_client_strerror(int result)
 	case ND_CE_PROTO:
 		return "protocol error";
 	case ND_CE_IO:
-		return "connection lost";
+		return "connection lost (closed by the server or the network)";
 	case ND_CE_RECORD_AUTH:
 		return "record authentication failed (data altered in transit?)";
 	case ND_CE_TIMEOUT:

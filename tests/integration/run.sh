@@ -1,0 +1,462 @@
+#!/bin/bash
+# netdisk integration tests: the real netdiskd and the real netdisk CLI on
+# 127.0.0.1 with ephemeral ports, plus tests/tools/ndproxy for tampering.
+# Usage: O=build tests/integration/run.sh   (make integration sets O)
+# Every command is bounded by `timeout`; all processes are killed on exit.
+set -u
+
+O=${O:-build}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BIN=$ROOT/$O
+ND=$BIN/netdisk
+NDD=$BIN/netdiskd
+PROXY=$BIN/tools/ndproxy
+TO=${ND_TEST_TIMEOUT:-120}	# per command, seconds
+
+for b in "$ND" "$NDD" "$PROXY"; do
+	if [ ! -x "$b" ]; then
+		echo "run.sh: $b missing; run 'make O=$O userspace' first" >&2
+		exit 2
+	fi
+done
+
+T=$(mktemp -d /tmp/netdisk-it.XXXXXX)
+PIDS=""
+PASS=0
+FAIL=0
+FAILED=""
+
+cleanup() {
+	local p
+	for p in $PIDS; do kill -TERM "$p" 2>/dev/null; done
+	sleep 0.2
+	for p in $PIDS; do kill -KILL "$p" 2>/dev/null; done
+	wait 2>/dev/null
+	if [ "$FAIL" -eq 0 ] && [ -z "${KEEP:-}" ]; then
+		rm -rf "$T"
+	else
+		echo "logs kept in $T"
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+ok() { PASS=$((PASS + 1)); echo "PASS: $*"; }
+bad() { FAIL=$((FAIL + 1)); FAILED="$FAILED
+  $*"; echo "FAIL: $*"; }
+
+# run NAME CMD...: runs CMD with a timeout; sets RC, OUT, ERR files.
+run() {
+	local name=$1
+	shift
+	OUT=$T/$name.out
+	ERR=$T/$name.err
+	timeout -k 5 "$TO" "$@" >"$OUT" 2>"$ERR"
+	RC=$?
+}
+
+# expect_err NAME WANT_RC PATTERN CMD...: CMD must exit WANT_RC ("nz" for
+# any non-zero) and print exactly one line "netdisk: ..." matching PATTERN.
+expect_err() {
+	local name=$1 want=$2 pat=$3
+	shift 3
+	run "$name" "$@"
+	local lines
+	lines=$(grep -v '^netdisk: warning:' "$ERR" | wc -l)
+	if [ "$want" = nz ] && [ "$RC" -eq 0 ]; then
+		bad "$name: exit 0, wanted failure"
+	elif [ "$want" != nz ] && [ "$RC" -ne "$want" ]; then
+		bad "$name: exit $RC, wanted $want ($(head -c 300 "$ERR"))"
+	elif [ "$lines" -ne 1 ]; then
+		bad "$name: $lines lines on stderr, wanted 1: $(head -c 300 "$ERR")"
+	elif ! grep -v '^netdisk: warning:' "$ERR" | grep -q '^netdisk: '; then
+		bad "$name: message not prefixed 'netdisk: ': $(cat "$ERR")"
+	elif ! grep -qiE -- "$pat" "$ERR"; then
+		bad "$name: message lacks /$pat/: $(cat "$ERR")"
+	else
+		ok "$name (exit $RC: $(grep -v '^netdisk: warning:' "$ERR"))"
+	fi
+}
+
+# expect_ok NAME CMD...
+expect_ok() {
+	local name=$1
+	shift
+	run "$name" "$@"
+	if [ "$RC" -eq 0 ]; then
+		ok "$name"
+	else
+		bad "$name: exit $RC: $(head -c 300 "$ERR")"
+	fi
+}
+
+sum() { sha256sum "$1" | cut -d' ' -f1; }
+
+# start_server VAR ARGS...: starts netdiskd on an ephemeral port; sets
+# ${VAR}_PID, ${VAR}_PORT and ${VAR}_LOG. Extra ARGS go to netdiskd.
+start_server() {
+	local var=$1 log=$T/server-$1.log pid port i
+	shift
+	$SRV_WRAP "$NDD" --listen 127.0.0.1 --port 0 --grace 0 "$@" 2>"$log" &
+	pid=$!
+	PIDS="$PIDS $pid"
+	port=""
+	for i in $(seq 1 200); do
+		port=$(sed -n 's/.* port \([0-9][0-9]*\).*/\1/p' "$log" | head -n1)
+		[ -n "$port" ] && break
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.05
+	done
+	if [ -z "$port" ]; then
+		bad "start server $var: no port in log: $(head -c 300 "$log")"
+		return 1
+	fi
+	eval "${var}_PID=$pid ${var}_PORT=$port ${var}_LOG=$log"
+}
+
+# stop_server VAR: SIGTERM must make netdiskd exit 0 promptly.
+stop_server() {
+	local var=$1 pid rc i
+	eval "pid=\${${var}_PID:-}"
+	[ -n "$pid" ] || return 0
+	kill -TERM "$pid"
+	for i in $(seq 1 200); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.05
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		bad "server $var: still running 10 s after SIGTERM"
+		kill -KILL "$pid"
+	fi
+	wait "$pid"
+	rc=$?
+	if [ "$rc" -eq 0 ]; then
+		ok "server $var: SIGTERM -> exit 0"
+	else
+		bad "server $var: exit $rc after SIGTERM"
+	fi
+	eval "${var}_PID="
+}
+
+alive() {
+	local pid
+	eval "pid=\${${1}_PID:-}"
+	[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+}
+
+# start_proxy MODE DIR TARGET_PORT: sets PX_PID, PX_PORT, PX_LOG.
+PXN=0
+start_proxy() {
+	local i
+	PXN=$((PXN + 1))
+	PX_LOG=$T/proxy-$PXN.log
+	"$PROXY" --listen 127.0.0.1:0 --target "127.0.0.1:$3" --mode "$1" \
+		--dir "$2" >"$T/proxy-$PXN.out" 2>"$PX_LOG" &
+	PX_PID=$!
+	PIDS="$PIDS $PX_PID"
+	PX_PORT=""
+	for i in $(seq 1 100); do
+		PX_PORT=$(sed -n 's/^port //p' "$T/proxy-$PXN.out")
+		[ -n "$PX_PORT" ] && break
+		sleep 0.05
+	done
+}
+
+stop_proxy() {
+	kill -TERM "$PX_PID" 2>/dev/null
+	wait "$PX_PID" 2>/dev/null
+}
+
+cd "$T" || exit 2
+SRV_WRAP=""
+echo "== integration tests: binaries from $BIN, scratch $T"
+
+# ---------------------------------------------------------------- keys
+expect_ok keygen-file "$ND" keygen key
+if [ "$(stat -c %a key)" = 600 ] && grep -qxE '[0-9a-f]{64}' key &&
+   [ "$(wc -c <key)" -eq 65 ]; then
+	ok "keygen: mode 0600, 64 hex characters"
+else
+	bad "keygen: mode $(stat -c %a key), content '$(head -c 80 key)'"
+fi
+before=$(sum key)
+expect_err keygen-no-overwrite nz "exists" "$ND" keygen key
+[ "$(sum key)" = "$before" ] && ok "keygen: existing file untouched" ||
+	bad "keygen: existing file changed"
+run keygen-stdout "$ND" keygen
+if [ "$RC" -eq 0 ] && grep -qxE '[0-9a-f]{64}' "$OUT" && ! cmp -s "$OUT" key; then
+	ok "keygen: stdout, fresh key"
+else
+	bad "keygen to stdout: exit $RC, '$(head -c 80 "$OUT")'"
+fi
+"$ND" keygen wrongkey >/dev/null 2>&1
+cp key key644 && chmod 644 key644
+: >emptykey && chmod 600 emptykey
+head -c 1000 /dev/urandom | od -An -tx1 | tr -d ' \n' | head -c 1000 >key1000
+chmod 600 key1000
+
+# ------------------------------------------------- netdiskd refuses bad input
+truncate -s 4M small.img
+for k in key644 emptykey key1000; do
+	run "netdiskd-refuses-$k" "$NDD" --listen 127.0.0.1 --port 0 \
+		--file small.img --key-file "$k"
+	if [ "$RC" -ne 0 ] && [ "$RC" -ne 124 ] && [ -s "$ERR" ]; then
+		ok "netdiskd refuses key file $k (exit $RC: $(head -n1 "$ERR"))"
+	else
+		bad "netdiskd with key file $k: exit $RC"
+	fi
+done
+head -c 1000 /dev/zero >odd.img
+run netdiskd-refuses-unaligned "$NDD" --listen 127.0.0.1 --port 0 \
+	--file odd.img --key-file key
+if [ "$RC" -ne 0 ] && [ "$RC" -ne 124 ] && [ -s "$ERR" ]; then
+	ok "netdiskd refuses a 1000-byte export file (exit $RC)"
+else
+	bad "netdiskd with a 1000-byte export: exit $RC"
+fi
+
+# ------------------------------------------------ 64 MiB round trip (rw)
+head -c 64M /dev/urandom >src.img
+truncate -s 64M rw.img
+start_server RW --file rw.img --key-file key || exit 1
+URL=netdisk://127.0.0.1:$RW_PORT/default
+
+run info "$ND" info "$URL" --key-file key
+if [ "$RC" -eq 0 ] && grep -q 'size: *67108864 ' "$OUT" &&
+   grep -q 'block size: *512' "$OUT"; then
+	ok "info: size and block size"
+else
+	bad "info: exit $RC: $(cat "$OUT" "$ERR" | head -c 300)"
+fi
+run info-json "$ND" info "$URL" --key-file key --json
+grep -q '"size":67108864' "$OUT" && ok "info --json" ||
+	bad "info --json: $(cat "$OUT" "$ERR" | head -c 300)"
+
+expect_ok upload-64M "$ND" copy src.img "$URL" --key-file key
+cmp -s src.img rw.img && ok "upload: server file byte-identical" ||
+	bad "upload: server file differs"
+expect_ok download-64M "$ND" copy "$URL" dl.img --key-file key
+cmp -s src.img dl.img && ok "download: byte-identical" ||
+	bad "download: differs"
+# Small requests and a shallow pipeline still land every byte right.
+head -c 3M /dev/urandom >part.img
+expect_ok upload-bs4k "$ND" copy part.img "$URL" --key-file key --bs 4k --inflight 64k
+head -c 3M rw.img | cmp -s - part.img && ok "upload --bs 4k: byte-identical" ||
+	bad "upload --bs 4k: differs"
+cp dl.img dl-existing.img
+expect_ok download-over-existing "$ND" copy "$URL" dl-existing.img --key-file key
+cmp -s rw.img dl-existing.img && ok "download over an existing file" ||
+	bad "download over an existing file: differs"
+
+# ------------------------------------------------ wrong key, refused
+before=$(sum rw.img)
+expect_err wrong-key-upload 4 "authentication failed" \
+	"$ND" copy src.img "$URL" --key-file wrongkey
+expect_err wrong-key-info 4 "authentication failed" \
+	"$ND" info "$URL" --key-file wrongkey
+[ "$(sum rw.img)" = "$before" ] && ok "wrong key: server file unmodified" ||
+	bad "wrong key: server file modified"
+
+# ------------------------------------------------ out of range
+head -c 65M /dev/urandom >big.img
+expect_err upload-too-big 7 "out of range|larger" \
+	"$ND" copy big.img "$URL" --key-file key
+expect_err bench-beyond-end 7 "out of range" \
+	"$ND" bench "$URL" --key-file key --rw read --offset 64M --size 1M --time 1
+expect_err bench-straddles-end 7 "out of range" \
+	"$ND" bench "$URL" --key-file key --rw randread --bs 8k \
+	--offset 67104768 --size 8k --time 1
+[ "$(sum rw.img)" = "$before" ] && ok "out of range: server file unmodified" ||
+	bad "out of range: server file modified"
+
+# ------------------------------------------------ bench
+run bench-randread "$ND" bench "$URL" --key-file key --rw randread --bs 4k \
+	--iodepth 16 --time 1
+if [ "$RC" -eq 0 ] && grep -q 'IOPS' "$OUT" && grep -q 'p99.9' "$OUT"; then
+	ok "bench randread: $(grep IOPS "$OUT" | tr -s ' ')"
+else
+	bad "bench randread: exit $RC: $(cat "$OUT" "$ERR" | head -c 300)"
+fi
+run bench-write-json "$ND" bench "$URL" --key-file key --rw write --bs 1m \
+	--iodepth 4 --time 1 --json
+if [ "$RC" -eq 0 ] && grep -q '"iops":' "$OUT" && grep -q '"p99_9":' "$OUT" &&
+   grep -q 'warning' "$ERR"; then
+	ok "bench write --json (warns)"
+else
+	bad "bench write --json: exit $RC: $(cat "$OUT" "$ERR" | head -c 300)"
+fi
+
+# ------------------------------------------------ busy
+"$ND" bench "$URL" --key-file key --rw randwrite --bs 4k --iodepth 4 \
+	--time 3 >"$T/holder.out" 2>"$T/holder.err" &
+HOLDER=$!
+PIDS="$PIDS $HOLDER"
+sleep 1
+expect_err second-writer-busy 5 "busy" "$ND" copy part.img "$URL" --key-file key
+wait "$HOLDER"
+[ $? -eq 0 ] && ok "busy: the holder finished fine" ||
+	bad "busy: holder failed: $(cat "$T/holder.err")"
+expect_ok writer-after-holder "$ND" copy part.img "$URL" --key-file key
+
+# ------------------------------------------------ no such export, no server
+expect_err no-such-export 8 "no such export" \
+	"$ND" info "netdisk://127.0.0.1:$RW_PORT/nope" --key-file key
+stop_server RW
+expect_err cannot-connect 3 "connect" "$ND" info "$URL" --key-file key
+
+# ------------------------------------------------ read-only export
+head -c 16M /dev/urandom >ro.img
+chmod 444 ro.img
+ROSUM=$(sum ro.img)
+start_server RO --file ro.img --key-file key --read-only || exit 1
+ROURL=netdisk://127.0.0.1:$RO_PORT
+expect_err ro-upload 6 "read-only" "$ND" copy part.img "$ROURL" --key-file key
+# bench does no client-side check: this is the server refusing the write.
+expect_err ro-bench-write 6 "read-only" \
+	"$ND" bench "$ROURL" --key-file key --rw write --time 1
+[ "$(sum ro.img)" = "$ROSUM" ] && ok "read-only: file unmodified" ||
+	bad "read-only: file modified"
+
+pids=""
+for i in 1 2 3 4 5 6 7 8; do
+	timeout -k 5 "$TO" "$ND" copy "$ROURL" "ro-dl-$i.img" --key-file key \
+		2>"$T/ro-dl-$i.err" &
+	pids="$pids $!"
+done
+n=0
+for p in $pids; do wait "$p" && n=$((n + 1)); done
+good=0
+for i in 1 2 3 4 5 6 7 8; do cmp -s ro.img "ro-dl-$i.img" && good=$((good + 1)); done
+[ "$n" -eq 8 ] && [ "$good" -eq 8 ] &&
+	ok "read-only: 8 concurrent downloads, all byte-identical" ||
+	bad "read-only: $n/8 downloads succeeded, $good/8 identical"
+
+# ------------------------------------------------ tampering proxy
+# Each fault must kill that connection (non-zero exit), while another
+# client of the same server keeps working and the server survives.
+for dir in c2s s2c; do
+	for mode in flip replay reorder cut; do
+		name=proxy-$mode-$dir
+		"$ND" bench "$ROURL" --key-file key --rw randread --time 2 \
+			>"$T/$name-bystander.out" 2>"$T/$name-bystander.err" &
+		by=$!
+		PIDS="$PIDS $by"
+		start_proxy "$mode" "$dir" "$RO_PORT"
+		run "$name" "$ND" copy "netdisk://127.0.0.1:$PX_PORT" \
+			"$name.img" --key-file key
+		stop_proxy
+		wait "$by"
+		byrc=$?
+		if [ "$RC" -eq 0 ] || [ "$RC" -eq 124 ]; then
+			bad "$name: client exit $RC, wanted a failure"
+		elif ! grep -qE 'flipped|replayed|reordered|cut the connection' "$PX_LOG"; then
+			bad "$name: proxy did not inject the fault: $(cat "$PX_LOG")"
+		elif [ "$(wc -l <"$ERR")" -ne 1 ] ||
+		     ! grep -qiE 'authentication|connection lost|protocol' "$ERR"; then
+			bad "$name: unexpected message: $(cat "$ERR")"
+		elif [ "$byrc" -ne 0 ]; then
+			bad "$name: concurrent client failed: $(cat "$T/$name-bystander.err")"
+		elif ! alive RO; then
+			bad "$name: server died"
+		else
+			ok "$name (exit $RC: $(cat "$ERR"))"
+		fi
+	done
+done
+expect_ok after-proxy-download "$ND" copy "$ROURL" after.img --key-file key
+cmp -s ro.img after.img && ok "after the faults: a new client reads correct data" ||
+	bad "after the faults: data differs"
+# A pass-through proxy changes nothing (the harness itself is sound).
+start_proxy pass c2s "$RO_PORT"
+expect_ok proxy-pass "$ND" copy "netdisk://127.0.0.1:$PX_PORT" pass.img --key-file key
+stop_proxy
+cmp -s ro.img pass.img && ok "proxy pass: byte-identical" || bad "proxy pass: differs"
+
+# Tampered uploads to a read-write export leave the server usable.
+cp src.img rw2.img
+start_server RW2 --file rw2.img --key-file key || exit 1
+for mode in flip cut; do
+	start_proxy "$mode" c2s "$RW2_PORT"
+	expect_err "proxy-upload-$mode" 11 "authentication|connection lost|protocol" \
+		"$ND" copy part.img "netdisk://127.0.0.1:$PX_PORT" --key-file key
+	stop_proxy
+done
+expect_ok rw-after-tamper "$ND" copy part.img "netdisk://127.0.0.1:$RW2_PORT" --key-file key
+head -c 3M rw2.img | cmp -s - part.img && ok "read-write export usable after tampering" ||
+	bad "read-write export after tampering: data differs"
+stop_server RW2
+
+# ------------------------------------------------ bad arguments
+expect_err arg-missing-keyfile 1 "no such file|cannot" \
+	"$ND" info "$ROURL" --key-file /nonexistent/key
+expect_err arg-no-keyfile 2 "key-file" "$ND" info "$ROURL"
+expect_err arg-keyfile-0644 1 "mode|permission|others" \
+	"$ND" info "$ROURL" --key-file key644
+expect_err arg-bad-url 2 "url|host" "$ND" info "http://127.0.0.1" --key-file key
+expect_err arg-bad-url-host 2 "host" "$ND" info "netdisk://" --key-file key
+expect_err arg-bad-url-port 2 "port" "$ND" info "netdisk://127.0.0.1:99999" --key-file key
+expect_err arg-bad-export 2 "export" "$ND" info "netdisk://127.0.0.1/a/b" --key-file key
+expect_err arg-unaligned-upload 2 "multiple of 512" \
+	"$ND" copy odd.img "$ROURL" --key-file key
+expect_err arg-missing-file 1 "no such file" \
+	"$ND" copy /nonexistent.img "$ROURL" --key-file key
+expect_err arg-two-locals 2 "exactly one" "$ND" copy a.img b.img --key-file key
+expect_err arg-two-urls 2 "exactly one" "$ND" copy "$ROURL" "$ROURL" --key-file key
+expect_err arg-bad-bs 2 "bs" "$ND" bench "$ROURL" --key-file key --bs 1000
+expect_err arg-bad-size-suffix 2 "bs" "$ND" bench "$ROURL" --key-file key --bs 4x
+expect_err arg-bad-rw 2 "rw" "$ND" bench "$ROURL" --key-file key --rw sideways
+expect_err arg-bad-iodepth 2 "iodepth" "$ND" bench "$ROURL" --key-file key --iodepth 0
+expect_err arg-unknown-option 2 "unknown option" "$ND" info "$ROURL" --frobnicate
+expect_err arg-unknown-command 2 "unknown command" "$ND" frobnicate
+expect_err arg-no-command 2 "usage|command" "$ND"
+run help "$ND" --help
+[ "$RC" -eq 0 ] && grep -q 'usage: netdisk' "$OUT" && ok "--help" || bad "--help: exit $RC"
+run help-copy "$ND" help copy
+[ "$RC" -eq 0 ] && grep -q 'netdisk copy SRC DST' "$OUT" && ok "help copy" ||
+	bad "help copy: exit $RC"
+run version "$ND" --version
+[ "$RC" -eq 0 ] && grep -q '^netdisk ' "$OUT" && ok "--version" || bad "--version: exit $RC"
+stop_server RO
+
+# ------------------------------------------------ valgrind (optional)
+if [ -z "${ND_NO_VALGRIND:-}" ] && command -v valgrind >/dev/null &&
+   ! nm "$NDD" 2>/dev/null | grep -q __asan_init; then
+	head -c 4M /dev/urandom >vg-src.img
+	truncate -s 4M vg.img
+	VG="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite"
+	SRV_WRAP="$VG"
+	start_server VG --file vg.img --key-file key || exit 1
+	SRV_WRAP=""
+	VGURL=netdisk://127.0.0.1:$VG_PORT
+	expect_ok valgrind-upload $VG "$ND" copy vg-src.img "$VGURL" --key-file key
+	expect_ok valgrind-download $VG "$ND" copy "$VGURL" vg-dl.img --key-file key
+	cmp -s vg-src.img vg-dl.img && ok "valgrind: round trip identical" ||
+		bad "valgrind: round trip differs"
+	start_proxy flip s2c "$VG_PORT"
+	expect_err valgrind-tampered 11 "authentication" \
+		$VG "$ND" copy "netdisk://127.0.0.1:$PX_PORT" vg-x.img --key-file key --timeout 30 \
+		--inflight 1m --bs 64k
+	stop_proxy
+	stop_server VG
+	if grep -q '==[0-9]*==' "$T/server-VG.log"; then
+		bad "valgrind: server reported errors: $(grep '==' "$T/server-VG.log" | head -5)"
+	else
+		ok "valgrind: server clean"
+	fi
+else
+	echo "SKIP: valgrind tests (ASan build, valgrind missing or ND_NO_VALGRIND)"
+fi
+
+# ------------------------------------------------ sanitizer reports
+if grep -lE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$T"/*.err "$T"/*.log \
+	>"$T/san.txt" 2>/dev/null; then
+	bad "sanitizer reports in: $(tr '\n' ' ' <"$T/san.txt")"
+fi
+
+echo
+echo "$PASS passed, $FAIL failed"
+if [ "$FAIL" -ne 0 ]; then
+	echo "failed:$FAILED"
+	exit 1
+fi
+exit 0
