@@ -110,7 +110,8 @@ int main(int argc, char **argv)
 	long long v;
 	int c, rc;
 
-	while ((c = getopt_long(argc, argv, "f:k:l:p:re:L:w:g:hV", opts,
+	opterr = 0;	/* our own one-line messages */
+	while ((c = getopt_long(argc, argv, ":f:k:l:p:re:L:w:g:hV", opts,
 				NULL)) != -1) {
 		switch (c) {
 		case 'f':
@@ -189,8 +190,13 @@ int main(int argc, char **argv)
 			printf("netdiskd %s (protocol %d)\n", ND_SRV_VERSION,
 			       ND_VERSION);
 			return 0;
+		case ':':
+			fprintf(stderr, "netdiskd: option '%s' needs a value (see --help)\n",
+				argv[optind - 1]);
+			return 2;
 		default:
-			usage(stderr);
+			fprintf(stderr, "netdiskd: unknown option '%s' (see --help)\n",
+				argv[optind - 1]);
 			return 2;
 		}
 	}
