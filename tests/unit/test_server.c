@@ -571,6 +571,17 @@ static void test_handshake_timeout(void **state)
 	assert_true(dt < 2.0);
 	close(fd);
 	close(fd2);
+
+	/* Not a netdisk client at all: dropped at once, without a reply. */
+	{
+		uint8_t junk[ND_CLIENT_HELLO_FIXED];
+
+		memset(junk, 'G', sizeof(junk));
+		fd = tcp_connect(f->port);
+		assert_int_equal(nd_write_full(fd, junk, sizeof(junk)), 0);
+		assert_int_equal(read(fd, junk, sizeof(junk)), 0);
+		close(fd);
+	}
 }
 
 static void test_malformed_closes_only_that_conn(void **state)
