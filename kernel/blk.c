@@ -1,0 +1,287 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The block device: blk-mq operations, request <-> protocol message
+ * translation, completion and the sweep that fails everything outstanding.
+ *
+ * A request is "inflight" (cmd->inflight, under cmd->lock) from queue_rq
+ * until exactly one of the receiver, the kill sweep or queue_rq itself
+ * claims it by clearing the flag; only the claimer completes it. The handle
+ * on the wire is (cookie << 32 | blk_mq_unique_tag): the cookie changes at
+ * every dispatch, so a reply for an earlier use of the tag cannot match.
+ */
+#include <linux/blkdev.h>
+#include <linux/bvec.h>
+#include <linux/module.h>
+
+#include "netdisk.h"
+
+static blk_status_t nd_status_to_blk(u16 status)
+{
+	switch (status) {
+	case ND_OK:
+		return BLK_STS_OK;
+	case ND_ERR_NOSPC:
+		return BLK_STS_NOSPC;
+	case ND_ERR_NOTSUP:
+		return BLK_STS_NOTSUPP;
+	default:
+		return BLK_STS_IOERR;
+	}
+}
+
+static u8 nd_op_of(struct request *rq)
+{
+	switch (req_op(rq)) {
+	case REQ_OP_READ:
+		return ND_OP_READ;
+	case REQ_OP_WRITE:
+		return ND_OP_WRITE;
+	default:
+		return ND_OP_FLUSH;
+	}
+}
+
+int nd_blk_build(struct nd_device *dev, struct request *rq, u8 *body)
+{
+	struct nd_cmd *cmd = blk_mq_rq_to_pdu(rq);
+	struct nd_request r = {
+		.op = nd_op_of(rq),
+		.handle = (u64)cmd->cookie << 32 | blk_mq_unique_tag(rq),
+	};
+	struct req_iterator iter;
+	struct bio_vec bv;
+	u8 *data;
+
+	if (r.op != ND_OP_FLUSH) {
+		r.length = blk_rq_bytes(rq);
+		r.offset = (u64)blk_rq_pos(rq) << SECTOR_SHIFT;
+	}
+	if (r.op == ND_OP_WRITE && (rq->cmd_flags & REQ_FUA) &&
+	    (dev->info.flags & ND_EXP_FUA))
+		r.flags = ND_REQ_FUA;
+	nd_request_encode(body, &r);
+	if (r.op != ND_OP_WRITE)
+		return ND_REQ_HDR_LEN;
+	data = body + ND_REQ_HDR_LEN;
+	rq_for_each_segment(bv, rq, iter) {
+		memcpy_from_bvec(data, &bv);
+		data += bv.bv_len;
+	}
+	return ND_REQ_HDR_LEN + r.length;
+}
+
+/* Claims rq for completion if it is still ours; true if claimed. */
+static bool nd_cmd_claim(struct nd_cmd *cmd, blk_status_t status)
+{
+	bool claimed;
+
+	spin_lock(&cmd->lock);
+	claimed = cmd->inflight;
+	if (claimed) {
+		cmd->inflight = false;
+		cmd->status = status;
+	}
+	spin_unlock(&cmd->lock);
+	return claimed;
+}
+
+int nd_blk_complete_reply(struct nd_device *dev, const struct nd_reply *rep,
+			  const u8 *data)
+{
+	u32 unique = (u32)rep->handle;
+	u16 hwq = blk_mq_unique_tag_to_hwq(unique);
+	struct req_iterator iter;
+	struct request *rq;
+	struct nd_cmd *cmd;
+	struct bio_vec bv;
+
+	if (hwq >= dev->tag_set.nr_hw_queues)
+		return -ENOENT;
+	rq = blk_mq_tag_to_rq(dev->tag_set.tags[hwq],
+			      blk_mq_unique_tag_to_tag(unique));
+	if (!rq)
+		return -ENOENT;
+	cmd = blk_mq_rq_to_pdu(rq);
+	spin_lock(&cmd->lock);
+	if (!cmd->inflight || cmd->cookie != (u32)(rep->handle >> 32) ||
+	    rep->op != nd_op_of(rq) ||
+	    (rep->length && rep->length != blk_rq_bytes(rq))) {
+		spin_unlock(&cmd->lock);
+		return -ENOENT;
+	}
+	if (rep->op == ND_OP_READ && rep->status == ND_OK) {
+		if (!rep->length) {
+			spin_unlock(&cmd->lock);
+			return -EPROTO;
+		}
+		rq_for_each_segment(bv, rq, iter) {
+			memcpy_to_bvec(&bv, data);
+			data += bv.bv_len;
+		}
+	}
+	cmd->inflight = false;
+	cmd->status = nd_status_to_blk(rep->status);
+	spin_unlock(&cmd->lock);
+	if (rep->status != ND_OK)
+		pr_err_ratelimited("%s: server: %s\n", dev->name,
+				   nd_status_str(rep->status));
+	blk_mq_complete_request(rq);
+	return 0;
+}
+
+static bool nd_fail_one(struct request *rq, void *data)
+{
+	if (nd_cmd_claim(blk_mq_rq_to_pdu(rq), BLK_STS_IOERR))
+		blk_mq_complete_request(rq);
+	return true;
+}
+
+void nd_blk_fail_all(struct nd_device *dev)
+{
+	if (dev->tag_set.tags)	/* not before the tag set exists */
+		blk_mq_tagset_busy_iter(&dev->tag_set, nd_fail_one, NULL);
+}
+
+static blk_status_t nd_queue_rq(struct blk_mq_hw_ctx *hctx,
+				const struct blk_mq_queue_data *bd)
+{
+	struct request *rq = bd->rq;
+	struct nd_device *dev = rq->q->queuedata;
+
+	switch (req_op(rq)) {
+	case REQ_OP_READ:
+	case REQ_OP_FLUSH:
+		break;
+	case REQ_OP_WRITE:
+		/* 6.1's block layer only warns about writes to a ro disk. */
+		if (dev->read_only) {
+			pr_err_ratelimited("%s: write to read-only export\n",
+					   dev->name);
+			return BLK_STS_IOERR;
+		}
+		break;
+	default:
+		return BLK_STS_NOTSUPP;
+	}
+	if (blk_rq_bytes(rq) > dev->info.max_payload)
+		return BLK_STS_IOERR;
+	blk_mq_start_request(rq);
+	if (!nd_conn_queue(dev->conn, rq))
+		return BLK_STS_IOERR;
+	return BLK_STS_OK;
+}
+
+static void nd_complete_rq(struct request *rq)
+{
+	struct nd_cmd *cmd = blk_mq_rq_to_pdu(rq);
+	struct nd_device *dev = rq->q->queuedata;
+
+	if (cmd->status) {
+		atomic64_inc(&dev->errors);
+	} else {
+		switch (req_op(rq)) {
+		case REQ_OP_READ:
+			atomic64_inc(&dev->reads);
+			atomic64_add(blk_rq_bytes(rq), &dev->read_bytes);
+			break;
+		case REQ_OP_WRITE:
+			atomic64_inc(&dev->writes);
+			atomic64_add(blk_rq_bytes(rq), &dev->write_bytes);
+			break;
+		default:
+			atomic64_inc(&dev->flushes);
+			break;
+		}
+	}
+	blk_mq_end_request(rq, cmd->status);
+}
+
+/*
+ * No answer within the timeout: the server is stuck. Without reconnection
+ * the connection is given up; the sweep completes this request with EIO.
+ */
+static enum blk_eh_timer_return nd_timeout(struct request *rq)
+{
+	struct nd_device *dev = rq->q->queuedata;
+
+	nd_conn_kill(dev->conn, "request timed out (server not responding)");
+	return BLK_EH_DONE;
+}
+
+static int nd_init_request(struct blk_mq_tag_set *set, struct request *rq,
+			   unsigned int hctx_idx, unsigned int numa_node)
+{
+	struct nd_cmd *cmd = blk_mq_rq_to_pdu(rq);
+
+	spin_lock_init(&cmd->lock);
+	INIT_LIST_HEAD(&cmd->list);
+	return 0;
+}
+
+static const struct blk_mq_ops nd_mq_ops = {
+	.queue_rq	= nd_queue_rq,
+	.complete	= nd_complete_rq,
+	.timeout	= nd_timeout,
+	.init_request	= nd_init_request,
+};
+
+/* Last reference to the disk gone (after detach and the last close). */
+static void nd_free_disk(struct gendisk *disk)
+{
+	kfree(disk->private_data);
+}
+
+static const struct block_device_operations nd_fops = {
+	.owner		= THIS_MODULE,
+	.free_disk	= nd_free_disk,
+};
+
+/* Tag set and disk, sized from the session info; not yet added. */
+int nd_blk_init_disk(struct nd_device *dev)
+{
+	struct blk_mq_tag_set *set = &dev->tag_set;
+	const struct nd_session_info *info = &dev->info;
+	struct request_queue *q;
+	struct gendisk *disk;
+	int err;
+
+	set->ops = &nd_mq_ops;
+	set->nr_hw_queues = 1;
+	set->queue_depth = ND_QUEUE_DEPTH;
+	set->numa_node = NUMA_NO_NODE;
+	set->cmd_size = sizeof(struct nd_cmd);
+	set->flags = BLK_MQ_F_SHOULD_MERGE;
+	set->timeout = dev->io_timeout_s * HZ;
+	set->driver_data = dev;
+	err = blk_mq_alloc_tag_set(set);
+	if (err)
+		return err;
+
+	disk = blk_mq_alloc_disk(set, dev);
+	if (IS_ERR(disk)) {
+		blk_mq_free_tag_set(set);
+		return PTR_ERR(disk);
+	}
+	q = disk->queue;
+	blk_queue_logical_block_size(q, info->block_size);
+	blk_queue_physical_block_size(q, info->block_size);
+	blk_queue_max_hw_sectors(q, info->max_payload >> SECTOR_SHIFT);
+	/* Data is copied through a bounce buffer: any segmentation works. */
+	blk_queue_max_segments(q, USHRT_MAX);
+	blk_queue_max_segment_size(q, UINT_MAX);
+	blk_queue_flag_set(QUEUE_FLAG_NONROT, q);
+	blk_queue_flag_clear(QUEUE_FLAG_ADD_RANDOM, q);
+	blk_queue_write_cache(q, info->flags & ND_EXP_FLUSH,
+			      info->flags & ND_EXP_FUA);
+
+	disk->major = nd_major;
+	disk->first_minor = dev->index << ND_PART_SHIFT;
+	disk->minors = 1 << ND_PART_SHIFT;
+	disk->fops = &nd_fops;
+	disk->private_data = dev;
+	strscpy(disk->disk_name, dev->name, DISK_NAME_LEN);
+	set_capacity(disk, info->size >> SECTOR_SHIFT);
+	set_disk_ro(disk, dev->read_only);
+	dev->disk = disk;
+	return 0;
+}

@@ -1,0 +1,412 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * One TCP connection to netdiskd: connect, the sender (a work item that
+ * seals queued requests in order under tx_lock) and the receiver (a kthread
+ * that opens replies and completes requests). Any transport or protocol
+ * error kills the connection: outstanding and later I/O fails with EIO.
+ * Reconnection will live here too.
+ */
+#include <linux/in.h>
+#include <linux/in6.h>
+#include <linux/sched/mm.h>
+#include <linux/slab.h>
+#include <linux/tcp.h>
+#include <linux/uio.h>
+#include <linux/vmalloc.h>
+#include <net/sock.h>
+#include <net/tcp.h>
+
+#include "netdisk.h"
+
+#define ND_DISCONNECT_TIMEOUT_S	5
+
+int nd_buf_alloc(struct nd_buf *b, size_t size)
+{
+	struct scatterlist *sg;
+	unsigned int i, npages;
+	int err;
+
+	size = PAGE_ALIGN(size);
+	npages = size >> PAGE_SHIFT;
+	b->data = vmalloc(size);
+	if (!b->data)
+		return -ENOMEM;
+	b->size = size;
+	err = sg_alloc_table(&b->sgt, npages, GFP_KERNEL);
+	if (err) {
+		vfree(b->data);
+		b->data = NULL;
+		return err;
+	}
+	/* Built once: the crypto API walks the record through these pages. */
+	for_each_sg(b->sgt.sgl, sg, npages, i)
+		sg_set_page(sg, vmalloc_to_page(b->data + i * PAGE_SIZE),
+			    PAGE_SIZE, 0);
+	return 0;
+}
+
+void nd_buf_free(struct nd_buf *b)
+{
+	if (!b->data)
+		return;
+	sg_free_table(&b->sgt);
+	vfree(b->data);
+	b->data = NULL;
+}
+
+static int nd_sock_xmit(struct socket *sock, const void *buf, size_t len,
+			int flags)
+{
+	while (len) {
+		struct kvec iov = { .iov_base = (void *)buf, .iov_len = len };
+		struct msghdr msg = { .msg_flags = flags | MSG_NOSIGNAL };
+		int n = kernel_sendmsg(sock, &msg, &iov, 1, len);
+
+		if (n == -EAGAIN)
+			return -ETIMEDOUT;	/* SO_SNDTIMEO expired */
+		if (n < 0)
+			return n;
+		if (n == 0)
+			return -EPIPE;
+		buf += n;
+		len -= n;
+	}
+	return 0;
+}
+
+int nd_sock_send(struct socket *sock, const void *buf, size_t len)
+{
+	return nd_sock_xmit(sock, buf, len, 0);
+}
+
+int nd_sock_recv(struct socket *sock, void *buf, size_t len)
+{
+	while (len) {
+		struct kvec iov = { .iov_base = buf, .iov_len = len };
+		struct msghdr msg = { .msg_flags = MSG_NOSIGNAL };
+		int n = kernel_recvmsg(sock, &msg, &iov, 1, len,
+				       MSG_WAITALL | MSG_NOSIGNAL);
+
+		if (n == -EAGAIN)
+			return -ETIMEDOUT;	/* SO_RCVTIMEO expired */
+		if (n < 0)
+			return n;
+		if (n == 0)
+			return -ECONNRESET;	/* peer closed */
+		buf += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static void nd_tx_work(struct work_struct *work);
+
+struct nd_conn *nd_conn_create(struct nd_device *dev)
+{
+	struct nd_conn *c = kzalloc(sizeof(*c), GFP_KERNEL);
+
+	if (!c)
+		return NULL;
+	c->dev = dev;
+	spin_lock_init(&c->queue_lock);
+	INIT_LIST_HEAD(&c->queue);
+	mutex_init(&c->tx_lock);
+	INIT_WORK(&c->tx_work, nd_tx_work);
+	return c;
+}
+
+static void nd_set_timeouts(struct socket *sock, long snd, long rcv)
+{
+	struct sock *sk = sock->sk;
+
+	lock_sock(sk);
+	sk->sk_sndtimeo = snd;
+	sk->sk_rcvtimeo = rcv;
+	release_sock(sk);
+}
+
+/* Connects within the timeout; returns 0 or a negative errno. */
+static int nd_connect(struct nd_conn *c, const struct nd_conn_params *p)
+{
+	struct socket *sock;
+	int err;
+
+	err = sock_create(p->addr.ss_family, SOCK_STREAM, IPPROTO_TCP, &sock);
+	if (err)
+		return err;
+	/* Socket allocations must not recurse into our own block device. */
+	sock->sk->sk_allocation = GFP_NOIO | __GFP_MEMALLOC;
+	c->sock = sock;
+	nd_set_timeouts(sock, msecs_to_jiffies(p->connect_timeout_ms),
+			MAX_SCHEDULE_TIMEOUT);
+	err = kernel_connect(sock, (struct sockaddr *)&p->addr, p->addr_len, 0);
+	if (err == -EINPROGRESS || err == -EAGAIN)
+		return -ETIMEDOUT;	/* connect waits up to SO_SNDTIMEO */
+	if (err)
+		return err;
+	tcp_sock_set_nodelay(sock->sk);
+	/* Notices a vanished server even when no I/O is outstanding. */
+	sock_set_keepalive(sock->sk);
+	tcp_sock_set_keepidle(sock->sk, 30);
+	tcp_sock_set_keepintvl(sock->sk, 10);
+	tcp_sock_set_keepcnt(sock->sk, 3);
+	return 0;
+}
+
+void nd_conn_connect(struct nd_conn *c, const struct nd_conn_params *p,
+		     struct nd_hs_result *r)
+{
+	int err;
+
+	memset(r, 0, sizeof(*r));
+	err = nd_connect(c, p);
+	if (err == -ERESTARTSYS || err == -EINTR) {
+		r->result = ND_ATTACH_LOCAL;
+		r->err = -EINTR;
+		return;
+	}
+	if (err) {
+		r->result = c->sock ? ND_ATTACH_CONNECT : ND_ATTACH_LOCAL;
+		r->err = err;
+		pr_err("%s: cannot connect to %s (error %d)\n", c->dev->name,
+		       c->dev->server, err);
+		return;
+	}
+	nd_set_timeouts(c->sock, ND_HANDSHAKE_TIMEOUT * HZ,
+			ND_HANDSHAKE_TIMEOUT * HZ);
+	nd_handshake(c, p, r);
+	if (r->result == ND_ATTACH_OK)
+		c->max_payload = r->info.max_payload;
+}
+
+bool nd_conn_dead(struct nd_conn *c)
+{
+	return test_bit(ND_CONN_DEAD, &c->flags);
+}
+
+/*
+ * Called by queue_rq (atomic context). Returns false if the connection is
+ * dead: the caller fails the request.
+ */
+bool nd_conn_queue(struct nd_conn *c, struct request *rq)
+{
+	struct nd_cmd *cmd = blk_mq_rq_to_pdu(rq);
+
+	spin_lock(&c->queue_lock);
+	if (test_bit(ND_CONN_DEAD, &c->flags)) {
+		spin_unlock(&c->queue_lock);
+		return false;
+	}
+	/* Set before the request is visible to nd_conn_kill's sweep. */
+	spin_lock(&cmd->lock);
+	cmd->cookie++;
+	cmd->inflight = true;
+	cmd->status = BLK_STS_OK;
+	spin_unlock(&cmd->lock);
+	list_add_tail(&cmd->list, &c->queue);
+	spin_unlock(&c->queue_lock);
+	queue_work(nd_wq, &c->tx_work);
+	return true;
+}
+
+/* Seals and sends one request; tx_lock held. */
+static int nd_tx_one(struct nd_conn *c, struct nd_cmd *cmd, bool more)
+{
+	struct request *rq = blk_mq_rq_from_pdu(cmd);
+	u8 *rec = c->tx_buf.data;
+	int len, err;
+
+	spin_lock(&cmd->lock);
+	if (!cmd->inflight) {
+		/* Already failed by nd_conn_kill. */
+		spin_unlock(&cmd->lock);
+		return 0;
+	}
+	len = nd_blk_build(c->dev, rq, rec + ND_RECORD_HDR_LEN);
+	spin_unlock(&cmd->lock);
+	/* From here on only our buffer is used: rq may complete any time. */
+	err = nd_seal(&c->tx, c->tx_buf.sgt.sgl, rec, len);
+	if (err)
+		return err;
+	return nd_sock_xmit(c->sock, rec, ND_RECORD_HDR_LEN + len + ND_TAG_LEN,
+			    more ? MSG_MORE : 0);
+}
+
+static void nd_tx_work(struct work_struct *work)
+{
+	struct nd_conn *c = container_of(work, struct nd_conn, tx_work);
+	unsigned int noio = memalloc_noio_save();
+
+	mutex_lock(&c->tx_lock);
+	for (;;) {
+		struct nd_cmd *cmd;
+		bool more;
+		int err;
+
+		spin_lock(&c->queue_lock);
+		cmd = list_first_entry_or_null(&c->queue, struct nd_cmd, list);
+		if (cmd)
+			list_del_init(&cmd->list);
+		more = !list_empty(&c->queue);
+		spin_unlock(&c->queue_lock);
+		if (!cmd)
+			break;
+		err = nd_tx_one(c, cmd, more);
+		if (err) {
+			nd_conn_kill(c, "connection lost");
+			break;
+		}
+	}
+	mutex_unlock(&c->tx_lock);
+	memalloc_noio_restore(noio);
+}
+
+/* Receives, opens and dispatches one reply record. */
+static int nd_rx_one(struct nd_conn *c, const char **why)
+{
+	u8 *rec = c->rx_buf.data;
+	struct nd_reply rep;
+	u32 len;
+	int err;
+
+	*why = "connection lost";
+	err = nd_sock_recv(c->sock, rec, ND_RECORD_HDR_LEN);
+	if (err)
+		return err;
+	len = nd_get32(rec);
+	*why = "protocol error from server (bad record length)";
+	if (len < ND_REPLY_HDR_LEN + ND_TAG_LEN ||
+	    len > ND_REPLY_HDR_LEN + c->max_payload + ND_TAG_LEN)
+		return -EPROTO;
+	*why = "connection lost";
+	err = nd_sock_recv(c->sock, rec + ND_RECORD_HDR_LEN, len);
+	if (err)
+		return err;
+	*why = "record authentication failed (data altered in transit?)";
+	err = nd_open(&c->rx, c->rx_buf.sgt.sgl, len);
+	if (err)
+		return err;
+	*why = "protocol error from server (bad reply)";
+	if (nd_reply_decode(rec + ND_RECORD_HDR_LEN, len - ND_TAG_LEN, &rep))
+		return -EPROTO;
+	*why = "protocol error from server (reply to unknown request)";
+	return nd_blk_complete_reply(c->dev, &rep,
+				     rec + ND_RECORD_HDR_LEN + ND_REPLY_HDR_LEN);
+}
+
+static int nd_rx_thread(void *arg)
+{
+	struct nd_conn *c = arg;
+	unsigned int noio = memalloc_noio_save();
+	const char *why = NULL;
+
+	while (!kthread_should_stop() && !nd_conn_dead(c)) {
+		if (nd_rx_one(c, &why)) {
+			nd_conn_kill(c, why);
+			break;
+		}
+	}
+	memalloc_noio_restore(noio);
+	/* nd_conn_close holds a task reference and calls kthread_stop. */
+	return 0;
+}
+
+int nd_conn_start(struct nd_conn *c)
+{
+	struct task_struct *t;
+	int err;
+
+	err = nd_buf_alloc(&c->tx_buf, ND_RECORD_HDR_LEN + ND_REQ_HDR_LEN +
+			   c->max_payload + ND_TAG_LEN);
+	if (err)
+		return err;
+	err = nd_buf_alloc(&c->rx_buf, ND_RECORD_HDR_LEN + ND_REPLY_HDR_LEN +
+			   c->max_payload + ND_TAG_LEN);
+	if (err)
+		return err;
+	/* The handshake had timeouts; the data path relies on blk-mq's. */
+	nd_set_timeouts(c->sock, MAX_SCHEDULE_TIMEOUT, MAX_SCHEDULE_TIMEOUT);
+	t = kthread_create(nd_rx_thread, c, "%s-rx", c->dev->name);
+	if (IS_ERR(t))
+		return PTR_ERR(t);
+	get_task_struct(t);
+	c->rx_thread = t;
+	wake_up_process(t);
+	return 0;
+}
+
+/*
+ * Kills the connection once: later requests fail at once, queued and
+ * outstanding ones are failed with EIO, blocked socket calls return. Must
+ * not be called with a request's cmd->lock held.
+ */
+void nd_conn_kill(struct nd_conn *c, const char *why)
+{
+	LIST_HEAD(dropped);
+	bool was_dead;
+
+	spin_lock(&c->queue_lock);
+	was_dead = test_and_set_bit(ND_CONN_DEAD, &c->flags);
+	/* Queued requests are still inflight: the sweep below fails them. */
+	list_splice_init(&c->queue, &dropped);
+	spin_unlock(&c->queue_lock);
+	if (was_dead)
+		return;
+	if (why && !test_bit(ND_CONN_CLOSING, &c->flags))
+		pr_err("%s: %s\n", c->dev->name, why);
+	if (c->sock)
+		kernel_sock_shutdown(c->sock, SHUT_RDWR);
+	nd_blk_fail_all(c->dev);
+}
+
+/* Sends DISCONNECT: the server finishes earlier requests, then closes. */
+static void nd_send_disconnect(struct nd_conn *c)
+{
+	struct nd_request r = { .op = ND_OP_DISCONNECT };
+	u8 *rec = c->tx_buf.data;
+
+	mutex_lock(&c->tx_lock);
+	if (!nd_conn_dead(c)) {
+		/* A stuck server must not hang detach or rmmod. */
+		nd_set_timeouts(c->sock, ND_DISCONNECT_TIMEOUT_S * HZ,
+				MAX_SCHEDULE_TIMEOUT);
+		nd_request_encode(rec + ND_RECORD_HDR_LEN, &r);
+		if (!nd_seal(&c->tx, c->tx_buf.sgt.sgl, rec, ND_REQ_HDR_LEN))
+			nd_sock_send(c->sock, rec, ND_RECORD_HDR_LEN +
+				     ND_REQ_HDR_LEN + ND_TAG_LEN);
+	}
+	mutex_unlock(&c->tx_lock);
+}
+
+/*
+ * Stops all activity on a started connection. The block queue must be
+ * drained already (after del_gendisk). Waits for the sender and receiver.
+ */
+void nd_conn_close(struct nd_conn *c, bool graceful)
+{
+	set_bit(ND_CONN_CLOSING, &c->flags);
+	flush_work(&c->tx_work);
+	if (graceful && c->tx_buf.data)
+		nd_send_disconnect(c);
+	nd_conn_kill(c, NULL);
+	flush_work(&c->tx_work);
+	if (c->rx_thread) {
+		kthread_stop(c->rx_thread);
+		put_task_struct(c->rx_thread);
+		c->rx_thread = NULL;
+	}
+}
+
+/* Frees a closed (or never started) connection and wipes its keys. */
+void nd_conn_free(struct nd_conn *c)
+{
+	if (!c)
+		return;
+	if (c->sock)
+		sock_release(c->sock);
+	nd_dir_free(&c->tx);
+	nd_dir_free(&c->rx);
+	nd_buf_free(&c->tx_buf);
+	nd_buf_free(&c->rx_buf);
+	kfree_sensitive(c);
+}

@@ -1,0 +1,275 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Device lifetime: attach (connect, handshake, disk), detach and the index
+ * IDR. nd_devs_lock serialises every change of a device's state, so
+ * concurrent attach/detach/rmmod cannot see a half-built or half-freed
+ * device. The struct nd_device itself is freed by the disk's free_disk
+ * callback, after the last opener of a force-detached disk is gone.
+ */
+#include <linux/idr.h>
+#include <linux/in.h>
+#include <linux/in6.h>
+#include <linux/module.h>
+#include <linux/slab.h>
+#include <linux/socket.h>
+#include <linux/string.h>
+
+#include "netdisk.h"
+
+static DEFINE_MUTEX(nd_devs_lock);
+static DEFINE_IDR(nd_devs);
+
+const char *nd_state_name(struct nd_device *dev)
+{
+	switch (READ_ONCE(dev->state)) {
+	case ND_STATE_ATTACHING:
+		return "attaching";
+	case ND_STATE_DETACHING:
+		return "detaching";
+	default:
+		return nd_conn_dead(dev->conn) ? "dead" : "connected";
+	}
+}
+
+/* Copies a NUL-terminated name; "" means "default". */
+static int nd_take_name(const char *src, u8 *dst, u8 *len, char *copy)
+{
+	size_t n = strnlen(src, ND_ATTACH_NAME_MAX);
+
+	if (n == ND_ATTACH_NAME_MAX)
+		return -EINVAL;
+	if (!n) {
+		src = "default";
+		n = 7;
+	}
+	if (!nd_name_valid((const u8 *)src, n))
+		return -EINVAL;
+	memcpy(dst, src, n);
+	*len = n;
+	memcpy(copy, src, n);
+	copy[n] = '\0';
+	return 0;
+}
+
+static int nd_check_attach(const struct nd_attach *a)
+{
+	const struct sockaddr *sa = (const struct sockaddr *)a->addr;
+	size_t i;
+
+	if (a->flags & ~ND_ATTACH_FLAGS_ALL)
+		return -EINVAL;
+	for (i = 0; i < ARRAY_SIZE(a->reserved); i++)
+		if (a->reserved[i])
+			return -EINVAL;
+	if (a->nr_connections > 1 || a->cache_size || a->reconnect_timeout_s)
+		return -EOPNOTSUPP;	/* options of later versions */
+	if (a->max_payload && (a->max_payload < ND_MIN_PAYLOAD ||
+			       a->max_payload > ND_MAX_PAYLOAD ||
+			       a->max_payload % ND_MIN_PAYLOAD))
+		return -EINVAL;
+	if (a->io_timeout_s > 3600 || a->connect_timeout_ms > 600000)
+		return -EINVAL;
+	if (strnlen(a->display, ND_ATTACH_DISPLAY_MAX) == ND_ATTACH_DISPLAY_MAX)
+		return -EINVAL;
+	if (sa->sa_family == AF_INET &&
+	    a->addr_len == sizeof(struct sockaddr_in))
+		return 0;
+	if (sa->sa_family == AF_INET6 &&
+	    a->addr_len == sizeof(struct sockaddr_in6))
+		return 0;
+	return -EAFNOSUPPORT;
+}
+
+static void nd_fill_out(struct nd_attach_out *out, const struct nd_hs_result *r)
+{
+	out->result = r->result;
+	out->server_status = r->server_status;
+	out->errno_val = r->err < 0 ? -r->err : 0;
+}
+
+static void nd_idr_remove(int index)
+{
+	mutex_lock(&nd_devs_lock);
+	idr_remove(&nd_devs, index);
+	mutex_unlock(&nd_devs_lock);
+}
+
+int nd_dev_attach(struct nd_attach *a)
+{
+	struct nd_attach_out *out = &a->out;
+	struct nd_conn_params *p;
+	struct nd_hs_result r = { .result = ND_ATTACH_LOCAL };
+	struct nd_device *dev;
+	int err, index;
+
+	memset(out, 0, sizeof(*out));
+	out->result = ND_ATTACH_LOCAL;
+	err = nd_check_attach(a);
+	if (err) {
+		out->errno_val = -err;
+		return err;
+	}
+
+	p = kzalloc(sizeof(*p), GFP_KERNEL);
+	dev = kzalloc(sizeof(*dev), GFP_KERNEL);
+	if (!p || !dev) {
+		err = -ENOMEM;
+		goto fail_free;
+	}
+	err = nd_take_name(a->identity, p->identity, &p->identity_len,
+			   dev->identity) ?:
+	      nd_take_name(a->export_name, p->export_name, &p->export_len,
+			   dev->export_name);
+	if (err)
+		goto fail_free;
+	memcpy(&p->addr, a->addr, a->addr_len);
+	p->addr_len = a->addr_len;
+	p->connect_timeout_ms = a->connect_timeout_ms ?: ND_CONNECT_TIMEOUT_MS;
+	p->flags = (a->flags & ND_ATTACH_READ_ONLY) ? ND_CF_READ_ONLY : 0;
+	p->max_payload = a->max_payload;
+	memcpy(p->psk, a->key, ND_KEY_LEN);
+	memzero_explicit(a->key, sizeof(a->key));
+	strscpy(dev->server, a->display, sizeof(dev->server));
+	dev->io_timeout_s = a->io_timeout_s ?: ND_IO_TIMEOUT_S;
+	dev->state = ND_STATE_ATTACHING;
+
+	/* Reserve the index first, so handshake errors name the device. */
+	mutex_lock(&nd_devs_lock);
+	index = idr_alloc(&nd_devs, NULL, 0, ND_MAX_DEVICES, GFP_KERNEL);
+	mutex_unlock(&nd_devs_lock);
+	if (index < 0) {
+		err = index == -ENOSPC ? -ENFILE : index;
+		goto fail_free;
+	}
+	dev->index = index;
+	snprintf(dev->name, sizeof(dev->name), ND_DISK_PREFIX "%d", index);
+
+	dev->conn = nd_conn_create(dev);
+	if (!dev->conn) {
+		err = -ENOMEM;
+		goto fail_idr;
+	}
+	nd_conn_connect(dev->conn, p, &r);
+	kfree_sensitive(p);
+	p = NULL;
+	if (r.result != ND_ATTACH_OK) {
+		nd_fill_out(out, &r);
+		err = r.err ?: -EIO;
+		goto fail_conn;
+	}
+	dev->info = r.info;
+	dev->read_only = (r.info.flags & ND_EXP_READ_ONLY) ||
+			 (a->flags & ND_ATTACH_READ_ONLY);
+
+	err = nd_blk_init_disk(dev);
+	if (err)
+		goto fail_conn;
+	err = nd_conn_start(dev->conn);
+	if (err)
+		goto fail_disk;
+	/* Reads the partition table: the receiver is already running. */
+	err = device_add_disk(NULL, dev->disk, nd_disk_groups);
+	if (err)
+		goto fail_disk;
+
+	mutex_lock(&nd_devs_lock);
+	dev->state = ND_STATE_CONNECTED;
+	idr_replace(&nd_devs, dev, index);
+	mutex_unlock(&nd_devs_lock);
+
+	pr_info("%s: attached %s export %s, %llu bytes%s\n", dev->name,
+		dev->server, dev->export_name, dev->info.size,
+		dev->read_only ? ", read-only" : "");
+	if (r.info.flags & ND_EXP_READ_ONLY)
+		pr_info("%s: read-only export\n", dev->name);
+	out->result = ND_ATTACH_OK;
+	out->index = index;
+	out->size = dev->info.size;
+	out->block_size = dev->info.block_size;
+	out->export_flags = dev->info.flags;
+	out->max_payload = dev->info.max_payload;
+	return 0;
+
+fail_disk:
+	nd_conn_close(dev->conn, false);
+	put_disk(dev->disk);	/* not added: free_disk is not called */
+	blk_mq_free_tag_set(&dev->tag_set);
+fail_conn:
+	nd_conn_close(dev->conn, false);
+	nd_conn_free(dev->conn);
+fail_idr:
+	nd_idr_remove(index);
+fail_free:
+	if (out->result == ND_ATTACH_LOCAL)
+		out->errno_val = -err;
+	kfree_sensitive(p);
+	kfree(dev);
+	return err;
+}
+
+/* Tears down an attached device whose state is already DETACHING. */
+static void nd_dev_remove(struct nd_device *dev, bool force)
+{
+	struct nd_conn *c = dev->conn;
+
+	set_bit(ND_CONN_CLOSING, &c->flags);
+	if (force)
+		nd_conn_kill(c, NULL);
+	/* Syncs, drains the queue and exits it: no queue_rq after this. */
+	del_gendisk(dev->disk);
+	nd_conn_close(c, !force);
+	nd_conn_free(c);
+	dev->conn = NULL;
+	blk_mq_free_tag_set(&dev->tag_set);
+	/* Only now: the name netdiskN is free for the next attach. */
+	nd_idr_remove(dev->index);
+	pr_info("%s: detached\n", dev->name);
+	put_disk(dev->disk);	/* frees dev once the last opener is gone */
+}
+
+int nd_dev_detach(u32 index, bool force)
+{
+	struct nd_device *dev;
+	unsigned int openers;
+
+	if (index >= ND_MAX_DEVICES)
+		return -ENOENT;
+	mutex_lock(&nd_devs_lock);
+	dev = idr_find(&nd_devs, index);
+	if (!dev || dev->state != ND_STATE_CONNECTED) {
+		mutex_unlock(&nd_devs_lock);
+		return -ENOENT;
+	}
+	mutex_lock(&dev->disk->open_mutex);
+	openers = disk_openers(dev->disk);
+	mutex_unlock(&dev->disk->open_mutex);
+	if (openers && !force) {
+		mutex_unlock(&nd_devs_lock);
+		return -EBUSY;
+	}
+	WRITE_ONCE(dev->state, ND_STATE_DETACHING);
+	mutex_unlock(&nd_devs_lock);
+	nd_dev_remove(dev, force);
+	return 0;
+}
+
+/* Module exit: nobody can hold a disk open (that pins the module). */
+void nd_dev_detach_all(void)
+{
+	struct nd_device *dev;
+	int id;
+
+	for (;;) {
+		mutex_lock(&nd_devs_lock);
+		idr_for_each_entry(&nd_devs, dev, id)
+			if (dev->state == ND_STATE_CONNECTED)
+				break;
+		if (dev)
+			WRITE_ONCE(dev->state, ND_STATE_DETACHING);
+		mutex_unlock(&nd_devs_lock);
+		if (!dev)
+			break;
+		nd_dev_remove(dev, false);
+	}
+	idr_destroy(&nd_devs);
+}

@@ -1,0 +1,65 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * netdisk.ko: encrypted network block device client (protocol v1).
+ * Loading creates no device; /dev/netdisk-control attaches exports.
+ */
+#include <linux/blkdev.h>
+#include <linux/build_bug.h>
+#include <linux/module.h>
+#include <linux/workqueue.h>
+
+#include "netdisk.h"
+
+int nd_major;
+struct workqueue_struct *nd_wq;
+
+static int __init nd_init(void)
+{
+	int err;
+
+	/* The ioctl ABI: same layout for 32- and 64-bit userspace. */
+	BUILD_BUG_ON(sizeof(struct nd_attach) != 592);
+	BUILD_BUG_ON(sizeof(struct nd_detach) != 32);
+
+	err = nd_selftest();
+	if (err) {
+		pr_err("netdisk: crypto self-test failed, not loading\n");
+		return err;
+	}
+	nd_major = register_blkdev(0, ND_DISK_PREFIX);
+	if (nd_major < 0)
+		return nd_major;
+	/* Senders run in the I/O path: they must make progress under reclaim. */
+	nd_wq = alloc_workqueue("netdisk", WQ_MEM_RECLAIM | WQ_UNBOUND, 0);
+	if (!nd_wq) {
+		err = -ENOMEM;
+		goto fail_blk;
+	}
+	err = nd_ctl_init();
+	if (err)
+		goto fail_wq;
+	pr_info("netdisk: loaded (protocol %d)\n", ND_VERSION);
+	return 0;
+
+fail_wq:
+	destroy_workqueue(nd_wq);
+fail_blk:
+	unregister_blkdev(nd_major, ND_DISK_PREFIX);
+	return err;
+}
+
+static void __exit nd_exit(void)
+{
+	nd_ctl_exit();
+	nd_dev_detach_all();
+	destroy_workqueue(nd_wq);
+	unregister_blkdev(nd_major, ND_DISK_PREFIX);
+	pr_info("netdisk: unloaded\n");
+}
+
+module_init(nd_init);
+module_exit(nd_exit);
+
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("netdisk: encrypted network block device client");
+MODULE_SOFTDEP("pre: gcm hmac");

@@ -1,0 +1,197 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * netdisk.ko internals: one struct per concern, shared by the small files
+ * of the module (see docs/DESIGN.md, "Kernel module").
+ */
+#ifndef ND_KERNEL_NETDISK_H
+#define ND_KERNEL_NETDISK_H
+
+#include <linux/blk-mq.h>
+#include <linux/kthread.h>
+#include <linux/mutex.h>
+#include <linux/net.h>
+#include <linux/scatterlist.h>
+#include <linux/spinlock.h>
+#include <linux/types.h>
+#include <linux/workqueue.h>
+
+#include "../include/netdisk_proto.h"
+#include "../include/netdisk_ioctl.h"
+
+#define ND_PART_SHIFT		4	/* 16 minors per disk: 15 partitions */
+#define ND_MAX_DEVICES		(1 << (MINORBITS - ND_PART_SHIFT))
+#define ND_QUEUE_DEPTH		128
+#define ND_CONNECT_TIMEOUT_MS	10000
+#define ND_IO_TIMEOUT_S		30
+#define ND_DISPLAY_LEN		ND_ATTACH_DISPLAY_MAX
+
+/* ---- crypto.c: key schedule and record layer ---- */
+
+/* One direction of the record layer. */
+struct nd_dir {
+	struct crypto_aead *aead;
+	struct aead_request *req;
+	struct crypto_shash *hmac;	/* for rekeying */
+	u8 key[ND_KEY_LEN];		/* current key, needed to derive the next */
+	u8 iv[ND_IV_LEN];
+	u8 nonce[ND_IV_LEN];
+	u64 seq;			/* next record number */
+};
+
+int nd_sha256(const u8 *a, size_t alen, const u8 *b, size_t blen,
+	      u8 out[ND_HASH_LEN]);
+int nd_hmac(const u8 *key, size_t klen, const u8 *data, size_t dlen,
+	    u8 out[ND_HASH_LEN]);
+int nd_derive(const u8 psk[ND_KEY_LEN], const u8 crand[ND_RANDOM_LEN],
+	      const u8 srand[ND_RANDOM_LEN], const u8 th[ND_HASH_LEN],
+	      u8 prk[ND_HASH_LEN], u8 okm[ND_OKM_LEN]);
+int nd_dir_init(struct nd_dir *d, const u8 key[ND_KEY_LEN],
+		const u8 iv[ND_IV_LEN], u64 seq);
+void nd_dir_free(struct nd_dir *d);
+/*
+ * rec is [u32 length][body][tag] and sg maps at least that much of it.
+ * nd_seal writes the length, encrypts body_len bytes of body in place and
+ * appends the tag. nd_open checks and decrypts a record whose length field
+ * (ciphertext + tag) is rec_len, in place; -EBADMSG if it is not authentic.
+ */
+int nd_seal(struct nd_dir *d, struct scatterlist *sg, u8 *rec, u32 body_len);
+int nd_open(struct nd_dir *d, struct scatterlist *sg, u32 rec_len);
+
+/* selftest.c */
+int nd_selftest(void);
+
+/* ---- conn.c: one TCP connection and its record streams ---- */
+
+/* A virtually contiguous buffer and a scatterlist over its pages. */
+struct nd_buf {
+	u8 *data;
+	size_t size;
+	struct sg_table sgt;
+};
+
+enum {
+	ND_CONN_DEAD,		/* no more I/O: requests fail with EIO */
+	ND_CONN_CLOSING,	/* detach in progress: no log line on death */
+};
+
+struct nd_device;
+
+struct nd_conn {
+	struct nd_device *dev;
+	struct socket *sock;
+	unsigned long flags;		/* ND_CONN_* */
+	struct nd_dir tx, rx;
+	u32 max_payload;
+
+	/* Requests waiting for the sender, in arrival order. */
+	spinlock_t queue_lock;
+	struct list_head queue;
+	struct work_struct tx_work;
+	struct mutex tx_lock;		/* tx state, tx_buf, socket writes */
+	struct nd_buf tx_buf;
+
+	struct task_struct *rx_thread;
+	struct nd_buf rx_buf;
+};
+
+struct nd_conn_params {
+	struct sockaddr_storage addr;
+	int addr_len;
+	unsigned int connect_timeout_ms;
+	u32 flags;			/* ND_CF_* */
+	u32 max_payload;
+	u8 identity[ND_NAME_MAX];
+	u8 identity_len;
+	u8 export_name[ND_NAME_MAX];
+	u8 export_len;
+	u8 psk[ND_KEY_LEN];
+};
+
+struct nd_conn *nd_conn_create(struct nd_device *dev);
+struct nd_hs_result;
+void nd_conn_connect(struct nd_conn *c, const struct nd_conn_params *p,
+		     struct nd_hs_result *r);
+int nd_conn_start(struct nd_conn *c);
+void nd_conn_kill(struct nd_conn *c, const char *why);
+void nd_conn_close(struct nd_conn *c, bool graceful);
+void nd_conn_free(struct nd_conn *c);
+bool nd_conn_queue(struct nd_conn *c, struct request *rq);
+bool nd_conn_dead(struct nd_conn *c);
+int nd_sock_send(struct socket *sock, const void *buf, size_t len);
+int nd_sock_recv(struct socket *sock, void *buf, size_t len);
+int nd_buf_alloc(struct nd_buf *b, size_t size);
+void nd_buf_free(struct nd_buf *b);
+
+/* ---- handshake.c ---- */
+
+struct nd_hs_result {
+	u32 result;			/* ND_ATTACH_* */
+	u32 server_status;
+	int err;			/* negative errno */
+	struct nd_session_info info;
+};
+
+void nd_handshake(struct nd_conn *c, const struct nd_conn_params *p,
+		  struct nd_hs_result *r);
+
+/* ---- blk.c: the block device ---- */
+
+/* Per-request driver data (blk-mq PDU). */
+struct nd_cmd {
+	spinlock_t lock;		/* inflight, cookie vs. completion */
+	struct list_head list;		/* on nd_conn.queue */
+	u32 cookie;			/* generation: upper half of the handle */
+	bool inflight;			/* ours to complete */
+	blk_status_t status;
+};
+
+enum nd_state {
+	ND_STATE_ATTACHING,
+	ND_STATE_CONNECTED,
+	ND_STATE_DEAD,
+	ND_STATE_DETACHING,
+};
+
+struct nd_device {
+	int index;
+	char name[DISK_NAME_LEN];	/* "netdiskN", for logs */
+	enum nd_state state;		/* under nd_devs_lock */
+	struct gendisk *disk;
+	struct blk_mq_tag_set tag_set;
+	struct nd_conn *conn;
+
+	char server[ND_DISPLAY_LEN];
+	char export_name[ND_NAME_MAX + 1];
+	char identity[ND_NAME_MAX + 1];
+	struct nd_session_info info;
+	bool read_only;
+	unsigned int io_timeout_s;
+
+	atomic64_t reads, writes, flushes, read_bytes, write_bytes, errors;
+};
+
+extern const struct attribute_group *nd_disk_groups[];
+
+int nd_blk_init_disk(struct nd_device *dev);
+void nd_blk_fail_all(struct nd_device *dev);
+int nd_blk_complete_reply(struct nd_device *dev, const struct nd_reply *rep,
+			  const u8 *data);
+/* Builds the request record for rq into the tx buffer; body length or <0. */
+int nd_blk_build(struct nd_device *dev, struct request *rq, u8 *body);
+
+/* ---- dev.c: device lifetime ---- */
+
+extern int nd_major;
+extern struct workqueue_struct *nd_wq;
+
+int nd_dev_attach(struct nd_attach *a);
+int nd_dev_detach(u32 index, bool force);
+void nd_dev_detach_all(void);
+const char *nd_state_name(struct nd_device *dev);
+
+/* ---- ctl.c ---- */
+
+int nd_ctl_init(void);
+void nd_ctl_exit(void);
+
+#endif /* ND_KERNEL_NETDISK_H */

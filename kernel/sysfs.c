@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * /sys/block/netdiskN/netdisk/: what the device is connected to, its state
+ * and I/O counters. Read-only; never shows key material.
+ */
+#include <linux/blkdev.h>
+#include <linux/device.h>
+#include <linux/sysfs.h>
+
+#include "netdisk.h"
+
+static struct nd_device *nd_from_dev(struct device *d)
+{
+	return dev_to_disk(d)->private_data;
+}
+
+#define ND_STR_ATTR(name, expr)						\
+static ssize_t name##_show(struct device *d,				\
+			   struct device_attribute *attr, char *buf)	\
+{									\
+	struct nd_device *dev = nd_from_dev(d);				\
+									\
+	return sysfs_emit(buf, "%s\n", expr);				\
+}									\
+static DEVICE_ATTR_RO(name)
+
+#define ND_U64_ATTR(name, expr)						\
+static ssize_t name##_show(struct device *d,				\
+			   struct device_attribute *attr, char *buf)	\
+{									\
+	struct nd_device *dev = nd_from_dev(d);				\
+									\
+	return sysfs_emit(buf, "%llu\n", (unsigned long long)(expr));	\
+}									\
+static DEVICE_ATTR_RO(name)
+
+ND_STR_ATTR(server, dev->server);
+ND_STR_ATTR(export, dev->export_name);
+ND_STR_ATTR(identity, dev->identity);
+ND_STR_ATTR(state, nd_state_name(dev));
+ND_U64_ATTR(read_only, dev->read_only);
+ND_U64_ATTR(max_payload, dev->info.max_payload);
+ND_U64_ATTR(export_flags, dev->info.flags);
+ND_U64_ATTR(reads, atomic64_read(&dev->reads));
+ND_U64_ATTR(writes, atomic64_read(&dev->writes));
+ND_U64_ATTR(flushes, atomic64_read(&dev->flushes));
+ND_U64_ATTR(read_bytes, atomic64_read(&dev->read_bytes));
+ND_U64_ATTR(write_bytes, atomic64_read(&dev->write_bytes));
+ND_U64_ATTR(errors, atomic64_read(&dev->errors));
+
+static struct attribute *nd_attrs[] = {
+	&dev_attr_server.attr,
+	&dev_attr_export.attr,
+	&dev_attr_identity.attr,
+	&dev_attr_state.attr,
+	&dev_attr_read_only.attr,
+	&dev_attr_max_payload.attr,
+	&dev_attr_export_flags.attr,
+	&dev_attr_reads.attr,
+	&dev_attr_writes.attr,
+	&dev_attr_flushes.attr,
+	&dev_attr_read_bytes.attr,
+	&dev_attr_write_bytes.attr,
+	&dev_attr_errors.attr,
+	NULL,
+};
+
+static const struct attribute_group nd_attr_group = {
+	.name = "netdisk",
+	.attrs = nd_attrs,
+};
+
+const struct attribute_group *nd_disk_groups[] = {
+	&nd_attr_group,
+	NULL,
+};
