@@ -106,6 +106,11 @@ if [ -f /mnt/run/vmout/.vmrun/keep ]; then
 		mkdir -p "/mnt$p" && mount --bind "/hostroot$p" "/mnt$p"
 	done
 fi
+# The kernel's request_module() runs /sbin/modprobe in our root, not the
+# chroot's: forward it (ext4, loop, ... autoload then).
+mkdir -p /sbin
+printf '#!/bin/sh\nexec /bin/chroot /mnt /sbin/modprobe "$@"\n' >/sbin/modprobe
+chmod 755 /sbin/modprobe
 chroot /mnt /bin/bash /run/vmout/.vmrun/wrapper.sh
 sync
 poweroff -f

@@ -14,7 +14,8 @@ url="netdisk://127.0.0.1:$(srv_port "$S")"
 attach dev "$url" --key-file "$D/key"
 
 common=(--filename="$dev" --direct=1 --ioengine=libaio --iodepth=32
-	--verify=crc32c --verify_fatal=1 --do_verify=1 --group_reporting)
+	--verify=crc32c --verify_fatal=1 --do_verify=1 --group_reporting
+	--verify_state_save=0)
 log "fio: random writes 4k..1M + sequential 128k writes, verify crc32c"
 fio --output="$D/fio.out" "${common[@]}" \
 	--name=rand --rw=randwrite --bsrange=4k-1m --offset=0 --size=64m \
