@@ -131,16 +131,17 @@ static inline const char *nd_status_str(unsigned int s)
 /* Big-endian field access, byte by byte: no alignment or packing assumed. */
 static inline void nd_put16(uint8_t *p, uint16_t v)
 {
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
+	p[0] = (uint8_t)((v >> 8) & 0xff);
+	p[1] = (uint8_t)(v & 0xff);
 }
 
 static inline void nd_put32(uint8_t *p, uint32_t v)
 {
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
+	/* Masks keep sparse quiet when v is a constant. */
+	p[0] = (uint8_t)((v >> 24) & 0xff);
+	p[1] = (uint8_t)((v >> 16) & 0xff);
+	p[2] = (uint8_t)((v >> 8) & 0xff);
+	p[3] = (uint8_t)(v & 0xff);
 }
 
 static inline void nd_put64(uint8_t *p, uint64_t v)
