@@ -12,7 +12,8 @@ static void info_usage(FILE *f)
 		"usage: netdisk info URL --key-file FILE [--json]\n"
 		"\n"
 		"Connects (read-only access), prints the export's size, block size,\n"
-		"maximum request payload and flags, and disconnects.\n"
+		"maximum request payload and the flags of that read-only session,\n"
+		"and disconnects.\n"
 		"\n"
 		"options:\n"
 		ND_COMMON_USAGE
@@ -105,6 +106,8 @@ int nd_cmd_info(int argc, char **argv)
 		printf("block size:   %u\n", si->block_size);
 		printf("max payload:  %u\n", si->max_payload);
 		printf("flags:        %s\n", flags);
+		/* ND_CF_READ_ONLY: asking must never take or wait for the write lock. */
+		printf("session:      read-only (info never takes the write lock)\n");
 	}
 	rc = nd_client_close(c);
 	if (fflush(stdout)) {

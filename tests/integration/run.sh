@@ -298,6 +298,10 @@ wait "$HOLDER"
 	bad "busy: holder failed: $(cat "$T/holder.err")"
 expect_ok writer-after-holder "$ND" copy part.img "$URL" --key-file key
 
+# ------------------------------------------------ URL forms
+expect_ok url-localhost "$ND" info "netdisk://localhost:$RW_PORT" --key-file key
+expect_ok url-default-export "$ND" info "netdisk://127.0.0.1:$RW_PORT/" --key-file key
+
 # ------------------------------------------------ no such export, no server
 expect_err no-such-export 8 "no such export" \
 	"$ND" info "netdisk://127.0.0.1:$RW_PORT/nope" --key-file key
@@ -385,6 +389,31 @@ expect_ok rw-after-tamper "$ND" copy part.img "netdisk://127.0.0.1:$RW2_PORT" --
 head -c 3M rw2.img | cmp -s - part.img && ok "read-write export usable after tampering" ||
 	bad "read-write export after tampering: data differs"
 stop_server RW2
+
+# ------------------------------------------------ write lock: grace period
+# With the default grace period, a clean close (DISCONNECT) frees the lock
+# at once, while a connection that dies keeps it for its owner.
+start_server GR --file rw2.img --key-file key --grace 30 || exit 1
+GRURL=netdisk://127.0.0.1:$GR_PORT
+expect_ok grace-first-writer "$ND" copy part.img "$GRURL" --key-file key
+expect_ok grace-second-writer "$ND" copy part.img "$GRURL" --key-file key
+start_proxy cut c2s "$GR_PORT"
+expect_err grace-cut-writer 11 "connection lost" \
+	"$ND" copy part.img "netdisk://127.0.0.1:$PX_PORT" --key-file key
+stop_proxy
+expect_err grace-lock-kept 5 "busy" "$ND" copy part.img "$GRURL" --key-file key
+expect_ok grace-reader-meanwhile "$ND" copy "$GRURL" gr.img --key-file key
+stop_server GR
+
+# ------------------------------------------------ IPv6
+if ip -6 addr show dev lo 2>/dev/null | grep -q '::1'; then
+	start_server V6 --file ro.img --key-file key --read-only --listen ::1 || exit 1
+	expect_ok ipv6-download "$ND" copy "netdisk://[::1]:$V6_PORT/default" v6.img --key-file key
+	cmp -s ro.img v6.img && ok "ipv6: byte-identical" || bad "ipv6: differs"
+	stop_server V6
+else
+	echo "SKIP: IPv6 (no ::1 on lo)"
+fi
 
 # ------------------------------------------------ bad arguments
 expect_err arg-missing-keyfile 1 "no such file|cannot" \
