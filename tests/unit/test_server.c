@@ -765,6 +765,35 @@ static void test_shutdown_with_stuck_client(void **state)
 	conn_close(&b);
 }
 
+/* More records than ND_REKEY_RECORDS each way: both keys rotate. */
+static void test_rekey(void **state)
+{
+	struct fixture *f = *state;
+	const int total = (int)ND_REKEY_RECORDS + 3000, window = 64;
+	int sent = 0, got = 0;
+	uint8_t data[512];
+	struct nd_reply rep;
+	struct conn a;
+
+	open_ok(f, &a, NULL, ND_CF_READ_ONLY);
+	while (got < total) {
+		while (sent < total && sent - got < window) {
+			send_req(&a, ND_OP_READ, 0, 512, (uint64_t)sent,
+				 (uint64_t)(sent % 8192) * 512, NULL);
+			sent++;
+		}
+		assert_true(recv_reply(&a, &rep, data, sizeof(data)) >= 0);
+		assert_int_equal(rep.status, ND_OK);
+		assert_int_equal(data[0], ((rep.handle % 8192) / 8) & 0xff);
+		got++;
+	}
+	assert_true(a.c.tx.seq > ND_REKEY_RECORDS);
+	assert_true(a.c.rx.seq > ND_REKEY_RECORDS);
+	assert_int_equal(do_req(&a, ND_OP_READ, 0, 512, 4096, data), ND_OK);
+	assert_int_equal(data[0], 1);
+	conn_close(&a);
+}
+
 struct flood {
 	struct fixture *f;
 	int ok;
@@ -835,6 +864,7 @@ int main(void)
 						setup_rw, teardown),
 		cmocka_unit_test_setup_teardown(test_shutdown_with_stuck_client,
 						setup_rw, teardown),
+		cmocka_unit_test_setup_teardown(test_rekey, setup_rw, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_clients,
 						setup_rw, teardown),
 	};
