@@ -24,6 +24,13 @@ fio --output="$D/fio.out" "${common[@]}" \
 	{ cat "$D/fio.out"; fail "fio write+verify failed"; }
 grep -E 'WRITE:|READ:|err=' "$D/fio.out"
 grep -q 'err= 0' "$D/fio.out" || fail "fio reported errors"
+for a in reads writes read_bytes write_bytes errors; do
+	printf '%s=%s ' "$a" "$(sysattr "$dev" "$a")"
+done
+echo
+[ "$(sysattr "$dev" writes)" -gt 0 ] || fail "sysfs writes counter is 0"
+[ "$(sysattr "$dev" write_bytes)" -ge $((128 << 20)) ] || fail "sysfs write_bytes < 128 MiB"
+[ "$(sysattr "$dev" errors)" = 0 ] || fail "sysfs errors counter is not 0"
 
 detach "$dev"
 attach dev "$url" --key-file "$D/key"

@@ -53,6 +53,8 @@ rc=0; wait "$fio_pid" || rc=$?
 log "fio exited $rc after $(( $(date +%s) - t0 )) s"
 grep -E 'err=|error' "$D/fio.out" | head -n 5
 [ "$rc" != 0 ] || fail "fio saw no error with the server dead"
+echo "state=$(sysattr "$dev" state) errors=$(sysattr "$dev" errors)"
+[ "$(sysattr "$dev" errors)" -gt 0 ] || fail "sysfs errors counter is 0 after failed I/O"
 rc=0; timeout 60 "$ND" detach "$dev" || rc=$?
 if [ "$rc" != 0 ]; then
 	log "plain detach exited $rc, trying --force"

@@ -26,7 +26,8 @@ log "insmod again"
 dmesg -C
 insmod "$KO" || fail "insmod after rmmod failed"
 dmesg | grep -i netdisk || true
-dmesg | grep -Eiq 'netdisk.*self-?test.*(pass|ok)' || fail "no self-test line on reload"
+dmesg | grep -Eiq 'netdisk.*(self-?test.*(pass|ok)|loaded)' || fail "no self-test/loaded line on reload"
+dmesg | grep -Eiq 'netdisk.*self-?test.*fail' && fail "self-test failed on reload"
 rc=0; insmod "$KO" 2>/dev/null || rc=$?
 [ "$rc" != 0 ] || fail "second insmod succeeded"
 attach dev "netdisk://127.0.0.1:$(srv_port "$S")" --key-file "$D/key"
