@@ -482,9 +482,14 @@ int nd_client_open(const struct nd_url *url, const uint8_t key[ND_KEY_LEN],
 		return fail(err, errlen, ND_CE_PROTO,
 			    "protocol error during handshake (not a netdisk server?)");
 	default:
+		rc = errno;
 		free_client(c);
+		if (rc == EAGAIN || rc == EWOULDBLOCK)
+			return fail(err, errlen, ND_CE_TIMEOUT,
+				    "timed out during handshake (no answer within %d ms)",
+				    o.timeout_ms);
 		return fail(err, errlen, ND_CE_IO,
-			    "connection lost during handshake (server closed it or timed out)");
+			    "connection lost during handshake (closed by the server)");
 	}
 
 	c->nslots = o.max_inflight;

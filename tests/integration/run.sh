@@ -415,6 +415,25 @@ else
 	echo "SKIP: IPv6 (no ::1 on lo)"
 fi
 
+# ------------------------------------------------ a silent server
+# Accepts TCP (kernel backlog) but never answers: --timeout must end it.
+if command -v python3 >/dev/null; then
+	python3 -c 'import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(8)
+print(s.getsockname()[1], flush=True); time.sleep(60)' >silent.port &
+	SILENT=$!
+	PIDS="$PIDS $SILENT"
+	for i in $(seq 1 100); do [ -s silent.port ] && break; sleep 0.05; done
+	t0=$(date +%s)
+	expect_err silent-server-timeout 11 "handshake|timed out" \
+		"$ND" info "netdisk://127.0.0.1:$(cat silent.port)" --key-file key --timeout 1
+	[ $(($(date +%s) - t0)) -le 10 ] && ok "silent server: gave up in time" ||
+		bad "silent server: took $(($(date +%s) - t0)) s"
+	kill "$SILENT" 2>/dev/null
+else
+	echo "SKIP: silent server (no python3)"
+fi
+
 # ------------------------------------------------ bad arguments
 expect_err arg-missing-keyfile 1 "no such file|cannot" \
 	"$ND" info "$ROURL" --key-file /nonexistent/key
