@@ -287,11 +287,16 @@ else
 fi
 
 # ------------------------------------------------ busy
+nw=$(grep -c 'read-write' "$RW_LOG")
 "$ND" bench "$URL" --key-file key --rw randwrite --bs 4k --iodepth 4 \
-	--time 3 >"$T/holder.out" 2>"$T/holder.err" &
+	--time 5 >"$T/holder.out" 2>"$T/holder.err" &
 HOLDER=$!
 PIDS="$PIDS $HOLDER"
-sleep 1
+# Wait until the server has given the holder its write session.
+for i in $(seq 1 100); do
+	[ "$(grep -c 'read-write' "$RW_LOG")" -gt "$nw" ] && break
+	sleep 0.05
+done
 expect_err second-writer-busy 5 "busy" "$ND" copy part.img "$URL" --key-file key
 wait "$HOLDER"
 [ $? -eq 0 ] && ok "busy: the holder finished fine" ||
