@@ -1,0 +1,331 @@
+#!/bin/bash
+# bench/run.sh: netdisk against NBD (what `make bench` runs, with O and KVER).
+#
+# usage: bench/run.sh [--quick] [--no-vm] [--no-host]
+#   --quick    3 s runs, one round, 256 MiB copies (a smoke test, ~5 min)
+#   --no-vm    skip the kernel path (QEMU guest)
+#   --no-host  skip the userspace path, the copies and the RSS test
+# env: O (build dir, default build), KVER, BENCH_TIME (s per userspace run,
+#      default 10), BENCH_VM_TIME (s per guest fio run, default 10),
+#      BENCH_ROUNDS (A B rounds, default 2), BENCH_SEQ_MB (copy size, 1024),
+#      BENCH_PORT (first host TCP port, default 27400)
+#
+# Measures, each pair alternated (A B A B) so drift hits both sides:
+#  kernel:    fio libaio direct on /dev/netdiskN (netdisk.ko + netdiskd) and
+#             /dev/nbd0 (nbd.ko + nbdkit file), inside one QEMU TCG guest
+#  userspace: `netdisk bench` vs fio's nbd engine on nbdkit file (plain)
+#  copies:    `netdisk copy URL /dev/null` vs nbdcopy from nbdkit (plain and
+#             TLS-PSK), 1 connection, 8 x 1 MiB in flight on both
+#  memory:    netdiskd RSS with 64 idle sessions (bench/idle-clients.c)
+# Writes bench/results/latest.{md,png,tsv} and timestamped copies. Missed
+# targets are reported, not fatal; a crashing or failing tool makes the run
+# exit 1 (after writing the report, which lists the errors).
+set -uo pipefail
+
+REPO=$(cd "$(dirname "$0")/.." && pwd -P)
+cd "$REPO"
+O=${O:-build}
+case "$O" in /*) ;; *) O="$REPO/$O" ;; esac
+export O
+export KVER=${KVER:-$(ls /lib/modules 2>/dev/null | sort -V | tail -n 1)}
+TIME=${BENCH_TIME:-10}
+VM_TIME=${BENCH_VM_TIME:-10}
+ROUNDS=${BENCH_ROUNDS:-2}
+SEQ_MB=${BENCH_SEQ_MB:-1024}
+PORT=${BENCH_PORT:-27400}
+DO_VM=1
+DO_HOST=1
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--quick) TIME=3; VM_TIME=3; ROUNDS=1; SEQ_MB=256; shift ;;
+	--no-vm) DO_VM=0; shift ;;
+	--no-host) DO_HOST=0; shift ;;
+	-h|--help) sed -n '4,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	*) echo "bench: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+	esac
+done
+for v in "$TIME" "$VM_TIME" "$ROUNDS" "$SEQ_MB" "$PORT"; do
+	[[ "$v" =~ ^[1-9][0-9]*$ ]] || { echo "bench: bad number '$v'" >&2; exit 2; }
+done
+
+ND="$O/netdisk"
+NDD="$O/netdiskd"
+IDLE="$O/bench/idle-clients"
+RES="$REPO/bench/results"
+STAMP=$(date +%Y%m%d-%H%M%S)
+W="$O/bench"		# logs and raw tool output of this run
+TSV="$W/results.tsv"	# SECTION JOB SYSTEM ROUND IOPS MB/s LAT_US
+ERRS="$W/errors"
+mkdir -p "$W" "$RES"
+rm -f "$W"/*.json "$W"/*.log "$W"/*.err
+: >"$TSV"
+: >"$ERRS"
+DATA=""
+pids=()
+
+log() { echo "[bench $(date +%T)] $*"; }
+err() { echo "$*" >>"$ERRS"; echo "[bench] ERROR: $*" >&2; }
+die() { echo "bench: $*" >&2; exit 1; }
+
+cleanup() {
+	local p
+	for p in "${pids[@]}"; do
+		kill -TERM "$p" 2>/dev/null
+	done
+	for p in "${pids[@]}"; do
+		wait "$p" 2>/dev/null
+	done
+	[ -n "$DATA" ] && rm -rf "$DATA"
+	return 0
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+need() {
+	local t
+	for t in "$@"; do
+		command -v "$t" >/dev/null || die "$t missing (run scripts/install-deps)"
+	done
+}
+need fio nbdkit nbdcopy jq gnuplot awk
+[ -x "$NDD" ] || die "$NDD not built (run make bench)"
+[ -x "$ND" ] || die "$ND not built (run make bench)"
+
+# ---------------------------------------------------------------- helpers
+wait_port() {	# wait_port PORT PID: until something listens, or PID died
+	local i
+	for ((i = 0; i < 300; i++)); do
+		kill -0 "$2" 2>/dev/null || return 1
+		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# start NAME PORT CMD...: runs CMD in the background (log $W/NAME.log) and
+# waits for PORT; sets $last_pid. Fails the run if it does not come up.
+start() {
+	local name=$1 port=$2
+	shift 2
+	"$@" >"$W/$name.log" 2>&1 &
+	last_pid=$!
+	pids+=("$last_pid")
+	wait_port "$port" "$last_pid" ||
+		die "$name did not start on port $port: $(tail -n 3 "$W/$name.log" | tr '\n' ' ')"
+}
+
+# alive NAME PID: a server that died during the runs is an error.
+alive() {
+	kill -0 "$2" 2>/dev/null || err "$1 (pid $2) died during the benchmark; log: $W/$1.log"
+}
+
+machine_info() {
+	local cpu
+	cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+	echo "date	$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+	echo "host	$(hostname)"
+	echo "nproc	$(nproc)"
+	echo "cpu	${cpu:-unknown}"
+	echo "mem	$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
+	echo "kernel	$(uname -r)"
+	echo "qemu	$(qemu-system-x86_64 --version 2>/dev/null | head -n 1 | sed 's/QEMU emulator version //')"
+	echo "guest_kernel	$KVER"
+	echo "fio	$(fio --version)"
+	echo "nbdkit	$(nbdkit --version | head -n 1)"
+	echo "nbdcopy	$(nbdcopy --version | head -n 1)"
+	echo "commit	$(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD -- 2>/dev/null || echo ' (+ uncommitted changes)')"
+	echo "load_start	$(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "settings	userspace ${TIME}s/run, guest ${VM_TIME}s/run (+2s ramp), $ROUNDS round(s), copies of $SEQ_MB MiB"
+}
+
+# JOB RW BS IODEPTH: the four jobs of issue #6, on both paths.
+JOBS="randread4k randread 4k 32
+randwrite4k randwrite 4k 32
+read1m read 1m 8
+write1m write 1m 8"
+
+# ---------------------------------------------------------------- host side
+nd_bench() {	# nd_bench JOB RW BS QD ROUND
+	local f="$W/user-$1-netdisk-$5.json"
+	if ! "$ND" bench "netdisk://127.0.0.1:$P_ND" --key-file "$W/key" \
+		--rw "$2" --bs "$3" --iodepth "$4" --time "$TIME" --json \
+		>"$f" 2>"$W/ndbench.err"; then
+		err "userspace netdisk: netdisk bench $1 round $5 failed: $(tail -n 2 "$W/ndbench.err" | tr '\n' ' ')"
+		return
+	fi
+	jq -r --arg j "$1" --arg r "$5" \
+		'"user\t\($j)\tnetdisk\t\($r)\t\(.iops)\t\(.mb_per_s)\t\(.lat_us.mean)"' \
+		"$f" >>"$TSV" || err "userspace netdisk: bad JSON from netdisk bench ($f)"
+}
+
+fio_nbd() {	# fio_nbd JOB RW BS QD ROUND
+	local f="$W/user-$1-nbd-$5.json" dir=read
+	case "$2" in *write) dir=write ;; esac
+	if ! fio --name="$1" --ioengine=nbd --uri="nbd://127.0.0.1:$P_NBD" \
+		--rw="$2" --bs="$3" --iodepth="$4" --time_based --runtime="$TIME" \
+		--output-format=json --output="$f" >"$W/fio.err" 2>&1; then
+		err "userspace nbd: fio $1 round $5 failed: $(tail -n 2 "$W/fio.err" | tr '\n' ' ')"
+		return
+	fi
+	jq -r --arg j "$1" --arg r "$5" --arg d "$dir" \
+		'.jobs[0] as $x | select($x.error == 0) |
+		 "user\t\($j)\tnbd\t\($r)\t\($x[$d].iops)\t\($x[$d].bw_bytes / 1e6)\t\($x[$d].lat_ns.mean / 1000)"' \
+		"$f" >>"$TSV" || err "userspace nbd: bad JSON from fio ($f)"
+}
+
+# timed SECTION JOB SYSTEM ROUND CMD...: MB/s of reading $SEQ_MB MiB.
+timed() {
+	local sec=$1 job=$2 sys=$3 round=$4 t0 t1
+	shift 4
+	t0=$(date +%s%N)
+	if ! "$@" >"$W/copy.err" 2>&1; then
+		err "$sys: $* failed: $(tail -n 2 "$W/copy.err" | tr '\n' ' ')"
+		return
+	fi
+	t1=$(date +%s%N)
+	awk -v s="$sec" -v j="$job" -v y="$sys" -v r="$round" -v mb="$SEQ_MB" \
+		-v ns=$((t1 - t0)) 'BEGIN {
+		mbs = mb * 1048576 / 1e6 / (ns / 1e9)
+		printf "%s\t%s\t%s\t%s\t%.1f\t%.1f\t%.0f\n", s, j, y, r, mbs, mbs, ns / 1e3
+	}' >>"$TSV"
+}
+
+vm_rss_kib() { sed -n "s/^$2:[[:space:]]*\([0-9]*\).*/\1/p" "/proc/$1/status"; }
+
+host_side() {
+	local job rw bs qd r nd_pid nbd_pid tls_pid ro_pid idle_pid i base rss thr hwm
+	local P_TLS=$((PORT + 2)) P_RO=$((PORT + 3))
+	P_ND=$PORT
+	P_NBD=$((PORT + 1))
+	[ -d /dev/shm ] && DATA=$(mktemp -d /dev/shm/netdisk-bench.XXXXXX) ||
+		DATA=$(mktemp -d /tmp/netdisk-bench.XXXXXX)
+	log "userspace: $SEQ_MB MiB of random data in $DATA"
+	head -c "${SEQ_MB}M" /dev/urandom >"$DATA/disk.img" || die "cannot write $DATA/disk.img"
+	"$ND" keygen "$W/key" >/dev/null || die "netdisk keygen failed"
+	# nbdkit's PSK file: IDENTITY:HEX-KEY (same secret, for symmetry).
+	(umask 077 && echo "alice:$(tr -d ' \n' <"$W/key")" >"$W/psk")
+
+	start netdiskd "$P_ND" "$NDD" --file "$DATA/disk.img" --key-file "$W/key" \
+		--listen 127.0.0.1 --port "$P_ND" --grace 0 --log-level warn
+	nd_pid=$last_pid
+	start nbdkit "$P_NBD" nbdkit -f -i 127.0.0.1 -p "$P_NBD" file "$DATA/disk.img"
+	nbd_pid=$last_pid
+	start nbdkit-tls "$P_TLS" nbdkit -f -i 127.0.0.1 -p "$P_TLS" --tls=require \
+		--tls-psk="$W/psk" file "$DATA/disk.img"
+	tls_pid=$last_pid
+
+	while read -r job rw bs qd; do
+		for ((r = 1; r <= ROUNDS; r++)); do
+			log "userspace $job round $r: netdisk bench, fio nbd"
+			nd_bench "$job" "$rw" "$bs" "$qd" "$r"
+			fio_nbd "$job" "$rw" "$bs" "$qd" "$r"
+		done
+	done <<<"$JOBS"
+
+	# Same shape on both sides: 1 connection, 8 x 1 MiB requests in flight
+	# (netdisk copy's default: 8 MiB in flight, 1 MiB requests).
+	local nbdcopy1=(nbdcopy --connections=1 --requests=8 --request-size=1048576)
+	local tlsurl="nbds://alice@127.0.0.1:$P_TLS/?tls-psk-file=$W/psk"
+	for ((r = 1; r <= ROUNDS + 1; r++)); do
+		log "copy $SEQ_MB MiB to /dev/null, round $r: netdisk, nbdcopy plain, nbdcopy TLS"
+		timed seq read1m netdisk "$r" "$ND" copy "netdisk://127.0.0.1:$P_ND" \
+			/dev/null --key-file "$W/key" -q
+		timed seq read1m nbd "$r" "${nbdcopy1[@]}" "nbd://127.0.0.1:$P_NBD" null:
+		timed seq read1m nbd-tls "$r" "${nbdcopy1[@]}" "$tlsurl" null:
+		# nbdcopy's defaults (4 connections, 64 requests each), for context.
+		timed seq read-default nbd "$r" nbdcopy "nbd://127.0.0.1:$P_NBD" null:
+		timed seq read-default nbd-tls "$r" nbdcopy "$tlsurl" null:
+	done
+	alive netdiskd "$nd_pid"
+	alive nbdkit "$nbd_pid"
+	alive nbdkit-tls "$tls_pid"
+	hwm=$(vm_rss_kib "$nd_pid" VmHWM)
+	echo "info	netdiskd_peak_rss_kib	$hwm" >>"$W/extra.tsv"
+
+	# Memory: a fresh read-only server, 64 sessions that each read 4 KiB
+	# and then stay idle.
+	log "memory: netdiskd with 64 idle sessions"
+	start netdiskd-ro "$P_RO" "$NDD" --file "$DATA/disk.img" --key-file "$W/key" \
+		--listen 127.0.0.1 --port "$P_RO" --read-only --log-level warn
+	ro_pid=$last_pid
+	base=$(vm_rss_kib "$ro_pid" VmRSS)
+	rm -f "$W/hold"
+	mkfifo "$W/hold"
+	"$IDLE" "netdisk://127.0.0.1:$P_RO" "$W/key" 64 <"$W/hold" >"$W/idle.out" 2>"$W/idle.err" &
+	idle_pid=$!
+	exec 7>"$W/hold"
+	for ((i = 0; i < 600; i++)); do
+		grep -q '^ready' "$W/idle.out" 2>/dev/null && break
+		kill -0 "$idle_pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if grep -q '^ready 64' "$W/idle.out"; then
+		sleep 2
+		rss=$(vm_rss_kib "$ro_pid" VmRSS)
+		thr=$(sed -n 's/^Threads:[[:space:]]*//p' "/proc/$ro_pid/status")
+		printf 'rss\tidle64\tnetdisk\t1\t%s\t%s\t%s\n' "$rss" "$base" "$thr" >>"$TSV"
+	else
+		err "idle-clients did not get 64 sessions: $(tr '\n' ' ' <"$W/idle.err")"
+	fi
+	exec 7>&-
+	wait "$idle_pid" || err "idle-clients exited with an error: $(tr '\n' ' ' <"$W/idle.err")"
+	alive netdiskd-ro "$ro_pid"
+	for i in "$nd_pid" "$nbd_pid" "$tls_pid" "$ro_pid"; do
+		kill -TERM "$i" 2>/dev/null
+	done
+	for i in "$nd_pid" "$ro_pid"; do
+		wait "$i" || err "netdiskd (pid $i) exited with status $? on SIGTERM"
+	done
+	for i in "$nbd_pid" "$tls_pid"; do
+		wait "$i"
+	done
+	pids=()
+	rm -rf "$DATA"
+	DATA=""
+}
+
+# ---------------------------------------------------------------- guest side
+vm_side() {
+	local limit rc=0
+	[ -f "$REPO/kernel/netdisk.ko" ] || err "kernel/netdisk.ko not built: the kernel path has no netdisk numbers"
+	limit=$((300 + 8 * ROUNDS * (VM_TIME + 60)))
+	log "kernel path: QEMU guest (limit ${limit}s), fio ${VM_TIME}s per run, $ROUNDS round(s)"
+	tests/vm/vm-run.sh --quiet --timeout "$limit" bench/guest.sh "$VM_TIME" "$ROUNDS" \
+		>"$W/vm-run.log" 2>&1 || rc=$?
+	cp "$O/vm/console.log" "$W/vm-console.log" 2>/dev/null
+	if [ -f "$O/vm/out/kernel.tsv" ]; then
+		awk -v OFS='\t' '{ print "kernel", $1, $2, $3, $4, $5 / 1e6, $6 }' \
+			"$O/vm/out/kernel.tsv" >>"$TSV"
+	fi
+	[ -f "$O/vm/out/errors" ] && cat "$O/vm/out/errors" >>"$ERRS"
+	if [ -f "$O/vm/out/guest-info" ]; then
+		sed 's/ /\t/' "$O/vm/out/guest-info" >>"$W/machine.tsv"
+	fi
+	if [ "$rc" != 0 ] && [ ! -s "$O/vm/out/errors" ]; then
+		err "kernel path: the guest run failed (vm-run exit $rc): $(tail -n 3 "$W/vm-run.log" | tr '\n' ' ')"
+	fi
+	return 0
+}
+
+# ---------------------------------------------------------------- main
+mkdir -p "$O/bench"
+cc -O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Iinclude -Ilib -pthread \
+	-o "$IDLE" bench/idle-clients.c "$O/libnetdisk.a" -lcrypto -pthread ||
+	die "cannot build bench/idle-clients.c"
+machine_info >"$W/machine.tsv"
+: >"$W/extra.tsv"
+start_s=$(date +%s)
+[ "$DO_HOST" = 1 ] && host_side
+[ "$DO_VM" = 1 ] && vm_side
+echo "load_end	$(cut -d' ' -f1-3 /proc/loadavg)" >>"$W/machine.tsv"
+echo "duration	$(( $(date +%s) - start_s )) s" >>"$W/machine.tsv"
+
+log "writing the report"
+bench/report.sh "$W" "$RES" "$STAMP" || die "bench/report.sh failed"
+echo
+cat "$RES/latest.md"
+if [ -s "$ERRS" ]; then
+	echo "bench: $(wc -l <"$ERRS") error(s), see above and $W" >&2
+	exit 1
+fi
+exit 0
