@@ -1,0 +1,467 @@
+// SPDX-License-Identifier: MIT
+/*
+ * In-process netdiskd for the server harnesses. The server is created once
+ * (worker pool and all) with nd_server_create; each input then gets its own
+ * connection whose handler, nd_conn_main, runs on one end of a socketpair
+ * exactly as accept_one would start it, so the handshake, record framing,
+ * request decoding, dispatch, workers and sender are all the real code.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../../server/internal.h"
+#include "../../server/log.h"
+#include "fuzz_common.h"
+
+const uint8_t fz_key[ND_KEY_LEN] = {
+	0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07,
+	0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f,
+	0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17,
+	0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x1f,
+};
+
+/* Largest amount of request data one input may generate: keeps runs fast. */
+#define FZ_MAX_STREAM	(8u << 20)
+
+void fz_fail(const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf) - 1, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		n = 0;
+	if ((size_t)n > sizeof(buf) - 2)
+		n = (int)sizeof(buf) - 2;
+	buf[n++] = '\n';
+	fputs("fuzz oracle failed: ", stderr);
+	fwrite(buf, 1, (size_t)n, stderr);
+	fflush(stderr);
+	abort();
+}
+
+const char *fz_tmpdir(void)
+{
+	return access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+}
+
+/* ---- input reader: missing bytes read as zero ---- */
+
+uint8_t fz_u8(struct fz_in *in)
+{
+	uint8_t v = 0;
+
+	if (in->n) {
+		v = *in->p++;
+		in->n--;
+	}
+	return v;
+}
+
+uint16_t fz_u16(struct fz_in *in)
+{
+	uint16_t v = fz_u8(in);
+
+	return (uint16_t)(v << 8 | fz_u8(in));
+}
+
+uint32_t fz_u32(struct fz_in *in)
+{
+	uint32_t v = fz_u16(in);
+
+	return v << 16 | fz_u16(in);
+}
+
+uint64_t fz_u64(struct fz_in *in)
+{
+	uint64_t v = fz_u32(in);
+
+	return v << 32 | fz_u32(in);
+}
+
+const uint8_t *fz_take(struct fz_in *in, size_t want, size_t *got)
+{
+	const uint8_t *p = in->p;
+
+	*got = want < in->n ? want : in->n;
+	in->p += *got;
+	in->n -= *got;
+	return p;
+}
+
+/* ---- the in-process servers ---- */
+
+static struct nd_server *servers[2];
+
+static struct nd_server *server_create(bool read_only)
+{
+	struct nd_server_config cfg = {
+		.listen_addr = "127.0.0.1",
+		.workers = 2,
+		.grace_ms = 0,
+		.max_payload = FZ_SERVER_PAYLOAD,
+		.handshake_timeout_ms = 5000,
+		.identity = "default",
+		.key = fz_key,
+	};
+	char path[64], err[256];
+	struct nd_export e = { 0 };
+	struct nd_server *s;
+	int fd;
+
+	/* The export file is unlinked at once: nothing is left behind. */
+	snprintf(path, sizeof(path), "%s/netdisk-fuzz-XXXXXX", fz_tmpdir());
+	fd = mkstemp(path);
+	if (fd < 0 || ftruncate(fd, FZ_EXPORT_SIZE) < 0)
+		fz_fail("cannot create export file: %s", strerror(errno));
+	close(fd);
+	if (nd_file_open(&e, path, read_only, err, sizeof(err)) < 0)
+		fz_fail("nd_file_open: %s", err);
+	unlink(path);
+	snprintf(e.name, sizeof(e.name), "default");
+	s = nd_server_create(&cfg, &e, err, sizeof(err));
+	if (!s)
+		fz_fail("nd_server_create: %s", err);
+	return s;
+}
+
+struct nd_server *fz_server(int read_only)
+{
+	int i = read_only ? 1 : 0;
+
+	if (!servers[i]) {
+		const char *lvl = getenv("ND_FUZZ_LOG");
+
+		/* Quiet by default: thousands of inputs per second. */
+		nd_log_level = lvl ? nd_log_parse_level(lvl) : -1;
+		signal(SIGPIPE, SIG_IGN);
+		servers[i] = server_create(i);
+	}
+	return servers[i];
+}
+
+void fz_conn_start(struct fz_conn *fc, struct nd_server *s)
+{
+	struct nd_conn *c;
+	int sv[2];
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		fz_fail("socketpair: %s", strerror(errno));
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		fz_fail("out of memory");
+	c->fd = sv[0];
+	c->srv = s;
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->rx_cond, NULL);
+	pthread_cond_init(&c->tx_cond, NULL);
+
+	/* Registered like accept_one does: nd_conn_main unlinks it. */
+	pthread_mutex_lock(&s->lock);
+	c->next = s->conns;
+	s->conns = c;
+	s->nconns++;
+	if (nd_thread_start(&c->rx_thread, ND_SRV_CONN_STACK, nd_conn_main,
+			    c) < 0)
+		fz_fail("cannot start connection thread");
+	pthread_mutex_unlock(&s->lock);
+
+	fc->srv = s;
+	fc->c = c;
+	fc->fd = sv[1];
+}
+
+void fz_write(int fd, const void *buf, size_t len)
+{
+	/* A server that closed on bad input is expected: EPIPE is fine. */
+	(void)nd_write_full(fd, buf, len);
+}
+
+void fz_drain(int fd)
+{
+	uint8_t buf[4096];
+
+	shutdown(fd, SHUT_WR);
+	for (;;) {
+		ssize_t n = read(fd, buf, sizeof(buf));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+	}
+}
+
+void fz_conn_end(struct fz_conn *fc)
+{
+	struct nd_server *s = fc->srv;
+	struct nd_conn *c = fc->c, **pp;
+
+	/* Ends once it has seen our EOF and sent every reply. */
+	pthread_join(c->rx_thread, NULL);
+	pthread_mutex_lock(&s->lock);
+	for (pp = &s->zombies; *pp; pp = &(*pp)->next) {
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	}
+	if (s->nconns != 0 || c->fd != -1)
+		fz_fail("connection not torn down (nconns %d, fd %d)",
+			s->nconns, c->fd);
+	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_destroy(&c->lock);
+	pthread_cond_destroy(&c->rx_cond);
+	pthread_cond_destroy(&c->tx_cond);
+	free(c);
+	close(fc->fd);
+	fc->fd = -1;
+	/* Next input starts with no sessions and no write lock. */
+	nd_session_expire(s, true);
+	pthread_mutex_lock(&s->sess_lock);
+	if (s->sessions || s->exp.writer)
+		fz_fail("a session outlived its connection");
+	pthread_mutex_unlock(&s->sess_lock);
+}
+
+/* ---- request phase ---- */
+
+struct fz_expect {
+	uint64_t handle;
+	uint64_t offset;
+	uint32_t length;
+	uint8_t op;
+	bool matched;
+};
+
+struct fz_reply {
+	struct nd_reply r;
+};
+
+struct fz_reader {
+	int fd;
+	struct nd_dir *rx;
+	uint32_t max_payload;
+	struct fz_reply *rep;
+	size_t nrep, caprep;
+};
+
+static void *reader_main(void *arg)
+{
+	struct fz_reader *rd = arg;
+	size_t cap = ND_REPLY_HDR_LEN + rd->max_payload + ND_TAG_LEN;
+	uint8_t *buf = malloc(cap);
+
+	if (!buf)
+		fz_fail("out of memory");
+	for (;;) {
+		long n = nd_recv_record(rd->fd, rd->rx, buf, cap);
+		struct nd_reply r;
+
+		if (n == ND_RECV_EOF || n == ND_RECV_IO)
+			break;
+		if (n == ND_RECV_AUTH)
+			fz_fail("reply record %zu does not authenticate",
+				rd->nrep);
+		if (n == ND_RECV_TOO_BIG)
+			fz_fail("reply record %zu is over the negotiated size",
+				rd->nrep);
+		if (nd_reply_decode(buf, (size_t)n, &r) < 0)
+			fz_fail("malformed reply: op %u status %u length %u, record %ld bytes",
+				buf[0], nd_get16(buf + 2), nd_get32(buf + 4),
+				n);
+		if (rd->nrep == rd->caprep) {
+			rd->caprep = rd->caprep ? 2 * rd->caprep : 64;
+			rd->rep = realloc(rd->rep,
+					  rd->caprep * sizeof(*rd->rep));
+			if (!rd->rep)
+				fz_fail("out of memory");
+		}
+		rd->rep[rd->nrep++].r = r;
+	}
+	free(buf);
+	return NULL;
+}
+
+/* A well-formed request built from 24 fuzzer bytes. */
+static void friendly_request(const uint8_t h[ND_REQ_HDR_LEN],
+			     uint32_t max_payload, struct nd_request *r)
+{
+	uint64_t sectors = FZ_EXPORT_SIZE / ND_SECTOR_SIZE;
+
+	r->op = h[0] % ND_OP__COUNT;
+	r->flags = h[1] & ND_REQ_FUA;
+	r->handle = nd_get64(h + 8);
+	r->length = 0;
+	r->offset = 0;
+	switch (r->op) {
+	case ND_OP_READ:
+	case ND_OP_WRITE:
+		r->length = (nd_get32(h + 4) % (max_payload / ND_SECTOR_SIZE) +
+			     1) * ND_SECTOR_SIZE;
+		break;
+	case ND_OP_TRIM:
+	case ND_OP_WRITE_ZEROES:
+		r->length = nd_get32(h + 4) % (2 * sectors) * ND_SECTOR_SIZE;
+		break;
+	default:
+		return;
+	}
+	/* Up to a little past the end, so range errors are reached too. */
+	r->offset = nd_get64(h + 16) % (sectors + 64) * ND_SECTOR_SIZE;
+}
+
+void fz_request_phase(int fd, struct nd_crypto *c,
+		      const struct nd_session_info *info, struct fz_in *in)
+{
+	struct fz_reader rd = {
+		.fd = fd, .rx = &c->rx, .max_payload = info->max_payload,
+	};
+	struct fz_expect *exp = NULL;
+	size_t nexp = 0, capexp = 0, stream = 0;
+	bool ended = false;
+	pthread_t th;
+
+	if (pthread_create(&th, NULL, reader_main, &rd))
+		fz_fail("cannot start reader thread");
+
+	while (in->n && !ended && stream < FZ_MAX_STREAM) {
+		uint8_t kind = fz_u8(in), *body;
+		bool corrupt = kind & 4;
+		struct nd_request r;
+		const uint8_t *src;
+		size_t got, len;
+		struct iovec iov;
+
+		switch (kind & 3) {
+		case 0:		/* record body exactly as given */
+			len = fz_u16(in);
+			src = fz_take(in, len, &len);
+			body = malloc(len ? len : 1);
+			if (!body)
+				fz_fail("out of memory");
+			memcpy(body, src, len);
+			break;
+		case 1:		/* header as given, WRITE data appended */
+		case 2:		/* header made well-formed, data appended */
+			src = fz_take(in, ND_REQ_HDR_LEN, &got);
+			{
+				uint8_t h[ND_REQ_HDR_LEN] = { 0 };
+				size_t data = 0;
+
+				memcpy(h, src, got);
+				if ((kind & 3) == 2) {
+					friendly_request(h, info->max_payload,
+							 &r);
+					nd_request_encode(h, &r);
+				}
+				if (h[0] == ND_OP_WRITE &&
+				    nd_get32(h + 4) <= info->max_payload +
+						       ND_MIN_PAYLOAD)
+					data = nd_get32(h + 4);
+				len = ND_REQ_HDR_LEN + data;
+				body = malloc(len);
+				if (!body)
+					fz_fail("out of memory");
+				memcpy(body, h, ND_REQ_HDR_LEN);
+				memset(body + ND_REQ_HDR_LEN, h[8] ^ h[15],
+				       data);
+			}
+			break;
+		default:	/* raw bytes: breaks the framing */
+			len = fz_u16(in);
+			src = fz_take(in, len, &len);
+			fz_write(fd, src, len);
+			if (len)
+				ended = true;
+			continue;
+		}
+
+		if (corrupt) {
+			ended = true;
+		} else if (nd_request_decode(body, len, info->max_payload,
+					     &r) != ND_OK ||
+			   r.op == ND_OP_DISCONNECT) {
+			ended = true;
+		} else {
+			if (nexp == capexp) {
+				capexp = capexp ? 2 * capexp : 64;
+				exp = realloc(exp, capexp * sizeof(*exp));
+				if (!exp)
+					fz_fail("out of memory");
+			}
+			exp[nexp++] = (struct fz_expect){
+				.handle = r.handle, .offset = r.offset,
+				.length = r.length, .op = r.op,
+			};
+		}
+
+		{
+			uint8_t hdr[ND_RECORD_HDR_LEN], tag[ND_TAG_LEN];
+
+			iov.iov_base = body;
+			iov.iov_len = len;
+			if (nd_seal(&c->tx, hdr, &iov, 1, tag) < 0)
+				fz_fail("nd_seal failed");
+			if (corrupt)
+				tag[len % ND_TAG_LEN] ^= 0x80;
+			fz_write(fd, hdr, sizeof(hdr));
+			fz_write(fd, body, len);
+			fz_write(fd, tag, sizeof(tag));
+		}
+		stream += len + ND_RECORD_HDR_LEN + ND_TAG_LEN;
+		free(body);
+	}
+
+	shutdown(fd, SHUT_WR);
+	pthread_join(th, NULL);
+
+	/* Every accepted request gets exactly one reply, and a sane one. */
+	if (rd.nrep != nexp)
+		fz_fail("%zu requests accepted but %zu replies", nexp, rd.nrep);
+	for (size_t i = 0; i < rd.nrep; i++) {
+		const struct nd_reply *p = &rd.rep[i].r;
+		struct fz_expect *e = NULL;
+
+		for (size_t j = 0; j < nexp; j++) {
+			if (!exp[j].matched && exp[j].handle == p->handle &&
+			    exp[j].op == p->op) {
+				e = &exp[j];
+				break;
+			}
+		}
+		if (!e)
+			fz_fail("reply for handle %llu op %u matches no request",
+				(unsigned long long)p->handle, p->op);
+		e->matched = true;
+		if (p->status >= ND_ERR__COUNT)
+			fz_fail("reply status %u is not defined", p->status);
+		if (p->status != ND_OK)
+			continue;
+		if (e->op == ND_OP_READ && p->length != e->length)
+			fz_fail("READ of %u bytes answered with %u", e->length,
+				p->length);
+		if (e->op != ND_OP_FLUSH &&
+		    (e->offset > FZ_EXPORT_SIZE ||
+		     e->length > FZ_EXPORT_SIZE - e->offset))
+			fz_fail("op %u at %llu+%u past the end succeeded",
+				e->op, (unsigned long long)e->offset,
+				e->length);
+		if (e->op != ND_OP_READ && e->op != ND_OP_FLUSH &&
+		    (info->flags & ND_EXP_READ_ONLY))
+			fz_fail("op %u succeeded on a read-only session",
+				e->op);
+	}
+	free(rd.rep);
+	free(exp);
+}

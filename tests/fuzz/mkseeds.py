@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+# Writes the seed inputs in tests/fuzz/corpus/<fuzzer>/ (committed; rerun
+# only to regenerate them). Formats: see the header comment of each harness.
+import os
+import struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MAGIC = 0x4E44534B
+
+
+def put(name, seed, data):
+    d = os.path.join(HERE, "corpus", name)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, seed), "wb") as f:
+        f.write(data)
+
+
+def hello(identity=b"default", export=b"default", version=1, ts=0):
+    return (struct.pack(">IHH", MAGIC, version, 0) + bytes(range(32)) +
+            struct.pack(">QBB", ts, len(identity), len(export)) +
+            identity + export)
+
+
+def req(op, length=0, offset=0, handle=1, flags=0):
+    return struct.pack(">BBHIQQ", op, flags, 0, length, handle, offset)
+
+
+def chunk_friendly(op, length, offset, handle):
+    # kind 2: the harness makes the header well-formed and adds WRITE data
+    return b"\x02" + req(op, length, offset, handle)
+
+
+def chunk_body(body):
+    return b"\x00" + struct.pack(">H", len(body)) + body
+
+
+READ, WRITE, FLUSH, DISCONNECT, TRIM, WZ = range(6)
+every_op = (chunk_friendly(WRITE, 7, 3, 1) + chunk_friendly(READ, 7, 3, 2) +
+            chunk_friendly(FLUSH, 0, 0, 3) + chunk_friendly(TRIM, 8, 0, 4) +
+            chunk_friendly(WZ, 8, 0, 5) +
+            chunk_body(req(READ, 4096, 0, 6)) +
+            b"\x01" + req(WRITE, 512, 512, 7) +
+            chunk_friendly(DISCONNECT, 0, 0, 8))
+
+# ---- proto: byte 0 picks the decoder
+put("proto", "client_hello", b"\x00" + hello(ts=1700000000))
+put("proto", "server_hello", b"\x01" + struct.pack(">IHH", MAGIC, 1, 0) +
+    bytes(64))
+put("proto", "client_finish", b"\x02" + bytes(48) +
+    struct.pack(">II", 1, 1 << 20))
+put("proto", "session_info", b"\x03" + struct.pack(
+    ">HHIQII", 0, 0, 0x23, 1 << 30, 512, 1 << 20) + bytes(32))
+put("proto", "request_write", b"\x04" + struct.pack(">I", 1 << 20) +
+    req(WRITE, 512, 4096) + bytes(512))
+put("proto", "request_flush", b"\x04" + struct.pack(">I", 4096) + req(FLUSH))
+put("proto", "reply_read", b"\x05" + struct.pack(">BBHIQ", READ, 0, 0, 512, 9)
+    + bytes(512))
+
+# ---- keyfile
+key = bytes(range(32)).hex()
+put("keyfile", "key_lf", key.encode() + b"\n")
+put("keyfile", "key_upper_ws", b"  \t" + key.upper().encode() + b"\r\n\n")
+put("keyfile", "bad_char", (key[:63] + "g").encode() + b"\n")
+put("keyfile", "short", key[:62].encode())
+
+# ---- url
+for i, u in enumerate([b"netdisk://host", b"netdisk://10.0.0.1:26547/disk0",
+                       b"netdisk://[::1]:1/a.b_c-d", b"netdisk://h/",
+                       b"netdisk://[fe80::1]", b"nbd://x"]):
+    put("url", "url%d" % i, u)
+
+# ---- record: seq[8] cap[2] chunks (kind, len[2], bytes)
+def rec(kind, body):
+    return bytes([kind]) + struct.pack(">H", len(body)) + body
+
+
+put("record", "good", struct.pack(">QH", 0, 4096) + rec(0, b"hello") +
+    rec(0, b"") + rec(0, bytes(100)))
+put("record", "rekey", struct.pack(">QH", 3, 4096) +
+    b"".join(rec(0, bytes([i]) * i) for i in range(8)))
+put("record", "forged", struct.pack(">QH", 0, 64) + rec(0, b"a") +
+    rec(1, b"b") + rec(0, b"c"))
+put("record", "wrongkey_raw", struct.pack(">QH", 0, 64) + rec(2, b"x") +
+    rec(3, b"\x00\x00\x00\x20junk"))
+put("record", "toobig", struct.pack(">QH", 0, 20) + rec(0, b"0123456789"))
+put("record", "seq_end", struct.pack(">QH", 0xFFFFFFFFFFFFFFFF, 64) +
+    rec(0, b"a") + rec(0, b"b"))
+
+# ---- server_hs: ctl delta hello fin_ctl token[16] flags[4] mp[4] chunks
+fin = b"\x00" + bytes(16) + struct.pack(">II", 0, 0)
+put("server_hs", "good", b"\x01\x00" + hello() + fin + every_op)
+put("server_hs", "read_only", b"\x01\x00" + hello() + b"\x00" + bytes(16) +
+    struct.pack(">II", 1, 8192) + chunk_friendly(READ, 1, 0, 1))
+put("server_hs", "skew", b"\x01\x50" + hello() + fin)
+put("server_hs", "bad_proof", b"\x01\x00" + hello() + b"\x01" + bytes(24))
+put("server_hs", "token", b"\x01\x00" + hello() + b"\x00" + b"\x01" * 16 +
+    bytes(8))
+put("server_hs", "small_payload", b"\x01\x00" + hello() + b"\x00" +
+    bytes(16) + struct.pack(">II", 0, 100))
+put("server_hs", "unknown_identity", b"\x01\x00" + hello(b"other") + fin)
+put("server_hs", "no_export", b"\x01\x00" + hello(export=b"nope") + fin)
+put("server_hs", "version", b"\x01\x00" + hello(version=2))
+put("server_hs", "bad_name", b"\x01\x00" + hello(b"a b"))
+put("server_hs", "raw_finish", b"\x01\x00" + hello() + b"\x02" + bytes(24))
+put("server_hs", "short", b"\x00\x00" + hello()[:30])
+
+# ---- server_req: ctl chunks
+put("server_req", "rw", b"\x00" + every_op)
+put("server_req", "ro_export", b"\x01" + every_op)
+put("server_req", "ro_session", b"\x02" + every_op)
+put("server_req", "payload4k", b"\x04" + chunk_friendly(WRITE, 100, 0, 1) +
+    chunk_friendly(READ, 100, 0, 2))
+put("server_req", "past_end", b"\x00" + chunk_body(req(READ, 512, 256 << 10)) +
+    chunk_body(req(WRITE, 512, (256 << 10) - 512) + bytes(512)) +
+    chunk_body(req(READ, 512, (1 << 64) - 512)))
+put("server_req", "bad_request", b"\x00" + chunk_body(req(READ, 0)) +
+    chunk_body(req(READ, 512)))
+put("server_req", "raw", b"\x00" + chunk_friendly(READ, 1, 0, 1) +
+    b"\x03\x00\x04\xff\xff\xff\xff")
+put("server_req", "forged", b"\x00" + chunk_friendly(READ, 1, 0, 1) +
+    b"\x06" + req(READ, 1, 0, 2))
