@@ -211,7 +211,7 @@ int main(int argc, char **argv)
 	}
 
 	if (nd_key_load(key_file, key, err, sizeof(err)) < 0) {
-		nd_err("key file: %s", err);
+		nd_err("%s", err);
 		return 1;
 	}
 	if (nd_file_open(&exp, file, read_only, err, sizeof(err)) < 0) {
