@@ -476,8 +476,13 @@ static uint16_t check_request(struct nd_conn *c, const struct nd_request *r)
 	return ND_OK;
 }
 
-/* Returns true if the client ended with DISCONNECT. */
-static bool rx_loop(struct nd_conn *c)
+enum rx_end {
+	RX_CLOSED,		/* EOF or socket error */
+	RX_DISCONNECT,		/* DISCONNECT request */
+	RX_VIOLATION,		/* protocol violation or local failure */
+};
+
+static enum rx_end rx_loop(struct nd_conn *c)
 {
 	struct nd_server *s = c->srv;
 	uint8_t small[ND_REQ_HDR_LEN + ND_TAG_LEN];
@@ -499,7 +504,7 @@ static bool rx_loop(struct nd_conn *c)
 		dead = c->dead;
 		pthread_mutex_unlock(&c->lock);
 		if (dead)
-			return false;
+			return RX_CLOSED;
 
 		if (nd_read_full(c->fd, hdr, sizeof(hdr)) < 0) {
 			if (errno)
@@ -507,14 +512,14 @@ static bool rx_loop(struct nd_conn *c)
 					c->peer, strerror(errno));
 			else
 				nd_info("client %s: connection closed", c->peer);
-			return false;
+			return RX_CLOSED;
 		}
 		len = nd_get32(hdr);
 		if (len < ND_TAG_LEN ||
 		    len > ND_REQ_HDR_LEN + c->max_payload + ND_TAG_LEN) {
 			nd_warn("client %s: record length %u out of bounds, closing",
 				c->peer, len);
-			return false;
+			return RX_VIOLATION;
 		}
 		body_len = len - ND_TAG_LEN;
 		if (body_len <= ND_REQ_HDR_LEN) {
@@ -525,7 +530,7 @@ static bool rx_loop(struct nd_conn *c)
 			if (!q) {
 				nd_err("client %s: out of memory, closing",
 				       c->peer);
-				return false;
+				return RX_VIOLATION;
 			}
 			body = q->buf;
 		}
@@ -533,14 +538,14 @@ static bool rx_loop(struct nd_conn *c)
 			nd_info("client %s: receive failed: %s", c->peer,
 				errno ? strerror(errno) : "truncated record");
 			req_put(c, q);
-			return false;
+			return RX_CLOSED;
 		}
 		if (nd_open(&c->crypto.rx, hdr, body, body_len,
 			    body + body_len) < 0) {
 			nd_warn("client %s: record authentication failed, closing",
 				c->peer);
 			req_put(c, q);
-			return false;
+			return RX_VIOLATION;
 		}
 		if (nd_request_decode(body, body_len, c->max_payload, &r) !=
 		    ND_OK) {
@@ -549,19 +554,19 @@ static bool rx_loop(struct nd_conn *c)
 				(unsigned long long)nd_get64(body + 16),
 				body_len);
 			req_put(c, q);
-			return false;
+			return RX_VIOLATION;
 		}
 		if (r.op == ND_OP_DISCONNECT) {
 			nd_info("client %s: disconnect requested", c->peer);
 			req_put(c, q);
-			return true;
+			return RX_DISCONNECT;
 		}
 		if (!q) {
 			q = req_get(c, r.op == ND_OP_READ ? r.length : 0);
 			if (!q) {
 				nd_err("client %s: out of memory, closing",
 				       c->peer);
-				return false;
+				return RX_VIOLATION;
 			}
 		}
 		q->r = r;
@@ -615,8 +620,8 @@ void *nd_conn_main(void *arg)
 {
 	struct nd_conn *c = arg;
 	struct nd_server *s = c->srv;
+	enum rx_end end = RX_CLOSED;
 	struct nd_req *q;
-	bool clean = false;
 
 	format_peer(c->fd, c->peer, sizeof(c->peer));
 	nd_debug("client %s: connected", c->peer);
@@ -625,15 +630,23 @@ void *nd_conn_main(void *arg)
 		if (nd_thread_start(&c->tx_thread, ND_SRV_CONN_STACK, tx_main,
 				    c) == 0) {
 			c->tx_running = true;
-			clean = rx_loop(c);
+			end = rx_loop(c);
 		} else {
 			nd_err("client %s: cannot start sender thread, closing",
 			       c->peer);
 		}
 	}
 
-	/* Let every accepted request finish and its reply go out. */
+	/*
+	 * Let every accepted request finish and its reply go out; after a
+	 * protocol violation the replies are dropped instead, so a client
+	 * that also stopped reading cannot keep the connection alive.
+	 */
 	pthread_mutex_lock(&c->lock);
+	if (end == RX_VIOLATION) {
+		c->dead = true;
+		shutdown(c->fd, SHUT_RDWR);
+	}
 	while (c->inflight > 0)
 		pthread_cond_wait(&c->rx_cond, &c->lock);
 	c->tx_stop = true;
@@ -643,7 +656,7 @@ void *nd_conn_main(void *arg)
 		pthread_join(c->tx_thread, NULL);
 
 	if (c->sess)
-		nd_session_detach(s, c->sess, clean);
+		nd_session_detach(s, c->sess, end == RX_DISCONNECT);
 	nd_crypto_free(&c->crypto);
 	while ((q = c->free_reqs)) {
 		c->free_reqs = q->next;
