@@ -56,7 +56,10 @@ void fz_conn_start(struct fz_conn *fc, struct nd_server *s);
 void fz_write(int fd, const void *buf, size_t len);
 /* Half-closes, reads and discards until the server closes its end. */
 void fz_drain(int fd);
-/* Joins the handler, frees its connection, drops idle sessions. */
+/*
+ * Joins the handler and frees its connection; after the last one, drops
+ * idle sessions and checks that none (and no write lock) is left.
+ */
 void fz_conn_end(struct fz_conn *fc);
 
 /*
