@@ -421,6 +421,22 @@ static void set_timeouts(int fd, int ms)
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }
 
+/*
+ * OpenSSL loads providers and seeds its DRBG on first use, which is slow
+ * under valgrind or heavy load. Doing it before connecting keeps that time
+ * out of the server's handshake deadline.
+ */
+static void warm_up_crypto(void)
+{
+	uint8_t buf[ND_OKM_LEN] = { 0 }, th[ND_HASH_LEN] = { 0 };
+	struct nd_crypto cr = { 0 };
+
+	if (!nd_random(th, sizeof(th)) &&
+	    !nd_derive(th, th, th, th, buf) && !nd_crypto_init(&cr, buf, true))
+		nd_crypto_free(&cr);
+	nd_wipe(buf, sizeof(buf));
+}
+
 int nd_client_open(const struct nd_url *url, const uint8_t key[ND_KEY_LEN],
 		   const struct nd_client_opts *opts, struct nd_client **out,
 		   uint16_t *status, char *err, size_t errlen)
@@ -450,6 +466,7 @@ int nd_client_open(const struct nd_url *url, const uint8_t key[ND_KEY_LEN],
 	pthread_mutex_init(&c->tx_lock, NULL);
 	pthread_cond_init(&c->cv, NULL);
 
+	warm_up_crypto();
 	c->fd = nd_url_connect(url, o.timeout_ms, err, errlen);
 	if (c->fd < 0) {
 		free_client(c);
