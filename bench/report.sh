@@ -23,6 +23,8 @@ echo
 echo "Machine: $(mi nproc) CPUs ($(mi cpu)), $(mi mem), host kernel $(mi kernel);"
 echo "QEMU $(mi qemu) (TCG), guest kernel $(mi guest_kernel), guest vCPUs: $(mi guest_nproc || true)."
 echo "Tools: $(mi fio), $(mi nbdkit), $(mi nbdcopy). Commit $(mi commit)."
+q=$(awk -F'\t' '$1 ~ /^queue_/ { sub(/^queue_/, "", $1); printf "%s%s: %s", sep, $1, $2; sep = "; " }' "$W/machine.tsv")
+[ -n "$q" ] && echo "Guest block queues: $q."
 echo "Settings: $(mi settings). Load average at start $(mi load_start), at end $(mi load_end); run took $(mi duration)."
 echo
 echo "Ratios compare netdisk with the NBD baseline measured in the same run,"
