@@ -32,6 +32,9 @@ SERVER_LIB_OBJ := $(filter-out $(O)/server/main.o,$(SERVER_OBJ))
 
 DEPS_STAMP := .deps-installed
 
+# Keep intermediate objects (unit-test and tool objects are chained rules).
+.SECONDARY:
+
 .PHONY: all userspace kernel test unit integration vm-test asan-test \
         demo bench clean deps sparse fuzz
 
