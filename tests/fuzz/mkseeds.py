@@ -119,3 +119,26 @@ put("server_req", "raw", b"\x00" + chunk_friendly(READ, 1, 0, 1) +
     b"\x03\x00\x04\xff\xff\xff\xff")
 put("server_req", "forged", b"\x00" + chunk_friendly(READ, 1, 0, 1) +
     b"\x06" + req(READ, 1, 0, 2))
+
+# ---- client: hello_mode [..] info_mode [..] reply chunks (kind, k, ...)
+def friendly_reply(k, status=0):
+    return bytes([0, k, status])
+
+
+info_ok = b"\x00" + struct.pack(">II", 0x23, 2047)
+all_ok = b"".join(friendly_reply(k) for k in range(6))
+put("client", "good", b"\x00" + info_ok + all_ok)
+put("client", "errors", b"\x00" + info_ok +
+    b"".join(friendly_reply(k, k + 1) for k in range(6)))
+put("client", "refused", b"\x01" + struct.pack(">H", 7))
+put("client", "bad_proof", b"\x03")
+put("client", "raw_hello", b"\x02" + struct.pack(">IHH", MAGIC, 1, 0) +
+    bytes(64))
+put("client", "raw_info", b"\x00\x01" + struct.pack(
+    ">HHIQII", 0, 0, 0, 1 << 20, 512, 1 << 30) + bytes(32))
+put("client", "duplicate", b"\x00" + info_ok + friendly_reply(0) +
+    friendly_reply(0))
+put("client", "bad_length", b"\x00" + info_ok + b"\x01\x00" +
+    struct.pack(">BBHIQ", READ, 0x41, 0, 100, 0))
+put("client", "half_record", b"\x00" + info_ok + friendly_reply(1) +
+    b"\x03\x00\x00\x03\x00\x00\x00")

@@ -81,7 +81,7 @@ for name in $names; do
 	# and reports inputs that take over -timeout seconds as hangs.
 	timeout -k 10 $((FUZZ_TIME + 120)) "$bin" \
 		-max_total_time="$FUZZ_TIME" -timeout=20 -rss_limit_mb=2048 \
-		-max_len="$(max_len "$name")" -print_final_stats=1 \
+		-max_len="$(max_len "$name")" -print_final_stats=1 -print_funcs=0 \
 		-artifact_prefix="$arts/" "$work" $seeds >"$log" 2>&1 &
 	child=$!
 	wait "$child"
