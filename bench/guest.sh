@@ -125,7 +125,9 @@ run_fio() {
 	local sys=$1 dev=$2 job=$3 rw=$4 bs=$5 qd=$6 round=$7 f
 	f="$VMOUT/fio-$job-$sys-$round.json"
 	log "fio $job on $sys ($dev), round $round"
-	if ! fio --name="$job" --filename="$dev" --direct=1 --ioengine=libaio \
+	# A stalled device must not eat the whole VM budget.
+	if ! timeout -k 10 $((RUNTIME * 10 + 300)) \
+		fio --name="$job" --filename="$dev" --direct=1 --ioengine=libaio \
 		--rw="$rw" --bs="$bs" --iodepth="$qd" --time_based \
 		--runtime="$RUNTIME" --ramp_time=2 --size=256m \
 		--output-format=json --output="$f" >"$W/fio.err" 2>&1; then
