@@ -134,9 +134,14 @@ static bool handshake(struct nd_conn *c)
 	if (nd_get16(ch + 4) != ND_VERSION) {
 		nd_warn("client %s: unsupported protocol version %u",
 			c->peer, nd_get16(ch + 4));
-		/* Best effort: take the names so closing sends FIN, not RST. */
-		read_deadline(c->fd, ch + ND_CLIENT_HELLO_FIXED,
-			      (size_t)ch[48] + ch[49], nd_now_ms() + 100);
+		/*
+		 * Best effort: take the names so closing sends FIN, not RST;
+		 * only when their lengths fit ch (they are unchecked here).
+		 */
+		if (ch[48] <= ND_NAME_MAX && ch[49] <= ND_NAME_MAX)
+			read_deadline(c->fd, ch + ND_CLIENT_HELLO_FIXED,
+				      (size_t)ch[48] + ch[49],
+				      nd_now_ms() + 100);
 		send_hello_status(c, ND_ERR_VERSION);
 		return false;
 	}
