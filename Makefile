@@ -89,7 +89,7 @@ asan-test:
 vm-test: userspace kernel
 	O=$(O) KVER=$(KVER) tests/vm/run.sh
 
-test: unit integration asan-test vm-test
+test: unit integration asan-test fuzz-smoke vm-test
 	@echo "all test suites passed"
 
 demo: userspace kernel
@@ -99,7 +99,7 @@ bench: userspace kernel
 	O=$(O) KVER=$(KVER) bench/run.sh
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 	-$(MAKE) -C kernel clean KVER=$(KVER)
 
 -include $(shell find $(O) -name '*.d' 2>/dev/null)
@@ -123,7 +123,6 @@ FUZZ_OBJ    := $(LIB_SRC:%.c=$(FUZZ_O)/%.o) \
                $(FUZZ_O)/tests/fuzz/fuzz_common.o
 
 .PHONY: fuzz-build fuzz-smoke
-.SECONDARY: $(FUZZ_MAIN:%.c=$(FUZZ_O)/%.o)
 
 $(FUZZ_O)/%.o: %.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
