@@ -141,6 +141,7 @@ tail -n 5 $W/netdiskd.log
 
 heading "The server's image holds the same files"
 run fsck.ext4 -fn $W/disk.img
+modprobe loop	# no udev here: /dev/loop-control appears once it is loaded
 run mount -o loop,ro $W/disk.img /mnt/demo
 (cd /mnt/demo && sha256sum --quiet -c $W/files.sums) &&
 	echo "all $(wc -l <$W/files.sums) files verified in $W/disk.img"

@@ -123,7 +123,7 @@ no_devices_left() {
 	return 0
 }
 
-# make_tree DIR COUNT SEED: COUNT files of varied size (0 B .. 192 KiB) in
+# make_tree DIR COUNT SEED: COUNT files of varied size (0 B .. 128 KiB) in
 # nested dirs, made by one awk process (a fork per file is slow under TCG).
 make_tree() {
 	local dir=$1 count=$2 seed=$3
@@ -139,10 +139,10 @@ make_tree() {
 		}
 		for (i = 0; i < n; i++) {
 			r = rand()
-			if (r < 0.35) sz = int(rand() * 512)
-			else if (r < 0.80) sz = 512 + int(rand() * 16384)
-			else if (r < 0.97) sz = 16384 + int(rand() * 49152)
-			else sz = 65536 + int(rand() * 131072)
+			if (r < 0.40) sz = int(rand() * 512)
+			else if (r < 0.85) sz = 512 + int(rand() * 8192)
+			else if (r < 0.98) sz = 8704 + int(rand() * 24576)
+			else sz = 33280 + int(rand() * 98304)
 			f = sprintf("%s/f%05d.dat", sub_[i % 40], i)
 			off = 1 + int(rand() * (plen - sz))
 			printf "%06d%s", i, substr(pool, off, sz > 6 ? sz - 6 : 0) > f
@@ -160,6 +160,7 @@ sums() {
 # this case mounted, detach every netdisk device, end recorded processes.
 nd_cleanup() {
 	local m d p
+	set +e	# runs as the EXIT trap: a failed step must not change the status
 	for m in "${_nd_mounts[@]}"; do
 		mountpoint -q "$m" && umount -l "$m" 2>/dev/null
 	done

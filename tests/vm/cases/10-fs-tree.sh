@@ -8,7 +8,7 @@ trap nd_cleanup EXIT
 
 D=$CASE_DIR
 nd_keygen "$D/key"
-truncate -s 160M "$D/disk.img"
+truncate -s 96M "$D/disk.img"
 start_server S --file "$D/disk.img" --key-file "$D/key" --export fs
 url="netdisk://127.0.0.1:$(srv_port "$S")/fs"
 
@@ -21,7 +21,7 @@ du -sh "$D/src"
 
 attach dev "$url" --key-file "$D/key"
 log "attached $dev"
-[ "$(blockdev --getsize64 "$dev")" = $((160 << 20)) ] || fail "wrong size"
+[ "$(blockdev --getsize64 "$dev")" = $((96 << 20)) ] || fail "wrong size"
 [ "$(sysattr "$dev" export)" = fs ] || fail "sysfs export is not 'fs'"
 [ "$(blockdev --getro "$dev")" = 0 ] || fail "read-write device is read-only"
 mkfs.ext4 -q -F "$dev" || fail "mkfs.ext4 failed"
@@ -49,6 +49,8 @@ stop_server "$S"
 
 log "checking the server's backing file"
 fsck.ext4 -fn "$D/disk.img" || fail "fsck -fn of the backing file is not clean"
+# No udev: /dev/loop-control appears only once loop is loaded.
+modprobe loop || fail "modprobe loop"
 mount_dev "$D/disk.img" "$D/img" -o loop,ro
 sums "$D/img" >"$D/img.sums"
 cmp -s "$D/src.sums" "$D/img.sums" || fail "backing file checksums differ"
