@@ -25,6 +25,8 @@ echo "QEMU $(mi qemu) (TCG), guest kernel $(mi guest_kernel), guest vCPUs: $(mi 
 echo "Tools: $(mi fio), $(mi nbdkit), $(mi nbdcopy). Commit $(mi commit)."
 q=$(awk -F'\t' '$1 ~ /^queue_/ { sub(/^queue_/, "", $1); printf "%s%s: %s", sep, $1, $2; sep = "; " }' "$W/machine.tsv")
 [ -n "$q" ] && echo "Guest block queues: $q."
+[ -n "$(mi aes_gcm_16k)$(mi guest_aes_gcm_16k)" ] &&
+	echo "AES-256-GCM (openssl speed, 16 KiB): host $(mi aes_gcm_16k), guest $(mi guest_aes_gcm_16k); guest dd /dev/zero copy: $(mi guest_memcpy)."
 echo "Settings: $(mi settings). Load average at start $(mi load_start), at end $(mi load_end); run took $(mi duration)."
 echo
 echo "Ratios compare netdisk with the NBD baseline measured in the same run,"
@@ -168,6 +170,7 @@ set title "netdisk / NBD ratio ($(mi date))"
 set style fill solid 0.8 border -1
 set boxwidth 0.6
 set yrange [0:*]
+set offsets 0, 0, graph 0.08, 0
 set ylabel "ratio (higher is better for netdisk)"
 set xtics rotate by -30 left
 set grid ytics

@@ -21,6 +21,8 @@
 # targets are reported, not fatal; a crashing or failing tool makes the run
 # exit 1 (after writing the report, which lists the errors).
 set -uo pipefail
+# Parsed whole before it runs, so editing this file mid-run is harmless.
+{
 
 REPO=$(cd "$(dirname "$0")/.." && pwd -P)
 cd "$REPO"
@@ -134,6 +136,7 @@ machine_info() {
 	echo "nbdkit	$(nbdkit --version | head -n 1)"
 	echo "nbdcopy	$(nbdcopy --version | head -n 1)"
 	echo "commit	$(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD -- 2>/dev/null || echo ' (+ uncommitted changes)')"
+	echo "aes_gcm_16k	$(openssl speed -evp aes-256-gcm -seconds 1 -bytes 16384 2>/dev/null | awk '/^AES-256-GCM/ { v = $2; sub(/k$/, "", v); printf "%.0f MB/s", v / 1000 }')"
 	echo "load_start	$(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "settings	userspace ${TIME}s/run, guest ${VM_TIME}s/run (+2s ramp), $ROUNDS round(s), copies of $SEQ_MB MiB"
 }
@@ -201,6 +204,7 @@ host_side() {
 		DATA=$(mktemp -d /tmp/netdisk-bench.XXXXXX)
 	log "userspace: $SEQ_MB MiB of random data in $DATA"
 	head -c "${SEQ_MB}M" /dev/urandom >"$DATA/disk.img" || die "cannot write $DATA/disk.img"
+	rm -f "$W/key" "$W/psk"
 	"$ND" keygen "$W/key" >/dev/null || die "netdisk keygen failed"
 	# nbdkit's PSK file: IDENTITY:HEX-KEY (same secret, for symmetry).
 	(umask 077 && echo "alice:$(tr -d ' \n' <"$W/key")" >"$W/psk")
@@ -329,3 +333,4 @@ if [ -s "$ERRS" ]; then
 	exit 1
 fi
 exit 0
+}
