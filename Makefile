@@ -71,11 +71,12 @@ $(O)/tools/%: $(O)/tests/tools/%.o $(O)/libnetdisk.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 KVER ?= $(shell ls /lib/modules 2>/dev/null | sort -V | tail -n 1)
+# O= : our O is a userspace build dir; kbuild would take it as its output dir.
 kernel: | $(DEPS_STAMP)
-	$(MAKE) -C kernel KVER=$(KVER)
+	$(MAKE) -C kernel KVER=$(KVER) O=
 
 sparse: | $(DEPS_STAMP)
-	$(MAKE) -C kernel KVER=$(KVER) C=2
+	$(MAKE) -C kernel KVER=$(KVER) C=2 O=
 
 unit: userspace
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
@@ -100,7 +101,7 @@ bench: userspace kernel
 
 clean:
 	rm -rf build build-asan build-fuzz
-	-$(MAKE) -C kernel clean KVER=$(KVER)
+	-$(MAKE) -C kernel clean KVER=$(KVER) O=
 
 -include $(shell find $(O) -name '*.d' 2>/dev/null)
 
