@@ -17,11 +17,11 @@ if [ "${1:-}" != --in-vm ]; then
 	echo "demo: booting a throwaway VM (QEMU, no KVM: about a minute)..."
 	# Show the demo's own lines; the full console is in $O/vm/console.log.
 	set +e
-	O="$O" "$REPO/tests/vm/vm-run.sh" --timeout 900 "$REPO/scripts/demo.sh" --in-vm |
+	O="$O" "$REPO/tests/vm/vm-run.sh" --timeout 900 "$REPO/scripts/demo.sh" --in-vm 2>&1 |
 		awk '/^VMRUN: running/ { on = 1; next }
 		     /^VMRUN-EXIT-CODE=/ { on = 0; next }
-		     on && !/^\[ *[0-9]+\.[0-9]+\] / { print; fflush() }
-		     /^vm-run: / { print; fflush() }'
+		     /^vm-run: FAILED/ { all = 1 }
+		     all || /^vm-run: / || (on && !/^\[ *[0-9]+\.[0-9]+\] /) { print; fflush() }'
 	rc=${PIPESTATUS[0]}
 	[ "$rc" = 0 ] && echo "demo: done" || echo "demo: FAILED (exit $rc), see $O/vm/console.log" >&2
 	exit "$rc"
@@ -77,14 +77,14 @@ echo "$dev"
 
 heading "Make a filesystem, mount it, copy files onto it"
 run mkfs.ext4 -q -L netdisk-demo "$dev"
-run mkdir -p /mnt/demo
-run mount "$dev" /mnt/demo
+run mkdir -p $W/mnt
+run mount "$dev" $W/mnt
 run cp -r "$REPO/docs" "$REPO/include" "$REPO/lib" "$REPO/server" "$REPO/cli" \
-	/usr/share/common-licenses /mnt/demo/
+	/usr/share/common-licenses $W/mnt/
 run sync
-(cd /mnt/demo && find . -type f | grep -v lost+found | sort | xargs sha256sum >$W/files.sums)
+(cd $W/mnt && find . -type f | grep -v lost+found | sort | xargs sha256sum >$W/files.sums)
 echo "$(wc -l <$W/files.sums) files copied"
-run df -h /mnt/demo
+run df -h $W/mnt
 
 heading "What the system sees"
 run lsblk -o NAME,SIZE,RO,TYPE,MOUNTPOINTS "$dev"
@@ -110,9 +110,9 @@ echo "# netdisk attach netdisk://127.0.0.1:26548/share --key-file $W/key --read-
 dev2=$(netdisk attach netdisk://127.0.0.1:26548/share --key-file $W/key --read-only)
 echo "$dev2"
 run blockdev --getro "$dev2"
-run mkdir -p /mnt/share
-run mount -o ro "$dev2" /mnt/share
-run cat /mnt/share/README
+run mkdir -p $W/share-mnt
+run mount -o ro "$dev2" $W/share-mnt
+run cat $W/share-mnt/README
 echo "# dd if=/dev/zero of=$dev2 bs=4k count=1 oflag=direct   (must fail)"
 if dd if=/dev/zero of="$dev2" bs=4k count=1 oflag=direct status=none; then
 	echo "demo: a write to the read-only device succeeded" >&2
@@ -122,8 +122,8 @@ run netdisk list
 run lsblk -o NAME,SIZE,RO,TYPE,MOUNTPOINTS "$dev" "$dev2"
 
 heading "Detach both"
-run umount /mnt/demo
-run umount /mnt/share
+run umount $W/mnt
+run umount $W/share-mnt
 run netdisk detach "$dev"
 run netdisk detach "$dev2"
 run netdisk list
@@ -142,10 +142,10 @@ tail -n 5 $W/netdiskd.log
 heading "The server's image holds the same files"
 run fsck.ext4 -fn $W/disk.img
 modprobe loop	# no udev here: /dev/loop-control appears once it is loaded
-run mount -o loop,ro $W/disk.img /mnt/demo
-(cd /mnt/demo && sha256sum --quiet -c $W/files.sums) &&
-	echo "all $(wc -l <$W/files.sums) files verified in $W/disk.img"
-run umount /mnt/demo
+run mount -o loop,ro $W/disk.img $W/mnt
+(cd $W/mnt && sha256sum --quiet -c $W/files.sums)
+echo "all $(wc -l <$W/files.sums) files verified in $W/disk.img"
+run umount $W/mnt
 run rmmod netdisk
 echo
 echo "===== The end: every byte between the client and the servers was AES-256-GCM."
