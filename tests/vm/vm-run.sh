@@ -57,7 +57,8 @@ die() { echo "vm-run: $*" >&2; exit 1; }
 QEMU=$(command -v qemu-system-x86_64) ||
 	die "qemu-system-x86_64 missing (run scripts/install-deps)"
 BUSYBOX=/bin/busybox
-file -L "$BUSYBOX" 2>/dev/null | grep -q 'statically linked' ||
+# ldd fails on a static binary (and `file` may not be installed).
+[ -x "$BUSYBOX" ] && ! ldd "$BUSYBOX" >/dev/null 2>&1 ||
 	die "$BUSYBOX is not busybox-static (run scripts/install-deps)"
 for t in cpio gzip modinfo timeout; do
 	command -v $t >/dev/null || die "$t missing (run scripts/install-deps)"
