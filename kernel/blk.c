@@ -147,6 +147,7 @@ static blk_status_t nd_queue_rq(struct blk_mq_hw_ctx *hctx,
 {
 	struct request *rq = bd->rq;
 	struct nd_device *dev = rq->q->queuedata;
+	blk_status_t status = BLK_STS_IOERR;
 
 	switch (req_op(rq)) {
 	case REQ_OP_READ:
@@ -157,18 +158,22 @@ static blk_status_t nd_queue_rq(struct blk_mq_hw_ctx *hctx,
 		if (dev->read_only) {
 			pr_err_ratelimited("%s: write to read-only export\n",
 					   dev->name);
-			return BLK_STS_IOERR;
+			goto fail;
 		}
 		break;
 	default:
-		return BLK_STS_NOTSUPP;
+		status = BLK_STS_NOTSUPP;
+		goto fail;
 	}
 	if (blk_rq_bytes(rq) > dev->info.max_payload)
-		return BLK_STS_IOERR;
+		goto fail;
 	blk_mq_start_request(rq);
-	if (!nd_conn_queue(dev->conn, rq))
-		return BLK_STS_IOERR;
-	return BLK_STS_OK;
+	if (nd_conn_queue(dev->conn, rq))
+		return BLK_STS_OK;
+fail:
+	/* blk-mq ends the request; count it like a failed reply. */
+	atomic64_inc(&dev->errors);
+	return status;
 }
 
 static void nd_complete_rq(struct request *rq)

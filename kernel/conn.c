@@ -342,13 +342,13 @@ int nd_conn_start(struct nd_conn *c)
  */
 void nd_conn_kill(struct nd_conn *c, const char *why)
 {
-	LIST_HEAD(dropped);
 	bool was_dead;
 
 	spin_lock(&c->queue_lock);
 	was_dead = test_and_set_bit(ND_CONN_DEAD, &c->flags);
 	/* Queued requests are still inflight: the sweep below fails them. */
-	list_splice_init(&c->queue, &dropped);
+	while (!list_empty(&c->queue))
+		list_del_init(c->queue.next);
 	spin_unlock(&c->queue_lock);
 	if (was_dead)
 		return;
