@@ -8,7 +8,8 @@
 # env: O (build dir, default build), KVER, BENCH_TIME (s per userspace run,
 #      default 10), BENCH_VM_TIME (s per guest fio run, default 10),
 #      BENCH_ROUNDS (A B rounds, default 2), BENCH_SEQ_MB (copy size, 1024),
-#      BENCH_PORT (first host TCP port, default 27400)
+#      BENCH_PORT (first host TCP port, default 27400), BENCH_RESULTS
+#      (report directory, default bench/results)
 #
 # Measures, each pair alternated (A B A B) so drift hits both sides:
 #  kernel:    fio libaio direct on /dev/netdiskN (netdisk.ko + netdiskd) and
@@ -53,7 +54,7 @@ done
 ND="$O/netdisk"
 NDD="$O/netdiskd"
 IDLE="$O/bench/idle-clients"
-RES="$REPO/bench/results"
+RES=${BENCH_RESULTS:-$REPO/bench/results}
 STAMP=$(date +%Y%m%d-%H%M%S)
 W="$O/bench"		# logs and raw tool output of this run
 TSV="$W/results.tsv"	# SECTION JOB SYSTEM ROUND IOPS MB/s LAT_US
@@ -116,6 +117,14 @@ start() {
 		die "$name did not start on port $port: $(tail -n 3 "$W/$name.log" | tr '\n' ' ')"
 }
 
+status_text() {	# status_text RC: "exited N" or "killed by SIGX"
+	if [ "$1" -gt 128 ]; then
+		echo "killed by SIG$(kill -l $(($1 - 128)) 2>/dev/null || echo $(($1 - 128)))"
+	else
+		echo "exited $1"
+	fi
+}
+
 # alive NAME PID: a server that died during the runs is an error.
 alive() {
 	kill -0 "$2" 2>/dev/null || err "$1 (pid $2) died during the benchmark; log: $W/$1.log"
@@ -150,10 +159,12 @@ write1m write 1m 8"
 # ---------------------------------------------------------------- host side
 nd_bench() {	# nd_bench JOB RW BS QD ROUND
 	local f="$W/user-$1-netdisk-$5.json"
-	if ! "$ND" bench "netdisk://127.0.0.1:$P_ND" --key-file "$W/key" \
+	local rc=0
+	"$ND" bench "netdisk://127.0.0.1:$P_ND" --key-file "$W/key" \
 		--rw "$2" --bs "$3" --iodepth "$4" --time "$TIME" --json \
-		>"$f" 2>"$W/ndbench.err"; then
-		err "userspace netdisk: netdisk bench $1 round $5 failed: $(tail -n 2 "$W/ndbench.err" | tr '\n' ' ')"
+		>"$f" 2>"$W/ndbench.err" || rc=$?
+	if [ "$rc" != 0 ]; then
+		err "userspace netdisk: netdisk bench $1 round $5 $(status_text $rc): $(tail -n 2 "$W/ndbench.err" | tr '\n' ' ')"
 		return
 	fi
 	jq -r --arg j "$1" --arg r "$5" \
@@ -164,10 +175,12 @@ nd_bench() {	# nd_bench JOB RW BS QD ROUND
 fio_nbd() {	# fio_nbd JOB RW BS QD ROUND
 	local f="$W/user-$1-nbd-$5.json" dir=read
 	case "$2" in *write) dir=write ;; esac
-	if ! fio --name="$1" --ioengine=nbd --uri="nbd://127.0.0.1:$P_NBD" \
+	local rc=0
+	fio --name="$1" --ioengine=nbd --uri="nbd://127.0.0.1:$P_NBD" \
 		--rw="$2" --bs="$3" --iodepth="$4" --time_based --runtime="$TIME" \
-		--output-format=json --output="$f" >"$W/fio.err" 2>&1; then
-		err "userspace nbd: fio $1 round $5 failed: $(tail -n 2 "$W/fio.err" | tr '\n' ' ')"
+		--output-format=json --output="$f" >"$W/fio.err" 2>&1 || rc=$?
+	if [ "$rc" != 0 ]; then
+		err "userspace nbd: fio $1 round $5 $(status_text $rc): $(tail -n 2 "$W/fio.err" | tr '\n' ' ')"
 		return
 	fi
 	jq -r --arg j "$1" --arg r "$5" --arg d "$dir" \
@@ -178,11 +191,12 @@ fio_nbd() {	# fio_nbd JOB RW BS QD ROUND
 
 # timed SECTION JOB SYSTEM ROUND CMD...: MB/s of reading $SEQ_MB MiB.
 timed() {
-	local sec=$1 job=$2 sys=$3 round=$4 t0 t1
+	local sec=$1 job=$2 sys=$3 round=$4 t0 t1 rc=0
 	shift 4
 	t0=$(date +%s%N)
-	if ! "$@" >"$W/copy.err" 2>&1; then
-		err "$sys: $* failed: $(tail -n 2 "$W/copy.err" | tr '\n' ' ')"
+	"$@" >"$W/copy.err" 2>&1 || rc=$?
+	if [ "$rc" != 0 ]; then
+		err "$sys: $* $(status_text $rc): $(tail -n 2 "$W/copy.err" | tr '\n' ' ')"
 		return
 	fi
 	t1=$(date +%s%N)
