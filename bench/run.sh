@@ -43,7 +43,7 @@ while [ $# -gt 0 ]; do
 	--quick) TIME=3; VM_TIME=3; ROUNDS=1; SEQ_MB=256; shift ;;
 	--no-vm) DO_VM=0; shift ;;
 	--no-host) DO_HOST=0; shift ;;
-	-h|--help) sed -n '4,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '4,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "bench: unknown argument '$1' (see --help)" >&2; exit 2 ;;
 	esac
 done
