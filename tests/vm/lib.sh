@@ -104,6 +104,20 @@ sysattr() {
 	cat "$f"
 }
 
+# wait_io DEV PID: waits (60 s at most) until PID, still alive, has done
+# I/O on DEV: fio opens the device only after its startup, slow under TCG.
+wait_io() {
+	local dev=$1 pid=$2 i n0 n
+	n0=$(( $(sysattr "$dev" reads) + $(sysattr "$dev" writes) ))
+	for ((i = 0; i < 120; i++)); do
+		kill -0 "$pid" 2>/dev/null || fail "I/O process $pid ended early"
+		n=$(( $(sysattr "$dev" reads) + $(sysattr "$dev" writes) ))
+		[ "$n" -gt $((n0 + 50)) ] && return 0
+		sleep 0.5
+	done
+	fail "no I/O on $dev after 60 s"
+}
+
 mount_dev() {	# mount_dev DEV DIR [mount options]
 	local dev=$1 dir=$2
 	shift 2

@@ -40,7 +40,8 @@ fio --name=busy --filename="$dev" --direct=1 --ioengine=libaio --iodepth=32 \
 	--output="$D/fio.out" >/dev/null 2>&1 &
 fio_pid=$!
 echo "$fio_pid" >>"$D/pids"
-sleep 8
+wait_io "$dev" "$fio_pid"
+sleep 2
 kill -0 "$fio_pid" 2>/dev/null || { cat "$D/fio.out"; fail "fio ended early"; }
 kill -KILL "$(srv_pid "$S")"
 t0=$(date +%s)
