@@ -25,7 +25,11 @@ struct nd_backend_ops {
 	int (*pwrite)(void *h, const void *buf, uint32_t len, uint64_t off,
 		      bool fua);
 	int (*flush)(void *h);
-	/* Optional (NULL: answered with ND_ERR_NOTSUP, not advertised). */
+	/*
+	 * Optional: called only when caps advertises them. After trim the
+	 * range reads zeroes (files and devices that zero on discard) or
+	 * unspecified data (other devices, as the protocol allows).
+	 */
 	int (*trim)(void *h, uint32_t len, uint64_t off);
 	int (*write_zeroes)(void *h, uint32_t len, uint64_t off, bool fua);
 	void (*close)(void *h);
@@ -40,6 +44,8 @@ struct nd_export {
 	uint64_t size;			/* bytes, multiple of block_size */
 	uint32_t block_size;		/* logical block size */
 	bool read_only;
+	/* ND_EXP_FUA/TRIM/WRITE_ZEROES the backend supports (read-write). */
+	uint32_t caps;
 	uint8_t id[ND_EXPORT_ID_LEN];	/* stable identity of the data */
 	/* Session holding the write lock; protected by the session lock. */
 	struct nd_session *writer;

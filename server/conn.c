@@ -461,21 +461,26 @@ static uint16_t check_request(struct nd_conn *c, const struct nd_request *r)
 	const struct nd_export *e = &c->srv->exp;
 
 	switch (r->op) {
-	case ND_OP_TRIM:
-		if (!e->ops->trim)
-			return ND_ERR_NOTSUP;
-		break;
-	case ND_OP_WRITE_ZEROES:
-		if (!e->ops->write_zeroes)
-			return ND_ERR_NOTSUP;
-		break;
 	case ND_OP_FLUSH:
 		return ND_OK;
+	case ND_OP_READ:
+		break;
+	case ND_OP_TRIM:
+	case ND_OP_WRITE_ZEROES:
+		if (c->read_only)
+			return ND_ERR_READ_ONLY;
+		if (!(e->caps & (r->op == ND_OP_TRIM ? ND_EXP_TRIM :
+				 ND_EXP_WRITE_ZEROES)))
+			return ND_ERR_NOTSUP;
+		/* They carry no data, so max_payload does not bound them. */
+		if (r->length == 0 || r->length > ND_SRV_MAX_ZERO_LEN)
+			return ND_ERR_INVALID;
+		break;
 	default:
+		if (c->read_only)
+			return ND_ERR_READ_ONLY;
 		break;
 	}
-	if (r->op != ND_OP_READ && c->read_only)
-		return ND_ERR_READ_ONLY;
 	if (r->offset > e->size || r->length > e->size - r->offset)
 		return ND_ERR_RANGE;
 	return ND_OK;

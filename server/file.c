@@ -1,13 +1,18 @@
 // SPDX-License-Identifier: MIT
-/* File and block-device backend: pread/pwrite/fdatasync on one fd. */
+/*
+ * File and block-device backend: pread/pwrite/fdatasync on one fd; TRIM and
+ * WRITE_ZEROES by fallocate on files, BLKDISCARD/BLKZEROOUT on devices.
+ */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <linux/fs.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -17,7 +22,13 @@
 
 struct file_h {
 	int fd;
+	bool blk;
+	/* WRITE_ZEROES fallbacks found unsupported (set once, racy is fine). */
+	bool no_zero_range;
+	bool no_punch;
 };
+
+static const uint8_t zero_page[65536];
 
 static int file_pread(void *h, void *buf, uint32_t len, uint64_t off)
 {
@@ -80,6 +91,104 @@ static int file_flush(void *h)
 	return fdatasync(f->fd) < 0 ? -errno : 0;
 }
 
+static bool notsup(int e)
+{
+	return e == EOPNOTSUPP || e == ENOSYS || e == EINVAL;
+}
+
+static int file_trim(void *h, uint32_t len, uint64_t off)
+{
+	struct file_h *f = h;
+
+	if (f->blk) {
+		uint64_t range[2] = { off, len };
+
+		return ioctl(f->fd, BLKDISCARD, range) < 0 ? -errno : 0;
+	}
+	/* KEEP_SIZE: a hole at the end must not shrink the export. */
+	if (fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		      (off_t)off, (off_t)len) < 0)
+		return -errno;
+	return 0;
+}
+
+static int write_zero_pages(struct file_h *f, uint32_t len, uint64_t off)
+{
+	while (len) {
+		uint32_t n = len < sizeof(zero_page) ? len : sizeof(zero_page);
+		int rc = file_pwrite(f, zero_page, n, off, false);
+
+		if (rc < 0)
+			return rc;
+		len -= n;
+		off += n;
+	}
+	return 0;
+}
+
+static int file_write_zeroes(void *h, uint32_t len, uint64_t off, bool fua)
+{
+	struct file_h *f = h;
+	int rc = -EOPNOTSUPP;
+
+	if (f->blk) {
+		uint64_t range[2] = { off, len };
+
+		/* The kernel falls back to writing zeroes itself. */
+		rc = ioctl(f->fd, BLKZEROOUT, range) < 0 ? -errno : 0;
+	} else {
+		if (!__atomic_load_n(&f->no_zero_range, __ATOMIC_RELAXED)) {
+			rc = fallocate(f->fd, FALLOC_FL_ZERO_RANGE |
+				       FALLOC_FL_KEEP_SIZE, (off_t)off,
+				       (off_t)len) < 0 ? -errno : 0;
+			if (rc < 0 && notsup(-rc))
+				__atomic_store_n(&f->no_zero_range, true,
+						 __ATOMIC_RELAXED);
+		}
+		if (rc < 0 && notsup(-rc) &&
+		    !__atomic_load_n(&f->no_punch, __ATOMIC_RELAXED)) {
+			rc = file_trim(f, len, off);
+			if (rc < 0 && notsup(-rc))
+				__atomic_store_n(&f->no_punch, true,
+						 __ATOMIC_RELAXED);
+		}
+		if (rc < 0 && notsup(-rc))
+			rc = write_zero_pages(f, len, off);
+	}
+	if (rc == 0 && fua && fdatasync(f->fd) < 0)
+		rc = -errno;
+	return rc;
+}
+
+/*
+ * Can this export be trimmed? Files: punch a hole past the end (KEEP_SIZE,
+ * so nothing changes) and see whether the filesystem refuses. Devices:
+ * the queue's discard_max_bytes (a partition's is its disk's).
+ */
+static bool can_trim(int fd, const struct stat *st, uint64_t size)
+{
+	if (S_ISREG(st->st_mode))
+		return fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				 (off_t)size, ND_SECTOR_SIZE) == 0;
+	for (int i = 0; i < 2; i++) {
+		char p[128];
+		unsigned long long max = 0;
+		FILE *fp;
+
+		snprintf(p, sizeof(p), "/sys/dev/block/%u:%u/%squeue/discard_max_bytes",
+			 major(st->st_rdev), minor(st->st_rdev),
+			 i ? "../" : "");
+		fp = fopen(p, "re");
+		if (!fp)
+			continue;
+		if (fscanf(fp, "%llu", &max) != 1)
+			max = 0;
+		fclose(fp);
+		return max > 0;
+	}
+	return false;
+}
+
 static void file_close(void *h)
 {
 	struct file_h *f = h;
@@ -93,6 +202,8 @@ static const struct nd_backend_ops file_ops = {
 	.pread = file_pread,
 	.pwrite = file_pwrite,
 	.flush = file_flush,
+	.trim = file_trim,
+	.write_zeroes = file_write_zeroes,
 	.close = file_close,
 };
 
@@ -200,6 +311,16 @@ int nd_file_open(struct nd_export *e, const char *path, bool read_only,
 		goto fail;
 	}
 	f->fd = fd;
+	f->blk = S_ISBLK(st.st_mode);
+	f->no_zero_range = false;
+	f->no_punch = false;
+	e->caps = 0;
+	if (!read_only) {
+		/* FUA via RWF_DSYNC (or pwrite + fdatasync); zeroes always. */
+		e->caps = ND_EXP_FUA | ND_EXP_WRITE_ZEROES;
+		if (can_trim(fd, &st, size))
+			e->caps |= ND_EXP_TRIM;
+	}
 	e->ops = &file_ops;
 	e->h = f;
 	e->size = size;

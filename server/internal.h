@@ -13,6 +13,8 @@
 
 /* Payload bytes a connection may have in flight before rx stops reading. */
 #define ND_SRV_INFLIGHT_BYTES	(32u << 20)
+/* Longest TRIM / WRITE_ZEROES (docs/PROTOCOL.md §3). */
+#define ND_SRV_MAX_ZERO_LEN	(1u << 31)
 /* Replies sealed and sent with one writev. */
 #define ND_SRV_TX_BATCH		16
 /* Request buffers kept per connection for reuse. */

@@ -143,7 +143,7 @@ struct nd_session_result nd_session_attach(struct nd_server *s,
 	} else if (cf_flags & ND_CF_READ_ONLY) {
 		ss->flags = ND_EXP_READ_ONLY | ND_EXP_FLUSH;
 	} else {
-		ss->flags = ND_EXP_FLUSH | ND_EXP_EXCLUSIVE;
+		ss->flags = ND_EXP_FLUSH | ND_EXP_EXCLUSIVE | e->caps;
 		ss->writer = true;
 		e->writer = ss;
 	}

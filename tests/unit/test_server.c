@@ -31,6 +31,8 @@
 #include "../../server/server.h"
 
 #define DISK_SIZE	(4u << 20)
+/* What a read-write session on a file in /tmp (ext4 or tmpfs) gets. */
+#define RW_CAPS		(ND_EXP_FUA | ND_EXP_TRIM | ND_EXP_WRITE_ZEROES)
 /* Timings stretch under valgrind, where a handshake alone takes ~100 ms. */
 static int scale = 1;
 #define GRACE_MS	(400 * scale)
@@ -304,7 +306,7 @@ static void test_read_write_flush(void **state)
 	struct conn a;
 
 	open_ok(f, &a, NULL, 0);
-	assert_int_equal(a.info.flags, ND_EXP_FLUSH | ND_EXP_EXCLUSIVE);
+	assert_int_equal(a.info.flags, ND_EXP_FLUSH | ND_EXP_EXCLUSIVE | RW_CAPS);
 	assert_int_equal(a.info.size, DISK_SIZE);
 	assert_int_equal(a.info.block_size, 512);
 	assert_int_equal(a.info.max_payload, ND_DEFAULT_PAYLOAD);
@@ -342,15 +344,139 @@ static void test_read_write_flush(void **state)
 		free(big);
 	}
 
-	/* TRIM and WRITE_ZEROES are not supported (and not advertised). */
-	assert_int_equal(do_req(&a, ND_OP_TRIM, 0, 4096, 0, NULL),
-			 ND_ERR_NOTSUP);
-	assert_int_equal(do_req(&a, ND_OP_WRITE_ZEROES, 0, 4096, 0, NULL),
-			 ND_ERR_NOTSUP);
 	conn_close(&a);
 	free(w);
 	free(r);
 	free(disk);
+}
+
+static blkcnt_t file_blocks(struct fixture *f)
+{
+	struct stat st;
+
+	assert_int_equal(stat(f->path, &st), 0);
+	assert_int_equal(st.st_size, DISK_SIZE);	/* never changes */
+	return st.st_blocks;
+}
+
+static bool all_bytes(const uint8_t *p, size_t n, uint8_t v)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i] != v)
+			return false;
+	return true;
+}
+
+static void test_trim_write_zeroes(void **state)
+{
+	struct fixture *f = *state;
+	const uint32_t mib = 1u << 20;
+	uint8_t *buf = malloc(mib), *disk = malloc(mib);
+	blkcnt_t before, after;
+	struct conn a;
+
+	open_ok(f, &a, NULL, 0);
+	assert_true(a.info.flags & ND_EXP_TRIM);
+	assert_true(a.info.flags & ND_EXP_WRITE_ZEROES);
+	assert_true(a.info.flags & ND_EXP_FUA);
+
+	/* TRIM 1 MiB at 1 MiB: reads zeroes, the file gets sparse. */
+	before = file_blocks(f);
+	assert_int_equal(do_req(&a, ND_OP_TRIM, 0, mib, mib, NULL), ND_OK);
+	after = file_blocks(f);
+	assert_true(after <= before - (blkcnt_t)(mib / 512));
+	memset(buf, 0xee, mib);
+	assert_int_equal(do_req(&a, ND_OP_READ, 0, mib, mib, buf), ND_OK);
+	assert_true(all_bytes(buf, mib, 0));
+	file_pread(f, disk, mib, mib);
+	assert_true(all_bytes(disk, mib, 0));
+	/* Neighbours untouched: block 255 ends before, 512 starts after. */
+	assert_int_equal(do_req(&a, ND_OP_READ, 0, 4096, mib - 4096, buf),
+			 ND_OK);
+	assert_true(all_bytes(buf, 4096, 255));
+	assert_int_equal(do_req(&a, ND_OP_READ, 0, 4096, 2 * mib, buf), ND_OK);
+	assert_true(all_bytes(buf, 4096, 0));	/* block 512: 512 & 0xff */
+	assert_int_equal(do_req(&a, ND_OP_READ, 0, 4096, 2 * mib + 4096, buf),
+			 ND_OK);
+	assert_true(all_bytes(buf, 4096, 1));
+
+	/* WRITE_ZEROES of an unaligned-to-page 1536-byte range, with FUA. */
+	assert_int_equal(do_req(&a, ND_OP_WRITE_ZEROES, ND_REQ_FUA, 1536,
+				3 * 4096 + 512, NULL), ND_OK);
+	assert_int_equal(do_req(&a, ND_OP_READ, 0, 4096, 3 * 4096, buf),
+			 ND_OK);
+	assert_true(all_bytes(buf, 512, 3));
+	assert_true(all_bytes(buf + 512, 1536, 0));
+	assert_true(all_bytes(buf + 2048, 2048, 3));
+	file_pread(f, disk, 4096, 3 * 4096);
+	assert_memory_equal(disk, buf, 4096);
+	/* The whole export in one request: longer than max_payload. */
+	assert_int_equal(do_req(&a, ND_OP_WRITE_ZEROES, 0, DISK_SIZE, 0, NULL),
+			 ND_OK);
+	assert_int_equal(do_req(&a, ND_OP_READ, 0, mib, DISK_SIZE - mib, buf),
+			 ND_OK);
+	assert_true(all_bytes(buf, mib, 0));
+	/* Writes after a trim land normally. */
+	memset(buf, 0x77, 4096);
+	assert_int_equal(do_req(&a, ND_OP_WRITE, ND_REQ_FUA, 4096, mib, buf),
+			 ND_OK);
+	file_pread(f, disk, 4096, mib);
+	assert_true(all_bytes(disk, 4096, 0x77));
+
+	/* Out of range, zero length and over the limit: refused, conn lives. */
+	assert_int_equal(do_req(&a, ND_OP_TRIM, 0, 4096, DISK_SIZE - 512,
+				NULL), ND_ERR_RANGE);
+	assert_int_equal(do_req(&a, ND_OP_WRITE_ZEROES, 0, 512, DISK_SIZE,
+				NULL), ND_ERR_RANGE);
+	assert_int_equal(do_req(&a, ND_OP_TRIM, 0, 512, UINT64_MAX - 511,
+				NULL), ND_ERR_RANGE);
+	assert_int_equal(do_req(&a, ND_OP_TRIM, 0, 0, 0, NULL),
+			 ND_ERR_INVALID);
+	assert_int_equal(do_req(&a, ND_OP_WRITE_ZEROES, 0,
+				(1u << 31) + 512, 0, NULL), ND_ERR_INVALID);
+	assert_int_equal(do_req(&a, ND_OP_READ, 0, 4096, mib, buf), ND_OK);
+	assert_true(all_bytes(buf, 4096, 0x77));
+	conn_close(&a);
+	free(buf);
+	free(disk);
+}
+
+/* A read-only session of a read-write export: advertised nothing, refused. */
+static void test_trim_read_only(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t buf[4096];
+	struct conn ro;
+
+	open_ok(f, &ro, NULL, ND_CF_READ_ONLY);
+	assert_int_equal(ro.info.flags, ND_EXP_READ_ONLY | ND_EXP_FLUSH);
+	assert_int_equal(do_req(&ro, ND_OP_TRIM, 0, 4096, 0, NULL),
+			 ND_ERR_READ_ONLY);
+	assert_int_equal(do_req(&ro, ND_OP_WRITE_ZEROES, 0, 4096, 0, NULL),
+			 ND_ERR_READ_ONLY);
+	assert_int_equal(do_req(&ro, ND_OP_READ, 0, 4096, 4096, buf), ND_OK);
+	assert_true(all_bytes(buf, 4096, 1));
+	conn_close(&ro);
+}
+
+static void test_trim_read_only_export(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t buf[4096];
+	struct conn a;
+
+	open_ok(f, &a, NULL, 0);
+	assert_int_equal(a.info.flags,
+			 ND_EXP_READ_ONLY | ND_EXP_FLUSH | ND_EXP_EXCLUSIVE);
+	assert_int_equal(do_req(&a, ND_OP_TRIM, 0, 4096, 0, NULL),
+			 ND_ERR_READ_ONLY);
+	assert_int_equal(do_req(&a, ND_OP_WRITE_ZEROES, ND_REQ_FUA, 4096, 0,
+				NULL), ND_ERR_READ_ONLY);
+	file_pread(f, buf, 4096, 0);
+	assert_true(all_bytes(buf, 4096, 0));
+	file_pread(f, buf, 4096, 4096);
+	assert_true(all_bytes(buf, 4096, 1));
+	conn_close(&a);
 }
 
 static void test_out_of_range(void **state)
@@ -429,7 +555,7 @@ static void test_join_grace_expiry(void **state)
 	assert_memory_equal(b.info.token, token, ND_TOKEN_LEN);
 	assert_memory_equal(b.info.export_id, a.info.export_id,
 			    ND_EXPORT_ID_LEN);
-	assert_int_equal(b.info.flags, ND_EXP_FLUSH | ND_EXP_EXCLUSIVE);
+	assert_int_equal(b.info.flags, ND_EXP_FLUSH | ND_EXP_EXCLUSIVE | RW_CAPS);
 	memset(buf, 0xab, sizeof(buf));
 	assert_int_equal(do_req(&b, ND_OP_WRITE, 0, 512, 0, buf), ND_OK);
 	assert_int_equal(do_req(&a, ND_OP_READ, 0, 512, 0, buf), ND_OK);
@@ -886,6 +1012,12 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_read_write_flush,
 						setup_rw, teardown),
+		cmocka_unit_test_setup_teardown(test_trim_write_zeroes,
+						setup_rw, teardown),
+		cmocka_unit_test_setup_teardown(test_trim_read_only, setup_rw,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_trim_read_only_export,
+						setup_ro, teardown),
 		cmocka_unit_test_setup_teardown(test_out_of_range, setup_rw,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_read_only_export,
