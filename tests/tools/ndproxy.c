@@ -5,6 +5,9 @@
  *   ndproxy --listen [ADDR:]PORT --target HOST:PORT
  *           --mode pass|flip|replay|reorder|cut [--after N]
  *           [--dir c2s|s2c|both]
+ *   ndproxy --listen [ADDR:]PORT --target HOST:PORT --mode random
+ *           [--seed N] [--every K] [--after N] [--faults LIST]
+ *           [--stall-ms MS] [--dir c2s|s2c|both]
  *
  * Forwards the two plaintext hellos untouched, then parses records (u32
  * length + body) in each direction. In the chosen direction(s) the first N
@@ -14,6 +17,22 @@
  * is logged on stderr ("ndproxy: ... flipped ..."), so a test can check the
  * fault was really injected. With PORT 0 the chosen port is printed on
  * stdout as "port N". One connection at a time; SIGTERM/SIGINT exit 0.
+ *
+ * --mode random is for fault injection under a real workload: connections
+ * are accepted in a loop and each is served by its own forked child, so a
+ * client may reconnect or use several connections. After record N (--after)
+ * and then every K records on average (gaps uniform in 1..2K-1, --every,
+ * default 32), per tampered direction, one fault drawn from LIST (comma
+ * separated; default all) is injected:
+ *   cut      send a random prefix (0..len-1 bytes) of the record, close both
+ *   delay    hold the stream from this record on for 50..500 ms
+ *   stall    hold it for 1 s..MS (--stall-ms, default 4000), then resume or
+ *            close both sides (one chance in two)
+ *   corrupt  xor one random byte of the record (header included)
+ *   dup      send the record twice
+ *   reorder  swap it with the next record (released alone after 200 ms)
+ * Choices come from a PRNG seeded with --seed and the connection number, and
+ * each fault is logged as "ndproxy: conn C DIR: record R: ...".
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -30,12 +49,23 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "netdisk_proto.h"
 
-enum mode { MODE_PASS, MODE_FLIP, MODE_REPLAY, MODE_REORDER, MODE_CUT };
-static const char *const mode_names[] = { "pass", "flip", "replay", "reorder", "cut" };
+enum mode { MODE_PASS, MODE_FLIP, MODE_REPLAY, MODE_REORDER, MODE_CUT,
+	    MODE_RANDOM, MODE_COUNT };
+static const char *const mode_names[] = { "pass", "flip", "replay", "reorder",
+					  "cut", "random" };
+
+enum fault { F_CUT, F_DELAY, F_STALL, F_CORRUPT, F_DUP, F_REORDER, F_COUNT };
+static const char *const fault_names[] = { "cut", "delay", "stall", "corrupt",
+					   "dup", "reorder" };
+
+#define REORDER_WAIT_MS	200	/* a held record goes alone after this */
+#define MAX_CHILDREN	256
 
 /* Larger than any legal record; beyond it we stop parsing and just copy. */
 #define REC_MAX		(ND_RECORD_MAX + 64)
@@ -52,16 +82,53 @@ struct dir {
 	bool c2s, tamper, raw, hello_done, eof, shut, done;
 	uint64_t nrec;
 	struct buf in, out, prev, held;
+	/* random mode */
+	uint64_t next_fault, held_at, held_since;
+	uint64_t hold_until;	/* ms; only out.p[0..gate) may be sent before */
+	size_t gate;
+	bool hold_cut;		/* close both sides when the hold ends */
 };
 
 static volatile sig_atomic_t g_stop;
 static enum mode g_mode = MODE_PASS;
 static uint64_t g_after = 2;
+static uint64_t g_seed = 1, g_every = 32, g_stall_ms = 4000;
+static unsigned int g_faults = (1u << F_COUNT) - 1;
+static unsigned long g_conn;	/* connection number, for logs and seeding */
+static uint64_t g_rng;
+
+/* splitmix64: small, good enough to pick faults, reproducible per seed. */
+static uint64_t rnd64(void)
+{
+	uint64_t z = (g_rng += 0x9e3779b97f4a7c15ull);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+static uint64_t rnd(uint64_t n)	/* 0..n-1 */
+{
+	return n ? rnd64() % n : 0;
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 static void on_signal(int sig)
 {
 	(void)sig;
 	g_stop = 1;
+}
+
+static void on_child(int sig)
+{
+	(void)sig;	/* only interrupts accept() so children are reaped */
 }
 
 static void die(const char *msg)
@@ -170,6 +237,106 @@ static bool on_record(struct dir *d, const uint8_t *rec, size_t len)
 	}
 }
 
+static void hold(struct dir *d, uint64_t ms, bool cut)
+{
+	uint64_t until = now_ms() + ms;
+
+	if (!d->hold_until)
+		d->gate = d->out.len;
+	if (until > d->hold_until)
+		d->hold_until = until;
+	d->hold_cut = d->hold_cut || cut;
+}
+
+static enum fault pick_fault(void)
+{
+	unsigned int n = (unsigned int)__builtin_popcount(g_faults), k, i;
+
+	k = (unsigned int)rnd(n);
+	for (i = 0; i < F_COUNT; i++)
+		if ((g_faults & (1u << i)) && k-- == 0)
+			break;
+	return (enum fault)i;
+}
+
+/* --mode random: one complete record; returns false to cut. */
+static bool on_record_random(struct dir *d, const uint8_t *rec, size_t len)
+{
+	uint64_t n = d->nrec++, ms;
+	uint8_t *copy;
+	size_t at;
+
+	if (d->held.len) {
+		emit(d, rec, len);
+		emit(d, d->held.p, d->held.len);
+		fprintf(stderr, "ndproxy: %s: record %llu: reordered, sent before record %llu\n",
+			d->name, (unsigned long long)n,
+			(unsigned long long)d->held_at);
+		d->held.len = 0;
+		return true;
+	}
+	if (!d->tamper || n < d->next_fault) {
+		emit(d, rec, len);
+		return true;
+	}
+	d->next_fault = n + 1 + rnd(2 * g_every - 1);
+	switch (pick_fault()) {
+	case F_CUT:
+		at = (size_t)rnd(len);
+		emit(d, rec, at);
+		fprintf(stderr, "ndproxy: %s: record %llu: cut after byte %zu of %zu\n",
+			d->name, (unsigned long long)n, at, len);
+		return false;
+	case F_DELAY:
+		ms = 50 + rnd(451);
+		hold(d, ms, false);
+		emit(d, rec, len);
+		fprintf(stderr, "ndproxy: %s: record %llu: delayed %llu ms\n",
+			d->name, (unsigned long long)n, (unsigned long long)ms);
+		return true;
+	case F_STALL: {
+		bool cut = rnd(2);
+
+		ms = 1000 + rnd(g_stall_ms > 1000 ? g_stall_ms - 999 : 1);
+		hold(d, ms, cut);
+		emit(d, rec, len);
+		fprintf(stderr, "ndproxy: %s: record %llu: stalled %llu ms, then %s\n",
+			d->name, (unsigned long long)n, (unsigned long long)ms,
+			cut ? "cut" : "resume");
+		return true;
+	}
+	case F_CORRUPT: {
+		uint8_t x = (uint8_t)(1 + rnd(255));
+
+		copy = malloc(len);
+		if (!copy)
+			die("out of memory");
+		memcpy(copy, rec, len);
+		at = (size_t)rnd(len);
+		copy[at] ^= x;
+		emit(d, copy, len);
+		free(copy);
+		fprintf(stderr, "ndproxy: %s: record %llu: corrupted byte %zu of %zu (xor 0x%02x)\n",
+			d->name, (unsigned long long)n, at, len, x);
+		return true;
+	}
+	case F_DUP:
+		emit(d, rec, len);
+		emit(d, rec, len);
+		fprintf(stderr, "ndproxy: %s: record %llu: duplicated\n",
+			d->name, (unsigned long long)n);
+		return true;
+	case F_REORDER:
+	default:
+		buf_set(&d->held, rec, len);
+		d->held_at = n;
+		d->held_since = now_ms();
+		fprintf(stderr, "ndproxy: %s: record %llu: held back to reorder\n",
+			d->name, (unsigned long long)n);
+		return true;
+	}
+}
+
 /* Moves complete units from d->in to d->out; returns false to cut. */
 static bool parse(struct dir *d)
 {
@@ -207,7 +374,8 @@ static bool parse(struct dir *d)
 		}
 		if (d->in.len < need)
 			return true;
-		if (!on_record(d, d->in.p, need))
+		if (!(g_mode == MODE_RANDOM ? on_record_random(d, d->in.p, need) :
+		      on_record(d, d->in.p, need)))
 			return false;
 		buf_consume(&d->in, need);
 	}
@@ -221,10 +389,15 @@ static int set_nonblock(int fd)
 }
 
 /* Writes what the peer takes now; false on error. */
+static size_t sendable(const struct dir *d)
+{
+	return d->hold_until ? d->gate : d->out.len;
+}
+
 static bool flush_out(struct dir *d)
 {
-	while (d->out.len) {
-		ssize_t n = send(d->to, d->out.p, d->out.len, MSG_NOSIGNAL);
+	while (sendable(d)) {
+		ssize_t n = send(d->to, d->out.p, sendable(d), MSG_NOSIGNAL);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -233,7 +406,46 @@ static bool flush_out(struct dir *d)
 		if (n <= 0)
 			return false;
 		buf_consume(&d->out, (size_t)n);
+		if (d->hold_until)
+			d->gate -= (size_t)n;
 	}
+	return true;
+}
+
+/*
+ * Ends expired holds and releases a reordered record nothing followed.
+ * Returns false when a stall ends in a cut; *wait gets the poll timeout.
+ */
+static bool timers(struct dir *d, int *wait)
+{
+	uint64_t now = now_ms(), left;
+
+	if (g_mode == MODE_RANDOM && d->held.len) {
+		if (now >= d->held_since + REORDER_WAIT_MS) {
+			emit(d, d->held.p, d->held.len);
+			fprintf(stderr, "ndproxy: %s: record %llu: nothing followed, sent alone\n",
+				d->name, (unsigned long long)d->held_at);
+			d->held.len = 0;
+		} else {
+			left = d->held_since + REORDER_WAIT_MS - now;
+			if (*wait < 0 || left < (uint64_t)*wait)
+				*wait = (int)left;
+		}
+	}
+	if (!d->hold_until)
+		return true;
+	if (now >= d->hold_until) {
+		d->hold_until = 0;
+		if (d->hold_cut) {
+			fprintf(stderr, "ndproxy: %s: stall over, cutting the connection\n",
+				d->name);
+			return false;
+		}
+		return true;
+	}
+	left = d->hold_until - now;
+	if (*wait < 0 || left < (uint64_t)*wait)
+		*wait = (int)left;
 	return true;
 }
 
@@ -278,8 +490,17 @@ static void serve(int cfd, int sfd, bool tamper_c2s, bool tamper_s2c)
 		  .tamper = tamper_s2c },
 	};
 	bool cut = false;
+	char names[2][48];
 	int i;
 
+	if (g_mode == MODE_RANDOM) {
+		for (i = 0; i < 2; i++) {
+			snprintf(names[i], sizeof(names[i]), "conn %lu %s", g_conn,
+				 d[i].name);
+			d[i].name = names[i];
+			d[i].next_fault = g_after + rnd(g_every);
+		}
+	}
 	if (set_nonblock(cfd) || set_nonblock(sfd)) {
 		fprintf(stderr, "ndproxy: fcntl: %s\n", strerror(errno));
 		goto out;
@@ -287,20 +508,23 @@ static void serve(int cfd, int sfd, bool tamper_c2s, bool tamper_s2c)
 	while (!g_stop) {
 		struct pollfd pfd[2];
 		short ev[2] = { 0, 0 };	/* indexed by fd slot: 0 client, 1 server */
+		int wait = -1;
 
 		for (i = 0; i < 2; i++) {
 			int src = i, dst = 1 - i;	/* d[0] reads client, writes server */
 
+			if (!timers(&d[i], &wait))
+				goto out;
 			if (!d[i].eof && d[i].out.len < OUT_HIGH)
 				ev[src] |= POLLIN;
-			if (d[i].out.len)
+			if (sendable(&d[i]))
 				ev[dst] |= POLLOUT;
 		}
 		pfd[0].fd = cfd;
 		pfd[0].events = ev[0];
 		pfd[1].fd = sfd;
 		pfd[1].events = ev[1];
-		if (poll(pfd, 2, -1) < 0) {
+		if (poll(pfd, 2, wait) < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
@@ -327,7 +551,8 @@ static void serve(int cfd, int sfd, bool tamper_c2s, bool tamper_s2c)
 		for (i = 0; i < 2; i++) {
 			if (!flush_out(&d[i]))
 				goto out;
-			if (d[i].eof && !d[i].shut && !d[i].out.len) {
+			if (d[i].eof && !d[i].shut && !d[i].out.len &&
+			    !(g_mode == MODE_RANDOM && d[i].held.len)) {
 				/* Pass half-closes on; a partial unit goes raw. */
 				if (d[i].in.len) {
 					emit(&d[i], d[i].in.p, d[i].in.len);
@@ -346,7 +571,10 @@ out:
 	close(sfd);
 	dir_free(&d[0]);
 	dir_free(&d[1]);
-	fprintf(stderr, "ndproxy: connection closed\n");
+	if (g_mode == MODE_RANDOM)
+		fprintf(stderr, "ndproxy: conn %lu: connection closed\n", g_conn);
+	else
+		fprintf(stderr, "ndproxy: connection closed\n");
 }
 
 static int split_hostport(const char *s, char *host, size_t hlen, char *port,
@@ -399,6 +627,10 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: ndproxy --listen [ADDR:]PORT --target HOST:PORT\n"
 		"               [--mode pass|flip|replay|reorder|cut] [--after N]\n"
+		"               [--dir c2s|s2c|both]\n"
+		"       ndproxy --listen [ADDR:]PORT --target HOST:PORT --mode random\n"
+		"               [--seed N] [--every K] [--after N] [--stall-ms MS]\n"
+		"               [--faults cut,delay,stall,corrupt,dup,reorder]\n"
 		"               [--dir c2s|s2c|both]\n");
 }
 
@@ -410,6 +642,10 @@ int main(int argc, char **argv)
 		{ "mode", required_argument, NULL, 'm' },
 		{ "after", required_argument, NULL, 'a' },
 		{ "dir", required_argument, NULL, 'd' },
+		{ "seed", required_argument, NULL, 's' },
+		{ "every", required_argument, NULL, 'e' },
+		{ "faults", required_argument, NULL, 'f' },
+		{ "stall-ms", required_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -422,7 +658,8 @@ int main(int argc, char **argv)
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	struct sigaction sa = { .sa_handler = on_signal };
-	int opt, lfd, one = 1;
+	int opt, lfd, one = 1, nchild = 0;
+	pid_t children[MAX_CHILDREN];
 	unsigned int i;
 	char *end;
 
@@ -435,11 +672,11 @@ int main(int argc, char **argv)
 			target_s = optarg;
 			break;
 		case 'm':
-			for (i = 0; i < 5; i++)
+			for (i = 0; i < MODE_COUNT; i++)
 				if (!strcmp(optarg, mode_names[i]))
 					break;
-			if (i == 5)
-				die("bad --mode (pass, flip, replay, reorder, cut)");
+			if (i == MODE_COUNT)
+				die("bad --mode (pass, flip, replay, reorder, cut, random)");
 			g_mode = (enum mode)i;
 			break;
 		case 'a':
@@ -457,6 +694,43 @@ int main(int argc, char **argv)
 			else
 				die("bad --dir (c2s, s2c, both)");
 			break;
+		case 's':
+			g_seed = strtoull(optarg, &end, 10);
+			if (*end || !*optarg || *optarg == '-')
+				die("bad --seed");
+			break;
+		case 'e':
+			g_every = strtoull(optarg, &end, 10);
+			if (*end || !*optarg || *optarg == '-' || !g_every ||
+			    g_every > (1ull << 40))
+				die("bad --every (1 or more records)");
+			break;
+		case 'S':
+			g_stall_ms = strtoull(optarg, &end, 10);
+			if (*end || !*optarg || *optarg == '-' ||
+			    g_stall_ms < 1000 || g_stall_ms > 600000)
+				die("bad --stall-ms (1000..600000)");
+			break;
+		case 'f': {
+			char *list = strdup(optarg), *tok, *save = NULL;
+
+			if (!list)
+				die("out of memory");
+			g_faults = 0;
+			for (tok = strtok_r(list, ",", &save); tok;
+			     tok = strtok_r(NULL, ",", &save)) {
+				for (i = 0; i < F_COUNT; i++)
+					if (!strcmp(tok, fault_names[i]))
+						break;
+				if (i == F_COUNT)
+					die("bad --faults (cut, delay, stall, corrupt, dup, reorder)");
+				g_faults |= 1u << i;
+			}
+			free(list);
+			if (!g_faults)
+				die("bad --faults (empty)");
+			break;
+		}
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -480,6 +754,11 @@ int main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);	/* no SA_RESTART: poll/accept return EINTR */
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	if (g_mode == MODE_RANDOM) {
+		struct sigaction sc = { .sa_handler = on_child };
+
+		sigaction(SIGCHLD, &sc, NULL);
+	}
 
 	if (getaddrinfo(lhost, lport, &hints, &res))
 		die("cannot resolve the listen address");
@@ -503,10 +782,25 @@ int main(int argc, char **argv)
 		listen_s, target_s, mode_names[g_mode],
 		(unsigned long long)g_after,
 		c2s && s2c ? "both" : c2s ? "c2s" : "s2c");
+	if (g_mode == MODE_RANDOM) {
+		fprintf(stderr, "ndproxy: seed %llu, a fault every ~%llu records from:",
+			(unsigned long long)g_seed, (unsigned long long)g_every);
+		for (i = 0; i < F_COUNT; i++)
+			if (g_faults & (1u << i))
+				fprintf(stderr, " %s", fault_names[i]);
+		fprintf(stderr, "\n");
+	}
 
 	while (!g_stop) {
-		int cfd = accept(lfd, NULL, NULL), sfd;
+		int cfd, sfd, k;
+		pid_t pid;
 
+		/* Reap finished children (random mode). */
+		for (k = 0; k < nchild; k++) {
+			if (waitpid(children[k], NULL, WNOHANG) == children[k])
+				children[k--] = children[--nchild];
+		}
+		cfd = accept(lfd, NULL, NULL);
 		if (cfd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
@@ -520,10 +814,39 @@ int main(int argc, char **argv)
 			close(cfd);
 			continue;
 		}
-		fprintf(stderr, "ndproxy: new connection\n");
-		serve(cfd, sfd, g_mode != MODE_PASS && c2s,
-		      g_mode != MODE_PASS && s2c);
+		if (g_mode != MODE_RANDOM) {
+			fprintf(stderr, "ndproxy: new connection\n");
+			serve(cfd, sfd, g_mode != MODE_PASS && c2s,
+			      g_mode != MODE_PASS && s2c);
+			continue;
+		}
+		g_conn++;
+		if (nchild == MAX_CHILDREN) {
+			fprintf(stderr, "ndproxy: conn %lu: too many connections, closed\n",
+				g_conn);
+			close(cfd);
+			close(sfd);
+			continue;
+		}
+		fprintf(stderr, "ndproxy: conn %lu: new connection\n", g_conn);
+		pid = fork();
+		if (pid == 0) {
+			close(lfd);
+			g_rng = g_seed * 0x100000001b3ull + g_conn;
+			serve(cfd, sfd, c2s, s2c);
+			_exit(0);
+		}
+		if (pid < 0)
+			fprintf(stderr, "ndproxy: fork: %s\n", strerror(errno));
+		else
+			children[nchild++] = pid;
+		close(cfd);
+		close(sfd);
 	}
+	for (i = 0; i < (unsigned int)nchild; i++)
+		kill(children[i], SIGTERM);
+	for (i = 0; i < (unsigned int)nchild; i++)
+		waitpid(children[i], NULL, 0);
 	close(lfd);
 	fprintf(stderr, "ndproxy: exiting\n");
 	return 0;
