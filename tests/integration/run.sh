@@ -500,6 +500,55 @@ else
 	echo "SKIP: valgrind tests (ASan build, valgrind missing or ND_NO_VALGRIND)"
 fi
 
+# ------------------------------------------------ 64 concurrent clients
+# 64 downloads at once from a read-only export; afterwards the server's fd
+# count must return to its idle baseline (no leaked sockets). RSS is only
+# reported.
+fdcount() { ls "/proc/$1/fd" 2>/dev/null | wc -l; }
+rss_kib() { sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\).*/\1/p' "/proc/$1/status"; }
+head -c 4M /dev/urandom >load.img
+start_server LD --file load.img --key-file key --read-only || exit 1
+LDURL=netdisk://127.0.0.1:$LD_PORT
+fd0=$(fdcount "$LD_PID")
+rss0=$(rss_kib "$LD_PID")
+pids=""
+for i in $(seq 1 64); do
+	timeout -k 5 "$TO" "$ND" copy "$LDURL" "load-$i.img" --key-file key \
+		2>"$T/load-$i.err" &
+	pids="$pids $!"
+done
+rsspk=$rss0
+fdpk=$fd0
+while :; do
+	r=$(rss_kib "$LD_PID"); f=$(fdcount "$LD_PID")
+	[ -n "$r" ] && [ "$r" -gt "$rsspk" ] && rsspk=$r
+	[ "$f" -gt "$fdpk" ] && fdpk=$f
+	running=0
+	for p in $pids; do kill -0 "$p" 2>/dev/null && running=1; done
+	[ "$running" -eq 0 ] && break
+	sleep 0.05
+done
+n=0
+for p in $pids; do wait "$p" && n=$((n + 1)); done
+good=0
+for i in $(seq 1 64); do cmp -s load.img "load-$i.img" && good=$((good + 1)); done
+[ "$n" -eq 64 ] && [ "$good" -eq 64 ] &&
+	ok "load: 64 concurrent downloads, all byte-identical (server fds peak $fdpk)" ||
+	bad "load: $n/64 downloads succeeded, $good/64 identical: $(cat "$T"/load-*.err | sort | uniq -c | head -c 300)"
+for i in $(seq 1 100); do
+	[ "$(fdcount "$LD_PID")" -le "$fd0" ] && break
+	sleep 0.1
+done
+fd1=$(fdcount "$LD_PID")
+rss1=$(rss_kib "$LD_PID")
+[ "$fd1" -eq "$fd0" ] &&
+	ok "load: server fds back to idle baseline ($fd0 -> peak $fdpk -> $fd1)" ||
+	bad "load: server fds $fd1 after clients left, idle baseline $fd0"
+alive LD && ok "load: server alive; RSS ${rss0} KiB idle, ${rsspk} KiB peak, ${rss1} KiB after" ||
+	bad "load: server died"
+rm -f load-*.img
+stop_server LD
+
 # ------------------------------------------------ sanitizer reports
 if grep -lE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$T"/*.err "$T"/*.log \
 	>"$T/san.txt" 2>/dev/null; then
