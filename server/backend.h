@@ -21,6 +21,11 @@
 struct nd_backend_ops {
 	const char *name;
 	int (*pread)(void *h, void *buf, uint32_t len, uint64_t off);
+	/*
+	 * Optional: pread only if it needs no disk I/O (page-cache hit);
+	 * -EAGAIN otherwise. Called on the receiver thread, must not block.
+	 */
+	int (*pread_nowait)(void *h, void *buf, uint32_t len, uint64_t off);
 	/* fua: data must be durable before returning. */
 	int (*pwrite)(void *h, const void *buf, uint32_t len, uint64_t off,
 		      bool fua);

@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
@@ -309,6 +310,7 @@ static struct nd_req *req_get(struct nd_conn *c, size_t need)
 		q = *pp;
 		*pp = q->next;
 		c->nfree--;
+		c->free_bytes -= q->cap;
 	}
 	pthread_mutex_unlock(&c->lock);
 
@@ -336,10 +338,12 @@ static struct nd_req *req_get(struct nd_conn *c, size_t need)
 
 static void req_put_locked(struct nd_conn *c, struct nd_req *q)
 {
-	if (c->nfree < ND_SRV_FREE_REQS) {
+	if (c->nfree < ND_SRV_FREE_REQS &&
+	    c->free_bytes + q->cap <= ND_SRV_FREE_BYTES) {
 		q->next = c->free_reqs;
 		c->free_reqs = q;
 		c->nfree++;
+		c->free_bytes += q->cap;
 	} else {
 		free(q->buf);
 		free(q);
@@ -357,7 +361,7 @@ static void req_put(struct nd_conn *c, struct nd_req *q)
 
 /* ---- sender ---- */
 
-void nd_conn_reply(struct nd_conn *c, struct nd_req *q)
+static void reply_encode(struct nd_req *q)
 {
 	struct nd_reply rep = {
 		.op = q->r.op,
@@ -368,14 +372,27 @@ void nd_conn_reply(struct nd_conn *c, struct nd_req *q)
 
 	q->data_len = rep.length;
 	nd_reply_encode(q->rhdr, &rep);
+}
+
+/* Queues the chain first..last for the sender thread; c->lock held. */
+static void txq_append_locked(struct nd_conn *c, struct nd_req *first,
+			      struct nd_req *last)
+{
+	if (c->txq_tail)
+		c->txq_tail->next = first;
+	else
+		c->txq_head = first;
+	c->txq_tail = last;
+	if (!c->tx_busy)
+		pthread_cond_signal(&c->tx_cond);
+}
+
+void nd_conn_reply(struct nd_conn *c, struct nd_req *q)
+{
+	reply_encode(q);
 	q->next = NULL;
 	pthread_mutex_lock(&c->lock);
-	if (c->txq_tail)
-		c->txq_tail->next = q;
-	else
-		c->txq_head = q;
-	c->txq_tail = q;
-	pthread_cond_signal(&c->tx_cond);
+	txq_append_locked(c, q, q);
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -414,43 +431,122 @@ static bool send_chain(struct nd_conn *c, struct nd_req *q)
 	return true;
 }
 
+/*
+ * Sends list while this thread holds tx_busy (c->lock not held), then
+ * retires its requests; returns with c->lock held and tx_busy clear.
+ */
+static void send_and_retire(struct nd_conn *c, struct nd_req *list, bool dead)
+{
+	struct nd_req *q;
+
+	if (!dead && !send_chain(c, list)) {
+		dead = true;
+		/* Wake the receiver; it tears the connection down. */
+		shutdown(c->fd, SHUT_RDWR);
+	}
+
+	pthread_mutex_lock(&c->lock);
+	c->tx_busy = false;
+	if (dead)
+		c->dead = true;
+	while ((q = list)) {
+		list = q->next;
+		c->inflight--;
+		c->inflight_bytes -= q->charge;
+		req_put_locked(c, q);
+	}
+	pthread_cond_signal(&c->rx_cond);
+}
+
 static void *tx_main(void *arg)
 {
 	struct nd_conn *c = arg;
 
 	pthread_mutex_lock(&c->lock);
 	for (;;) {
-		struct nd_req *list, *q;
+		struct nd_req *list;
 		bool dead;
 
-		while (!c->txq_head && !c->tx_stop)
+		while ((!c->txq_head || c->tx_busy) && !c->tx_stop)
 			pthread_cond_wait(&c->tx_cond, &c->lock);
 		if (!c->txq_head)
 			break;
 		list = c->txq_head;
 		c->txq_head = c->txq_tail = NULL;
+		c->tx_busy = true;
 		dead = c->dead;
 		pthread_mutex_unlock(&c->lock);
-
-		if (!dead && !send_chain(c, list)) {
-			dead = true;
-			/* Wake the receiver; it tears the connection down. */
-			shutdown(c->fd, SHUT_RDWR);
-		}
-
-		pthread_mutex_lock(&c->lock);
-		if (dead)
-			c->dead = true;
-		while ((q = list)) {
-			list = q->next;
-			c->inflight--;
-			c->inflight_bytes -= q->charge;
-			req_put_locked(c, q);
-		}
-		pthread_cond_signal(&c->rx_cond);
+		send_and_retire(c, list, dead);
 	}
 	pthread_mutex_unlock(&c->lock);
 	return NULL;
+}
+
+/*
+ * Replies the receiver produced itself (page-cache reads, refusals): sent
+ * right here if the sender is idle, saving a hand-off; otherwise queued.
+ */
+static void rx_send(struct nd_conn *c, struct nd_req *first,
+		    struct nd_req *last)
+{
+	bool dead;
+
+	pthread_mutex_lock(&c->lock);
+	if (c->tx_busy || c->txq_head) {
+		txq_append_locked(c, first, last);
+		pthread_mutex_unlock(&c->lock);
+		return;
+	}
+	c->tx_busy = true;
+	dead = c->dead;
+	pthread_mutex_unlock(&c->lock);
+	send_and_retire(c, first, dead);
+	/* Replies workers queued meanwhile: the sender thread takes them. */
+	if (c->txq_head)
+		pthread_cond_signal(&c->tx_cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* ---- socket input through c->rbuf ---- */
+
+/* Reads exactly n bytes; -1 with errno (0 on EOF or a truncated record). */
+static int rx_read(struct nd_conn *c, void *dst, size_t n)
+{
+	uint8_t *p = dst;
+	size_t k = c->rlen - c->rpos;
+
+	if (k) {
+		if (k > n)
+			k = n;
+		memcpy(p, c->rbuf + c->rpos, k);
+		c->rpos += k;
+		p += k;
+		n -= k;
+	}
+	if (!n)
+		return 0;
+	c->rpos = c->rlen = 0;
+	/* Big WRITE bodies go straight into their buffer. */
+	if (n >= ND_SRV_RXBUF / 2)
+		return nd_read_full(c->fd, p, n);
+	while (n) {
+		ssize_t r = read(c->fd, c->rbuf, ND_SRV_RXBUF);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			if (r == 0)
+				errno = 0;
+			return -1;
+		}
+		k = (size_t)r < n ? (size_t)r : n;
+		memcpy(p, c->rbuf, k);
+		c->rlen = (size_t)r;
+		c->rpos = k;
+		p += k;
+		n -= k;
+	}
+	return 0;
 }
 
 /* ---- receiver ---- */
@@ -492,9 +588,42 @@ enum rx_end {
 	RX_VIOLATION,		/* protocol violation or local failure */
 };
 
-static enum rx_end rx_loop(struct nd_conn *c)
+/* Replies the receiver made itself, sent in one go (see rx_send). */
+struct rx_batch {
+	struct nd_req *head, *tail;
+	int n;
+};
+
+static void batch_add(struct rx_batch *b, struct nd_req *q)
+{
+	reply_encode(q);
+	q->next = NULL;
+	if (b->tail)
+		b->tail->next = q;
+	else
+		b->head = q;
+	b->tail = q;
+	b->n++;
+}
+
+static void batch_flush(struct nd_conn *c, struct rx_batch *b)
+{
+	if (b->head)
+		rx_send(c, b->head, b->tail);
+	b->head = b->tail = NULL;
+	b->n = 0;
+}
+
+static bool over_limit(const struct nd_conn *c)
+{
+	return c->inflight >= ND_SRV_MAX_INFLIGHT ||
+	       c->inflight_bytes >= ND_SRV_INFLIGHT_BYTES;
+}
+
+static enum rx_end rx_loop(struct nd_conn *c, struct rx_batch *batch)
 {
 	struct nd_server *s = c->srv;
+	const struct nd_export *e = &s->exp;
 	uint8_t small[ND_REQ_HDR_LEN + ND_TAG_LEN];
 	uint8_t hdr[ND_RECORD_HDR_LEN];
 
@@ -506,17 +635,26 @@ static enum rx_end rx_loop(struct nd_conn *c)
 		uint8_t *body;
 		bool dead;
 
+		/* Send our replies before we might block reading. */
+		if (batch->n && (c->rpos == c->rlen ||
+				 batch->n >= ND_SRV_TX_BATCH))
+			batch_flush(c, batch);
+
 		/* Backpressure: stop reading while too much is in flight. */
 		pthread_mutex_lock(&c->lock);
-		while (!c->dead && (c->inflight >= ND_SRV_MAX_INFLIGHT ||
-				    c->inflight_bytes >= ND_SRV_INFLIGHT_BYTES))
+		if (batch->n && over_limit(c)) {
+			pthread_mutex_unlock(&c->lock);
+			batch_flush(c, batch);
+			pthread_mutex_lock(&c->lock);
+		}
+		while (!c->dead && over_limit(c))
 			pthread_cond_wait(&c->rx_cond, &c->lock);
 		dead = c->dead;
 		pthread_mutex_unlock(&c->lock);
 		if (dead)
 			return RX_CLOSED;
 
-		if (nd_read_full(c->fd, hdr, sizeof(hdr)) < 0) {
+		if (rx_read(c, hdr, sizeof(hdr)) < 0) {
 			if (errno)
 				nd_info("client %s: receive failed: %s",
 					c->peer, strerror(errno));
@@ -544,7 +682,7 @@ static enum rx_end rx_loop(struct nd_conn *c)
 			}
 			body = q->buf;
 		}
-		if (nd_read_full(c->fd, body, len) < 0) {
+		if (rx_read(c, body, len) < 0) {
 			nd_info("client %s: receive failed: %s", c->peer,
 				errno ? strerror(errno) : "truncated record");
 			req_put(c, q);
@@ -588,10 +726,18 @@ static enum rx_end rx_loop(struct nd_conn *c)
 		pthread_mutex_unlock(&c->lock);
 
 		q->status = check_request(c, &r);
-		if (q->status != ND_OK)
-			nd_conn_reply(c, q);
-		else
+		if (q->status != ND_OK) {
+			batch_add(batch, q);
+		} else if (r.op == ND_OP_READ && e->ops->pread_nowait &&
+			   r.length <= ND_SRV_INLINE_MAX &&
+			   e->ops->pread_nowait(e->h, q->buf, r.length,
+						r.offset) == 0) {
+			/* Page-cache hit: no hand-off to a worker. */
+			q->data_len = r.length;
+			batch_add(batch, q);
+		} else {
 			nd_work_submit(s, q);
+		}
 	}
 }
 
@@ -632,15 +778,28 @@ void *nd_conn_main(void *arg)
 	struct nd_server *s = c->srv;
 	enum rx_end end = RX_CLOSED;
 	struct nd_req *q;
+	bool idle;
 
 	format_peer(c->fd, c->peer, sizeof(c->peer));
 	nd_debug("client %s: connected", c->peer);
 
-	if (handshake(c)) {
+	c->rbuf = malloc(ND_SRV_RXBUF);
+	if (!c->rbuf)
+		nd_err("client %s: out of memory, closing", c->peer);
+	else if (handshake(c)) {
 		if (nd_thread_start(&c->tx_thread, ND_SRV_CONN_STACK, tx_main,
 				    c) == 0) {
+			struct rx_batch batch = { 0 };
+
 			c->tx_running = true;
-			end = rx_loop(c);
+			end = rx_loop(c, &batch);
+			/* Counted in inflight: must go out (or be dropped). */
+			if (end == RX_VIOLATION) {
+				pthread_mutex_lock(&c->lock);
+				c->dead = true;
+				pthread_mutex_unlock(&c->lock);
+			}
+			batch_flush(c, &batch);
 		} else {
 			nd_err("client %s: cannot start sender thread, closing",
 			       c->peer);
@@ -674,6 +833,9 @@ void *nd_conn_main(void *arg)
 		free(q);
 	}
 	c->nfree = 0;
+	c->free_bytes = 0;
+	free(c->rbuf);
+	c->rbuf = NULL;
 
 	/* The server may shutdown() our fd concurrently: close under its lock. */
 	pthread_mutex_lock(&s->lock);
@@ -688,7 +850,11 @@ void *nd_conn_main(void *arg)
 	c->next = s->zombies;
 	s->zombies = c;
 	s->nconns--;
+	idle = s->nconns == 0;
 	pthread_cond_broadcast(&s->cond);
 	pthread_mutex_unlock(&s->lock);
+	/* Give the per-thread malloc arenas of a burst back to the system. */
+	if (idle)
+		malloc_trim(0);
 	return NULL;
 }

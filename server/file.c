@@ -26,6 +26,7 @@ struct file_h {
 	/* WRITE_ZEROES fallbacks found unsupported (set once, racy is fine). */
 	bool no_zero_range;
 	bool no_punch;
+	bool no_nowait;		/* RWF_NOWAIT refused by this kernel/fs */
 };
 
 static const uint8_t zero_page[65536];
@@ -50,6 +51,24 @@ static int file_pread(void *h, void *buf, uint32_t len, uint64_t off)
 		off += (uint64_t)n;
 	}
 	return 0;
+}
+
+static int file_pread_nowait(void *h, void *buf, uint32_t len, uint64_t off)
+{
+	struct file_h *f = h;
+	struct iovec iov = { .iov_base = buf, .iov_len = len };
+	ssize_t n;
+
+	if (__atomic_load_n(&f->no_nowait, __ATOMIC_RELAXED))
+		return -EAGAIN;
+	n = preadv2(f->fd, &iov, 1, (off_t)off, RWF_NOWAIT);
+	if (n == (ssize_t)len)
+		return 0;
+	if (n < 0 && (errno == EOPNOTSUPP || errno == EINVAL ||
+		      errno == ENOSYS))
+		__atomic_store_n(&f->no_nowait, true, __ATOMIC_RELAXED);
+	/* Partial, uncached or failed: the worker redoes it and reports. */
+	return -EAGAIN;
 }
 
 static int file_pwrite(void *h, const void *buf, uint32_t len, uint64_t off,
@@ -200,6 +219,7 @@ static void file_close(void *h)
 static const struct nd_backend_ops file_ops = {
 	.name = "file",
 	.pread = file_pread,
+	.pread_nowait = file_pread_nowait,
 	.pwrite = file_pwrite,
 	.flush = file_flush,
 	.trim = file_trim,
@@ -314,6 +334,7 @@ int nd_file_open(struct nd_export *e, const char *path, bool read_only,
 	f->blk = S_ISBLK(st.st_mode);
 	f->no_zero_range = false;
 	f->no_punch = false;
+	f->no_nowait = false;
 	e->caps = 0;
 	if (!read_only) {
 		/* FUA via RWF_DSYNC (or pwrite + fdatasync); zeroes always. */

@@ -17,8 +17,16 @@
 #define ND_SRV_MAX_ZERO_LEN	(1u << 31)
 /* Replies sealed and sent with one writev. */
 #define ND_SRV_TX_BATCH		16
-/* Request buffers kept per connection for reuse. */
-#define ND_SRV_FREE_REQS	4
+/*
+ * Request buffers kept per connection for reuse: up to the in-flight limit
+ * in number, ND_SRV_FREE_BYTES in buffer bytes (memory stays bounded).
+ */
+#define ND_SRV_FREE_REQS	ND_SRV_MAX_INFLIGHT
+#define ND_SRV_FREE_BYTES	(8u << 20)
+/* Socket receive buffer: several small records per read(). */
+#define ND_SRV_RXBUF		(64 * 1024)
+/* Largest READ the receiver serves itself from the page cache. */
+#define ND_SRV_INLINE_MAX	(256 * 1024)
 /* How long shutdown waits for replies before cutting connections. */
 #define ND_SRV_DRAIN_MS		10000
 
@@ -73,9 +81,15 @@ struct nd_conn {
 	int inflight;
 	size_t inflight_bytes;
 	bool tx_stop;
+	bool tx_busy;			/* a thread is sealing/sending */
 	bool dead;			/* send failed: drop further replies */
 	struct nd_req *free_reqs;
 	int nfree;
+	size_t free_bytes;		/* buffer bytes in free_reqs */
+
+	/* Receiver only. */
+	uint8_t *rbuf;			/* ND_SRV_RXBUF bytes */
+	size_t rpos, rlen;
 };
 
 struct nd_server {
@@ -106,6 +120,7 @@ struct nd_server {
 	pthread_cond_t wq_cond;
 	struct nd_req *wq_head, *wq_tail;
 	bool wq_stop;
+	int wq_idle;			/* workers waiting on wq_cond */
 	pthread_t *workers;
 	int nworkers;
 };

@@ -40,7 +40,7 @@ static void usage(FILE *f)
 "                          4096..16777216 (default 1048576; K/M suffixes)\n"
 "  -h, --help              show this help\n"
 "  -V, --version           show the version\n",
-		ND_DEFAULT_PORT, ND_SRV_MAX_WORKERS, ND_SRV_DEFAULT_WORKERS,
+		ND_DEFAULT_PORT, ND_SRV_MAX_WORKERS, nd_server_default_workers(),
 		ND_SRV_DEFAULT_GRACE);
 }
 
@@ -94,7 +94,7 @@ int main(int argc, char **argv)
 	};
 	struct nd_server_config cfg = {
 		.port = ND_DEFAULT_PORT,
-		.workers = ND_SRV_DEFAULT_WORKERS,
+		.workers = 0,
 		.grace_ms = ND_SRV_DEFAULT_GRACE * 1000,
 		.max_payload = ND_DEFAULT_PAYLOAD,
 	};
@@ -248,7 +248,9 @@ int main(int argc, char **argv)
 		(unsigned long long)size, bsize,
 		read_only ? "read-only" : "read-write",
 		cfg.listen_addr ? cfg.listen_addr : "all addresses",
-		nd_server_port(g_srv), cfg.workers, cfg.grace_ms / 1000);
+		nd_server_port(g_srv),
+		cfg.workers ? cfg.workers : nd_server_default_workers(),
+		cfg.grace_ms / 1000);
 
 	rc = nd_server_run(g_srv);
 	pthread_sigmask(SIG_BLOCK, &block, NULL);

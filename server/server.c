@@ -50,6 +50,17 @@ int nd_thread_start(pthread_t *t, size_t stack, void *(*fn)(void *),
 
 /* ---- worker pool ---- */
 
+int nd_server_default_workers(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (n < 2)
+		n = 2;
+	if (n > ND_SRV_MAX_WORKERS)
+		n = ND_SRV_MAX_WORKERS;
+	return (int)n;
+}
+
 void nd_work_submit(struct nd_server *s, struct nd_req *q)
 {
 	q->next = NULL;
@@ -59,7 +70,9 @@ void nd_work_submit(struct nd_server *s, struct nd_req *q)
 	else
 		s->wq_head = q;
 	s->wq_tail = q;
-	pthread_cond_signal(&s->wq_cond);
+	/* Wake one worker only if one is waiting; busy ones loop back. */
+	if (s->wq_idle > 0)
+		pthread_cond_signal(&s->wq_cond);
 	pthread_mutex_unlock(&s->wq_lock);
 }
 
@@ -124,8 +137,11 @@ void *nd_worker_main(void *arg)
 	for (;;) {
 		struct nd_req *q;
 
-		while (!s->wq_head && !s->wq_stop)
+		while (!s->wq_head && !s->wq_stop) {
+			s->wq_idle++;
 			pthread_cond_wait(&s->wq_cond, &s->wq_lock);
+			s->wq_idle--;
+		}
 		q = s->wq_head;
 		if (!q)
 			break;
@@ -283,7 +299,8 @@ struct nd_server *nd_server_create(const struct nd_server_config *cfg,
 	if (open_listener(s, cfg->listen_addr, cfg->port, err, errlen) < 0)
 		goto fail;
 
-	s->nworkers = cfg->workers > 0 ? cfg->workers : ND_SRV_DEFAULT_WORKERS;
+	s->nworkers = cfg->workers > 0 ? cfg->workers :
+		      nd_server_default_workers();
 	if (s->nworkers > ND_SRV_MAX_WORKERS)
 		s->nworkers = ND_SRV_MAX_WORKERS;
 	s->workers = calloc((size_t)s->nworkers, sizeof(*s->workers));

@@ -13,7 +13,6 @@
 #include "backend.h"
 #include "netdisk_proto.h"
 
-#define ND_SRV_DEFAULT_WORKERS	8
 #define ND_SRV_MAX_WORKERS	256
 #define ND_SRV_MAX_INFLIGHT	128	/* requests per connection */
 #define ND_SRV_MAX_CONNS	1024
@@ -22,7 +21,7 @@
 struct nd_server_config {
 	const char *listen_addr;	/* NULL: all addresses, v6 dual-stack */
 	uint16_t port;			/* 0: ephemeral (see nd_server_port) */
-	int workers;			/* 0: ND_SRV_DEFAULT_WORKERS */
+	int workers;			/* 0: nd_server_default_workers() */
 	int grace_ms;			/* write-lock grace after last close */
 	uint32_t max_payload;		/* 0: ND_DEFAULT_PAYLOAD */
 	int handshake_timeout_ms;	/* 0: ND_HANDSHAKE_TIMEOUT s */
@@ -34,6 +33,12 @@ struct nd_server_config {
 };
 
 struct nd_server;
+
+/*
+ * Worker threads by default: the number of online CPUs, at least 2 (one
+ * can wait on the disk while another serves); more only add wake-ups.
+ */
+int nd_server_default_workers(void);
 
 /*
  * Creates the server for one opened export (ownership of e's backend passes
