@@ -831,6 +831,73 @@ static void test_pipeline_and_disconnect(void **state)
 	conn_close(&a);
 }
 
+/*
+ * Replies made on the receiver (page-cache reads, refusals) and by workers
+ * (reads over 256 KiB) mixed in one pipeline longer than the in-flight
+ * cap: every request is answered exactly once, with the right data.
+ */
+static void test_pipeline_mixed_paths(void **state)
+{
+	struct fixture *f = *state;
+	enum { N = 300, BIG = 512 * 1024 };
+	uint8_t *data = malloc(BIG);
+	bool seen[N] = { false };
+	struct nd_reply rep;
+	struct conn a;
+	int i;
+
+	assert_non_null(data);
+	open_ok(f, &a, NULL, ND_CF_READ_ONLY);
+	for (i = 0; i < N; i++) {
+		switch (i % 3) {
+		case 0:		/* 4 KiB, cached: served by the receiver */
+			send_req(&a, ND_OP_READ, 0, 4096, (uint64_t)i,
+				 (uint64_t)(i % 1024) * 4096, NULL);
+			break;
+		case 1:		/* refused: out of range, or read-only */
+			send_req(&a, i % 2 ? ND_OP_READ : ND_OP_TRIM, 0, 4096,
+				 (uint64_t)i, DISK_SIZE, NULL);
+			break;
+		default:	/* too big for the receiver: a worker */
+			send_req(&a, ND_OP_READ, 0, BIG, (uint64_t)i,
+				 (uint64_t)(i % 7) * BIG, NULL);
+			break;
+		}
+	}
+	for (i = 0; i < N; i++) {
+		int k;
+
+		assert_true(recv_reply(&a, &rep, data, BIG) >= 0);
+		k = (int)rep.handle;
+		assert_true(k >= 0 && k < N && !seen[k]);
+		seen[k] = true;
+		switch (k % 3) {
+		case 0:
+			assert_int_equal(rep.status, ND_OK);
+			assert_int_equal(rep.length, 4096);
+			assert_true(all_bytes(data, 4096, (uint8_t)(k % 1024)));
+			break;
+		case 1:
+			assert_int_equal(rep.status, k % 2 ? ND_ERR_RANGE :
+					 ND_ERR_READ_ONLY);
+			assert_int_equal(rep.length, 0);
+			break;
+		default:
+			assert_int_equal(rep.status, ND_OK);
+			assert_int_equal(rep.length, BIG);
+			/* Block b holds byte b: first and last of the range. */
+			assert_int_equal(data[0], (k % 7) * (BIG / 4096) & 0xff);
+			assert_int_equal(data[BIG - 1],
+					 ((k % 7 + 1) * (BIG / 4096) - 1) & 0xff);
+			break;
+		}
+	}
+	/* Still in sync after all that. */
+	assert_int_equal(do_req(&a, ND_OP_FLUSH, 0, 0, 0, NULL), ND_OK);
+	conn_close(&a);
+	free(data);
+}
+
 static void test_max_payload_negotiation(void **state)
 {
 	struct fixture *f = *state;
@@ -1035,6 +1102,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_malformed_closes_only_that_conn,
 						setup_rw, teardown),
 		cmocka_unit_test_setup_teardown(test_pipeline_and_disconnect,
+						setup_rw, teardown),
+		cmocka_unit_test_setup_teardown(test_pipeline_mixed_paths,
 						setup_rw, teardown),
 		cmocka_unit_test_setup_teardown(test_max_payload_negotiation,
 						setup_rw, teardown),
