@@ -547,6 +547,37 @@ rss1=$(rss_kib "$LD_PID")
 alive LD && ok "load: server alive; RSS ${rss0} KiB idle, ${rsspk} KiB peak, ${rss1} KiB after" ||
 	bad "load: server died"
 rm -f load-*.img
+# 64 clients connected at the same time: bench runs long enough to overlap.
+pids=""
+for i in $(seq 1 64); do
+	timeout -k 5 "$TO" "$ND" bench "$LDURL" --key-file key --rw randread \
+		--bs 4k --iodepth 4 --time 3 >"$T/loadb-$i.out" 2>"$T/loadb-$i.err" &
+	pids="$pids $!"
+done
+fdpk=$fd0
+rsspk=$rss1
+while :; do
+	r=$(rss_kib "$LD_PID"); f=$(fdcount "$LD_PID")
+	[ -n "$r" ] && [ "$r" -gt "$rsspk" ] && rsspk=$r
+	[ "$f" -gt "$fdpk" ] && fdpk=$f
+	running=0
+	for p in $pids; do kill -0 "$p" 2>/dev/null && running=1; done
+	[ "$running" -eq 0 ] && break
+	sleep 0.05
+done
+n=0
+for p in $pids; do wait "$p" && n=$((n + 1)); done
+[ "$n" -eq 64 ] && [ "$fdpk" -ge $((fd0 + 64)) ] &&
+	ok "load: 64 simultaneous bench clients succeeded (server fds peak $fdpk, RSS peak ${rsspk} KiB)" ||
+	bad "load: $n/64 bench clients succeeded, server fds peak $fdpk (idle $fd0): $(cat "$T"/loadb-*.err | sort | uniq -c | head -c 300)"
+for i in $(seq 1 100); do
+	[ "$(fdcount "$LD_PID")" -le "$fd0" ] && break
+	sleep 0.1
+done
+fd1=$(fdcount "$LD_PID")
+[ "$fd1" -eq "$fd0" ] &&
+	ok "load: server fds back to idle baseline after bench clients ($fd1)" ||
+	bad "load: server fds $fd1 after bench clients left, idle baseline $fd0"
 stop_server LD
 
 # ------------------------------------------------ sanitizer reports
