@@ -399,6 +399,8 @@ static bool flush_out(struct dir *d)
 	while (sendable(d)) {
 		ssize_t n = send(d->to, d->out.p, sendable(d), MSG_NOSIGNAL);
 
+		if (n < 0 && errno == EINTR && g_stop)
+			return false;	/* a blocking flush (cut) must not outlive SIGTERM */
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
