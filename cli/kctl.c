@@ -48,13 +48,18 @@ static void attach_usage(FILE *f)
 {
 	fprintf(f,
 		"usage: netdisk attach URL --key-file FILE [--read-only] [--identity NAME]\n"
+		"                      [--reconnect-timeout SEC]\n"
 		"\n"
 		"Connects the kernel driver (netdisk.ko) to an export and creates\n"
 		"/dev/netdiskN; prints that path. URL is netdisk://HOST[:PORT][/EXPORT].\n"
 		"\n"
 		"options:\n"
 		ND_COMMON_USAGE
-		"  --read-only       ask for read-only access (writes then fail)\n");
+		"  --read-only       ask for read-only access (writes then fail)\n"
+		"  --reconnect-timeout SEC\n"
+		"                    when the connection breaks, hold I/O and reconnect\n"
+		"                    for up to SEC seconds before failing it with EIO\n"
+		"                    (default 120, 0..86400; 0 fails I/O at once)\n");
 }
 
 static void format_display(const struct nd_url *u, char *out, size_t len)
@@ -128,10 +133,11 @@ static int attach_failed(const char *canon, const char *display,
 
 int nd_cmd_attach(int argc, char **argv)
 {
-	enum { OPT_RO = ND_OPT_FIRST_PRIVATE };
+	enum { OPT_RO = ND_OPT_FIRST_PRIVATE, OPT_RECONNECT };
 	static const struct option lo[] = {
 		ND_COMMON_LONGOPTS,
 		{ "read-only", no_argument, NULL, OPT_RO },
+		{ "reconnect-timeout", required_argument, NULL, OPT_RECONNECT },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct nd_common_opts co = { 0 };
@@ -140,6 +146,8 @@ int nd_cmd_attach(int argc, char **argv)
 	char err[512], canon[400], display[300];
 	const char *url;
 	bool ro = false;
+	unsigned long reconnect_s = 120;
+	char *end;
 	int opt, rc, fd = -1, ioerr = 0, tried = 0;
 	struct nd_url u;
 
@@ -157,6 +165,16 @@ int nd_cmd_attach(int argc, char **argv)
 			return ND_EXIT_OK;
 		case OPT_RO:
 			ro = true;
+			break;
+		case OPT_RECONNECT:
+			errno = 0;
+			reconnect_s = strtoul(optarg, &end, 10);
+			if (!isdigit((unsigned char)optarg[0]) || *end || errno ||
+			    reconnect_s > 86400) {
+				nd_err("invalid --reconnect-timeout '%s' (seconds, 0..86400)",
+				       optarg);
+				return ND_EXIT_USAGE;
+			}
 			break;
 		default:
 			return nd_bad_option("attach", opt, argv);
@@ -204,7 +222,8 @@ int nd_cmd_attach(int argc, char **argv)
 	snprintf(a->export_name, sizeof(a->export_name), "%s", u.export_name);
 	if (co.identity)
 		snprintf(a->identity, sizeof(a->identity), "%s", co.identity);
-	a->flags = ro ? ND_ATTACH_READ_ONLY : 0;
+	a->flags = (ro ? ND_ATTACH_READ_ONLY : 0) | ND_ATTACH_RECONNECT;
+	a->reconnect_timeout_s = (uint32_t)reconnect_s;
 	if (co.timeout_ms) {
 		a->connect_timeout_ms = (uint32_t)co.timeout_ms;
 		a->io_timeout_s = (uint32_t)((co.timeout_ms + 999) / 1000);

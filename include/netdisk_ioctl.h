@@ -9,7 +9,9 @@
  *
  * Devices are listed through sysfs: /sys/block/netdiskN/netdisk/{server,
  * export, identity, state, read_only, reads, writes, flushes, read_bytes,
- * write_bytes, errors}; the size is /sys/block/netdiskN/size (sectors).
+ * write_bytes, errors, reconnects, reconnect_timeout}; state is attaching,
+ * connected, reconnecting, dead or detaching; the size is
+ * /sys/block/netdiskN/size (sectors).
  */
 #ifndef NETDISK_IOCTL_H
 #define NETDISK_IOCTL_H
@@ -27,7 +29,12 @@
 
 /* nd_attach.flags */
 #define ND_ATTACH_READ_ONLY	0x1u	/* ask the server for read-only access */
-#define ND_ATTACH_FLAGS_ALL	ND_ATTACH_READ_ONLY
+/*
+ * reconnect_timeout_s is set. Without this flag (older CLIs) the driver
+ * does not reconnect: a broken connection fails I/O at once.
+ */
+#define ND_ATTACH_RECONNECT	0x2u
+#define ND_ATTACH_FLAGS_ALL	(ND_ATTACH_READ_ONLY | ND_ATTACH_RECONNECT)
 
 /* nd_attach_out.result: what went wrong, for the CLI's one-line message. */
 enum nd_attach_result {
@@ -64,10 +71,15 @@ struct nd_attach {
 	__u32 connect_timeout_ms;	/* 0: 10 s */
 	__u32 io_timeout_s;		/* request timeout; 0: 30 s */
 	__u32 max_payload;		/* 0: 1 MiB; else 4 KiB..16 MiB, 4 KiB steps */
-	/* Reserved for later options; today they must be 0. */
 	__u32 nr_connections;		/* 0 or 1 today */
 	__u64 cache_size;		/* bytes of client cache; 0 today */
-	__u32 reconnect_timeout_s;	/* 0 today: no reconnection */
+	/*
+	 * With ND_ATTACH_RECONNECT: a broken connection is re-established
+	 * (I/O held) for up to this many seconds before I/O fails with EIO;
+	 * 0 fails at once. At most 86400. Must be 0 without the flag.
+	 */
+	__u32 reconnect_timeout_s;
+	/* Reserved for later options; today they must be 0. */
 	__u32 reserved[15];
 	/* out (copied back even when the ioctl fails) */
 	struct nd_attach_out out;

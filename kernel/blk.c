@@ -202,15 +202,18 @@ static void nd_complete_rq(struct request *rq)
 }
 
 /*
- * No answer within the timeout: the server is stuck. Without reconnection
- * the connection is given up; the sweep completes this request with EIO.
+ * No answer within the timeout: the server is stuck. The connection is
+ * broken off; while it is re-established the request is held (resent
+ * later), once given up the sweep completes it with EIO.
  */
 static enum blk_eh_timer_return nd_timeout(struct request *rq)
 {
 	struct nd_device *dev = rq->q->queuedata;
 
-	nd_conn_kill(dev->conn, "request timed out (server not responding)");
-	return BLK_EH_DONE;
+	if (!nd_conn_reconnecting(dev->conn))
+		nd_conn_kill(dev->conn,
+			     "request timed out (server not responding)");
+	return nd_conn_dead(dev->conn) ? BLK_EH_DONE : BLK_EH_RESET_TIMER;
 }
 
 static int nd_init_request(struct blk_mq_tag_set *set, struct request *rq,

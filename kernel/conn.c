@@ -2,9 +2,11 @@
 /*
  * One TCP connection to netdiskd: connect, the sender (a work item that
  * seals queued requests in order under tx_lock) and the receiver (a kthread
- * that opens replies and completes requests). Any transport or protocol
- * error kills the connection: outstanding and later I/O fails with EIO.
- * Reconnection will live here too.
+ * that opens replies and completes requests). A transport or protocol
+ * error (or a request timeout) breaks the connection: with a reconnect
+ * timeout, requests are held and a worker reconnects with backoff, joining
+ * the same session with its token, then resends every request still
+ * outstanding; otherwise, or when the timeout expires, I/O fails with EIO.
  */
 #include <linux/in.h>
 #include <linux/in6.h>
@@ -100,6 +102,7 @@ int nd_sock_recv(struct socket *sock, void *buf, size_t len)
 }
 
 static void nd_tx_work(struct work_struct *work);
+static void nd_reconnect_work(struct work_struct *work);
 
 struct nd_conn *nd_conn_create(struct nd_device *dev)
 {
@@ -111,8 +114,32 @@ struct nd_conn *nd_conn_create(struct nd_device *dev)
 	spin_lock_init(&c->queue_lock);
 	INIT_LIST_HEAD(&c->queue);
 	mutex_init(&c->tx_lock);
+	mutex_init(&c->sock_lock);
 	INIT_WORK(&c->tx_work, nd_tx_work);
+	INIT_DELAYED_WORK(&c->reconnect_work, nd_reconnect_work);
 	return c;
+}
+
+/* Shuts down the current socket: blocked connect/send/recv return. */
+static void nd_conn_shutdown(struct nd_conn *c)
+{
+	mutex_lock(&c->sock_lock);
+	if (c->sock)
+		kernel_sock_shutdown(c->sock, SHUT_RDWR);
+	mutex_unlock(&c->sock_lock);
+}
+
+/* Forgets and releases the current socket (reconnect worker only). */
+static void nd_conn_drop_sock(struct nd_conn *c)
+{
+	struct socket *sock;
+
+	mutex_lock(&c->sock_lock);
+	sock = c->sock;
+	c->sock = NULL;
+	mutex_unlock(&c->sock_lock);
+	if (sock)
+		sock_release(sock);
 }
 
 static void nd_set_timeouts(struct socket *sock, long snd, long rcv)
@@ -136,7 +163,13 @@ static int nd_connect(struct nd_conn *c, const struct nd_conn_params *p)
 		return err;
 	/* Socket allocations must not recurse into our own block device. */
 	sock->sk->sk_allocation = GFP_NOIO | __GFP_MEMALLOC;
+	/* Published first, so that a forced detach can interrupt connect. */
+	mutex_lock(&c->sock_lock);
 	c->sock = sock;
+	err = nd_conn_dead(c) ? -ESHUTDOWN : 0;
+	mutex_unlock(&c->sock_lock);
+	if (err)
+		return err;
 	nd_set_timeouts(sock, msecs_to_jiffies(p->connect_timeout_ms),
 			MAX_SCHEDULE_TIMEOUT);
 	err = kernel_connect(sock, (struct sockaddr *)&p->addr, p->addr_len, 0);
@@ -168,8 +201,9 @@ void nd_conn_connect(struct nd_conn *c, const struct nd_conn_params *p,
 	if (err) {
 		r->result = c->sock ? ND_ATTACH_CONNECT : ND_ATTACH_LOCAL;
 		r->err = err;
-		pr_err("%s: cannot connect to %s (error %d)\n", c->dev->name,
-		       c->dev->server, err);
+		if (!c->quiet)
+			pr_err("%s: cannot connect to %s (error %d)\n",
+			       c->dev->name, c->dev->server, err);
 		return;
 	}
 	nd_set_timeouts(c->sock, ND_HANDSHAKE_TIMEOUT * HZ,
@@ -184,13 +218,20 @@ bool nd_conn_dead(struct nd_conn *c)
 	return test_bit(ND_CONN_DEAD, &c->flags);
 }
 
+bool nd_conn_reconnecting(struct nd_conn *c)
+{
+	return test_bit(ND_CONN_RECONNECTING, &c->flags);
+}
+
 /*
  * Called by queue_rq (atomic context). Returns false if the connection is
- * dead: the caller fails the request.
+ * dead: the caller fails the request. While reconnecting the request waits
+ * on the queue.
  */
 bool nd_conn_queue(struct nd_conn *c, struct request *rq)
 {
 	struct nd_cmd *cmd = blk_mq_rq_to_pdu(rq);
+	bool held;
 
 	spin_lock(&c->queue_lock);
 	if (test_bit(ND_CONN_DEAD, &c->flags)) {
@@ -204,8 +245,10 @@ bool nd_conn_queue(struct nd_conn *c, struct request *rq)
 	cmd->status = BLK_STS_OK;
 	spin_unlock(&cmd->lock);
 	list_add_tail(&cmd->list, &c->queue);
+	held = test_bit(ND_CONN_RECONNECTING, &c->flags);
 	spin_unlock(&c->queue_lock);
-	queue_work(nd_wq, &c->tx_work);
+	if (!held)
+		queue_work(nd_wq, &c->tx_work);
 	return true;
 }
 
@@ -244,7 +287,10 @@ static void nd_tx_work(struct work_struct *work)
 		int err;
 
 		spin_lock(&c->queue_lock);
-		cmd = list_first_entry_or_null(&c->queue, struct nd_cmd, list);
+		/* Broken: leave the queue to the reconnect worker. */
+		cmd = (c->flags & (BIT(ND_CONN_DEAD) |
+				   BIT(ND_CONN_RECONNECTING))) ? NULL :
+			list_first_entry_or_null(&c->queue, struct nd_cmd, list);
 		if (cmd)
 			list_del_init(&cmd->list);
 		more = !list_empty(&c->queue);
@@ -300,6 +346,7 @@ static int nd_rx_thread(void *arg)
 	unsigned int noio = memalloc_noio_save();
 	const char *why = NULL;
 
+	/* After a break the shut-down socket ends the loop. */
 	while (!kthread_should_stop() && !nd_conn_dead(c)) {
 		if (nd_rx_one(c, &why)) {
 			nd_conn_kill(c, why);
@@ -311,19 +358,11 @@ static int nd_rx_thread(void *arg)
 	return 0;
 }
 
-int nd_conn_start(struct nd_conn *c)
+/* After a handshake: data path timeouts and a receiver for this socket. */
+static int nd_conn_start_rx(struct nd_conn *c)
 {
 	struct task_struct *t;
-	int err;
 
-	err = nd_buf_alloc(&c->tx_buf, ND_RECORD_HDR_LEN + ND_REQ_HDR_LEN +
-			   c->max_payload + ND_TAG_LEN);
-	if (err)
-		return err;
-	err = nd_buf_alloc(&c->rx_buf, ND_RECORD_HDR_LEN + ND_REPLY_HDR_LEN +
-			   c->max_payload + ND_TAG_LEN);
-	if (err)
-		return err;
 	/* The handshake had timeouts; the data path relies on blk-mq's. */
 	nd_set_timeouts(c->sock, MAX_SCHEDULE_TIMEOUT, MAX_SCHEDULE_TIMEOUT);
 	t = kthread_create(nd_rx_thread, c, "%s-rx", c->dev->name);
@@ -335,12 +374,27 @@ int nd_conn_start(struct nd_conn *c)
 	return 0;
 }
 
+int nd_conn_start(struct nd_conn *c)
+{
+	int err;
+
+	err = nd_buf_alloc(&c->tx_buf, ND_RECORD_HDR_LEN + ND_REQ_HDR_LEN +
+			   c->max_payload + ND_TAG_LEN);
+	if (err)
+		return err;
+	err = nd_buf_alloc(&c->rx_buf, ND_RECORD_HDR_LEN + ND_REPLY_HDR_LEN +
+			   c->max_payload + ND_TAG_LEN);
+	if (err)
+		return err;
+	return nd_conn_start_rx(c);
+}
+
 /*
- * Kills the connection once: later requests fail at once, queued and
+ * Gives the connection up once: later requests fail at once, queued and
  * outstanding ones are failed with EIO, blocked socket calls return. Must
  * not be called with a request's cmd->lock held.
  */
-void nd_conn_kill(struct nd_conn *c, const char *why)
+void nd_conn_fail(struct nd_conn *c, const char *why)
 {
 	bool was_dead;
 
@@ -354,9 +408,150 @@ void nd_conn_kill(struct nd_conn *c, const char *why)
 		return;
 	if (why && !test_bit(ND_CONN_CLOSING, &c->flags))
 		pr_err("%s: %s\n", c->dev->name, why);
-	if (c->sock)
-		kernel_sock_shutdown(c->sock, SHUT_RDWR);
+	nd_conn_shutdown(c);
 	nd_blk_fail_all(c->dev);
+}
+
+/*
+ * The connection broke. With a reconnect timeout (and no detach going on)
+ * requests are held and the reconnect worker takes over; otherwise the
+ * connection is given up. Process context; no cmd->lock held.
+ */
+void nd_conn_kill(struct nd_conn *c, const char *why)
+{
+	struct nd_device *dev = c->dev;
+	bool first;
+
+	if (!dev->reconnect_timeout_s || !c->params ||
+	    test_bit(ND_CONN_CLOSING, &c->flags)) {
+		nd_conn_fail(c, why);
+		return;
+	}
+	spin_lock(&c->queue_lock);
+	first = !(c->flags & (BIT(ND_CONN_DEAD) | BIT(ND_CONN_RECONNECTING)));
+	if (first) {
+		set_bit(ND_CONN_RECONNECTING, &c->flags);
+		c->reconnect_deadline = jiffies + dev->reconnect_timeout_s * HZ;
+		c->backoff_ms = ND_BACKOFF_MIN_MS;
+		c->quiet = false;
+	}
+	spin_unlock(&c->queue_lock);
+	if (!first)
+		return;
+	if (why)
+		pr_err("%s: %s\n", dev->name, why);
+	pr_warn("%s: connection lost, reconnecting\n", dev->name);
+	nd_conn_shutdown(c);
+	queue_delayed_work(nd_wq, &c->reconnect_work, 0);
+}
+
+/* Puts every request still ours back on the queue, with a new handle. */
+static bool nd_requeue_one(struct request *rq, void *data)
+{
+	struct nd_conn *c = data;
+	struct nd_cmd *cmd = blk_mq_rq_to_pdu(rq);
+
+	spin_lock(&c->queue_lock);
+	spin_lock(&cmd->lock);
+	if (cmd->inflight && !test_bit(ND_CONN_DEAD, &c->flags)) {
+		cmd->cookie++;
+		if (list_empty(&cmd->list))
+			list_add_tail(&cmd->list, &c->queue);
+	}
+	spin_unlock(&cmd->lock);
+	spin_unlock(&c->queue_lock);
+	return true;
+}
+
+/* The session after a reconnect must be the same disk. */
+static bool nd_same_export(const struct nd_session_info *a,
+			   const struct nd_session_info *b)
+{
+	return a->size == b->size && a->block_size == b->block_size &&
+	       a->max_payload == b->max_payload &&
+	       !memcmp(a->export_id, b->export_id, ND_EXPORT_ID_LEN);
+}
+
+/* One connect + handshake; tx_lock held. 0, -EAGAIN (retry) or -ESTALE. */
+static int nd_reconnect_once(struct nd_conn *c, struct nd_hs_result *r)
+{
+	struct nd_device *dev = c->dev;
+	int tries;
+
+	for (tries = 0; tries < 2; tries++) {
+		nd_conn_drop_sock(c);
+		nd_dir_free(&c->tx);
+		nd_dir_free(&c->rx);
+		nd_conn_connect(c, c->params, r);
+		if (r->result != ND_ATTACH_REFUSED ||
+		    r->server_status != ND_ERR_NO_SESSION)
+			break;
+		/* Server restarted or grace expired: a new session. */
+		pr_info("%s: session unknown to the server, starting a new one\n",
+			dev->name);
+		memset(c->params->token, 0, ND_TOKEN_LEN);
+	}
+	if (r->result != ND_ATTACH_OK)
+		return -EAGAIN;
+	if (!nd_same_export(&dev->info, &r->info))
+		return -ESTALE;
+	memcpy(c->params->token, r->info.token, ND_TOKEN_LEN);
+	memcpy(dev->info.token, r->info.token, ND_TOKEN_LEN);
+	return nd_conn_start_rx(c) ? -EAGAIN : 0;
+}
+
+static void nd_reconnect_work(struct work_struct *work)
+{
+	struct nd_conn *c = container_of(to_delayed_work(work), struct nd_conn,
+					 reconnect_work);
+	struct nd_device *dev = c->dev;
+	unsigned int noio = memalloc_noio_save();
+	struct nd_hs_result *r;
+	struct task_struct *old;
+	bool dead;
+	int err;
+
+	if (nd_conn_dead(c))
+		goto out;
+	/* The old receiver ends: its socket is shut down. */
+	old = c->rx_thread;
+	c->rx_thread = NULL;
+	if (old) {
+		kthread_stop(old);
+		put_task_struct(old);
+	}
+	r = kzalloc(sizeof(*r), GFP_KERNEL);
+	mutex_lock(&c->tx_lock);
+	err = r ? nd_reconnect_once(c, r) : -EAGAIN;
+	kfree_sensitive(r);
+	if (err) {
+		c->quiet = true;	/* the first failure was logged */
+		mutex_unlock(&c->tx_lock);
+		if (err == -ESTALE)
+			nd_conn_fail(c, "export changed on the server, giving up");
+		else if (time_after(jiffies, c->reconnect_deadline))
+			nd_conn_fail(c, "reconnect timeout expired, failing I/O");
+		else if (!nd_conn_dead(c))
+			/* The last attempt falls on the deadline. */
+			queue_delayed_work(nd_wq, &c->reconnect_work,
+					   min(msecs_to_jiffies(c->backoff_ms),
+					       c->reconnect_deadline - jiffies + 1));
+		c->backoff_ms = min(c->backoff_ms * 2, ND_BACKOFF_MAX_MS);
+		goto out;
+	}
+	blk_mq_tagset_busy_iter(&dev->tag_set, nd_requeue_one, c);
+	spin_lock(&c->queue_lock);
+	dead = test_bit(ND_CONN_DEAD, &c->flags);
+	clear_bit(ND_CONN_RECONNECTING, &c->flags);
+	spin_unlock(&c->queue_lock);
+	mutex_unlock(&c->tx_lock);
+	if (dead)
+		goto out;	/* detach: nd_conn_close stops the receiver */
+	atomic64_inc(&dev->reconnects);
+	pr_info("%s: reconnected\n", dev->name);
+	queue_work(nd_wq, &c->tx_work);
+out:
+	memalloc_noio_restore(noio);
 }
 
 /* Sends DISCONNECT: the server finishes earlier requests, then closes. */
@@ -366,7 +561,7 @@ static void nd_send_disconnect(struct nd_conn *c)
 	u8 *rec = c->tx_buf.data;
 
 	mutex_lock(&c->tx_lock);
-	if (!nd_conn_dead(c)) {
+	if (!nd_conn_dead(c) && !nd_conn_reconnecting(c)) {
 		/* A stuck server must not hang detach or rmmod. */
 		nd_set_timeouts(c->sock, ND_DISCONNECT_TIMEOUT_S * HZ,
 				MAX_SCHEDULE_TIMEOUT);
@@ -389,7 +584,10 @@ void nd_conn_close(struct nd_conn *c, bool graceful)
 	if (graceful && c->tx_buf.data)
 		nd_send_disconnect(c);
 	nd_conn_kill(c, NULL);
+	/* A running reconnect attempt sees DEAD or its socket shut down. */
+	cancel_delayed_work_sync(&c->reconnect_work);
 	flush_work(&c->tx_work);
+	nd_conn_shutdown(c);	/* a receiver the worker may have started */
 	if (c->rx_thread) {
 		kthread_stop(c->rx_thread);
 		put_task_struct(c->rx_thread);
@@ -408,5 +606,6 @@ void nd_conn_free(struct nd_conn *c)
 	nd_dir_free(&c->rx);
 	nd_buf_free(&c->tx_buf);
 	nd_buf_free(&c->rx_buf);
+	kfree_sensitive(c->params);	/* the PSK */
 	kfree_sensitive(c);
 }

@@ -27,7 +27,10 @@ const char *nd_state_name(struct nd_device *dev)
 	case ND_STATE_DETACHING:
 		return "detaching";
 	default:
-		return nd_conn_dead(dev->conn) ? "dead" : "connected";
+		if (nd_conn_dead(dev->conn))
+			return "dead";
+		return nd_conn_reconnecting(dev->conn) ? "reconnecting" :
+							 "connected";
 	}
 }
 
@@ -61,8 +64,11 @@ static int nd_check_attach(const struct nd_attach *a)
 	for (i = 0; i < ARRAY_SIZE(a->reserved); i++)
 		if (a->reserved[i])
 			return -EINVAL;
-	if (a->nr_connections > 1 || a->cache_size || a->reconnect_timeout_s)
+	if (a->nr_connections > 1 || a->cache_size)
 		return -EOPNOTSUPP;	/* options of later versions */
+	if (!(a->flags & ND_ATTACH_RECONNECT) ? a->reconnect_timeout_s != 0 :
+	    a->reconnect_timeout_s > ND_RECONNECT_MAX_S)
+		return -EINVAL;
 	if (a->max_payload && (a->max_payload < ND_MIN_PAYLOAD ||
 			       a->max_payload > ND_MAX_PAYLOAD ||
 			       a->max_payload % ND_MIN_PAYLOAD))
@@ -131,6 +137,7 @@ int nd_dev_attach(struct nd_attach *a)
 	memzero_explicit(a->key, sizeof(a->key));
 	strscpy(dev->server, a->display, sizeof(dev->server));
 	dev->io_timeout_s = a->io_timeout_s ?: ND_IO_TIMEOUT_S;
+	dev->reconnect_timeout_s = a->reconnect_timeout_s;
 	dev->state = ND_STATE_ATTACHING;
 
 	/* Reserve the index first, so handshake errors name the device. */
@@ -150,7 +157,9 @@ int nd_dev_attach(struct nd_attach *a)
 		goto fail_idr;
 	}
 	nd_conn_connect(dev->conn, p, &r);
-	kfree_sensitive(p);
+	/* Kept (with the PSK) for reconnecting; freed with the connection. */
+	memcpy(p->token, r.info.token, ND_TOKEN_LEN);
+	dev->conn->params = p;
 	p = NULL;
 	if (r.result != ND_ATTACH_OK) {
 		nd_fill_out(out, &r);

@@ -39,7 +39,7 @@ static void nd_hs_fail(struct nd_hs_result *r, struct nd_conn *c, u32 result,
 		r->err = -EINTR;
 		return;
 	}
-	if (msg)
+	if (msg && !c->quiet)
 		pr_err("%s: %s\n", c->dev->name, msg);
 }
 
@@ -53,6 +53,7 @@ static int nd_hs_send_finish(struct nd_conn *c, const struct nd_conn_params *p,
 		      ND_HASH_LEN, hs->cf.verify);
 	if (err)
 		return err;
+	memcpy(hs->cf.token, p->token, ND_TOKEN_LEN);
 	hs->cf.flags = p->flags;
 	hs->cf.max_payload = p->max_payload;
 	nd_client_finish_encode(hs->rec + ND_RECORD_HDR_LEN, &hs->cf);
@@ -105,7 +106,9 @@ void nd_handshake(struct nd_conn *c, const struct nd_conn_params *p,
 	if (hs->sh.status != ND_OK) {
 		r->server_status = hs->sh.status;
 		nd_hs_fail(r, c, ND_ATTACH_REFUSED, -ECONNREFUSED, NULL);
-		pr_err("%s: %s\n", c->dev->name, nd_status_str(hs->sh.status));
+		if (!c->quiet)
+			pr_err("%s: %s\n", c->dev->name,
+			       nd_status_str(hs->sh.status));
 		goto out;
 	}
 	if (hs->sh.version != ND_VERSION) {
@@ -168,7 +171,9 @@ void nd_handshake(struct nd_conn *c, const struct nd_conn_params *p,
 		nd_hs_fail(r, c, ND_ATTACH_REFUSED,
 			   info->status == ND_ERR_BUSY ? -EBUSY : -ECONNREFUSED,
 			   NULL);
-		pr_err("%s: %s\n", c->dev->name, nd_status_str(info->status));
+		if (!c->quiet)
+			pr_err("%s: %s\n", c->dev->name,
+			       nd_status_str(info->status));
 		goto out;
 	}
 	if (info->max_payload > (p->max_payload ?: ND_DEFAULT_PAYLOAD)) {

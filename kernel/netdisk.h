@@ -23,6 +23,9 @@
 #define ND_QUEUE_DEPTH		128
 #define ND_CONNECT_TIMEOUT_MS	10000
 #define ND_IO_TIMEOUT_S		30
+#define ND_RECONNECT_MAX_S	86400
+#define ND_BACKOFF_MIN_MS	100
+#define ND_BACKOFF_MAX_MS	5000
 #define ND_DISPLAY_LEN		ND_ATTACH_DISPLAY_MAX
 
 /* ---- crypto.c: key schedule and record layer ---- */
@@ -72,9 +75,11 @@ struct nd_buf {
 enum {
 	ND_CONN_DEAD,		/* no more I/O: requests fail with EIO */
 	ND_CONN_CLOSING,	/* detach in progress: no log line on death */
+	ND_CONN_RECONNECTING,	/* broken: requests are held, worker retries */
 };
 
 struct nd_device;
+struct nd_conn_params;
 
 struct nd_conn {
 	struct nd_device *dev;
@@ -92,6 +97,14 @@ struct nd_conn {
 
 	struct task_struct *rx_thread;
 	struct nd_buf rx_buf;
+
+	/* Reconnection: params (with the PSK) stay for the device's life. */
+	struct nd_conn_params *params;
+	struct mutex sock_lock;		/* publishing vs. shutting down sock */
+	struct delayed_work reconnect_work;
+	unsigned long reconnect_deadline;	/* jiffies */
+	unsigned int backoff_ms;
+	bool quiet;			/* retry: no repeated connect errors */
 };
 
 struct nd_conn_params {
@@ -105,6 +118,7 @@ struct nd_conn_params {
 	u8 export_name[ND_NAME_MAX];
 	u8 export_len;
 	u8 psk[ND_KEY_LEN];
+	u8 token[ND_TOKEN_LEN];		/* session to join; zero: a new one */
 };
 
 struct nd_conn *nd_conn_create(struct nd_device *dev);
@@ -113,6 +127,8 @@ void nd_conn_connect(struct nd_conn *c, const struct nd_conn_params *p,
 		     struct nd_hs_result *r);
 int nd_conn_start(struct nd_conn *c);
 void nd_conn_kill(struct nd_conn *c, const char *why);
+void nd_conn_fail(struct nd_conn *c, const char *why);
+bool nd_conn_reconnecting(struct nd_conn *c);
 void nd_conn_close(struct nd_conn *c, bool graceful);
 void nd_conn_free(struct nd_conn *c);
 bool nd_conn_queue(struct nd_conn *c, struct request *rq);
@@ -166,7 +182,9 @@ struct nd_device {
 	struct nd_session_info info;
 	bool read_only;
 	unsigned int io_timeout_s;
+	unsigned int reconnect_timeout_s;	/* 0: fail at once */
 
+	atomic64_t reconnects;
 	atomic64_t reads, writes, flushes, read_bytes, write_bytes, errors;
 };
 
