@@ -48,7 +48,7 @@ static void attach_usage(FILE *f)
 {
 	fprintf(f,
 		"usage: netdisk attach URL --key-file FILE [--read-only] [--identity NAME]\n"
-		"                      [--reconnect-timeout SEC]\n"
+		"                      [--reconnect-timeout SEC] [--connections N]\n"
 		"\n"
 		"Connects the kernel driver (netdisk.ko) to an export and creates\n"
 		"/dev/netdiskN; prints that path. URL is netdisk://HOST[:PORT][/EXPORT].\n"
@@ -59,7 +59,9 @@ static void attach_usage(FILE *f)
 		"  --reconnect-timeout SEC\n"
 		"                    when the connection breaks, hold I/O and reconnect\n"
 		"                    for up to SEC seconds before failing it with EIO\n"
-		"                    (default 120, 0..86400; 0 fails I/O at once)\n");
+		"                    (default 120, 0..86400; 0 fails I/O at once)\n"
+		"  --connections N   TCP connections, one per block queue, 1..16\n"
+		"                    (default: online CPUs, at most 4)\n");
 }
 
 static void format_display(const struct nd_url *u, char *out, size_t len)
@@ -133,11 +135,12 @@ static int attach_failed(const char *canon, const char *display,
 
 int nd_cmd_attach(int argc, char **argv)
 {
-	enum { OPT_RO = ND_OPT_FIRST_PRIVATE, OPT_RECONNECT };
+	enum { OPT_RO = ND_OPT_FIRST_PRIVATE, OPT_RECONNECT, OPT_CONNS };
 	static const struct option lo[] = {
 		ND_COMMON_LONGOPTS,
 		{ "read-only", no_argument, NULL, OPT_RO },
 		{ "reconnect-timeout", required_argument, NULL, OPT_RECONNECT },
+		{ "connections", required_argument, NULL, OPT_CONNS },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct nd_common_opts co = { 0 };
@@ -146,7 +149,7 @@ int nd_cmd_attach(int argc, char **argv)
 	char err[512], canon[400], display[300];
 	const char *url;
 	bool ro = false;
-	unsigned long reconnect_s = 120;
+	unsigned long reconnect_s = 120, conns = 0;
 	char *end;
 	int opt, rc, fd = -1, ioerr = 0, tried = 0;
 	struct nd_url u;
@@ -173,6 +176,15 @@ int nd_cmd_attach(int argc, char **argv)
 			    reconnect_s > 86400) {
 				nd_err("invalid --reconnect-timeout '%s' (seconds, 0..86400)",
 				       optarg);
+				return ND_EXIT_USAGE;
+			}
+			break;
+		case OPT_CONNS:
+			errno = 0;
+			conns = strtoul(optarg, &end, 10);
+			if (!isdigit((unsigned char)optarg[0]) || *end || errno ||
+			    conns < 1 || conns > 16) {
+				nd_err("invalid --connections '%s' (1..16)", optarg);
 				return ND_EXIT_USAGE;
 			}
 			break;
@@ -224,6 +236,7 @@ int nd_cmd_attach(int argc, char **argv)
 		snprintf(a->identity, sizeof(a->identity), "%s", co.identity);
 	a->flags = (ro ? ND_ATTACH_READ_ONLY : 0) | ND_ATTACH_RECONNECT;
 	a->reconnect_timeout_s = (uint32_t)reconnect_s;
+	a->nr_connections = (uint32_t)conns;
 	if (co.timeout_ms) {
 		a->connect_timeout_ms = (uint32_t)co.timeout_ms;
 		a->io_timeout_s = (uint32_t)((co.timeout_ms + 999) / 1000);

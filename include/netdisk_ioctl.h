@@ -9,9 +9,9 @@
  *
  * Devices are listed through sysfs: /sys/block/netdiskN/netdisk/{server,
  * export, identity, state, read_only, reads, writes, flushes, read_bytes,
- * write_bytes, errors, reconnects, reconnect_timeout}; state is attaching,
- * connected, reconnecting, dead or detaching; the size is
- * /sys/block/netdiskN/size (sectors).
+ * write_bytes, errors, discards, connections, reconnects,
+ * reconnect_timeout}; state is attaching, connected, reconnecting, dead or
+ * detaching; the size is /sys/block/netdiskN/size (sectors).
  */
 #ifndef NETDISK_IOCTL_H
 #define NETDISK_IOCTL_H
@@ -71,7 +71,9 @@ struct nd_attach {
 	__u32 connect_timeout_ms;	/* 0: 10 s */
 	__u32 io_timeout_s;		/* request timeout; 0: 30 s */
 	__u32 max_payload;		/* 0: 1 MiB; else 4 KiB..16 MiB, 4 KiB steps */
-	__u32 nr_connections;		/* 0 or 1 today */
+	/* TCP connections (one per blk-mq hardware queue), 1..16;
+	 * 0: min(online CPUs, 4). */
+	__u32 nr_connections;
 	__u64 cache_size;		/* bytes of client cache; 0 today */
 	/*
 	 * With ND_ATTACH_RECONNECT: a broken connection is re-established

@@ -36,6 +36,10 @@ static u8 nd_op_of(struct request *rq)
 		return ND_OP_READ;
 	case REQ_OP_WRITE:
 		return ND_OP_WRITE;
+	case REQ_OP_DISCARD:
+		return ND_OP_TRIM;
+	case REQ_OP_WRITE_ZEROES:
+		return ND_OP_WRITE_ZEROES;
 	default:
 		return ND_OP_FLUSH;
 	}
@@ -56,8 +60,8 @@ int nd_blk_build(struct nd_device *dev, struct request *rq, u8 *body)
 		r.length = blk_rq_bytes(rq);
 		r.offset = (u64)blk_rq_pos(rq) << SECTOR_SHIFT;
 	}
-	if (r.op == ND_OP_WRITE && (rq->cmd_flags & REQ_FUA) &&
-	    (dev->info.flags & ND_EXP_FUA))
+	if ((r.op == ND_OP_WRITE || r.op == ND_OP_WRITE_ZEROES) &&
+	    (rq->cmd_flags & REQ_FUA) && (dev->info.flags & ND_EXP_FUA))
 		r.flags = ND_REQ_FUA;
 	nd_request_encode(body, &r);
 	if (r.op != ND_OP_WRITE)
@@ -85,8 +89,8 @@ static bool nd_cmd_claim(struct nd_cmd *cmd, blk_status_t status)
 	return claimed;
 }
 
-int nd_blk_complete_reply(struct nd_device *dev, const struct nd_reply *rep,
-			  const u8 *data)
+int nd_blk_complete_reply(struct nd_device *dev, unsigned int qid,
+			  const struct nd_reply *rep, const u8 *data)
 {
 	u32 unique = (u32)rep->handle;
 	u16 hwq = blk_mq_unique_tag_to_hwq(unique);
@@ -95,7 +99,7 @@ int nd_blk_complete_reply(struct nd_device *dev, const struct nd_reply *rep,
 	struct nd_cmd *cmd;
 	struct bio_vec bv;
 
-	if (hwq >= dev->tag_set.nr_hw_queues)
+	if (hwq != qid)		/* replies come on the request's connection */
 		return -ENOENT;
 	rq = blk_mq_tag_to_rq(dev->tag_set.tags[hwq],
 			      blk_mq_unique_tag_to_tag(unique));
@@ -153,6 +157,15 @@ static blk_status_t nd_queue_rq(struct blk_mq_hw_ctx *hctx,
 	case REQ_OP_READ:
 	case REQ_OP_FLUSH:
 		break;
+	case REQ_OP_DISCARD:
+	case REQ_OP_WRITE_ZEROES:
+		/* Only set up when the server advertises them. */
+		if (!(dev->info.flags & (req_op(rq) == REQ_OP_DISCARD ?
+					 ND_EXP_TRIM : ND_EXP_WRITE_ZEROES))) {
+			status = BLK_STS_NOTSUPP;
+			goto fail;
+		}
+		fallthrough;
 	case REQ_OP_WRITE:
 		/* 6.1's block layer only warns about writes to a ro disk. */
 		if (dev->read_only) {
@@ -165,10 +178,12 @@ static blk_status_t nd_queue_rq(struct blk_mq_hw_ctx *hctx,
 		status = BLK_STS_NOTSUPP;
 		goto fail;
 	}
-	if (blk_rq_bytes(rq) > dev->info.max_payload)
+	/* Data travels only with READ and WRITE; the others fit in 2 GiB. */
+	if ((req_op(rq) == REQ_OP_READ || req_op(rq) == REQ_OP_WRITE) &&
+	    blk_rq_bytes(rq) > dev->info.max_payload)
 		goto fail;
 	blk_mq_start_request(rq);
-	if (nd_conn_queue(dev->conn, rq))
+	if (nd_conn_queue(dev->conns[hctx->queue_num], rq))
 		return BLK_STS_OK;
 fail:
 	/* blk-mq ends the request; count it like a failed reply. */
@@ -193,6 +208,10 @@ static void nd_complete_rq(struct request *rq)
 			atomic64_inc(&dev->writes);
 			atomic64_add(blk_rq_bytes(rq), &dev->write_bytes);
 			break;
+		case REQ_OP_DISCARD:
+		case REQ_OP_WRITE_ZEROES:
+			atomic64_inc(&dev->discards);
+			break;
 		default:
 			atomic64_inc(&dev->flushes);
 			break;
@@ -209,11 +228,11 @@ static void nd_complete_rq(struct request *rq)
 static enum blk_eh_timer_return nd_timeout(struct request *rq)
 {
 	struct nd_device *dev = rq->q->queuedata;
+	struct nd_conn *c = dev->conns[rq->mq_hctx->queue_num];
 
-	if (!nd_conn_reconnecting(dev->conn))
-		nd_conn_kill(dev->conn,
-			     "request timed out (server not responding)");
-	return nd_conn_dead(dev->conn) ? BLK_EH_DONE : BLK_EH_RESET_TIMER;
+	if (!nd_conn_reconnecting(c))
+		nd_conn_kill(c, "request timed out (server not responding)");
+	return nd_conn_dead(c) ? BLK_EH_DONE : BLK_EH_RESET_TIMER;
 }
 
 static int nd_init_request(struct blk_mq_tag_set *set, struct request *rq,
@@ -254,7 +273,7 @@ int nd_blk_init_disk(struct nd_device *dev)
 	int err;
 
 	set->ops = &nd_mq_ops;
-	set->nr_hw_queues = 1;
+	set->nr_hw_queues = dev->nr_conns;
 	set->queue_depth = ND_QUEUE_DEPTH;
 	set->numa_node = NUMA_NO_NODE;
 	set->cmd_size = sizeof(struct nd_cmd);
@@ -281,6 +300,13 @@ int nd_blk_init_disk(struct nd_device *dev)
 	blk_queue_flag_clear(QUEUE_FLAG_ADD_RANDOM, q);
 	blk_queue_write_cache(q, info->flags & ND_EXP_FLUSH,
 			      info->flags & ND_EXP_FUA);
+	if (info->flags & ND_EXP_TRIM) {
+		blk_queue_max_discard_sectors(q, ND_MAX_RANGE >> SECTOR_SHIFT);
+		q->limits.discard_granularity = info->block_size;
+	}
+	if (info->flags & ND_EXP_WRITE_ZEROES)
+		blk_queue_max_write_zeroes_sectors(q, ND_MAX_RANGE >>
+						   SECTOR_SHIFT);
 
 	disk->major = nd_major;
 	disk->first_minor = dev->index << ND_PART_SHIFT;

@@ -104,13 +104,14 @@ int nd_sock_recv(struct socket *sock, void *buf, size_t len)
 static void nd_tx_work(struct work_struct *work);
 static void nd_reconnect_work(struct work_struct *work);
 
-struct nd_conn *nd_conn_create(struct nd_device *dev)
+struct nd_conn *nd_conn_create(struct nd_device *dev, unsigned int qid)
 {
 	struct nd_conn *c = kzalloc(sizeof(*c), GFP_KERNEL);
 
 	if (!c)
 		return NULL;
 	c->dev = dev;
+	c->qid = qid;
 	spin_lock_init(&c->queue_lock);
 	INIT_LIST_HEAD(&c->queue);
 	mutex_init(&c->tx_lock);
@@ -336,7 +337,7 @@ static int nd_rx_one(struct nd_conn *c, const char **why)
 	if (nd_reply_decode(rec + ND_RECORD_HDR_LEN, len - ND_TAG_LEN, &rep))
 		return -EPROTO;
 	*why = "protocol error from server (reply to unknown request)";
-	return nd_blk_complete_reply(c->dev, &rep,
+	return nd_blk_complete_reply(c->dev, c->qid, &rep,
 				     rec + ND_RECORD_HDR_LEN + ND_REPLY_HDR_LEN);
 }
 
@@ -422,9 +423,12 @@ void nd_conn_kill(struct nd_conn *c, const char *why)
 	struct nd_device *dev = c->dev;
 	bool first;
 
-	if (!dev->reconnect_timeout_s || !c->params ||
-	    test_bit(ND_CONN_CLOSING, &c->flags)) {
+	if (test_bit(ND_CONN_CLOSING, &c->flags)) {
 		nd_conn_fail(c, why);
+		return;
+	}
+	if (!dev->reconnect_timeout_s || !dev->params) {
+		nd_dev_fail(dev, why);
 		return;
 	}
 	spin_lock(&c->queue_lock);
@@ -440,7 +444,11 @@ void nd_conn_kill(struct nd_conn *c, const char *why)
 		return;
 	if (why)
 		pr_err("%s: %s\n", dev->name, why);
-	pr_warn("%s: connection lost, reconnecting\n", dev->name);
+	if (dev->nr_conns > 1)
+		pr_warn("%s: connection lost, reconnecting (connection %u)\n",
+			dev->name, c->qid);
+	else
+		pr_warn("%s: connection lost, reconnecting\n", dev->name);
 	nd_conn_shutdown(c);
 	queue_delayed_work(nd_wq, &c->reconnect_work, 0);
 }
@@ -453,7 +461,8 @@ static bool nd_requeue_one(struct request *rq, void *data)
 
 	spin_lock(&c->queue_lock);
 	spin_lock(&cmd->lock);
-	if (cmd->inflight && !test_bit(ND_CONN_DEAD, &c->flags)) {
+	if (rq->mq_hctx->queue_num == c->qid && cmd->inflight &&
+	    !test_bit(ND_CONN_DEAD, &c->flags)) {
 		cmd->cookie++;
 		if (list_empty(&cmd->list))
 			list_add_tail(&cmd->list, &c->queue);
@@ -478,25 +487,27 @@ static int nd_reconnect_once(struct nd_conn *c, struct nd_hs_result *r)
 	struct nd_device *dev = c->dev;
 	int tries;
 
+	mutex_lock(&dev->session_lock);
 	for (tries = 0; tries < 2; tries++) {
 		nd_conn_drop_sock(c);
 		nd_dir_free(&c->tx);
 		nd_dir_free(&c->rx);
-		nd_conn_connect(c, c->params, r);
+		nd_conn_connect(c, dev->params, r);
 		if (r->result != ND_ATTACH_REFUSED ||
 		    r->server_status != ND_ERR_NO_SESSION)
 			break;
 		/* Server restarted or grace expired: a new session. */
 		pr_info("%s: session unknown to the server, starting a new one\n",
 			dev->name);
-		memset(c->params->token, 0, ND_TOKEN_LEN);
+		memset(dev->params->token, 0, ND_TOKEN_LEN);
 	}
+	if (r->result == ND_ATTACH_OK && nd_same_export(&dev->info, &r->info))
+		memcpy(dev->params->token, r->info.token, ND_TOKEN_LEN);
+	mutex_unlock(&dev->session_lock);
 	if (r->result != ND_ATTACH_OK)
 		return -EAGAIN;
 	if (!nd_same_export(&dev->info, &r->info))
 		return -ESTALE;
-	memcpy(c->params->token, r->info.token, ND_TOKEN_LEN);
-	memcpy(dev->info.token, r->info.token, ND_TOKEN_LEN);
 	return nd_conn_start_rx(c) ? -EAGAIN : 0;
 }
 
@@ -528,9 +539,9 @@ static void nd_reconnect_work(struct work_struct *work)
 		c->quiet = true;	/* the first failure was logged */
 		mutex_unlock(&c->tx_lock);
 		if (err == -ESTALE)
-			nd_conn_fail(c, "export changed on the server, giving up");
+			nd_dev_fail(dev, "export changed on the server, giving up");
 		else if (time_after(jiffies, c->reconnect_deadline))
-			nd_conn_fail(c, "reconnect timeout expired, failing I/O");
+			nd_dev_fail(dev, "reconnect timeout expired, failing I/O");
 		else if (!nd_conn_dead(c))
 			/* The last attempt falls on the deadline. */
 			queue_delayed_work(nd_wq, &c->reconnect_work,
@@ -548,7 +559,10 @@ static void nd_reconnect_work(struct work_struct *work)
 	if (dead)
 		goto out;	/* detach: nd_conn_close stops the receiver */
 	atomic64_inc(&dev->reconnects);
-	pr_info("%s: reconnected\n", dev->name);
+	if (dev->nr_conns > 1)
+		pr_info("%s: reconnected (connection %u)\n", dev->name, c->qid);
+	else
+		pr_info("%s: reconnected\n", dev->name);
 	queue_work(nd_wq, &c->tx_work);
 out:
 	memalloc_noio_restore(noio);
@@ -606,6 +620,5 @@ void nd_conn_free(struct nd_conn *c)
 	nd_dir_free(&c->rx);
 	nd_buf_free(&c->tx_buf);
 	nd_buf_free(&c->rx_buf);
-	kfree_sensitive(c->params);	/* the PSK */
 	kfree_sensitive(c);
 }

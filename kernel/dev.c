@@ -6,6 +6,7 @@
  * device. The struct nd_device itself is freed by the disk's free_disk
  * callback, after the last opener of a force-detached disk is gone.
  */
+#include <linux/cpumask.h>
 #include <linux/idr.h>
 #include <linux/in.h>
 #include <linux/in6.h>
@@ -19,6 +20,22 @@
 static DEFINE_MUTEX(nd_devs_lock);
 static DEFINE_IDR(nd_devs);
 
+/* Connections fail together; one reconnecting makes the device so. */
+static const char *nd_dev_state(struct nd_device *dev)
+{
+	bool reconnecting = false;
+	unsigned int i;
+
+	if (!dev->conns)
+		return "detaching";
+	for (i = 0; i < dev->nr_conns; i++) {
+		if (nd_conn_dead(dev->conns[i]))
+			return "dead";
+		reconnecting |= nd_conn_reconnecting(dev->conns[i]);
+	}
+	return reconnecting ? "reconnecting" : "connected";
+}
+
 const char *nd_state_name(struct nd_device *dev)
 {
 	switch (READ_ONCE(dev->state)) {
@@ -27,10 +44,7 @@ const char *nd_state_name(struct nd_device *dev)
 	case ND_STATE_DETACHING:
 		return "detaching";
 	default:
-		if (nd_conn_dead(dev->conn))
-			return "dead";
-		return nd_conn_reconnecting(dev->conn) ? "reconnecting" :
-							 "connected";
+		return nd_dev_state(dev);
 	}
 }
 
@@ -64,8 +78,10 @@ static int nd_check_attach(const struct nd_attach *a)
 	for (i = 0; i < ARRAY_SIZE(a->reserved); i++)
 		if (a->reserved[i])
 			return -EINVAL;
-	if (a->nr_connections > 1 || a->cache_size)
-		return -EOPNOTSUPP;	/* options of later versions */
+	if (a->cache_size)
+		return -EOPNOTSUPP;	/* an option of a later version */
+	if (a->nr_connections > ND_MAX_CONNECTIONS)
+		return -EINVAL;
 	if (!(a->flags & ND_ATTACH_RECONNECT) ? a->reconnect_timeout_s != 0 :
 	    a->reconnect_timeout_s > ND_RECONNECT_MAX_S)
 		return -EINVAL;
@@ -100,12 +116,68 @@ static void nd_idr_remove(int index)
 	mutex_unlock(&nd_devs_lock);
 }
 
+/* Closes and frees the connections (none started, or the disk is gone). */
+static void nd_dev_free_conns(struct nd_device *dev)
+{
+	unsigned int i;
+
+	if (!dev->conns)
+		return;
+	for (i = 0; i < dev->nr_conns; i++) {
+		if (!dev->conns[i])
+			continue;
+		nd_conn_close(dev->conns[i], false);
+		nd_conn_free(dev->conns[i]);
+	}
+	kfree(dev->conns);
+	dev->conns = NULL;
+}
+
+/*
+ * Connects every connection: the first one opens the session, the others
+ * join it with its token. Fills r with the first failure.
+ */
+static int nd_dev_connect(struct nd_device *dev, struct nd_hs_result *r)
+{
+	struct nd_hs_result *r2;
+	unsigned int i;
+
+	nd_conn_connect(dev->conns[0], dev->params, r);
+	if (r->result != ND_ATTACH_OK)
+		return r->err ?: -EIO;
+	memcpy(dev->params->token, r->info.token, ND_TOKEN_LEN);
+	if (dev->nr_conns == 1)
+		return 0;
+	r2 = kzalloc(sizeof(*r2), GFP_KERNEL);
+	if (!r2)
+		return -ENOMEM;
+	for (i = 1; i < dev->nr_conns; i++) {
+		nd_conn_connect(dev->conns[i], dev->params, r2);
+		if (r2->result == ND_ATTACH_OK &&
+		    (r2->info.size != r->info.size ||
+		     r2->info.max_payload != r->info.max_payload ||
+		     memcmp(r2->info.token, r->info.token, ND_TOKEN_LEN))) {
+			pr_err("%s: connection %u joined a different session\n",
+			       dev->name, i);
+			r2->result = ND_ATTACH_PROTO;
+			r2->err = -EPROTO;
+		}
+		if (r2->result != ND_ATTACH_OK) {
+			*r = *r2;
+			break;
+		}
+	}
+	kfree_sensitive(r2);
+	return r->result == ND_ATTACH_OK ? 0 : (r->err ?: -EIO);
+}
+
 int nd_dev_attach(struct nd_attach *a)
 {
 	struct nd_attach_out *out = &a->out;
 	struct nd_conn_params *p;
 	struct nd_hs_result r = { .result = ND_ATTACH_LOCAL };
 	struct nd_device *dev;
+	unsigned int i;
 	int err, index;
 
 	memset(out, 0, sizeof(*out));
@@ -138,7 +210,14 @@ int nd_dev_attach(struct nd_attach *a)
 	strscpy(dev->server, a->display, sizeof(dev->server));
 	dev->io_timeout_s = a->io_timeout_s ?: ND_IO_TIMEOUT_S;
 	dev->reconnect_timeout_s = a->reconnect_timeout_s;
+	dev->nr_conns = a->nr_connections ?:
+			min_t(unsigned int, num_online_cpus(),
+			      ND_DEFAULT_CONNECTIONS);
+	mutex_init(&dev->session_lock);
 	dev->state = ND_STATE_ATTACHING;
+	/* Kept (with the PSK) for reconnecting; wiped when dev goes. */
+	dev->params = p;
+	p = NULL;
 
 	/* Reserve the index first, so handshake errors name the device. */
 	mutex_lock(&nd_devs_lock);
@@ -151,19 +230,22 @@ int nd_dev_attach(struct nd_attach *a)
 	dev->index = index;
 	snprintf(dev->name, sizeof(dev->name), ND_DISK_PREFIX "%d", index);
 
-	dev->conn = nd_conn_create(dev);
-	if (!dev->conn) {
+	dev->conns = kcalloc(dev->nr_conns, sizeof(*dev->conns), GFP_KERNEL);
+	if (!dev->conns) {
 		err = -ENOMEM;
 		goto fail_idr;
 	}
-	nd_conn_connect(dev->conn, p, &r);
-	/* Kept (with the PSK) for reconnecting; freed with the connection. */
-	memcpy(p->token, r.info.token, ND_TOKEN_LEN);
-	dev->conn->params = p;
-	p = NULL;
-	if (r.result != ND_ATTACH_OK) {
-		nd_fill_out(out, &r);
-		err = r.err ?: -EIO;
+	for (i = 0; i < dev->nr_conns; i++) {
+		dev->conns[i] = nd_conn_create(dev, i);
+		if (!dev->conns[i]) {
+			err = -ENOMEM;
+			goto fail_conn;
+		}
+	}
+	err = nd_dev_connect(dev, &r);
+	if (err) {
+		if (r.result != ND_ATTACH_OK)
+			nd_fill_out(out, &r);
 		goto fail_conn;
 	}
 	dev->info = r.info;
@@ -173,10 +255,12 @@ int nd_dev_attach(struct nd_attach *a)
 	err = nd_blk_init_disk(dev);
 	if (err)
 		goto fail_conn;
-	err = nd_conn_start(dev->conn);
-	if (err)
-		goto fail_disk;
-	/* Reads the partition table: the receiver is already running. */
+	for (i = 0; i < dev->nr_conns; i++) {
+		err = nd_conn_start(dev->conns[i]);
+		if (err)
+			goto fail_disk;
+	}
+	/* Reads the partition table: the receivers are already running. */
 	err = device_add_disk(NULL, dev->disk, nd_disk_groups);
 	if (err)
 		goto fail_disk;
@@ -186,8 +270,9 @@ int nd_dev_attach(struct nd_attach *a)
 	idr_replace(&nd_devs, dev, index);
 	mutex_unlock(&nd_devs_lock);
 
-	pr_info("%s: attached %s export %s, %llu bytes%s\n", dev->name,
-		dev->server, dev->export_name, dev->info.size,
+	pr_info("%s: attached %s export %s, %llu bytes, %u connection%s%s\n",
+		dev->name, dev->server, dev->export_name, dev->info.size,
+		dev->nr_conns, dev->nr_conns == 1 ? "" : "s",
 		dev->read_only ? ", read-only" : "");
 	if (r.info.flags & ND_EXP_READ_ONLY)
 		pr_info("%s: read-only export\n", dev->name);
@@ -200,35 +285,49 @@ int nd_dev_attach(struct nd_attach *a)
 	return 0;
 
 fail_disk:
-	nd_conn_close(dev->conn, false);
+	for (i = 0; i < dev->nr_conns; i++)
+		nd_conn_close(dev->conns[i], false);
 	put_disk(dev->disk);	/* not added: free_disk is not called */
 	blk_mq_free_tag_set(&dev->tag_set);
 fail_conn:
-	nd_conn_close(dev->conn, false);
-	nd_conn_free(dev->conn);
+	nd_dev_free_conns(dev);
 fail_idr:
 	nd_idr_remove(index);
 fail_free:
 	if (out->result == ND_ATTACH_LOCAL)
 		out->errno_val = -err;
 	kfree_sensitive(p);
+	if (dev)
+		kfree_sensitive(dev->params);
 	kfree(dev);
 	return err;
+}
+
+/* Gives the whole device up: every connection fails its I/O with EIO. */
+void nd_dev_fail(struct nd_device *dev, const char *why)
+{
+	unsigned int i;
+
+	for (i = 0; i < dev->nr_conns; i++)
+		nd_conn_fail(dev->conns[i], i ? NULL : why);
 }
 
 /* Tears down an attached device whose state is already DETACHING. */
 static void nd_dev_remove(struct nd_device *dev, bool force)
 {
-	struct nd_conn *c = dev->conn;
+	unsigned int i;
 
-	set_bit(ND_CONN_CLOSING, &c->flags);
+	for (i = 0; i < dev->nr_conns; i++)
+		set_bit(ND_CONN_CLOSING, &dev->conns[i]->flags);
 	if (force)
-		nd_conn_kill(c, NULL);
+		nd_dev_fail(dev, NULL);
 	/* Syncs, drains the queue and exits it: no queue_rq after this. */
 	del_gendisk(dev->disk);
-	nd_conn_close(c, !force);
-	nd_conn_free(c);
-	dev->conn = NULL;
+	for (i = 0; i < dev->nr_conns; i++)
+		nd_conn_close(dev->conns[i], !force);
+	nd_dev_free_conns(dev);
+	kfree_sensitive(dev->params);	/* the PSK */
+	dev->params = NULL;
 	blk_mq_free_tag_set(&dev->tag_set);
 	/* Only now: the name netdiskN is free for the next attach. */
 	nd_idr_remove(dev->index);

@@ -21,12 +21,15 @@
 #define ND_PART_SHIFT		4	/* 16 minors per disk: 15 partitions */
 #define ND_MAX_DEVICES		(1 << (MINORBITS - ND_PART_SHIFT))
 #define ND_QUEUE_DEPTH		128
+#define ND_MAX_CONNECTIONS	16	/* one per hardware queue */
+#define ND_DEFAULT_CONNECTIONS	4	/* at most; fewer on fewer CPUs */
 #define ND_CONNECT_TIMEOUT_MS	10000
 #define ND_IO_TIMEOUT_S		30
 #define ND_RECONNECT_MAX_S	86400
 #define ND_BACKOFF_MIN_MS	100
 #define ND_BACKOFF_MAX_MS	5000
 #define ND_DISPLAY_LEN		ND_ATTACH_DISPLAY_MAX
+#define ND_MAX_RANGE		(1u << 31)	/* TRIM, WRITE_ZEROES bytes */
 
 /* ---- crypto.c: key schedule and record layer ---- */
 
@@ -83,6 +86,7 @@ struct nd_conn_params;
 
 struct nd_conn {
 	struct nd_device *dev;
+	unsigned int qid;		/* the blk-mq hardware queue it serves */
 	struct socket *sock;
 	unsigned long flags;		/* ND_CONN_* */
 	struct nd_dir tx, rx;
@@ -98,8 +102,7 @@ struct nd_conn {
 	struct task_struct *rx_thread;
 	struct nd_buf rx_buf;
 
-	/* Reconnection: params (with the PSK) stay for the device's life. */
-	struct nd_conn_params *params;
+	/* Reconnection. */
 	struct mutex sock_lock;		/* publishing vs. shutting down sock */
 	struct delayed_work reconnect_work;
 	unsigned long reconnect_deadline;	/* jiffies */
@@ -121,7 +124,7 @@ struct nd_conn_params {
 	u8 token[ND_TOKEN_LEN];		/* session to join; zero: a new one */
 };
 
-struct nd_conn *nd_conn_create(struct nd_device *dev);
+struct nd_conn *nd_conn_create(struct nd_device *dev, unsigned int qid);
 struct nd_hs_result;
 void nd_conn_connect(struct nd_conn *c, const struct nd_conn_params *p,
 		     struct nd_hs_result *r);
@@ -174,7 +177,16 @@ struct nd_device {
 	enum nd_state state;		/* under nd_devs_lock */
 	struct gendisk *disk;
 	struct blk_mq_tag_set tag_set;
-	struct nd_conn *conn;
+	struct nd_conn **conns;		/* one per hardware queue */
+	unsigned int nr_conns;
+	/*
+	 * Connection parameters with the PSK and the session token, kept for
+	 * reconnecting (wiped when the device is freed). session_lock
+	 * serialises reconnect handshakes, so one connection starting a new
+	 * session is seen by the others, which then join it.
+	 */
+	struct nd_conn_params *params;
+	struct mutex session_lock;
 
 	char server[ND_DISPLAY_LEN];
 	char export_name[ND_NAME_MAX + 1];
@@ -184,7 +196,7 @@ struct nd_device {
 	unsigned int io_timeout_s;
 	unsigned int reconnect_timeout_s;	/* 0: fail at once */
 
-	atomic64_t reconnects;
+	atomic64_t reconnects, discards;
 	atomic64_t reads, writes, flushes, read_bytes, write_bytes, errors;
 };
 
@@ -192,8 +204,8 @@ extern const struct attribute_group *nd_disk_groups[];
 
 int nd_blk_init_disk(struct nd_device *dev);
 void nd_blk_fail_all(struct nd_device *dev);
-int nd_blk_complete_reply(struct nd_device *dev, const struct nd_reply *rep,
-			  const u8 *data);
+int nd_blk_complete_reply(struct nd_device *dev, unsigned int qid,
+			  const struct nd_reply *rep, const u8 *data);
 /* Builds the request record for rq into the tx buffer; body length or <0. */
 int nd_blk_build(struct nd_device *dev, struct request *rq, u8 *body);
 
@@ -205,6 +217,7 @@ extern struct workqueue_struct *nd_wq;
 int nd_dev_attach(struct nd_attach *a);
 int nd_dev_detach(u32 index, bool force);
 void nd_dev_detach_all(void);
+void nd_dev_fail(struct nd_device *dev, const char *why);
 const char *nd_state_name(struct nd_device *dev);
 
 /* ---- ctl.c ---- */

@@ -47,6 +47,8 @@ ND_U64_ATTR(flushes, atomic64_read(&dev->flushes));
 ND_U64_ATTR(read_bytes, atomic64_read(&dev->read_bytes));
 ND_U64_ATTR(write_bytes, atomic64_read(&dev->write_bytes));
 ND_U64_ATTR(errors, atomic64_read(&dev->errors));
+ND_U64_ATTR(connections, dev->nr_conns);
+ND_U64_ATTR(discards, atomic64_read(&dev->discards));
 ND_U64_ATTR(reconnects, atomic64_read(&dev->reconnects));
 ND_U64_ATTR(reconnect_timeout, dev->reconnect_timeout_s);
 
@@ -64,6 +66,8 @@ static struct attribute *nd_attrs[] = {
 	&dev_attr_read_bytes.attr,
 	&dev_attr_write_bytes.attr,
 	&dev_attr_errors.attr,
+	&dev_attr_connections.attr,
+	&dev_attr_discards.attr,
 	&dev_attr_reconnects.attr,
 	&dev_attr_reconnect_timeout.attr,
 	NULL,
