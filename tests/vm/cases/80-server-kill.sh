@@ -1,7 +1,8 @@
 #!/bin/bash
 # timeout: 420
 # The server killed with SIGKILL, idle and under fio: I/O fails with EIO in
-# bounded time, nothing hangs, the device can be detached.
+# bounded time, nothing hangs, the device can be detached. Reconnection is
+# off here (--reconnect-timeout 0): 100-reconnect covers the default.
 set -eu
 . "$REPO/tests/vm/lib.sh"
 trap nd_cleanup EXIT
@@ -12,7 +13,8 @@ truncate -s 64M "$D/disk.img"
 
 log "server killed while idle"
 start_server S --file "$D/disk.img" --key-file "$D/key"
-attach dev "netdisk://127.0.0.1:$(srv_port "$S")" --key-file "$D/key"
+attach dev "netdisk://127.0.0.1:$(srv_port "$S")" --key-file "$D/key" \
+	--reconnect-timeout 0
 dd if=/dev/urandom of="$dev" bs=1M count=4 oflag=direct status=none || fail "initial write"
 kill -KILL "$(srv_pid "$S")"
 wait "$(srv_pid "$S")" 2>/dev/null || true
@@ -34,7 +36,8 @@ no_devices_left || fail "device left after detaching from a dead server"
 
 log "server killed under fio"
 start_server S --file "$D/disk.img" --key-file "$D/key"
-attach dev "netdisk://127.0.0.1:$(srv_port "$S")" --key-file "$D/key"
+attach dev "netdisk://127.0.0.1:$(srv_port "$S")" --key-file "$D/key" \
+	--reconnect-timeout 0
 fio --name=busy --filename="$dev" --direct=1 --ioengine=libaio --iodepth=32 \
 	--rw=randrw --bsrange=4k-256k --time_based --runtime=200 \
 	--output="$D/fio.out" >/dev/null 2>&1 &
