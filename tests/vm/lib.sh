@@ -63,6 +63,29 @@ start_server() {
 srv_port() { echo "${1% *}"; }
 srv_pid() { echo "${1#* }"; }
 
+# serve_on VAR PORT NETDISKD-ARGS...: like start_server, on a fixed PORT, so
+# a restarted server keeps the address the driver reconnects to. The log
+# ($CASE_DIR/netdiskd-PORT.log) is appended across restarts.
+serve_on() {
+	local var=$1 port=$2 pid
+	shift 2
+	"$NDD" --listen 127.0.0.1 --port "$port" "$@" \
+		>>"$CASE_DIR/netdiskd-$port.log" 2>&1 &
+	pid=$!
+	echo "$pid" >>"$CASE_DIR/pids"
+	if ! _wait_port "$port" "$pid"; then
+		cat "$CASE_DIR/netdiskd-$port.log" >&2
+		fail "netdiskd $* did not start listening on port $port"
+	fi
+	printf -v "$var" '%s %s' "$port" "$pid"
+}
+
+# kill_server "PORT PID": kill -9, as a crash would.
+kill_server() {
+	kill -KILL "$(srv_pid "$1")"
+	wait "$(srv_pid "$1")" 2>/dev/null || true
+}
+
 # stop_server "PORT PID": SIGTERM, must exit 0 within 30 s.
 stop_server() {
 	local pid i
@@ -135,6 +158,62 @@ no_devices_left() {
 		[ -e "$d" ] && return 1
 	done
 	return 0
+}
+
+# wait_reconnects DEV N: until the reconnects counter reaches N (90 s).
+wait_reconnects() {
+	local i
+	for ((i = 0; i < 180; i++)); do
+		[ "$(sysattr "$1" reconnects)" -ge "$2" ] && return 0
+		sleep 0.5
+	done
+	fail "$1: reconnects=$(sysattr "$1" reconnects) state=$(sysattr "$1" state), wanted $2"
+}
+
+# start_fio DEV [FIO-ARGS...]: fio write+verify passes over DEV in the
+# background until stop_fio; pass i writes at offset (i % 2) * 32 MiB. Every
+# pass must succeed. Sets fio_pid and returns once I/O is flowing.
+start_fio() {
+	local dev=$1
+	shift
+	rm -f "$CASE_DIR/stop" "$CASE_DIR/fio-failed"
+	_fio_loop "$dev" "$@" &
+	fio_pid=$!
+	echo "$fio_pid" >>"$CASE_DIR/pids"
+	wait_io "$dev" "$fio_pid"
+}
+_fio_loop() {
+	local dev=$1 i=0 out
+	shift
+	while [ ! -e "$CASE_DIR/stop" ]; do
+		i=$((i + 1))
+		out="$CASE_DIR/fio-$i.out"
+		fio --output="$out" --name=v --filename="$dev" \
+			--direct=1 --ioengine=libaio --iodepth=16 \
+			--rw=randwrite --bsrange=4k-128k \
+			--offset=$(( (i % 2) * 32 ))m --verify=crc32c \
+			--verify_fatal=1 --do_verify=1 --verify_state_save=0 \
+			"$@" >/dev/null 2>&1 &&
+			grep -q 'err= 0' "$out" ||
+			{ echo "$i" >"$CASE_DIR/fio-failed"; return 1; }
+		echo "$i" >"$CASE_DIR/fio-runs"
+	done
+}
+# stop_fio DEV: lets the current pass finish; all passes must have passed
+# and the device must count no errors.
+stop_fio() {
+	local rc=0
+	touch "$CASE_DIR/stop"
+	timeout 300 tail --pid="$fio_pid" -f /dev/null ||
+		fail "fio loop still running after 300 s"
+	wait "$fio_pid" || rc=$?
+	if [ -e "$CASE_DIR/fio-failed" ]; then
+		cat "$CASE_DIR/fio-$(cat "$CASE_DIR/fio-failed").out"
+		fail "fio pass $(cat "$CASE_DIR/fio-failed") failed (I/O error or verify failure)"
+	fi
+	[ "$rc" = 0 ] || fail "fio loop exited $rc"
+	log "fio: $(cat "$CASE_DIR/fio-runs") clean write+verify pass(es)"
+	[ "$(sysattr "$1" errors)" = 0 ] || fail "sysfs errors=$(sysattr "$1" errors)"
 }
 
 # make_tree DIR COUNT SEED: COUNT files of varied size (0 B .. 128 KiB) in

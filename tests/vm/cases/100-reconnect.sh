@@ -13,65 +13,8 @@ D=$CASE_DIR
 nd_keygen "$D/key"
 truncate -s 64M "$D/disk.img"
 
-# serve VAR PORT: netdiskd on a given port (a restart keeps the port).
-serve() {
-	local pid
-	"$NDD" --listen 127.0.0.1 --port "$2" --file "$D/disk.img" \
-		--key-file "$D/key" --grace 30 >>"$D/netdiskd-$2.log" 2>&1 &
-	pid=$!
-	echo "$pid" >>"$D/pids"
-	_wait_port "$2" "$pid" || { cat "$D/netdiskd-$2.log"; fail "netdiskd did not start on port $2"; }
-	printf -v "$1" '%s %s' "$2" "$pid"
-}
-kill9() {
-	kill -KILL "$(srv_pid "$1")"
-	wait "$(srv_pid "$1")" 2>/dev/null || true
-}
-# wait_reconnects DEV N: until the reconnects counter reaches N (90 s).
-wait_reconnects() {
-	local i
-	for ((i = 0; i < 180; i++)); do
-		[ "$(sysattr "$1" reconnects)" -ge "$2" ] && return 0
-		sleep 0.5
-	done
-	fail "$1: reconnects=$(sysattr "$1" reconnects) state=$(sysattr "$1" state), wanted $2"
-}
-# fio write+verify passes over the device until $D/stop exists; each pass
-# must succeed. Runs in the background.
-fio_loop() {
-	local i=0
-	rm -f "$D/stop" "$D/fio-failed"
-	while [ ! -e "$D/stop" ]; do
-		i=$((i + 1))
-		fio --output="$D/fio-$i.out" --name=v --filename="$1" \
-			--direct=1 --ioengine=libaio --iodepth=16 \
-			--rw=randwrite --bsrange=4k-128k --size=32m \
-			--offset=$(( (i % 2) * 32 ))m --verify=crc32c \
-			--verify_fatal=1 --do_verify=1 --verify_state_save=0 \
-			>/dev/null 2>&1 || { echo "$i" >"$D/fio-failed"; return 1; }
-		grep -q 'err= 0' "$D/fio-$i.out" || { echo "$i" >"$D/fio-failed"; return 1; }
-		echo "$i" >"$D/fio-runs"
-	done
-}
-start_fio() {
-	fio_loop "$1" &
-	fio_pid=$!
-	echo "$fio_pid" >>"$D/pids"
-	wait_io "$1" "$fio_pid"
-}
-# stop_fio DEV: lets the current pass finish; all passes must have passed.
-stop_fio() {
-	local rc=0
-	touch "$D/stop"
-	timeout 300 tail --pid="$fio_pid" -f /dev/null || fail "fio loop still running after 300 s"
-	wait "$fio_pid" || rc=$?
-	if [ -e "$D/fio-failed" ]; then
-		cat "$D/fio-$(cat "$D/fio-failed").out"
-		fail "fio pass $(cat "$D/fio-failed") failed (I/O error or verify failure)"
-	fi
-	[ "$rc" = 0 ] || fail "fio loop exited $rc"
-	log "fio: $(cat "$D/fio-runs") clean write+verify pass(es)"
-	[ "$(sysattr "$1" errors)" = 0 ] || fail "sysfs errors=$(sysattr "$1" errors)"
+serve() {	# serve VAR PORT
+	serve_on "$1" "$2" --file "$D/disk.img" --key-file "$D/key" --grace 30
 }
 
 port=$((_nd_port + 90))
@@ -81,9 +24,9 @@ log "netdiskd killed with -9 and restarted twice under fio verify"
 serve S "$port"
 attach dev "$url" --key-file "$D/key"
 [ "$(sysattr "$dev" reconnect_timeout)" = 120 ] || fail "default reconnect timeout is not 120 s"
-start_fio "$dev"
+start_fio "$dev" --size=32m
 for round in 1 2; do
-	kill9 "$S"
+	kill_server "$S"
 	log "round $round: server killed, state=$(sysattr "$dev" state)"
 	sleep 1
 	serve S "$port"
@@ -99,7 +42,7 @@ detach "$dev"
 
 log "netdiskd stopped (SIGSTOP) past the request timeout, then continued"
 attach dev "$url" --key-file "$D/key" --timeout 4
-start_fio "$dev"
+start_fio "$dev" --size=32m
 kill -STOP "$(srv_pid "$S")"
 sleep 10
 log "after 10 s stopped: state=$(sysattr "$dev" state)"
@@ -112,7 +55,7 @@ detach "$dev"
 log "server gone longer than --reconnect-timeout 5: EIO, dead, detach"
 attach dev "$url" --key-file "$D/key" --reconnect-timeout 5
 dd if=/dev/urandom of="$dev" bs=1M count=2 oflag=direct status=none || fail "initial write"
-kill9 "$S"
+kill_server "$S"
 t0=$(date +%s)
 rc=0
 timeout 120 dd if="$dev" of=/dev/null bs=4k count=1 skip=3000 iflag=direct \
@@ -131,7 +74,7 @@ no_devices_left || fail "device left after detach"
 log "forced detach while reconnecting returns at once"
 serve S "$port"
 attach dev "$url" --key-file "$D/key" --reconnect-timeout 600
-kill9 "$S"
+kill_server "$S"
 dd if="$dev" of=/dev/null bs=4k count=1 skip=4000 iflag=direct 2>"$D/dd2.err" &
 dd_pid=$!
 echo "$dd_pid" >>"$D/pids"

@@ -14,15 +14,8 @@ truncate -s 32M "$D/disk.img"
 head -c 8M /dev/urandom >"$D/flushed.bin"
 head -c 1M /dev/urandom >"$D/fua.bin"
 
-# serve VAR PORT: netdiskd on a fixed port, so a restart keeps it.
-serve() {
-	local pid
-	"$NDD" --listen 127.0.0.1 --port "$2" --file "$D/disk.img" \
-		--key-file "$D/key" >>"$D/netdiskd-$2.log" 2>&1 &
-	pid=$!
-	echo "$pid" >>"$D/pids"
-	_wait_port "$2" "$pid" || { cat "$D/netdiskd-$2.log"; fail "netdiskd did not start on port $2"; }
-	printf -v "$1" '%s %s' "$2" "$pid"
+serve() {	# serve VAR PORT: a fixed port, so a restart keeps it
+	serve_on "$1" "$2" --file "$D/disk.img" --key-file "$D/key"
 }
 
 port=$((_nd_port + 130))
@@ -41,8 +34,7 @@ dd if="$D/fua.bin" of="$dev" bs=64k seek=256 oflag=direct,dsync status=none ||
 	fail "FUA write"
 
 log "netdiskd killed with -9 right after the acknowledgements"
-kill -KILL "$(srv_pid "$S")"
-wait "$(srv_pid "$S")" 2>/dev/null || true
+kill_server "$S"
 cmp -n 8M "$D/flushed.bin" "$D/disk.img" ||
 	fail "flushed data not in the server's file after kill -9"
 dd if="$D/disk.img" of="$D/fua.out" bs=64k skip=256 count=16 status=none

@@ -16,8 +16,7 @@ start_server S --file "$D/disk.img" --key-file "$D/key"
 attach dev "netdisk://127.0.0.1:$(srv_port "$S")" --key-file "$D/key" \
 	--reconnect-timeout 0
 dd if=/dev/urandom of="$dev" bs=1M count=4 oflag=direct status=none || fail "initial write"
-kill -KILL "$(srv_pid "$S")"
-wait "$(srv_pid "$S")" 2>/dev/null || true
+kill_server "$S"
 t0=$(date +%s)
 rc=0
 timeout 150 dd if="$dev" of=/dev/null bs=4k count=1 skip=5000 iflag=direct \
