@@ -11,7 +11,6 @@
 #include "client.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -21,6 +20,8 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/crypto.h>
 
 /* DONE: claimed for completion; a late duplicate reply is then an error. */
 enum slot_state {
@@ -36,6 +37,7 @@ struct slot {
 	nd_client_cb cb;
 	void *arg;
 	int result;		/* for SLOT_REPLIED */
+	bool filling;		/* receiver is writing into buf (c->lock) */
 	uint8_t hdr[ND_REQ_HDR_LEN];
 };
 
@@ -58,9 +60,21 @@ struct nd_client {
 	bool closing;
 
 	pthread_t rx_thread;
-	uint8_t *rxbuf;
-	size_t rxcap;
+	/* Receiver only: socket input, several small replies per recv. */
+	uint8_t *rb;
+	size_t rpos, rlen;
+	size_t max_rec;			/* longest reply record */
+	long long last_rx;		/* ms; bytes arrived */
 };
+
+/* Socket read buffer of the receiver. */
+#define RX_BUF		(256 * 1024)
+/* Reply data at least this long is received straight into its buffer... */
+#define RX_DIRECT	(64 * 1024)
+/* ...this much per recv, decrypted right away while it is in cache. */
+#define RX_CHUNK	(256 * 1024)
+/* How often a receiver blocked in recv checks for closing and stalls. */
+#define RX_SLICE_MS	500
 
 static long long now_ms(void)
 {
@@ -155,20 +169,190 @@ static void die(struct nd_client *c, int err)
 	}
 }
 
-/* Handles one reply body; returns 0 or an ND_CE_* error. */
-static int handle_reply(struct nd_client *c, uint8_t *body, size_t len)
+/*
+ * Receives up to len bytes into dst. Returns the count, 0 at EOF, or -1
+ * with *err set. recv times out every RX_SLICE_MS (SO_RCVTIMEO) so a
+ * receiver blocked here notices closing and a stalled server.
+ */
+static ssize_t rx_recv(struct nd_client *c, void *dst, size_t len, int *err)
 {
+	for (;;) {
+		ssize_t n = recv(c->fd, dst, len, 0);
+		bool stop, stalled;
+		long long now;
+
+		if (n > 0) {
+			c->last_rx = now_ms();
+			return n;
+		}
+		if (n == 0)
+			return 0;
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK) {
+			*err = ND_CE_IO;
+			return -1;
+		}
+		now = now_ms();
+		pthread_mutex_lock(&c->lock);
+		stop = c->closing || c->err;
+		stalled = c->outstanding &&
+			  now - c->last_activity > c->timeout_ms &&
+			  now - c->last_rx > c->timeout_ms;
+		pthread_mutex_unlock(&c->lock);
+		if (stop || stalled) {
+			*err = stop ? ND_CE_CLOSED : ND_CE_TIMEOUT;
+			return -1;
+		}
+	}
+}
+
+/* EOF or a failed read: which error that is. */
+static int rx_lost(struct nd_client *c, ssize_t n, int err)
+{
+	bool closing;
+
+	pthread_mutex_lock(&c->lock);
+	closing = c->closing;
+	pthread_mutex_unlock(&c->lock);
+	if (closing)
+		return ND_CE_CLOSED;
+	return n == 0 ? ND_CE_IO : err;
+}
+
+/*
+ * Makes n bytes (n <= RX_BUF) available at c->rb + c->rpos. 0, or an
+ * ND_CE_* error.
+ */
+static int rx_need(struct nd_client *c, size_t n)
+{
+	while (c->rlen - c->rpos < n) {
+		ssize_t got;
+		int err = ND_CE_IO;
+
+		if (c->rpos) {
+			memmove(c->rb, c->rb + c->rpos, c->rlen - c->rpos);
+			c->rlen -= c->rpos;
+			c->rpos = 0;
+		}
+		got = rx_recv(c, c->rb + c->rlen, RX_BUF - c->rlen, &err);
+		if (got <= 0)
+			return rx_lost(c, got, err);
+		c->rlen += (size_t)got;
+	}
+	return 0;
+}
+
+/*
+ * Decrypts the next len body bytes of the current record into dst (NULL:
+ * in place, then dropped). Buffered bytes are decrypted out of c->rb; a
+ * long remainder is received straight into dst in cache-sized steps.
+ */
+static int rx_body(struct nd_client *c, uint8_t *dst, size_t len)
+{
+	while (len) {
+		size_t k = c->rlen - c->rpos;
+		ssize_t got;
+		int err = ND_CE_IO;
+
+		if (k) {
+			uint8_t *in = c->rb + c->rpos;
+
+			if (k > len)
+				k = len;
+			if (nd_crypt_update(&c->cr.rx, in, dst ? dst : in, k))
+				return ND_CE_PROTO;
+			c->rpos += k;
+			if (dst)
+				dst += k;
+			len -= k;
+			continue;
+		}
+		c->rpos = c->rlen = 0;
+		if (!dst || len < RX_DIRECT) {
+			got = rx_recv(c, c->rb, RX_BUF, &err);
+			if (got <= 0)
+				return rx_lost(c, got, err);
+			c->rlen = (size_t)got;
+			continue;
+		}
+		got = rx_recv(c, dst, len < RX_CHUNK ? len : RX_CHUNK, &err);
+		if (got <= 0)
+			return rx_lost(c, got, err);
+		if (nd_crypt_update(&c->cr.rx, dst, dst, (size_t)got))
+			return ND_CE_PROTO;
+		dst += got;
+		len -= (size_t)got;
+	}
+	return 0;
+}
+
+/* Checks the current record's tag (next in the stream). 0 or an error. */
+static int rx_tag(struct nd_client *c)
+{
+	int rc = rx_need(c, ND_TAG_LEN);
+
+	if (rc)
+		return rc;
+	c->rpos += ND_TAG_LEN;
+	return nd_open_final(&c->cr.rx, c->rb + c->rpos - ND_TAG_LEN) ?
+	       ND_CE_RECORD_AUTH : 0;
+}
+
+/*
+ * A reply that cannot be matched: authenticate the rest anyway, so an
+ * altered record reads as such rather than as a protocol error.
+ */
+static int rx_reject(struct nd_client *c, size_t left)
+{
+	int rc = rx_body(c, NULL, left);
+
+	if (!rc)
+		rc = rx_tag(c);
+	return rc ? rc : ND_CE_PROTO;
+}
+
+/*
+ * Receives one reply record and completes its request. The reply header
+ * is decrypted first to find the slot; READ data is then decrypted
+ * straight into the caller's buffer. Returns 0 or an ND_CE_* error.
+ */
+static int rx_reply(struct nd_client *c)
+{
+	uint8_t hdr[ND_RECORD_HDR_LEN], rh[ND_REPLY_HDR_LEN];
 	struct nd_reply r;
 	struct slot *s;
-	uint32_t idx, gen;
+	uint32_t len, idx, gen;
+	size_t body;
 	bool done_now;
+	int rc;
 
-	if (nd_reply_decode(body, len, &r))
+	rc = rx_need(c, ND_RECORD_HDR_LEN);
+	if (rc)
+		return rc;
+	memcpy(hdr, c->rb + c->rpos, sizeof(hdr));
+	c->rpos += sizeof(hdr);
+	len = nd_get32(hdr);
+	if (len < ND_TAG_LEN || len > c->max_rec)
 		return ND_CE_PROTO;
+	if (nd_open_begin(&c->cr.rx, hdr))
+		return ND_CE_PROTO;
+	body = len - ND_TAG_LEN;
+	if (body < ND_REPLY_HDR_LEN)
+		return rx_reject(c, body);
+	rc = rx_need(c, ND_REPLY_HDR_LEN);
+	if (rc)
+		return rc;
+	if (nd_crypt_update(&c->cr.rx, c->rb + c->rpos, rh, sizeof(rh)))
+		return ND_CE_PROTO;
+	c->rpos += sizeof(rh);
+	body -= sizeof(rh);
+	if (nd_reply_decode(rh, body + sizeof(rh), &r))
+		return rx_reject(c, body);
 	idx = (uint32_t)r.handle;
 	gen = (uint32_t)(r.handle >> 32);
 	if (idx >= c->nslots)
-		return ND_CE_PROTO;
+		return rx_reject(c, body);
 	s = &c->slots[idx];
 
 	pthread_mutex_lock(&c->lock);
@@ -176,11 +360,26 @@ static int handle_reply(struct nd_client *c, uint8_t *body, size_t len)
 	    (s->state != SLOT_SENDING && s->state != SLOT_INFLIGHT) ||
 	    (r.op == ND_OP_READ && r.status == ND_OK && r.length != s->len)) {
 		pthread_mutex_unlock(&c->lock);
-		return ND_CE_PROTO;
+		return rx_reject(c, body);
+	}
+	s->filling = true;
+	pthread_mutex_unlock(&c->lock);
+
+	/* Outside the lock: the slot's buffer is ours until it completes. */
+	rc = rx_body(c, s->buf, body);
+	if (!rc)
+		rc = rx_tag(c);
+	if (rc && body)
+		OPENSSL_cleanse(s->buf, body);	/* unauthenticated */
+
+	pthread_mutex_lock(&c->lock);
+	s->filling = false;
+	if (rc) {
+		/* die() completes it, or its sender does. */
+		pthread_mutex_unlock(&c->lock);
+		return rc;
 	}
 	c->last_activity = now_ms();
-	if (r.length)
-		memcpy(s->buf, body + ND_REPLY_HDR_LEN, r.length);
 	done_now = s->state == SLOT_INFLIGHT;
 	if (done_now) {
 		s->state = SLOT_DONE;
@@ -197,61 +396,10 @@ static int handle_reply(struct nd_client *c, uint8_t *body, size_t len)
 static void *rx_main(void *arg)
 {
 	struct nd_client *c = arg;
-	int slice = c->timeout_ms < 500 ? c->timeout_ms : 500;
 
 	for (;;) {
-		struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
-		long n;
-		int rc;
+		int rc = rx_reply(c);
 
-		rc = poll(&pfd, 1, slice);
-		if (rc < 0 && errno != EINTR) {
-			die(c, ND_CE_IO);
-			return NULL;
-		}
-		if (rc <= 0) {
-			bool stalled, stop;
-
-			pthread_mutex_lock(&c->lock);
-			stop = c->closing || c->err;
-			stalled = c->outstanding &&
-				  now_ms() - c->last_activity > c->timeout_ms;
-			pthread_mutex_unlock(&c->lock);
-			if (stop || stalled) {
-				die(c, stop ? ND_CE_CLOSED : ND_CE_TIMEOUT);
-				return NULL;
-			}
-			continue;
-		}
-
-		n = nd_recv_record(c->fd, &c->cr.rx, c->rxbuf, c->rxcap);
-		if (n < 0) {
-			int err;
-			bool closing;
-
-			pthread_mutex_lock(&c->lock);
-			closing = c->closing;
-			pthread_mutex_unlock(&c->lock);
-			switch (n) {
-			case ND_RECV_EOF:
-				err = closing ? ND_CE_CLOSED : ND_CE_IO;
-				break;
-			case ND_RECV_AUTH:
-				err = ND_CE_RECORD_AUTH;
-				break;
-			case ND_RECV_TOO_BIG:
-				err = ND_CE_PROTO;
-				break;
-			default:
-				err = closing ? ND_CE_CLOSED :
-				      (errno == EAGAIN || errno == EWOULDBLOCK) ?
-				      ND_CE_TIMEOUT : ND_CE_IO;
-				break;
-			}
-			die(c, err);
-			return NULL;
-		}
-		rc = handle_reply(c, c->rxbuf, (size_t)n);
 		if (rc) {
 			die(c, rc);
 			return NULL;
@@ -311,6 +459,9 @@ int nd_client_submit(struct nd_client *c, uint8_t op, uint8_t flags,
 		done_now = true;
 		result = s->result;
 		s->state = SLOT_DONE;
+	} else if (c->err && s->filling) {
+		/* The receiver is writing its reply: it completes it. */
+		s->state = SLOT_INFLIGHT;
 	} else if (c->err) {
 		/* The receiver is gone or going and skips SENDING slots. */
 		done_now = true;
@@ -405,7 +556,7 @@ static void free_client(struct nd_client *c)
 	nd_crypto_free(&c->cr);
 	free(c->slots);
 	free(c->free_stack);
-	free(c->rxbuf);
+	free(c->rb);
 	pthread_mutex_destroy(&c->lock);
 	pthread_mutex_destroy(&c->tx_lock);
 	pthread_cond_destroy(&c->cv);
@@ -512,9 +663,9 @@ int nd_client_open(const struct nd_url *url, const uint8_t key[ND_KEY_LEN],
 	c->nslots = o.max_inflight;
 	c->slots = calloc(c->nslots, sizeof(*c->slots));
 	c->free_stack = calloc(c->nslots, sizeof(*c->free_stack));
-	c->rxcap = ND_REPLY_HDR_LEN + (size_t)c->info.max_payload + ND_TAG_LEN;
-	c->rxbuf = malloc(c->rxcap);
-	if (!c->slots || !c->free_stack || !c->rxbuf) {
+	c->max_rec = ND_REPLY_HDR_LEN + (size_t)c->info.max_payload + ND_TAG_LEN;
+	c->rb = malloc(RX_BUF);
+	if (!c->slots || !c->free_stack || !c->rb) {
 		free_client(c);
 		return fail(err, errlen, ND_CE_NOMEM, "out of memory");
 	}
@@ -523,6 +674,16 @@ int nd_client_open(const struct nd_url *url, const uint8_t key[ND_KEY_LEN],
 		c->free_stack[i] = c->nslots - 1 - i;
 	c->nfree = c->nslots;
 
+	/* Replies: recv wakes up every slice (see rx_recv). */
+	{
+		int ms = c->timeout_ms < RX_SLICE_MS ? c->timeout_ms :
+						       RX_SLICE_MS;
+		struct timeval tv = { .tv_sec = ms / 1000,
+				      .tv_usec = (ms % 1000) * 1000 };
+
+		setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	}
+	c->last_rx = now_ms();
 	rc = pthread_create(&c->rx_thread, NULL, rx_main, c);
 	if (rc) {
 		free_client(c);
@@ -535,6 +696,7 @@ int nd_client_open(const struct nd_url *url, const uint8_t key[ND_KEY_LEN],
 
 int nd_client_close(struct nd_client *c)
 {
+	bool sent = false;
 	int err;
 
 	if (!c)
@@ -552,11 +714,16 @@ int nd_client_close(struct nd_client *c)
 
 		nd_request_encode(hdr, &req);
 		pthread_mutex_lock(&c->tx_lock);
-		nd_send_record(c->fd, &c->cr.tx, &iov, 1);
+		sent = nd_send_record(c->fd, &c->cr.tx, &iov, 1) == 0;
 		pthread_mutex_unlock(&c->tx_lock);
 	}
-	/* Nothing is outstanding: stop the receiver now. */
-	shutdown(c->fd, SHUT_RDWR);
+	/*
+	 * Nothing is outstanding. After a DISCONNECT the server closes once
+	 * it has let go of the session (and its write lock): the receiver
+	 * waits for that EOF, at most one receive slice, so a client started
+	 * right after this one finds the export free. Otherwise stop now.
+	 */
+	shutdown(c->fd, sent ? SHUT_WR : SHUT_RDWR);
 	pthread_join(c->rx_thread, NULL);
 	free_client(c);
 	return err == ND_CE_CLOSED ? 0 : err;

@@ -89,6 +89,23 @@ int nd_seal(struct nd_dir *d, uint8_t hdr[ND_RECORD_HDR_LEN],
 int nd_open(struct nd_dir *d, const uint8_t hdr[ND_RECORD_HDR_LEN],
 	    uint8_t *body, size_t body_len, const uint8_t tag[ND_TAG_LEN]);
 
+/*
+ * The same records piece by piece, so data can be decrypted straight into
+ * its destination and encrypted while still in cache:
+ *   nd_seal_begin (writes hdr for a body of body_len bytes) or
+ *   nd_open_begin, then nd_crypt_update over the body in order (in == out
+ *   allowed; any split), then nd_seal_final / nd_open_final. An open's
+ *   output is unauthenticated until nd_open_final returns 0: on failure the
+ *   caller must wipe it. All 0 or -1; -1 leaves the direction unusable.
+ */
+int nd_seal_begin(struct nd_dir *d, uint8_t hdr[ND_RECORD_HDR_LEN],
+		  size_t body_len);
+int nd_open_begin(struct nd_dir *d, const uint8_t hdr[ND_RECORD_HDR_LEN]);
+int nd_crypt_update(struct nd_dir *d, const uint8_t *in, uint8_t *out,
+		    size_t len);
+int nd_seal_final(struct nd_dir *d, uint8_t tag[ND_TAG_LEN]);
+int nd_open_final(struct nd_dir *d, const uint8_t tag[ND_TAG_LEN]);
+
 /* ---- blocking socket helpers (io.c) ---- */
 
 /* Full read/write; 0 on success, -1 on error or EOF (errno 0 on EOF). */

@@ -121,6 +121,66 @@ static int nd_record_advance(struct nd_dir *d)
 	return 0;
 }
 
+/* ---- incremental records (see nd_wire.h) ---- */
+
+int nd_seal_begin(struct nd_dir *d, uint8_t hdr[ND_RECORD_HDR_LEN],
+		  size_t body_len)
+{
+	if (!d || !hdr || body_len > UINT32_MAX - ND_TAG_LEN)
+		return -1;
+	nd_put32(hdr, (uint32_t)(body_len + ND_TAG_LEN));
+	return nd_record_begin(d, hdr, 1);
+}
+
+int nd_open_begin(struct nd_dir *d, const uint8_t hdr[ND_RECORD_HDR_LEN])
+{
+	if (!d || !hdr || nd_get32(hdr) < ND_TAG_LEN)
+		return -1;
+	return nd_record_begin(d, hdr, 0);
+}
+
+int nd_crypt_update(struct nd_dir *d, const uint8_t *in, uint8_t *out,
+		    size_t len)
+{
+	while (len) {
+		int n = len > ND_EVP_CHUNK ? ND_EVP_CHUNK : (int)len;
+		int outl;
+
+		if (EVP_CipherUpdate(d->ctx, out, &outl, in, n) != 1 ||
+		    outl != n)
+			return -1;
+		in += n;
+		out += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int nd_seal_final(struct nd_dir *d, uint8_t tag[ND_TAG_LEN])
+{
+	uint8_t fin[ND_TAG_LEN];
+	int outl;
+
+	if (EVP_EncryptFinal_ex(d->ctx, fin, &outl) != 1 ||
+	    EVP_CIPHER_CTX_ctrl(d->ctx, EVP_CTRL_AEAD_GET_TAG, ND_TAG_LEN,
+				tag) != 1)
+		return -1;
+	return nd_record_advance(d);
+}
+
+int nd_open_final(struct nd_dir *d, const uint8_t tag[ND_TAG_LEN])
+{
+	uint8_t t[ND_TAG_LEN], fin[ND_TAG_LEN];
+	int outl;
+
+	memcpy(t, tag, ND_TAG_LEN);	/* the ctrl takes a non-const pointer */
+	if (EVP_CIPHER_CTX_ctrl(d->ctx, EVP_CTRL_AEAD_SET_TAG, ND_TAG_LEN,
+				t) != 1 ||
+	    EVP_DecryptFinal_ex(d->ctx, fin, &outl) != 1)
+		return -1;
+	return nd_record_advance(d);
+}
+
 int nd_seal(struct nd_dir *d, uint8_t hdr[ND_RECORD_HDR_LEN],
 	    const struct iovec *iov, int n, uint8_t tag[ND_TAG_LEN])
 {

@@ -482,6 +482,87 @@ static void test_io_helpers(void **state)
 	assert_int_equal(nd_write_full(-1, a, 3), -1);
 }
 
+/*
+ * Piecewise records (nd_seal_begin/nd_crypt_update/nd_seal_final and the
+ * open side) are the same records as nd_seal/nd_open, for any split of the
+ * body, in place or not; a flipped bit fails nd_open_final.
+ */
+static void test_incremental(void **state)
+{
+	struct pair *p = *state;
+	static const size_t lens[] = { 0, 1, 15, 16, 17, 4096, 70001 };
+	static const size_t steps[] = { 1, 7, 16, 4096, 1 << 20 };
+	size_t li, si;
+
+	for (li = 0; li < sizeof(lens) / sizeof(lens[0]); li++) {
+		for (si = 0; si < sizeof(steps) / sizeof(steps[0]); si++) {
+			size_t len = lens[li], step = steps[si], off;
+			uint8_t *plain = malloc(len + 1), *ct = malloc(len + 1);
+			uint8_t *out = malloc(len + 1);
+			uint8_t hdr[ND_RECORD_HDR_LEN], tag[ND_TAG_LEN];
+			struct iovec v = { .iov_base = ct, .iov_len = len };
+
+			assert_non_null(plain);
+			assert_non_null(ct);
+			assert_non_null(out);
+			for (off = 0; off < len; off++)
+				plain[off] = (uint8_t)(off * 31 + li);
+			/* Piecewise seal (out of place), whole open. */
+			assert_int_equal(nd_seal_begin(&p->cli.tx, hdr, len), 0);
+			for (off = 0; off < len; off += step) {
+				size_t k = len - off < step ? len - off : step;
+
+				assert_int_equal(nd_crypt_update(&p->cli.tx,
+						 plain + off, ct + off, k), 0);
+			}
+			assert_int_equal(nd_seal_final(&p->cli.tx, tag), 0);
+			assert_int_equal(nd_get32(hdr), len + ND_TAG_LEN);
+			memcpy(out, ct, len);
+			assert_int_equal(nd_open(&p->srv.rx, hdr, out, len, tag), 0);
+			if (len)
+				assert_memory_equal(out, plain, len);
+			/* Whole seal, piecewise open (in place). */
+			memcpy(ct, plain, len);
+			assert_int_equal(nd_seal(&p->cli.tx, hdr, &v, 1, tag), 0);
+			assert_int_equal(nd_open_begin(&p->srv.rx, hdr), 0);
+			for (off = 0; off < len; off += step) {
+				size_t k = len - off < step ? len - off : step;
+
+				assert_int_equal(nd_crypt_update(&p->srv.rx,
+						 ct + off, ct + off, k), 0);
+			}
+			assert_int_equal(nd_open_final(&p->srv.rx, tag), 0);
+			if (len)
+				assert_memory_equal(ct, plain, len);
+			free(plain);
+			free(ct);
+			free(out);
+		}
+	}
+
+	/* A flipped tag bit: refused; the receiver is then out of step. */
+	{
+		uint8_t hdr[ND_RECORD_HDR_LEN], tag[ND_TAG_LEN], b[32] = { 1 };
+
+		assert_int_equal(nd_seal_begin(&p->cli.tx, hdr, sizeof(b)), 0);
+		assert_int_equal(nd_crypt_update(&p->cli.tx, b, b, sizeof(b)), 0);
+		assert_int_equal(nd_seal_final(&p->cli.tx, tag), 0);
+		tag[3] ^= 0x10;
+		assert_int_equal(nd_open_begin(&p->srv.rx, hdr), 0);
+		assert_int_equal(nd_crypt_update(&p->srv.rx, b, b, sizeof(b)), 0);
+		assert_int_equal(nd_open_final(&p->srv.rx, tag), -1);
+	}
+	/* Wrong direction and a length below the tag: refused up front. */
+	{
+		uint8_t hdr[ND_RECORD_HDR_LEN] = { 0, 0, 0, 3 };
+		uint8_t ok[ND_RECORD_HDR_LEN] = { 0, 0, 0, 32 };
+
+		assert_int_equal(nd_open_begin(&p->srv.rx, hdr), -1);
+		assert_int_equal(nd_open_begin(&p->cli.tx, ok), -1);
+		assert_int_equal(nd_seal_begin(&p->srv.rx, hdr, 4), -1);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -499,6 +580,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_replay_reorder_drop, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_wrong_use, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_incremental, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_eintr, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_io_helpers, setup,
 						teardown),
