@@ -79,6 +79,7 @@ struct bench {
 	pthread_cond_t cv;
 	struct breq *reqs;
 	unsigned int *freeq;
+	unsigned int *batch;		/* main loop: the slots it took */
 	unsigned int nfree;
 	int err;			/* first failed status */
 	/* Touched only by the completion callback until drained. */
@@ -104,6 +105,15 @@ static void bench_cb(void *arg, int status)
 	}
 	b->freeq[b->nfree++] = (unsigned int)(r - b->reqs);
 	pthread_cond_signal(&b->cv);
+	pthread_mutex_unlock(&b->m);
+}
+
+/* Returns n unused request slots to the free queue. */
+static void give_back(struct bench *b, const unsigned int *idx, unsigned int n)
+{
+	pthread_mutex_lock(&b->m);
+	while (n--)
+		b->freeq[b->nfree++] = *idx++;
 	pthread_mutex_unlock(&b->m);
 }
 
@@ -276,7 +286,8 @@ int nd_cmd_bench(int argc, char **argv)
 	pthread_cond_init(&b->cv, NULL);
 	b->reqs = calloc(iodepth, sizeof(*b->reqs));
 	b->freeq = calloc(iodepth, sizeof(*b->freeq));
-	if (!b->reqs || !b->freeq) {
+	b->batch = calloc(iodepth, sizeof(*b->batch));
+	if (!b->reqs || !b->freeq || !b->batch) {
 		nd_err("bench: out of memory");
 		rc = ND_EXIT_FAIL;
 		goto out;
@@ -302,40 +313,53 @@ int nd_cmd_bench(int argc, char **argv)
 
 	t_start = nd_now_ns();
 	deadline = t_start + (uint64_t)time_ms * 1000000ull;
+	/*
+	 * Every request that completed since the last pass is resubmitted
+	 * in one batch (one sendmsg): the queue depth stays the same.
+	 */
 	for (;;) {
-		struct breq *r;
-		uint64_t off;
+		unsigned int n, k;
+		uint64_t t0;
 		int err;
 
 		pthread_mutex_lock(&b->m);
 		while (!b->nfree && !b->err)
 			pthread_cond_wait(&b->cv, &b->m);
 		err = b->err;
-		r = err ? NULL : &b->reqs[b->freeq[--b->nfree]];
+		n = b->nfree;
+		memcpy(b->batch, b->freeq, n * sizeof(*b->batch));
+		b->nfree = 0;
 		pthread_mutex_unlock(&b->m);
-		if (err || nd_now_ns() >= deadline) {
-			if (r) {
+		t0 = nd_now_ns();
+		if (err || t0 >= deadline) {
+			give_back(b, b->batch, n);
+			break;
+		}
+		nd_client_plug(c);
+		for (k = 0; k < n; k++) {
+			struct breq *r = &b->reqs[b->batch[k]];
+			uint64_t off;
+
+			if (is_rand)
+				off = region_off + (xorshift(&rng) % nblocks) * bs;
+			else
+				off = region_off + (seq++ % nblocks) * bs;
+			r->t0 = t0;
+			rc = nd_client_submit(c, is_write ? ND_OP_WRITE : ND_OP_READ,
+					      0, off, (uint32_t)bs, r->buf,
+					      bench_cb, r);
+			if (rc) {
 				pthread_mutex_lock(&b->m);
-				b->freeq[b->nfree++] = (unsigned int)(r - b->reqs);
+				if (!b->err)
+					b->err = rc;
 				pthread_mutex_unlock(&b->m);
+				give_back(b, b->batch + k, n - k);
+				break;
 			}
-			break;
 		}
-		if (is_rand)
-			off = region_off + (xorshift(&rng) % nblocks) * bs;
-		else
-			off = region_off + (seq++ % nblocks) * bs;
-		r->t0 = nd_now_ns();
-		rc = nd_client_submit(c, is_write ? ND_OP_WRITE : ND_OP_READ, 0,
-				      off, (uint32_t)bs, r->buf, bench_cb, r);
-		if (rc) {
-			pthread_mutex_lock(&b->m);
-			if (!b->err)
-				b->err = rc;
-			b->freeq[b->nfree++] = (unsigned int)(r - b->reqs);
-			pthread_mutex_unlock(&b->m);
+		nd_client_unplug(c);
+		if (k < n)
 			break;
-		}
 	}
 	nd_client_drain(c);
 	t_end = nd_now_ns();
@@ -388,6 +412,7 @@ out:
 			free(b->reqs[i].buf);
 		free(b->reqs);
 		free(b->freeq);
+		free(b->batch);
 		pthread_mutex_destroy(&b->m);
 		pthread_cond_destroy(&b->cv);
 		free(b);

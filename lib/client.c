@@ -38,6 +38,10 @@ struct slot {
 	void *arg;
 	int result;		/* for SLOT_REPLIED */
 	bool filling;		/* receiver is writing into buf (c->lock) */
+	/* Sealed record header and tag; pending list (tx_lock). */
+	uint8_t rec[ND_RECORD_HDR_LEN];
+	uint8_t tag[ND_TAG_LEN];
+	struct slot *pend_next, *done_next;
 	uint8_t hdr[ND_REQ_HDR_LEN];
 };
 
@@ -48,6 +52,10 @@ struct nd_client {
 	struct nd_session_info info;
 
 	pthread_mutex_t tx_lock;	/* serialises sealing + sending */
+	int plug;			/* tx_lock: nd_client_plug depth */
+	struct slot *pend_head, *pend_tail;	/* sealed, not sent yet */
+	unsigned int npend;
+	size_t pend_bytes;
 	pthread_mutex_t lock;		/* everything below */
 	pthread_cond_t cv;		/* slot freed, idle, or dead */
 	struct slot *slots;
@@ -73,6 +81,9 @@ struct nd_client {
 #define RX_DIRECT	(64 * 1024)
 /* ...this much per recv, decrypted right away while it is in cache. */
 #define RX_CHUNK	(256 * 1024)
+/* While plugged, queued requests go out at this count or size. */
+#define TX_PEND_MAX	32
+#define TX_PEND_BYTES	(256 * 1024)
 /* How often a receiver blocked in recv checks for closing and stalls. */
 #define RX_SLICE_MS	500
 
@@ -407,6 +418,109 @@ static void *rx_main(void *arg)
 	}
 }
 
+/*
+ * Sends the sealed requests queued on c (tx_lock held) with one sendmsg,
+ * in sealing order. Returns the list for tx_done and sets *rc.
+ */
+/* Takes the queued requests off c (tx_lock held). */
+static struct slot *pend_take(struct nd_client *c)
+{
+	struct slot *list = c->pend_head;
+
+	c->pend_head = c->pend_tail = NULL;
+	c->npend = 0;
+	c->pend_bytes = 0;
+	return list;
+}
+
+static struct slot *tx_flush_locked(struct nd_client *c, int *rc)
+{
+	/* nd_client_submit never queues more than TX_PEND_MAX. */
+	struct iovec iov[TX_PEND_MAX * 4];
+	struct slot *list = pend_take(c), *s;
+	int n = 0;
+
+	*rc = 0;
+	for (s = list; s; s = s->pend_next) {
+		iov[n++] = (struct iovec){ s->rec, sizeof(s->rec) };
+		iov[n++] = (struct iovec){ s->hdr, sizeof(s->hdr) };
+		if (s->op == ND_OP_WRITE && s->len)
+			iov[n++] = (struct iovec){ s->buf, s->len };
+		iov[n++] = (struct iovec){ s->tag, sizeof(s->tag) };
+	}
+	if (n)
+		*rc = nd_writev_full(c->fd, iov, n);
+	return list;
+}
+
+/* After sending list (rc: result): in flight, or completed now. */
+static void tx_done(struct nd_client *c, struct slot *list, int rc)
+{
+	struct slot *s, *done = NULL;
+
+	if (!list)
+		return;
+	pthread_mutex_lock(&c->lock);
+	if (rc && !c->err)
+		c->err = ND_CE_IO;
+	for (s = list; s; s = s->pend_next) {
+		if (s->state == SLOT_REPLIED) {
+			s->state = SLOT_DONE;
+		} else if (c->err && s->filling) {
+			/* The receiver is writing its reply: it completes it. */
+			s->state = SLOT_INFLIGHT;
+			continue;
+		} else if (c->err) {
+			/* The receiver is gone or going: skips SENDING slots. */
+			s->result = c->err;
+			s->state = SLOT_DONE;
+		} else {
+			s->state = SLOT_INFLIGHT;
+			continue;
+		}
+		s->done_next = done;
+		done = s;
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (rc)
+		shutdown(c->fd, SHUT_RDWR);	/* let the receiver notice */
+	while ((s = done)) {
+		done = s->done_next;
+		complete(c, s, s->result);
+	}
+}
+
+/* Sends whatever a plug left queued. */
+static void tx_flush(struct nd_client *c)
+{
+	struct slot *list;
+	int rc;
+
+	pthread_mutex_lock(&c->tx_lock);
+	list = tx_flush_locked(c, &rc);
+	pthread_mutex_unlock(&c->tx_lock);
+	tx_done(c, list, rc);
+}
+
+void nd_client_plug(struct nd_client *c)
+{
+	pthread_mutex_lock(&c->tx_lock);
+	c->plug++;
+	pthread_mutex_unlock(&c->tx_lock);
+}
+
+void nd_client_unplug(struct nd_client *c)
+{
+	struct slot *list = NULL;
+	int rc = 0;
+
+	pthread_mutex_lock(&c->tx_lock);
+	if (c->plug > 0 && --c->plug == 0)
+		list = tx_flush_locked(c, &rc);
+	pthread_mutex_unlock(&c->tx_lock);
+	tx_done(c, list, rc);
+}
+
 int nd_client_submit(struct nd_client *c, uint8_t op, uint8_t flags,
 		     uint64_t offset, uint32_t len, void *buf,
 		     nd_client_cb cb, void *arg)
@@ -415,14 +529,23 @@ int nd_client_submit(struct nd_client *c, uint8_t op, uint8_t flags,
 		.op = op, .flags = flags, .length = len, .offset = offset,
 	};
 	struct iovec iov[2];
-	struct slot *s;
+	struct slot *s, *list = NULL;
 	unsigned int idx;
-	int rc, result = 0;
-	bool done_now = false;
+	bool flushed = false;
+	int rc = 0;
 
 	pthread_mutex_lock(&c->lock);
-	while (!c->err && !c->closing && c->nfree == 0)
+	while (!c->err && !c->closing && c->nfree == 0) {
+		if (!flushed) {
+			/* Slots may be held by our own plugged requests. */
+			pthread_mutex_unlock(&c->lock);
+			tx_flush(c);
+			flushed = true;
+			pthread_mutex_lock(&c->lock);
+			continue;
+		}
 		pthread_cond_wait(&c->cv, &c->lock);
+	}
 	if (c->err || c->closing) {
 		rc = c->err ? c->err : ND_CE_CLOSED;
 		pthread_mutex_unlock(&c->lock);
@@ -437,6 +560,8 @@ int nd_client_submit(struct nd_client *c, uint8_t op, uint8_t flags,
 	s->buf = buf;
 	s->cb = cb;
 	s->arg = arg;
+	s->result = 0;
+	s->pend_next = NULL;
 	if (c->outstanding++ == 0)
 		c->last_activity = now_ms();
 	pthread_mutex_unlock(&c->lock);
@@ -448,33 +573,26 @@ int nd_client_submit(struct nd_client *c, uint8_t op, uint8_t flags,
 	iov[1].iov_base = buf;
 	iov[1].iov_len = len;
 
+	/* Sealed in queue order; sent now, or at unplug (batched). */
 	pthread_mutex_lock(&c->tx_lock);
-	rc = nd_send_record(c->fd, &c->cr.tx, iov, op == ND_OP_WRITE ? 2 : 1);
-	pthread_mutex_unlock(&c->tx_lock);
-
-	pthread_mutex_lock(&c->lock);
-	if (rc && !c->err)
-		c->err = ND_CE_IO;
-	if (s->state == SLOT_REPLIED) {
-		done_now = true;
-		result = s->result;
-		s->state = SLOT_DONE;
-	} else if (c->err && s->filling) {
-		/* The receiver is writing its reply: it completes it. */
-		s->state = SLOT_INFLIGHT;
-	} else if (c->err) {
-		/* The receiver is gone or going and skips SENDING slots. */
-		done_now = true;
-		result = c->err;
-		s->state = SLOT_DONE;
-	} else {
-		s->state = SLOT_INFLIGHT;
+	if (c->pend_tail)
+		c->pend_tail->pend_next = s;
+	else
+		c->pend_head = s;
+	c->pend_tail = s;
+	c->npend++;
+	c->pend_bytes += op == ND_OP_WRITE ? len : 0;
+	if (nd_seal(&c->cr.tx, s->rec, iov, op == ND_OP_WRITE ? 2 : 1,
+		    s->tag)) {
+		/* The record stream is broken: fail everything queued. */
+		list = pend_take(c);
+		rc = -1;
+	} else if (!c->plug || c->npend >= TX_PEND_MAX ||
+		   c->pend_bytes >= TX_PEND_BYTES) {
+		list = tx_flush_locked(c, &rc);
 	}
-	pthread_mutex_unlock(&c->lock);
-	if (rc)
-		shutdown(c->fd, SHUT_RDWR);	/* let the receiver notice */
-	if (done_now)
-		complete(c, s, result);
+	pthread_mutex_unlock(&c->tx_lock);
+	tx_done(c, list, rc);
 	return 0;
 }
 
@@ -482,6 +600,7 @@ int nd_client_drain(struct nd_client *c)
 {
 	int err;
 
+	tx_flush(c);
 	pthread_mutex_lock(&c->lock);
 	while (c->outstanding)
 		pthread_cond_wait(&c->cv, &c->lock);
@@ -520,6 +639,7 @@ static int sync_req(struct nd_client *c, uint8_t op, void *buf, uint64_t off,
 	rc = nd_client_submit(c, op, 0, off, len, buf, sync_cb, &w);
 	if (rc)
 		return rc;
+	tx_flush(c);	/* we wait for it: even inside a plug */
 	pthread_mutex_lock(&w.m);
 	while (!w.done)
 		pthread_cond_wait(&w.cv, &w.m);

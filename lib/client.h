@@ -72,6 +72,17 @@ int nd_client_submit(struct nd_client *c, uint8_t op, uint8_t flags,
 		     uint64_t offset, uint32_t len, void *buf,
 		     nd_client_cb cb, void *arg);
 
+/*
+ * Batching: between nd_client_plug() and nd_client_unplug(), submitted
+ * requests are sealed and queued, and go out together (one sendmsg) at
+ * unplug or once 32 requests or 256 KiB of write data are queued. A submit
+ * that must wait for a free slot sends the queue first. Pairs may nest;
+ * nd_client_drain(), nd_client_close() and the synchronous helpers below
+ * also send what is queued.
+ */
+void nd_client_plug(struct nd_client *c);
+void nd_client_unplug(struct nd_client *c);
+
 /* Waits until no request is outstanding; returns 0 or the connection error. */
 int nd_client_drain(struct nd_client *c);
 
