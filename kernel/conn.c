@@ -21,6 +21,8 @@
 #include "netdisk.h"
 
 #define ND_DISCONNECT_TIMEOUT_S	5
+/* Read-ahead of the receiver past the record it needs. */
+#define ND_RX_AHEAD		(64 * 1024)
 
 int nd_buf_alloc(struct nd_buf *b, size_t size)
 {
@@ -224,35 +226,6 @@ bool nd_conn_reconnecting(struct nd_conn *c)
 	return test_bit(ND_CONN_RECONNECTING, &c->flags);
 }
 
-/*
- * Called by queue_rq (atomic context). Returns false if the connection is
- * dead: the caller fails the request. While reconnecting the request waits
- * on the queue.
- */
-bool nd_conn_queue(struct nd_conn *c, struct request *rq)
-{
-	struct nd_cmd *cmd = blk_mq_rq_to_pdu(rq);
-	bool held;
-
-	spin_lock(&c->queue_lock);
-	if (test_bit(ND_CONN_DEAD, &c->flags)) {
-		spin_unlock(&c->queue_lock);
-		return false;
-	}
-	/* Set before the request is visible to nd_conn_kill's sweep. */
-	spin_lock(&cmd->lock);
-	cmd->cookie++;
-	cmd->inflight = true;
-	cmd->status = BLK_STS_OK;
-	spin_unlock(&cmd->lock);
-	list_add_tail(&cmd->list, &c->queue);
-	held = test_bit(ND_CONN_RECONNECTING, &c->flags);
-	spin_unlock(&c->queue_lock);
-	if (!held)
-		queue_work(nd_wq, &c->tx_work);
-	return true;
-}
-
 /* Seals and sends one request; tx_lock held. */
 static int nd_tx_one(struct nd_conn *c, struct nd_cmd *cmd, bool more)
 {
@@ -276,12 +249,15 @@ static int nd_tx_one(struct nd_conn *c, struct nd_cmd *cmd, bool more)
 			    more ? MSG_MORE : 0);
 }
 
-static void nd_tx_work(struct work_struct *work)
+/*
+ * Sends every queued request in order; tx_lock held. With last false the
+ * block layer has more requests for us in this batch: the final record is
+ * corked (MSG_MORE) until the next one or nd_conn_push().
+ */
+static void nd_tx_drain(struct nd_conn *c, bool last)
 {
-	struct nd_conn *c = container_of(work, struct nd_conn, tx_work);
 	unsigned int noio = memalloc_noio_save();
 
-	mutex_lock(&c->tx_lock);
 	for (;;) {
 		struct nd_cmd *cmd;
 		bool more;
@@ -294,7 +270,7 @@ static void nd_tx_work(struct work_struct *work)
 			list_first_entry_or_null(&c->queue, struct nd_cmd, list);
 		if (cmd)
 			list_del_init(&cmd->list);
-		more = !list_empty(&c->queue);
+		more = !list_empty(&c->queue) || !last;
 		spin_unlock(&c->queue_lock);
 		if (!cmd)
 			break;
@@ -304,8 +280,91 @@ static void nd_tx_work(struct work_struct *work)
 			break;
 		}
 	}
-	mutex_unlock(&c->tx_lock);
 	memalloc_noio_restore(noio);
+}
+
+static void nd_tx_work(struct work_struct *work)
+{
+	struct nd_conn *c = container_of(work, struct nd_conn, tx_work);
+
+	mutex_lock(&c->tx_lock);
+	nd_tx_drain(c, true);
+	mutex_unlock(&c->tx_lock);
+}
+
+/*
+ * Called by queue_rq (may sleep: BLK_MQ_F_BLOCKING). Returns false if the
+ * connection is dead: the caller fails the request. While reconnecting the
+ * request waits on the queue. An idle sender is used inline, as nbd.ko
+ * does (no work item hop per request); when it is busy (another queue_rq,
+ * the worker or a reconnect) the work item drains after it.
+ */
+bool nd_conn_queue(struct nd_conn *c, struct request *rq, bool last)
+{
+	struct nd_cmd *cmd = blk_mq_rq_to_pdu(rq);
+	bool held;
+
+	spin_lock(&c->queue_lock);
+	if (test_bit(ND_CONN_DEAD, &c->flags)) {
+		spin_unlock(&c->queue_lock);
+		return false;
+	}
+	/* Set before the request is visible to nd_conn_kill's sweep. */
+	spin_lock(&cmd->lock);
+	cmd->cookie++;
+	cmd->inflight = true;
+	cmd->status = BLK_STS_OK;
+	spin_unlock(&cmd->lock);
+	list_add_tail(&cmd->list, &c->queue);
+	held = test_bit(ND_CONN_RECONNECTING, &c->flags);
+	spin_unlock(&c->queue_lock);
+	if (held)
+		return true;
+	if (mutex_trylock(&c->tx_lock)) {
+		nd_tx_drain(c, last);
+		mutex_unlock(&c->tx_lock);
+	} else {
+		queue_work(nd_wq, &c->tx_work);
+	}
+	return true;
+}
+
+/* A batch ended without its last request: send what MSG_MORE corked. */
+void nd_conn_push(struct nd_conn *c)
+{
+	mutex_lock(&c->tx_lock);
+	if (c->sock && !nd_conn_dead(c) && !nd_conn_reconnecting(c))
+		tcp_sock_set_cork(c->sock->sk, false);
+	mutex_unlock(&c->tx_lock);
+}
+
+/*
+ * Makes the first want bytes of the stream available at rx_buf. Reads
+ * whatever the socket has, up to ND_RX_AHEAD bytes past want, so small
+ * records arriving back to back cost one recvmsg for several.
+ */
+static int nd_rx_fill(struct nd_conn *c, size_t want)
+{
+	while (c->rx_have < want) {
+		size_t room = min(c->rx_buf.size, want + ND_RX_AHEAD) -
+			      c->rx_have;
+		struct kvec iov = {
+			.iov_base = c->rx_buf.data + c->rx_have,
+			.iov_len = room,
+		};
+		struct msghdr msg = { .msg_flags = MSG_NOSIGNAL };
+		int n = kernel_recvmsg(c->sock, &msg, &iov, 1, room,
+				       MSG_NOSIGNAL);
+
+		if (n == -EAGAIN)
+			return -ETIMEDOUT;
+		if (n < 0)
+			return n;
+		if (n == 0)
+			return -ECONNRESET;	/* peer closed */
+		c->rx_have += n;
+	}
+	return 0;
 }
 
 /* Receives, opens and dispatches one reply record. */
@@ -313,11 +372,12 @@ static int nd_rx_one(struct nd_conn *c, const char **why)
 {
 	u8 *rec = c->rx_buf.data;
 	struct nd_reply rep;
+	size_t total;
 	u32 len;
 	int err;
 
 	*why = "connection lost";
-	err = nd_sock_recv(c->sock, rec, ND_RECORD_HDR_LEN);
+	err = nd_rx_fill(c, ND_RECORD_HDR_LEN);
 	if (err)
 		return err;
 	len = nd_get32(rec);
@@ -326,7 +386,8 @@ static int nd_rx_one(struct nd_conn *c, const char **why)
 	    len > ND_REPLY_HDR_LEN + c->max_payload + ND_TAG_LEN)
 		return -EPROTO;
 	*why = "connection lost";
-	err = nd_sock_recv(c->sock, rec + ND_RECORD_HDR_LEN, len);
+	total = ND_RECORD_HDR_LEN + len;
+	err = nd_rx_fill(c, total);
 	if (err)
 		return err;
 	*why = "record authentication failed (data altered in transit?)";
@@ -337,8 +398,15 @@ static int nd_rx_one(struct nd_conn *c, const char **why)
 	if (nd_reply_decode(rec + ND_RECORD_HDR_LEN, len - ND_TAG_LEN, &rep))
 		return -EPROTO;
 	*why = "protocol error from server (reply to unknown request)";
-	return nd_blk_complete_reply(c->dev, c->qid, &rep,
-				     rec + ND_RECORD_HDR_LEN + ND_REPLY_HDR_LEN);
+	err = nd_blk_complete_reply(c->dev, c->qid, &rep,
+				    rec + ND_RECORD_HDR_LEN + ND_REPLY_HDR_LEN);
+	if (err)
+		return err;
+	/* What followed the record starts the next one. */
+	c->rx_have -= total;
+	if (c->rx_have)
+		memmove(rec, rec + total, c->rx_have);
+	return 0;
 }
 
 static int nd_rx_thread(void *arg)
@@ -366,6 +434,7 @@ static int nd_conn_start_rx(struct nd_conn *c)
 
 	/* The handshake had timeouts; the data path relies on blk-mq's. */
 	nd_set_timeouts(c->sock, MAX_SCHEDULE_TIMEOUT, MAX_SCHEDULE_TIMEOUT);
+	c->rx_have = 0;		/* a new stream */
 	t = kthread_create(nd_rx_thread, c, "%s-rx", c->dev->name);
 	if (IS_ERR(t))
 		return PTR_ERR(t);
@@ -384,7 +453,7 @@ int nd_conn_start(struct nd_conn *c)
 	if (err)
 		return err;
 	err = nd_buf_alloc(&c->rx_buf, ND_RECORD_HDR_LEN + ND_REPLY_HDR_LEN +
-			   c->max_payload + ND_TAG_LEN);
+			   c->max_payload + ND_TAG_LEN + ND_RX_AHEAD);
 	if (err)
 		return err;
 	return nd_conn_start_rx(c);

@@ -101,6 +101,7 @@ struct nd_conn {
 
 	struct task_struct *rx_thread;
 	struct nd_buf rx_buf;
+	size_t rx_have;			/* bytes of the stream in rx_buf */
 
 	/* Reconnection. */
 	struct mutex sock_lock;		/* publishing vs. shutting down sock */
@@ -134,7 +135,8 @@ void nd_conn_fail(struct nd_conn *c, const char *why);
 bool nd_conn_reconnecting(struct nd_conn *c);
 void nd_conn_close(struct nd_conn *c, bool graceful);
 void nd_conn_free(struct nd_conn *c);
-bool nd_conn_queue(struct nd_conn *c, struct request *rq);
+bool nd_conn_queue(struct nd_conn *c, struct request *rq, bool last);
+void nd_conn_push(struct nd_conn *c);
 bool nd_conn_dead(struct nd_conn *c);
 int nd_sock_send(struct socket *sock, const void *buf, size_t len);
 int nd_sock_recv(struct socket *sock, void *buf, size_t len);
