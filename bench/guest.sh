@@ -82,6 +82,9 @@ ndd_env=()
 if [ "${gcm_noext:-0}" -gt "$((${gcm_def:-0} * 11 / 10))" ]; then
 	ndd_env=(OPENSSL_ia32cap=":0")
 fi
+ndd_gcm=$gcm_def
+[ ${#ndd_env[@]} -gt 0 ] && ndd_gcm=$gcm_noext
+echo "guest_ndd_gcm $ndd_gcm" >>"$VMOUT/guest-info"
 echo "guest_aes_gcm_16k $gcm_def MB/s (OPENSSL_ia32cap=:0: $gcm_noext MB/s; netdiskd uses ${ndd_env[*]:-the default})" >>"$VMOUT/guest-info"
 cp=$(dd if=/dev/zero of=/dev/null bs=1M count=512 2>&1 | sed -n 's/.*, \([0-9.,]* [GMk]B\/s\)$/\1/p')
 echo "guest_memcpy ${cp:-n/a}" >>"$VMOUT/guest-info"
@@ -130,6 +133,17 @@ else
 		else
 			nd_dev=$out
 		fi
+	fi
+fi
+
+# The kernel's AES-256-GCM: the driver netdisk.ko chose at load (it times
+# the candidates) and, through AF_ALG, that driver's speed on 64 KiB.
+if [ -n "$nd_dev" ]; then
+	kdrv=$(dmesg | sed -n 's/.*netdisk: AES-256-GCM by \([^ ]*\) (\([0-9]*\) MB.*/\1 \2/p' | tail -n 1)
+	echo "guest_kernel_gcm ${kdrv:-n/a}" >>"$VMOUT/guest-info"
+	if [ -n "$kdrv" ] && modprobe algif_aead 2>/dev/null; then
+		ks=$(python3 "$REPO/bench/kcrypto-speed.py" 1 65536 "${kdrv%% *}" 2>/dev/null | awk '{ print $3 }')
+		echo "guest_kernel_gcm_afalg ${ks:-n/a}" >>"$VMOUT/guest-info"
 	fi
 fi
 

@@ -149,6 +149,27 @@ if [ -s "$W/extra.tsv" ]; then
 	[ -n "$hwm" ] && printf 'Peak RSS of the netdiskd serving the userspace runs: %.1f MiB.\n' \
 		"$(echo "$hwm / 1024" | bc -l)"
 fi
+# What AES-256-GCM alone allows in the guest: every netdisk byte is sealed
+# by netdiskd and opened by netdisk.ko (or the reverse), both in the guest;
+# NBD does no crypto at all.
+ug=$(mi guest_ndd_gcm)
+kg=$(mi guest_kernel_gcm_afalg)
+if [[ "$ug" =~ ^[0-9.]+$ && "$kg" =~ ^[0-9.]+$ && "$ug" != 0 && "$kg" != 0 ]]; then
+	echo
+	echo "## Kernel path: the AES-256-GCM ceiling in this guest"
+	echo
+	echo "netdiskd seals (or opens) with OpenSSL at $ug MB/s, netdisk.ko opens (or seals) with $(mi guest_kernel_gcm | cut -d' ' -f1) at $kg MB/s (AF_ALG, 64 KiB, one vCPU each)."
+	awk -F'\t' -v u="$ug" -v k="$kg" '
+	$1 == "kernel" && $3 == "nbd" && ($2 == "read1m" || $2 == "write1m") { s[$2] += $6; n[$2]++ }
+	END {
+		par = u < k ? u : k; ser = 1 / (1 / u + 1 / k)
+		printf "1 MiB jobs can reach at most %.1f MB/s (both passes in parallel on the two vCPUs, nothing else running) and %.1f MB/s if they serialise;", par, ser
+		if (n["read1m"] && n["write1m"])
+			printf " plain NBD moved %.1f MB/s (1M read) and %.1f MB/s (1M write) here, so the crypto alone caps the 1M ratios at about %.2f and %.2f.", \
+				s["read1m"] / n["read1m"], s["write1m"] / n["write1m"], par / (s["read1m"] / n["read1m"]), par / (s["write1m"] / n["write1m"])
+		print ""
+	}' "$TSV"
+fi
 echo
 echo "## Errors"
 echo

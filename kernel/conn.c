@@ -226,8 +226,40 @@ bool nd_conn_reconnecting(struct nd_conn *c)
 	return test_bit(ND_CONN_RECONNECTING, &c->flags);
 }
 
-/* Seals and sends one request; tx_lock held. */
-static int nd_tx_one(struct nd_conn *c, struct nd_cmd *cmd, bool more)
+/*
+ * Sends what is left of the sealed record in tx_buf; tx_lock held. From
+ * queue_rq (nowait) it never blocks: the submitting task may have a signal
+ * pending, which would cut a blocked send short and the record in half.
+ * -EAGAIN then leaves the rest to the sender work.
+ */
+static int nd_tx_flush(struct nd_conn *c, bool nowait)
+{
+	while (c->tx_off < c->tx_len) {
+		struct kvec iov = {
+			.iov_base = c->tx_buf.data + c->tx_off,
+			.iov_len = c->tx_len - c->tx_off,
+		};
+		struct msghdr msg = {
+			.msg_flags = MSG_NOSIGNAL | (c->tx_more ? MSG_MORE : 0) |
+				     (nowait ? MSG_DONTWAIT : 0),
+		};
+		int n = kernel_sendmsg(c->sock, &msg, &iov, 1, iov.iov_len);
+
+		if (n == -EAGAIN && nowait)
+			return -EAGAIN;
+		if (n == -EAGAIN)
+			return -ETIMEDOUT;	/* SO_SNDTIMEO expired */
+		if (n < 0)
+			return n;
+		if (n == 0)
+			return -EPIPE;
+		c->tx_off += n;
+	}
+	return 0;
+}
+
+/* Seals one request into tx_buf (unless it is no longer ours); tx_lock held. */
+static int nd_tx_seal(struct nd_conn *c, struct nd_cmd *cmd)
 {
 	struct request *rq = blk_mq_rq_from_pdu(cmd);
 	u8 *rec = c->tx_buf.data;
@@ -245,42 +277,60 @@ static int nd_tx_one(struct nd_conn *c, struct nd_cmd *cmd, bool more)
 	err = nd_seal(&c->tx, c->tx_buf.sgt.sgl, rec, len);
 	if (err)
 		return err;
-	return nd_sock_xmit(c->sock, rec, ND_RECORD_HDR_LEN + len + ND_TAG_LEN,
-			    more ? MSG_MORE : 0);
+	c->tx_off = 0;
+	c->tx_len = ND_RECORD_HDR_LEN + len + ND_TAG_LEN;
+	return 0;
 }
 
 /*
  * Sends every queued request in order; tx_lock held. With last false the
  * block layer has more requests for us in this batch: the final record is
- * corked (MSG_MORE) until the next one or nd_conn_push().
+ * corked (MSG_MORE) until the next one or nd_conn_push(). Returns false if
+ * a send would block (nowait only): the rest is the sender work's.
  */
-static void nd_tx_drain(struct nd_conn *c, bool last)
+static bool nd_tx_drain(struct nd_conn *c, bool last, bool nowait)
 {
 	unsigned int noio = memalloc_noio_save();
+	bool done = true;
 
 	for (;;) {
 		struct nd_cmd *cmd;
-		bool more;
 		int err;
 
 		spin_lock(&c->queue_lock);
 		/* Broken: leave the queue to the reconnect worker. */
-		cmd = (c->flags & (BIT(ND_CONN_DEAD) |
-				   BIT(ND_CONN_RECONNECTING))) ? NULL :
-			list_first_entry_or_null(&c->queue, struct nd_cmd, list);
-		if (cmd)
-			list_del_init(&cmd->list);
-		more = !list_empty(&c->queue) || !last;
-		spin_unlock(&c->queue_lock);
-		if (!cmd)
+		if (c->flags & (BIT(ND_CONN_DEAD) | BIT(ND_CONN_RECONNECTING))) {
+			spin_unlock(&c->queue_lock);
 			break;
-		err = nd_tx_one(c, cmd, more);
+		}
+		cmd = NULL;
+		if (c->tx_off < c->tx_len) {
+			/* The rest of a record; cork only for a known next. */
+			if (last)
+				c->tx_more = !list_empty(&c->queue);
+		} else {
+			cmd = list_first_entry_or_null(&c->queue, struct nd_cmd,
+						       list);
+			if (!cmd) {
+				spin_unlock(&c->queue_lock);
+				break;
+			}
+			list_del_init(&cmd->list);
+			c->tx_more = !list_empty(&c->queue) || !last;
+		}
+		spin_unlock(&c->queue_lock);
+		err = cmd ? nd_tx_seal(c, cmd) : nd_tx_flush(c, nowait);
+		if (err == -EAGAIN) {
+			done = false;
+			break;
+		}
 		if (err) {
 			nd_conn_kill(c, "connection lost");
 			break;
 		}
 	}
 	memalloc_noio_restore(noio);
+	return done;
 }
 
 static void nd_tx_work(struct work_struct *work)
@@ -288,7 +338,7 @@ static void nd_tx_work(struct work_struct *work)
 	struct nd_conn *c = container_of(work, struct nd_conn, tx_work);
 
 	mutex_lock(&c->tx_lock);
-	nd_tx_drain(c, true);
+	nd_tx_drain(c, true, false);
 	mutex_unlock(&c->tx_lock);
 }
 
@@ -297,12 +347,13 @@ static void nd_tx_work(struct work_struct *work)
  * connection is dead: the caller fails the request. While reconnecting the
  * request waits on the queue. An idle sender is used inline, as nbd.ko
  * does (no work item hop per request); when it is busy (another queue_rq,
- * the worker or a reconnect) the work item drains after it.
+ * the worker or a reconnect) or the socket is full, the work item takes
+ * over.
  */
 bool nd_conn_queue(struct nd_conn *c, struct request *rq, bool last)
 {
 	struct nd_cmd *cmd = blk_mq_rq_to_pdu(rq);
-	bool held;
+	bool held, done = false;
 
 	spin_lock(&c->queue_lock);
 	if (test_bit(ND_CONN_DEAD, &c->flags)) {
@@ -321,11 +372,11 @@ bool nd_conn_queue(struct nd_conn *c, struct request *rq, bool last)
 	if (held)
 		return true;
 	if (mutex_trylock(&c->tx_lock)) {
-		nd_tx_drain(c, last);
+		done = nd_tx_drain(c, last, true);
 		mutex_unlock(&c->tx_lock);
-	} else {
-		queue_work(nd_wq, &c->tx_work);
 	}
+	if (!done)
+		queue_work(nd_wq, &c->tx_work);
 	return true;
 }
 
@@ -619,6 +670,8 @@ static void nd_reconnect_work(struct work_struct *work)
 		c->backoff_ms = min(c->backoff_ms * 2, ND_BACKOFF_MAX_MS);
 		goto out;
 	}
+	c->tx_off = 0;		/* a record cut short is sent again whole */
+	c->tx_len = 0;
 	blk_mq_tagset_busy_iter(&dev->tag_set, nd_requeue_one, c);
 	spin_lock(&c->queue_lock);
 	dead = test_bit(ND_CONN_DEAD, &c->flags);
@@ -644,7 +697,8 @@ static void nd_send_disconnect(struct nd_conn *c)
 	u8 *rec = c->tx_buf.data;
 
 	mutex_lock(&c->tx_lock);
-	if (!nd_conn_dead(c) && !nd_conn_reconnecting(c)) {
+	if (!nd_conn_dead(c) && !nd_conn_reconnecting(c) &&
+	    c->tx_off == c->tx_len) {
 		/* A stuck server must not hang detach or rmmod. */
 		nd_set_timeouts(c->sock, ND_DISCONNECT_TIMEOUT_S * HZ,
 				MAX_SCHEDULE_TIMEOUT);

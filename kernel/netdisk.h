@@ -98,6 +98,8 @@ struct nd_conn {
 	struct work_struct tx_work;
 	struct mutex tx_lock;		/* tx state, tx_buf, socket writes */
 	struct nd_buf tx_buf;
+	size_t tx_off, tx_len;		/* sealed record: sent, total */
+	bool tx_more;			/* more follows: send it corked */
 
 	struct task_struct *rx_thread;
 	struct nd_buf rx_buf;
