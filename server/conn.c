@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -396,10 +397,99 @@ void nd_conn_reply(struct nd_conn *c, struct nd_req *q)
 	pthread_mutex_unlock(&c->lock);
 }
 
-/* Seals and sends a chain of replies; false once the connection failed. */
+/*
+ * Sends iov[0..n) completely; MSG_MORE while more of the same burst
+ * follows, so partial segments are not pushed out in between. 0 or -1.
+ */
+static int send_full(int fd, struct iovec *iov, int n, bool more)
+{
+	int flags = MSG_NOSIGNAL | (more ? MSG_MORE : 0);
+
+	while (n > 0) {
+		struct msghdr msg = { .msg_iov = iov,
+				      .msg_iovlen = (size_t)(n > IOV_MAX ?
+							     IOV_MAX : n) };
+		ssize_t w = sendmsg(fd, &msg, flags);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && errno == ENOTSOCK)
+			w = writev(fd, iov, (int)msg.msg_iovlen);
+		if (w < 0)
+			return -1;
+		if (w == 0) {
+			errno = EPIPE;
+			return -1;
+		}
+		while (n > 0 && (size_t)w >= iov->iov_len) {
+			w -= (ssize_t)iov->iov_len;
+			iov++;
+			n--;
+		}
+		if (w) {
+			iov->iov_base = (uint8_t *)iov->iov_base + w;
+			iov->iov_len -= (size_t)w;
+		}
+	}
+	return 0;
+}
+
+static bool send_failed(struct nd_conn *c)
+{
+	nd_info("client %s: send failed: %s, closing", c->peer,
+		errno ? strerror(errno) : "closed");
+	return false;
+}
+
+static bool seal_failed(struct nd_conn *c)
+{
+	nd_err("client %s: sealing a reply failed, closing", c->peer);
+	return false;
+}
+
+/*
+ * A reply with more than ND_SRV_TX_CHUNK bytes of data: sealed in steps,
+ * each sent (after the n queued iov entries) while it is still in cache.
+ */
+static bool send_big(struct nd_conn *c, struct nd_req *q, struct iovec *iov,
+		     int n, bool last)
+{
+	struct nd_dir *d = &c->crypto.tx;
+	uint32_t off = 0;
+
+	if (nd_seal_begin(d, q->rec_hdr, ND_REPLY_HDR_LEN + (size_t)q->data_len) ||
+	    nd_crypt_update(d, q->rhdr, q->rhdr, ND_REPLY_HDR_LEN))
+		return seal_failed(c);
+	iov[n++] = (struct iovec){ q->rec_hdr, ND_RECORD_HDR_LEN };
+	iov[n++] = (struct iovec){ q->rhdr, ND_REPLY_HDR_LEN };
+	while (off < q->data_len) {
+		uint32_t k = q->data_len - off;
+
+		if (k > ND_SRV_TX_CHUNK)
+			k = ND_SRV_TX_CHUNK;
+		if (nd_crypt_update(d, q->buf + off, q->buf + off, k))
+			return seal_failed(c);
+		iov[n++] = (struct iovec){ q->buf + off, k };
+		off += k;
+		if (off == q->data_len) {
+			if (nd_seal_final(d, q->tag))
+				return seal_failed(c);
+			iov[n++] = (struct iovec){ q->tag, ND_TAG_LEN };
+		}
+		if (send_full(c->fd, iov, n, off < q->data_len || !last))
+			return send_failed(c);
+		n = 0;
+	}
+	return true;
+}
+
+/*
+ * Seals and sends a chain of replies, up to ND_SRV_TX_BATCH small ones per
+ * sendmsg; false once the connection failed.
+ */
 static bool send_chain(struct nd_conn *c, struct nd_req *q)
 {
-	struct iovec iov[ND_SRV_TX_BATCH * 4];
+	struct iovec iov[ND_SRV_TX_BATCH * 4 + 4];
 	int n = 0, k = 0;
 
 	for (; q; q = q->next) {
@@ -408,23 +498,23 @@ static bool send_chain(struct nd_conn *c, struct nd_req *q)
 			{ .iov_base = q->buf, .iov_len = q->data_len },
 		};
 
-		if (nd_seal(&c->crypto.tx, q->rec_hdr, body,
-			    q->data_len ? 2 : 1, q->tag) < 0) {
-			nd_err("client %s: sealing a reply failed, closing",
-			       c->peer);
-			return false;
+		if (q->data_len > ND_SRV_TX_CHUNK) {
+			if (!send_big(c, q, iov, n, !q->next))
+				return false;
+			n = k = 0;
+			continue;
 		}
+		if (nd_seal(&c->crypto.tx, q->rec_hdr, body,
+			    q->data_len ? 2 : 1, q->tag) < 0)
+			return seal_failed(c);
 		iov[n++] = (struct iovec){ q->rec_hdr, ND_RECORD_HDR_LEN };
 		iov[n++] = body[0];
 		if (q->data_len)
 			iov[n++] = body[1];
 		iov[n++] = (struct iovec){ q->tag, ND_TAG_LEN };
 		if (++k == ND_SRV_TX_BATCH || !q->next) {
-			if (nd_writev_full(c->fd, iov, n) < 0) {
-				nd_info("client %s: send failed: %s, closing",
-					c->peer, errno ? strerror(errno) : "closed");
-				return false;
-			}
+			if (send_full(c->fd, iov, n, q->next != NULL))
+				return send_failed(c);
 			n = k = 0;
 		}
 	}
@@ -592,6 +682,7 @@ enum rx_end {
 struct rx_batch {
 	struct nd_req *head, *tail;
 	int n;
+	size_t bytes;			/* reply data */
 };
 
 static void batch_add(struct rx_batch *b, struct nd_req *q)
@@ -604,6 +695,7 @@ static void batch_add(struct rx_batch *b, struct nd_req *q)
 		b->head = q;
 	b->tail = q;
 	b->n++;
+	b->bytes += q->data_len;
 }
 
 static void batch_flush(struct nd_conn *c, struct rx_batch *b)
@@ -612,6 +704,7 @@ static void batch_flush(struct nd_conn *c, struct rx_batch *b)
 		rx_send(c, b->head, b->tail);
 	b->head = b->tail = NULL;
 	b->n = 0;
+	b->bytes = 0;
 }
 
 static bool over_limit(const struct nd_conn *c)
@@ -635,9 +728,13 @@ static enum rx_end rx_loop(struct nd_conn *c, struct rx_batch *batch)
 		uint8_t *body;
 		bool dead;
 
-		/* Send our replies before we might block reading. */
+		/*
+		 * Send our replies before we might block reading, and large
+		 * data at once (still in cache, and the client can start).
+		 */
 		if (batch->n && (c->rpos == c->rlen ||
-				 batch->n >= ND_SRV_TX_BATCH))
+				 batch->n >= ND_SRV_TX_BATCH ||
+				 batch->bytes >= ND_SRV_TX_CHUNK))
 			batch_flush(c, batch);
 
 		/* Backpressure: stop reading while too much is in flight. */

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <stdbool.h>
 #include <linux/fs.h>
+#include <linux/magic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/uio.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -27,6 +29,7 @@ struct file_h {
 	bool no_zero_range;
 	bool no_punch;
 	bool no_nowait;		/* RWF_NOWAIT refused by this kernel/fs */
+	bool in_memory;		/* tmpfs/ramfs: a read never waits on a disk */
 };
 
 static const uint8_t zero_page[65536];
@@ -59,9 +62,16 @@ static int file_pread_nowait(void *h, void *buf, uint32_t len, uint64_t off)
 	struct iovec iov = { .iov_base = buf, .iov_len = len };
 	ssize_t n;
 
-	if (__atomic_load_n(&f->no_nowait, __ATOMIC_RELAXED))
+	/*
+	 * tmpfs refuses RWF_NOWAIT, but its pages are memory: a plain read
+	 * is as quick (only a swapped-out page would wait).
+	 */
+	if (f->in_memory)
+		n = pread(f->fd, buf, len, (off_t)off);
+	else if (__atomic_load_n(&f->no_nowait, __ATOMIC_RELAXED))
 		return -EAGAIN;
-	n = preadv2(f->fd, &iov, 1, (off_t)off, RWF_NOWAIT);
+	else
+		n = preadv2(f->fd, &iov, 1, (off_t)off, RWF_NOWAIT);
 	if (n == (ssize_t)len)
 		return 0;
 	if (n < 0 && (errno == EOPNOTSUPP || errno == EINVAL ||
@@ -335,6 +345,14 @@ int nd_file_open(struct nd_export *e, const char *path, bool read_only,
 	f->no_zero_range = false;
 	f->no_punch = false;
 	f->no_nowait = false;
+	f->in_memory = false;
+	if (S_ISREG(st.st_mode)) {
+		struct statfs sf;
+
+		f->in_memory = fstatfs(fd, &sf) == 0 &&
+			       (sf.f_type == TMPFS_MAGIC ||
+				sf.f_type == RAMFS_MAGIC);
+	}
 	e->caps = 0;
 	if (!read_only) {
 		/* FUA via RWF_DSYNC (or pwrite + fdatasync); zeroes always. */

@@ -25,8 +25,16 @@
 #define ND_SRV_FREE_BYTES	(8u << 20)
 /* Socket receive buffer: several small records per read(). */
 #define ND_SRV_RXBUF		(64 * 1024)
-/* Largest READ the receiver serves itself from the page cache. */
-#define ND_SRV_INLINE_MAX	(256 * 1024)
+/*
+ * Largest READ the receiver serves itself from the page cache (read,
+ * sealed and sent by one thread, no hand-offs: the default payload).
+ */
+#define ND_SRV_INLINE_MAX	(1024 * 1024)
+/*
+ * Reply data above this is sealed and sent in steps of this size, each
+ * still in cache when the kernel copies it into the socket.
+ */
+#define ND_SRV_TX_CHUNK		(128 * 1024)
 /* How long shutdown waits for replies before cutting connections. */
 #define ND_SRV_DRAIN_MS		10000
 
