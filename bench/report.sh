@@ -165,10 +165,33 @@ if [[ "$ug" =~ ^[0-9.]+$ && "$kg" =~ ^[0-9.]+$ && "$ug" != 0 && "$kg" != 0 ]]; t
 		par = u < k ? u : k; ser = 1 / (1 / u + 1 / k)
 		printf "1 MiB jobs can reach at most %.1f MB/s (both passes in parallel on the two vCPUs, nothing else running) and %.1f MB/s if they serialise;", par, ser
 		if (n["read1m"] && n["write1m"])
-			printf " plain NBD moved %.1f MB/s (1M read) and %.1f MB/s (1M write) here, so the crypto alone caps the 1M ratios at about %.2f and %.2f.", \
+			printf " plain NBD moved %.1f MB/s (1M read) and %.1f MB/s (1M write) here, so the crypto alone caps the 1M ratios at about %.2f and %.2f.",
 				s["read1m"] / n["read1m"], s["write1m"] / n["write1m"], par / (s["read1m"] / n["read1m"]), par / (s["write1m"] / n["write1m"])
 		print ""
 	}' "$TSV"
+fi
+if [ -s "$W/cache.tsv" ]; then
+	echo
+	echo "## Client cache (netdisk.ko --cache-size 128M vs no cache, in a guest)"
+	echo
+	echo "bench/cache-guest.sh: one read-only netdiskd, two devices attached to it (no cache; --cache-size 128M warmed by one read of the 64 MiB working set), fio 4k O_DIRECT randread over the working set, alternated off/on. netdisk only: nbd.ko has no client cache."
+	echo
+	echo "| job | cache off IOPS | cache on IOPS | on/off | rounds off | rounds on |"
+	echo "|---|---|---|---|---|---|"
+	awk '$2 == "off" || $2 == "on" {
+		k = $1 SUBSEP $2; s[k] += $4; n[k]++; jobs[$1] = 1
+		r[k] = r[k] (r[k] == "" ? "" : ", ") sprintf("%.0f", $4)
+	}
+	END {
+		for (j in jobs) {
+			a = n[j SUBSEP "off"] ? s[j SUBSEP "off"] / n[j SUBSEP "off"] : 0
+			b = n[j SUBSEP "on"] ? s[j SUBSEP "on"] / n[j SUBSEP "on"] : 0
+			printf "| %s | %.0f | %.0f | %s | %s | %s |\n", j, a, b,
+				(a > 0 ? sprintf("%.1f", b / a) : "n/a"), r[j SUBSEP "off"], r[j SUBSEP "on"]
+		}
+	}' "$W/cache.tsv" | sort
+	c=$(awk '$1 == "cache_counters" { $1 = ""; print substr($0, 2) }' "$W/cache.tsv")
+	[ -n "$c" ] && { echo; echo "Cache counters over the measured runs: $c."; }
 fi
 echo
 echo "## Errors"

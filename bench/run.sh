@@ -18,6 +18,8 @@
 #  copies:    `netdisk copy URL /dev/null` vs nbdcopy from nbdkit (plain and
 #             TLS-PSK), 1 connection, 8 x 1 MiB in flight on both
 #  memory:    netdiskd RSS with 64 idle sessions (bench/idle-clients.c)
+#  cache:     netdisk.ko with and without --cache-size, 4k randread, in a
+#             second guest (bench/cache-guest.sh; no NBD counterpart)
 # Writes bench/results/latest.{md,png,tsv} and timestamped copies. Missed
 # targets are reported, not fatal; a crashing or failing tool makes the run
 # exit 1 (after writing the report, which lists the errors).
@@ -60,7 +62,7 @@ W="$O/bench"		# logs and raw tool output of this run
 TSV="$W/results.tsv"	# SECTION JOB SYSTEM ROUND IOPS MB/s LAT_US
 ERRS="$W/errors"
 mkdir -p "$W" "$RES"
-rm -f "$W"/*.json "$W"/*.log "$W"/*.err
+rm -f "$W"/*.json "$W"/*.log "$W"/*.err "$W/cache.tsv"
 : >"$TSV"
 : >"$ERRS"
 DATA=""
@@ -325,6 +327,22 @@ vm_side() {
 	return 0
 }
 
+# Client cache on/off (bench/cache-guest.sh, netdisk.ko --cache-size), in
+# its own guest: a netdisk-only comparison, reported apart from the targets.
+cache_side() {
+	local limit rc=0
+	[ -f "$REPO/bench/cache-guest.sh" ] || return 0
+	limit=$((300 + 4 * ROUNDS * (VM_TIME + 60)))
+	log "client cache: QEMU guest (limit ${limit}s), fio ${VM_TIME}s per run, $ROUNDS round(s)"
+	rm -f "$O/vm/out/cache.tsv"
+	tests/vm/vm-run.sh --quiet --timeout "$limit" bench/cache-guest.sh "$VM_TIME" "$ROUNDS" \
+		>"$W/cache-vm-run.log" 2>&1 || rc=$?
+	[ -f "$O/vm/out/cache.tsv" ] && cp "$O/vm/out/cache.tsv" "$W/cache.tsv"
+	[ "$rc" != 0 ] &&
+		err "client cache: the guest run failed (vm-run exit $rc): $(grep -a 'ERROR' "$W/cache-vm-run.log" | tail -n 3 | tr '\n' ' ')"
+	return 0
+}
+
 # ---------------------------------------------------------------- main
 mkdir -p "$O/bench"
 cc -O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Iinclude -Ilib -pthread \
@@ -335,6 +353,7 @@ machine_info >"$W/machine.tsv"
 start_s=$(date +%s)
 [ "$DO_HOST" = 1 ] && host_side
 [ "$DO_VM" = 1 ] && vm_side
+[ "$DO_VM" = 1 ] && cache_side
 echo "load_end	$(cut -d' ' -f1-3 /proc/loadavg)" >>"$W/machine.tsv"
 echo "duration	$(( $(date +%s) - start_s )) s" >>"$W/machine.tsv"
 
