@@ -183,19 +183,12 @@ static blk_status_t nd_queue_rq(struct blk_mq_hw_ctx *hctx,
 	    blk_rq_bytes(rq) > dev->info.max_payload)
 		goto fail;
 	blk_mq_start_request(rq);
-	if (nd_conn_queue(dev->conns[hctx->queue_num], rq, bd->last))
+	if (nd_conn_queue(dev->conns[hctx->queue_num], rq))
 		return BLK_STS_OK;
 fail:
 	/* blk-mq ends the request; count it like a failed reply. */
 	atomic64_inc(&dev->errors);
 	return status;
-}
-
-static void nd_commit_rqs(struct blk_mq_hw_ctx *hctx)
-{
-	struct nd_device *dev = hctx->queue->queuedata;
-
-	nd_conn_push(dev->conns[hctx->queue_num]);
 }
 
 static void nd_complete_rq(struct request *rq)
@@ -254,7 +247,6 @@ static int nd_init_request(struct blk_mq_tag_set *set, struct request *rq,
 
 static const struct blk_mq_ops nd_mq_ops = {
 	.queue_rq	= nd_queue_rq,
-	.commit_rqs	= nd_commit_rqs,
 	.complete	= nd_complete_rq,
 	.timeout	= nd_timeout,
 	.init_request	= nd_init_request,
@@ -285,13 +277,7 @@ int nd_blk_init_disk(struct nd_device *dev)
 	set->queue_depth = ND_QUEUE_DEPTH;
 	set->numa_node = NUMA_NO_NODE;
 	set->cmd_size = sizeof(struct nd_cmd);
-	/*
-	 * BLOCKING: queue_rq seals and sends itself when the connection is
-	 * idle. No I/O scheduler by default: no seeks to sort, and each one
-	 * adds a cost per request that is large under emulation.
-	 */
-	set->flags = BLK_MQ_F_SHOULD_MERGE | BLK_MQ_F_BLOCKING |
-		     BLK_MQ_F_NO_SCHED_BY_DEFAULT;
+	set->flags = BLK_MQ_F_SHOULD_MERGE;
 	set->timeout = dev->io_timeout_s * HZ;
 	set->driver_data = dev;
 	err = blk_mq_alloc_tag_set(set);

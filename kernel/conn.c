@@ -21,8 +21,6 @@
 #include "netdisk.h"
 
 #define ND_DISCONNECT_TIMEOUT_S	5
-/* Read-ahead of the receiver past the record it needs. */
-#define ND_RX_AHEAD		(64 * 1024)
 
 int nd_buf_alloc(struct nd_buf *b, size_t size)
 {
@@ -227,39 +225,36 @@ bool nd_conn_reconnecting(struct nd_conn *c)
 }
 
 /*
- * Sends what is left of the sealed record in tx_buf; tx_lock held. From
- * queue_rq (nowait) it never blocks: the submitting task may have a signal
- * pending, which would cut a blocked send short and the record in half.
- * -EAGAIN then leaves the rest to the sender work.
+ * Called by queue_rq (atomic context). Returns false if the connection is
+ * dead: the caller fails the request. While reconnecting the request waits
+ * on the queue.
  */
-static int nd_tx_flush(struct nd_conn *c, bool nowait)
+bool nd_conn_queue(struct nd_conn *c, struct request *rq)
 {
-	while (c->tx_off < c->tx_len) {
-		struct kvec iov = {
-			.iov_base = c->tx_buf.data + c->tx_off,
-			.iov_len = c->tx_len - c->tx_off,
-		};
-		struct msghdr msg = {
-			.msg_flags = MSG_NOSIGNAL | (c->tx_more ? MSG_MORE : 0) |
-				     (nowait ? MSG_DONTWAIT : 0),
-		};
-		int n = kernel_sendmsg(c->sock, &msg, &iov, 1, iov.iov_len);
+	struct nd_cmd *cmd = blk_mq_rq_to_pdu(rq);
+	bool held;
 
-		if (n == -EAGAIN && nowait)
-			return -EAGAIN;
-		if (n == -EAGAIN)
-			return -ETIMEDOUT;	/* SO_SNDTIMEO expired */
-		if (n < 0)
-			return n;
-		if (n == 0)
-			return -EPIPE;
-		c->tx_off += n;
+	spin_lock(&c->queue_lock);
+	if (test_bit(ND_CONN_DEAD, &c->flags)) {
+		spin_unlock(&c->queue_lock);
+		return false;
 	}
-	return 0;
+	/* Set before the request is visible to nd_conn_kill's sweep. */
+	spin_lock(&cmd->lock);
+	cmd->cookie++;
+	cmd->inflight = true;
+	cmd->status = BLK_STS_OK;
+	spin_unlock(&cmd->lock);
+	list_add_tail(&cmd->list, &c->queue);
+	held = test_bit(ND_CONN_RECONNECTING, &c->flags);
+	spin_unlock(&c->queue_lock);
+	if (!held)
+		queue_work(nd_wq, &c->tx_work);
+	return true;
 }
 
-/* Seals one request into tx_buf (unless it is no longer ours); tx_lock held. */
-static int nd_tx_seal(struct nd_conn *c, struct nd_cmd *cmd)
+/* Seals and sends one request; tx_lock held. */
+static int nd_tx_one(struct nd_conn *c, struct nd_cmd *cmd, bool more)
 {
 	struct request *rq = blk_mq_rq_from_pdu(cmd);
 	u8 *rec = c->tx_buf.data;
@@ -277,145 +272,40 @@ static int nd_tx_seal(struct nd_conn *c, struct nd_cmd *cmd)
 	err = nd_seal(&c->tx, c->tx_buf.sgt.sgl, rec, len);
 	if (err)
 		return err;
-	c->tx_off = 0;
-	c->tx_len = ND_RECORD_HDR_LEN + len + ND_TAG_LEN;
-	return 0;
-}
-
-/*
- * Sends every queued request in order; tx_lock held. With last false the
- * block layer has more requests for us in this batch: the final record is
- * corked (MSG_MORE) until the next one or nd_conn_push(). Returns false if
- * a send would block (nowait only): the rest is the sender work's.
- */
-static bool nd_tx_drain(struct nd_conn *c, bool last, bool nowait)
-{
-	unsigned int noio = memalloc_noio_save();
-	bool done = true;
-
-	for (;;) {
-		struct nd_cmd *cmd;
-		int err;
-
-		spin_lock(&c->queue_lock);
-		/* Broken: leave the queue to the reconnect worker. */
-		if (c->flags & (BIT(ND_CONN_DEAD) | BIT(ND_CONN_RECONNECTING))) {
-			spin_unlock(&c->queue_lock);
-			break;
-		}
-		cmd = NULL;
-		if (c->tx_off < c->tx_len) {
-			/* The rest of a record; cork only for a known next. */
-			if (last)
-				c->tx_more = !list_empty(&c->queue);
-		} else {
-			cmd = list_first_entry_or_null(&c->queue, struct nd_cmd,
-						       list);
-			if (!cmd) {
-				spin_unlock(&c->queue_lock);
-				break;
-			}
-			list_del_init(&cmd->list);
-			c->tx_more = !list_empty(&c->queue) || !last;
-		}
-		spin_unlock(&c->queue_lock);
-		err = cmd ? nd_tx_seal(c, cmd) : nd_tx_flush(c, nowait);
-		if (err == -EAGAIN) {
-			done = false;
-			break;
-		}
-		if (err) {
-			nd_conn_kill(c, "connection lost");
-			break;
-		}
-	}
-	memalloc_noio_restore(noio);
-	return done;
+	return nd_sock_xmit(c->sock, rec, ND_RECORD_HDR_LEN + len + ND_TAG_LEN,
+			    more ? MSG_MORE : 0);
 }
 
 static void nd_tx_work(struct work_struct *work)
 {
 	struct nd_conn *c = container_of(work, struct nd_conn, tx_work);
+	unsigned int noio = memalloc_noio_save();
 
 	mutex_lock(&c->tx_lock);
-	nd_tx_drain(c, true, false);
-	mutex_unlock(&c->tx_lock);
-}
+	for (;;) {
+		struct nd_cmd *cmd;
+		bool more;
+		int err;
 
-/*
- * Called by queue_rq (may sleep: BLK_MQ_F_BLOCKING). Returns false if the
- * connection is dead: the caller fails the request. While reconnecting the
- * request waits on the queue. An idle sender is used inline, as nbd.ko
- * does (no work item hop per request); when it is busy (another queue_rq,
- * the worker or a reconnect) or the socket is full, the work item takes
- * over.
- */
-bool nd_conn_queue(struct nd_conn *c, struct request *rq, bool last)
-{
-	struct nd_cmd *cmd = blk_mq_rq_to_pdu(rq);
-	bool held, done = false;
-
-	spin_lock(&c->queue_lock);
-	if (test_bit(ND_CONN_DEAD, &c->flags)) {
+		spin_lock(&c->queue_lock);
+		/* Broken: leave the queue to the reconnect worker. */
+		cmd = (c->flags & (BIT(ND_CONN_DEAD) |
+				   BIT(ND_CONN_RECONNECTING))) ? NULL :
+			list_first_entry_or_null(&c->queue, struct nd_cmd, list);
+		if (cmd)
+			list_del_init(&cmd->list);
+		more = !list_empty(&c->queue);
 		spin_unlock(&c->queue_lock);
-		return false;
+		if (!cmd)
+			break;
+		err = nd_tx_one(c, cmd, more);
+		if (err) {
+			nd_conn_kill(c, "connection lost");
+			break;
+		}
 	}
-	/* Set before the request is visible to nd_conn_kill's sweep. */
-	spin_lock(&cmd->lock);
-	cmd->cookie++;
-	cmd->inflight = true;
-	cmd->status = BLK_STS_OK;
-	spin_unlock(&cmd->lock);
-	list_add_tail(&cmd->list, &c->queue);
-	held = test_bit(ND_CONN_RECONNECTING, &c->flags);
-	spin_unlock(&c->queue_lock);
-	if (held)
-		return true;
-	if (mutex_trylock(&c->tx_lock)) {
-		done = nd_tx_drain(c, last, true);
-		mutex_unlock(&c->tx_lock);
-	}
-	if (!done)
-		queue_work(nd_wq, &c->tx_work);
-	return true;
-}
-
-/* A batch ended without its last request: send what MSG_MORE corked. */
-void nd_conn_push(struct nd_conn *c)
-{
-	mutex_lock(&c->tx_lock);
-	if (c->sock && !nd_conn_dead(c) && !nd_conn_reconnecting(c))
-		tcp_sock_set_cork(c->sock->sk, false);
 	mutex_unlock(&c->tx_lock);
-}
-
-/*
- * Makes the first want bytes of the stream available at rx_buf. Reads
- * whatever the socket has, up to ND_RX_AHEAD bytes past want, so small
- * records arriving back to back cost one recvmsg for several.
- */
-static int nd_rx_fill(struct nd_conn *c, size_t want)
-{
-	while (c->rx_have < want) {
-		size_t room = min(c->rx_buf.size, want + ND_RX_AHEAD) -
-			      c->rx_have;
-		struct kvec iov = {
-			.iov_base = c->rx_buf.data + c->rx_have,
-			.iov_len = room,
-		};
-		struct msghdr msg = { .msg_flags = MSG_NOSIGNAL };
-		int n = kernel_recvmsg(c->sock, &msg, &iov, 1, room,
-				       MSG_NOSIGNAL);
-
-		if (n == -EAGAIN)
-			return -ETIMEDOUT;
-		if (n < 0)
-			return n;
-		if (n == 0)
-			return -ECONNRESET;	/* peer closed */
-		c->rx_have += n;
-	}
-	return 0;
+	memalloc_noio_restore(noio);
 }
 
 /* Receives, opens and dispatches one reply record. */
@@ -423,12 +313,11 @@ static int nd_rx_one(struct nd_conn *c, const char **why)
 {
 	u8 *rec = c->rx_buf.data;
 	struct nd_reply rep;
-	size_t total;
 	u32 len;
 	int err;
 
 	*why = "connection lost";
-	err = nd_rx_fill(c, ND_RECORD_HDR_LEN);
+	err = nd_sock_recv(c->sock, rec, ND_RECORD_HDR_LEN);
 	if (err)
 		return err;
 	len = nd_get32(rec);
@@ -437,8 +326,7 @@ static int nd_rx_one(struct nd_conn *c, const char **why)
 	    len > ND_REPLY_HDR_LEN + c->max_payload + ND_TAG_LEN)
 		return -EPROTO;
 	*why = "connection lost";
-	total = ND_RECORD_HDR_LEN + len;
-	err = nd_rx_fill(c, total);
+	err = nd_sock_recv(c->sock, rec + ND_RECORD_HDR_LEN, len);
 	if (err)
 		return err;
 	*why = "record authentication failed (data altered in transit?)";
@@ -449,15 +337,8 @@ static int nd_rx_one(struct nd_conn *c, const char **why)
 	if (nd_reply_decode(rec + ND_RECORD_HDR_LEN, len - ND_TAG_LEN, &rep))
 		return -EPROTO;
 	*why = "protocol error from server (reply to unknown request)";
-	err = nd_blk_complete_reply(c->dev, c->qid, &rep,
-				    rec + ND_RECORD_HDR_LEN + ND_REPLY_HDR_LEN);
-	if (err)
-		return err;
-	/* What followed the record starts the next one. */
-	c->rx_have -= total;
-	if (c->rx_have)
-		memmove(rec, rec + total, c->rx_have);
-	return 0;
+	return nd_blk_complete_reply(c->dev, c->qid, &rep,
+				     rec + ND_RECORD_HDR_LEN + ND_REPLY_HDR_LEN);
 }
 
 static int nd_rx_thread(void *arg)
@@ -485,7 +366,6 @@ static int nd_conn_start_rx(struct nd_conn *c)
 
 	/* The handshake had timeouts; the data path relies on blk-mq's. */
 	nd_set_timeouts(c->sock, MAX_SCHEDULE_TIMEOUT, MAX_SCHEDULE_TIMEOUT);
-	c->rx_have = 0;		/* a new stream */
 	t = kthread_create(nd_rx_thread, c, "%s-rx", c->dev->name);
 	if (IS_ERR(t))
 		return PTR_ERR(t);
@@ -504,7 +384,7 @@ int nd_conn_start(struct nd_conn *c)
 	if (err)
 		return err;
 	err = nd_buf_alloc(&c->rx_buf, ND_RECORD_HDR_LEN + ND_REPLY_HDR_LEN +
-			   c->max_payload + ND_TAG_LEN + ND_RX_AHEAD);
+			   c->max_payload + ND_TAG_LEN);
 	if (err)
 		return err;
 	return nd_conn_start_rx(c);
@@ -670,8 +550,6 @@ static void nd_reconnect_work(struct work_struct *work)
 		c->backoff_ms = min(c->backoff_ms * 2, ND_BACKOFF_MAX_MS);
 		goto out;
 	}
-	c->tx_off = 0;		/* a record cut short is sent again whole */
-	c->tx_len = 0;
 	blk_mq_tagset_busy_iter(&dev->tag_set, nd_requeue_one, c);
 	spin_lock(&c->queue_lock);
 	dead = test_bit(ND_CONN_DEAD, &c->flags);
@@ -697,8 +575,7 @@ static void nd_send_disconnect(struct nd_conn *c)
 	u8 *rec = c->tx_buf.data;
 
 	mutex_lock(&c->tx_lock);
-	if (!nd_conn_dead(c) && !nd_conn_reconnecting(c) &&
-	    c->tx_off == c->tx_len) {
+	if (!nd_conn_dead(c) && !nd_conn_reconnecting(c)) {
 		/* A stuck server must not hang detach or rmmod. */
 		nd_set_timeouts(c->sock, ND_DISCONNECT_TIMEOUT_S * HZ,
 				MAX_SCHEDULE_TIMEOUT);

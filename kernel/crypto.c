@@ -6,10 +6,6 @@
 #include <crypto/aead.h>
 #include <crypto/hash.h>
 #include <linux/crypto.h>
-#include <linux/ktime.h>
-#include <linux/math64.h>
-#include <linux/mutex.h>
-#include <linux/random.h>
 #include <linux/scatterlist.h>
 #include <linux/slab.h>
 #include <linux/string.h>
@@ -115,116 +111,13 @@ int nd_derive(const u8 psk[ND_KEY_LEN], const u8 crand[ND_RANDOM_LEN],
 	return err;
 }
 
-/*
- * Which gcm(aes) driver to use. The crypto API picks by static priority;
- * on some CPUs another composition is faster (under QEMU TCG, whose AVX2
- * emulation is slow, the fused AVX2 driver loses to CTR + GHASH run
- * separately). As the RAID xor code does, we time the candidates once, at
- * the first key setup, and keep the fastest; all are the same AES-256-GCM.
- */
-static DEFINE_MUTEX(nd_gcm_lock);
-static char nd_gcm_driver[CRYPTO_MAX_ALG_NAME];
-
-static const char * const nd_gcm_names[] = {
-	"gcm(aes)",				/* the API's own choice */
-	"gcm_base(ctr(aes),ghash)",		/* CTR and GHASH separately */
-	"gcm_base(ctr(aes),ghash-generic)",	/* table GHASH, no PCLMULQDQ */
-};
-
-#define ND_CAL_BYTES	(32 * 1024)
-#define ND_CAL_ROUNDS	4
-
-/* Nanoseconds to seal ND_CAL_BYTES, or U64_MAX. */
-static u64 nd_gcm_time(struct aead_request *req, struct scatterlist *sg,
-		       u8 *iv)
-{
-	DECLARE_CRYPTO_WAIT(wait);
-	u64 t0 = ktime_get_ns();
-
-	aead_request_set_callback(req, CRYPTO_TFM_REQ_MAY_BACKLOG |
-				  CRYPTO_TFM_REQ_MAY_SLEEP,
-				  crypto_req_done, &wait);
-	aead_request_set_ad(req, 0);
-	aead_request_set_crypt(req, sg, sg, ND_CAL_BYTES, iv);
-	if (crypto_wait_req(crypto_aead_encrypt(req), &wait))
-		return U64_MAX;
-	return ktime_get_ns() - t0;
-}
-
-static void nd_gcm_calibrate(void)
-{
-	struct crypto_aead *tfm[ARRAY_SIZE(nd_gcm_names)] = {};
-	struct aead_request *req[ARRAY_SIZE(nd_gcm_names)] = {};
-	u64 best[ARRAY_SIZE(nd_gcm_names)];
-	u8 key[ND_KEY_LEN], iv[ND_IV_LEN] = {};
-	struct scatterlist sg;
-	unsigned int i, r, pick = 0;
-	u8 *buf;
-
-	buf = kzalloc(ND_CAL_BYTES + ND_TAG_LEN, GFP_KERNEL);
-	if (!buf)
-		return;
-	sg_init_one(&sg, buf, ND_CAL_BYTES + ND_TAG_LEN);
-	get_random_bytes(key, sizeof(key));
-	for (i = 0; i < ARRAY_SIZE(nd_gcm_names); i++) {
-		best[i] = U64_MAX;
-		tfm[i] = crypto_alloc_aead(nd_gcm_names[i], 0, 0);
-		if (IS_ERR(tfm[i])) {
-			tfm[i] = NULL;
-			continue;
-		}
-		req[i] = aead_request_alloc(tfm[i], GFP_KERNEL);
-		if (!req[i] || crypto_aead_setauthsize(tfm[i], ND_TAG_LEN) ||
-		    crypto_aead_setkey(tfm[i], key, ND_KEY_LEN)) {
-			aead_request_free(req[i]);
-			req[i] = NULL;
-		}
-	}
-	/* Interleaved rounds, best of each: noise hits all candidates. */
-	for (r = 0; r < ND_CAL_ROUNDS; r++)
-		for (i = 0; i < ARRAY_SIZE(nd_gcm_names); i++)
-			if (req[i])
-				best[i] = min(best[i], nd_gcm_time(req[i], &sg, iv));
-	for (i = 1; i < ARRAY_SIZE(nd_gcm_names); i++)
-		if (best[i] < best[pick])
-			pick = i;
-	if (best[pick] != U64_MAX) {
-		strscpy(nd_gcm_driver,
-			crypto_tfm_alg_driver_name(crypto_aead_tfm(tfm[pick])),
-			sizeof(nd_gcm_driver));
-		pr_info("netdisk: AES-256-GCM by %s (%llu MB/s measured%s)\n",
-			nd_gcm_driver,
-			div64_u64((u64)ND_CAL_BYTES * 1000, best[pick] ?: 1),
-			pick ? ", faster than the default here" : "");
-	}
-	for (i = 0; i < ARRAY_SIZE(nd_gcm_names); i++) {
-		aead_request_free(req[i]);
-		if (tfm[i])
-			crypto_free_aead(tfm[i]);
-	}
-	memzero_explicit(key, sizeof(key));
-	kfree(buf);
-}
-
-/* The driver name to allocate; calibrates on first use. */
-static const char *nd_gcm_name(void)
-{
-	mutex_lock(&nd_gcm_lock);
-	if (!nd_gcm_driver[0])
-		nd_gcm_calibrate();
-	mutex_unlock(&nd_gcm_lock);
-	return nd_gcm_driver[0] ? nd_gcm_driver : "gcm(aes)";
-}
-
 int nd_dir_init(struct nd_dir *d, const u8 key[ND_KEY_LEN],
 		const u8 iv[ND_IV_LEN], u64 seq)
 {
 	int err;
 
 	memset(d, 0, sizeof(*d));
-	d->aead = crypto_alloc_aead(nd_gcm_name(), 0, 0);
-	if (IS_ERR(d->aead))	/* a chosen driver gone? the API's default */
-		d->aead = crypto_alloc_aead("gcm(aes)", 0, 0);
+	d->aead = crypto_alloc_aead("gcm(aes)", 0, 0);
 	if (IS_ERR(d->aead)) {
 		err = PTR_ERR(d->aead);
 		d->aead = NULL;

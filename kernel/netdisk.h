@@ -98,12 +98,9 @@ struct nd_conn {
 	struct work_struct tx_work;
 	struct mutex tx_lock;		/* tx state, tx_buf, socket writes */
 	struct nd_buf tx_buf;
-	size_t tx_off, tx_len;		/* sealed record: sent, total */
-	bool tx_more;			/* more follows: send it corked */
 
 	struct task_struct *rx_thread;
 	struct nd_buf rx_buf;
-	size_t rx_have;			/* bytes of the stream in rx_buf */
 
 	/* Reconnection. */
 	struct mutex sock_lock;		/* publishing vs. shutting down sock */
@@ -137,8 +134,7 @@ void nd_conn_fail(struct nd_conn *c, const char *why);
 bool nd_conn_reconnecting(struct nd_conn *c);
 void nd_conn_close(struct nd_conn *c, bool graceful);
 void nd_conn_free(struct nd_conn *c);
-bool nd_conn_queue(struct nd_conn *c, struct request *rq, bool last);
-void nd_conn_push(struct nd_conn *c);
+bool nd_conn_queue(struct nd_conn *c, struct request *rq);
 bool nd_conn_dead(struct nd_conn *c);
 int nd_sock_send(struct socket *sock, const void *buf, size_t len);
 int nd_sock_recv(struct socket *sock, void *buf, size_t len);
