@@ -831,7 +831,16 @@ static enum rx_end rx_loop(struct nd_conn *c, struct rx_batch *batch)
 						r.offset) == 0) {
 			/* Page-cache hit: no hand-off to a worker. */
 			q->data_len = r.length;
-			batch_add(batch, q);
+			if (q->data_len <= ND_SRV_TX_CHUNK) {
+				batch_add(batch, q);
+			} else {
+				/*
+				 * Large: the sender seals and sends it while
+				 * this thread reads the next request's data.
+				 */
+				batch_flush(c, batch);
+				nd_conn_reply(c, q);
+			}
 		} else {
 			nd_work_submit(s, q);
 		}
