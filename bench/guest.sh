@@ -112,6 +112,10 @@ else
 fi
 
 # ---- netdisk: netdiskd + netdisk.ko
+# A normal boot's udev loads aesni_intel and ghash_clmulni_intel from the
+# CPU's modalias; this guest has no udev, and without them gcm(aes) is
+# built on the table-driven aes-generic (not constant-time, and not what a
+# user runs). Loaded here, before netdisk.ko first asks for gcm(aes).
 if [ ! -x "$ND" ] || [ ! -x "$NDD" ] || [ ! -f "$KO" ]; then
 	err "kernel netdisk: not built ($ND, $NDD, $KO)"
 else
@@ -122,6 +126,9 @@ else
 	ndd_pid=${pids[-1]}
 	if ! wait_port "$ND_PORT" "$ndd_pid"; then
 		err "kernel netdisk: netdiskd did not start: $(tail -n 3 "$W/netdiskd.log" | tr '\n' ' ')"
+	elif ! modprobe -a aesni_intel ghash_clmulni_intel 2>/dev/null &&
+		grep -qw aes /proc/cpuinfo; then
+		err "kernel netdisk: cannot load aesni_intel"
 	elif ! insmod "$KO"; then
 		err "kernel netdisk: insmod $KO failed"
 	else
