@@ -49,6 +49,7 @@ static void attach_usage(FILE *f)
 	fprintf(f,
 		"usage: netdisk attach URL --key-file FILE [--read-only] [--identity NAME]\n"
 		"                      [--reconnect-timeout SEC] [--connections N]\n"
+		"                      [--cache-size SIZE]\n"
 		"\n"
 		"Connects the kernel driver (netdisk.ko) to an export and creates\n"
 		"/dev/netdiskN; prints that path. URL is netdisk://HOST[:PORT][/EXPORT].\n"
@@ -61,7 +62,10 @@ static void attach_usage(FILE *f)
 		"                    for up to SEC seconds before failing it with EIO\n"
 		"                    (default 120, 0..86400; 0 fails I/O at once)\n"
 		"  --connections N   TCP connections, one per block queue, 1..16\n"
-		"                    (default: online CPUs, at most 4)\n");
+		"                    (default: online CPUs, at most 4)\n"
+		"  --cache-size SIZE in-memory write-through cache of the disk, SIZE\n"
+		"                    bytes (k, m, g suffixes; default 0: none); only\n"
+		"                    where no one else can write the export\n");
 }
 
 static void format_display(const struct nd_url *u, char *out, size_t len)
@@ -99,7 +103,7 @@ static int resolve(const struct nd_url *u, struct addrinfo **res)
 
 /* One line for a failed attach, the same words as the userspace client. */
 static int attach_failed(const char *canon, const char *display,
-			 const struct nd_attach_out *o, int err)
+			 const struct nd_attach_out *o, int err, bool cache)
 {
 	switch (o->result) {
 	case ND_ATTACH_CONNECT:
@@ -122,11 +126,18 @@ static int attach_failed(const char *canon, const char *display,
 		nd_err("%s: connection lost during handshake (server closed it or timed out)",
 		       canon);
 		return ND_EXIT_PROTO;
+	case ND_ATTACH_CACHE_REFUSED:
+		nd_err("%s: --cache-size refused: others may write this export (read-only session on a read-write export), so a cache could serve stale data; attach without --cache-size",
+		       canon);
+		return ND_EXIT_FAIL;
 	default:
 		err = o->errno_val ? (int)o->errno_val : err;
 		if (err == EOPNOTSUPP)
 			nd_err("%s: attach: option not supported by this netdisk.ko",
 			       canon);
+		else if (err == ENOMEM && cache)
+			nd_err("%s: attach failed: %s (--cache-size larger than memory?)",
+			       canon, strerror(err));
 		else
 			nd_err("%s: attach failed: %s", canon, strerror(err));
 		return ND_EXIT_FAIL;
@@ -135,12 +146,16 @@ static int attach_failed(const char *canon, const char *display,
 
 int nd_cmd_attach(int argc, char **argv)
 {
-	enum { OPT_RO = ND_OPT_FIRST_PRIVATE, OPT_RECONNECT, OPT_CONNS };
+	enum {
+		OPT_RO = ND_OPT_FIRST_PRIVATE, OPT_RECONNECT, OPT_CONNS,
+		OPT_CACHE,
+	};
 	static const struct option lo[] = {
 		ND_COMMON_LONGOPTS,
 		{ "read-only", no_argument, NULL, OPT_RO },
 		{ "reconnect-timeout", required_argument, NULL, OPT_RECONNECT },
 		{ "connections", required_argument, NULL, OPT_CONNS },
+		{ "cache-size", required_argument, NULL, OPT_CACHE },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct nd_common_opts co = { 0 };
@@ -150,6 +165,7 @@ int nd_cmd_attach(int argc, char **argv)
 	const char *url;
 	bool ro = false;
 	unsigned long reconnect_s = 120, conns = 0;
+	uint64_t cache_size = 0;
 	char *end;
 	int opt, rc, fd = -1, ioerr = 0, tried = 0;
 	struct nd_url u;
@@ -185,6 +201,15 @@ int nd_cmd_attach(int argc, char **argv)
 			if (!isdigit((unsigned char)optarg[0]) || *end || errno ||
 			    conns < 1 || conns > 16) {
 				nd_err("invalid --connections '%s' (1..16)", optarg);
+				return ND_EXIT_USAGE;
+			}
+			break;
+		case OPT_CACHE:
+			/* Page granularity: a nonzero size under 4 KiB is no cache. */
+			if (nd_parse_size(optarg, &cache_size) ||
+			    (cache_size && cache_size < 4096)) {
+				nd_err("invalid --cache-size '%s' (bytes with k, m, g suffix; 0 or at least 4k)",
+				       optarg);
 				return ND_EXIT_USAGE;
 			}
 			break;
@@ -237,6 +262,7 @@ int nd_cmd_attach(int argc, char **argv)
 	a->flags = (ro ? ND_ATTACH_READ_ONLY : 0) | ND_ATTACH_RECONNECT;
 	a->reconnect_timeout_s = (uint32_t)reconnect_s;
 	a->nr_connections = (uint32_t)conns;
+	a->cache_size = cache_size;
 	if (co.timeout_ms) {
 		a->connect_timeout_ms = (uint32_t)co.timeout_ms;
 		a->io_timeout_s = (uint32_t)((co.timeout_ms + 999) / 1000);
@@ -266,7 +292,8 @@ int nd_cmd_attach(int argc, char **argv)
 		       display);
 		rc = ND_EXIT_CONNECT;
 	} else if (rc != ND_EXIT_OK) {
-		rc = attach_failed(canon, display, &a->out, ioerr ? ioerr : EIO);
+		rc = attach_failed(canon, display, &a->out, ioerr ? ioerr : EIO,
+				   cache_size != 0);
 	}
 out:
 	if (res)
@@ -392,10 +419,15 @@ int nd_cmd_detach(int argc, char **argv)
 static void list_usage(FILE *f)
 {
 	fprintf(f,
-		"usage: netdisk list\n"
+		"usage: netdisk list [-v]\n"
 		"\n"
 		"Lists the devices of the kernel driver: device, server, export,\n"
-		"size, state and whether it is read-only.\n");
+		"size, state and whether it is read-only.\n"
+		"\n"
+		"options:\n"
+		"  -v, --verbose     also connections, I/O counters and the cache\n"
+		"                    (size, bytes used, page hits, misses, evictions)\n"
+		"  -h, --help        this help\n");
 }
 
 /* Reads one line of a sysfs file into buf; "?" if unreadable. */
@@ -415,6 +447,45 @@ static void read_attr(const char *dev, const char *name, char *buf, size_t len)
 		fclose(f);
 }
 
+/* A numeric sysfs attribute; 0 if unreadable. */
+static unsigned long long read_u64(const char *dev, const char *name)
+{
+	char buf[32];
+
+	read_attr(dev, name, buf, sizeof(buf));
+	return strtoull(buf, NULL, 10);
+}
+
+static void list_verbose(const char *name)
+{
+	char h1[32], h2[32];
+	unsigned long long size = read_u64(name, "netdisk/cache_size");
+	unsigned long long hits = read_u64(name, "netdisk/cache_hits");
+	unsigned long long misses = read_u64(name, "netdisk/cache_misses");
+
+	printf("    connections %llu, reconnects %llu, errors %llu\n",
+	       read_u64(name, "netdisk/connections"),
+	       read_u64(name, "netdisk/reconnects"),
+	       read_u64(name, "netdisk/errors"));
+	printf("    server reads %llu (%s), writes %llu (%s), flushes %llu, discards %llu\n",
+	       read_u64(name, "netdisk/reads"),
+	       nd_human(read_u64(name, "netdisk/read_bytes"), h1, sizeof(h1)),
+	       read_u64(name, "netdisk/writes"),
+	       nd_human(read_u64(name, "netdisk/write_bytes"), h2, sizeof(h2)),
+	       read_u64(name, "netdisk/flushes"),
+	       read_u64(name, "netdisk/discards"));
+	if (!size) {
+		printf("    cache off\n");
+		return;
+	}
+	printf("    cache %s, used %s, hits %llu, misses %llu (pages, %.1f%% hits), evictions %llu\n",
+	       nd_human(size, h1, sizeof(h1)),
+	       nd_human(read_u64(name, "netdisk/cache_used"), h2, sizeof(h2)),
+	       hits, misses,
+	       hits + misses ? 100.0 * (double)hits / (double)(hits + misses) : 0.0,
+	       read_u64(name, "netdisk/cache_evictions"));
+}
+
 static int cmp_index(const void *a, const void *b)
 {
 	long x = *(const long *)a, y = *(const long *)b;
@@ -426,8 +497,10 @@ int nd_cmd_list(int argc, char **argv)
 {
 	static const struct option lo[] = {
 		{ "help", no_argument, NULL, 'h' },
+		{ "verbose", no_argument, NULL, 'v' },
 		{ NULL, 0, NULL, 0 },
 	};
+	bool verbose = false;
 	long *idx = NULL, *grown;
 	size_t n = 0, cap = 0, i;
 	struct dirent *de;
@@ -436,10 +509,14 @@ int nd_cmd_list(int argc, char **argv)
 
 	optind = 1;
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, ":h", lo, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":hv", lo, NULL)) != -1) {
 		if (opt == 'h') {
 			list_usage(stdout);
 			return ND_EXIT_OK;
+		}
+		if (opt == 'v') {
+			verbose = true;
+			continue;
 		}
 		return nd_bad_option("list", opt, argv);
 	}
@@ -499,6 +576,8 @@ int nd_cmd_list(int argc, char **argv)
 		printf("/dev/%-9s %-24s %-16s %10s  %-10s %s\n", name, server,
 		       exp, nd_human(sz, human, sizeof(human)), state,
 		       !strcmp(ro, "1") ? "yes" : "no");
+		if (verbose)
+			list_verbose(name);
 	}
 	free(idx);
 	return ND_EXIT_OK;

@@ -10,7 +10,9 @@
  * Devices are listed through sysfs: /sys/block/netdiskN/netdisk/{server,
  * export, identity, state, read_only, reads, writes, flushes, read_bytes,
  * write_bytes, errors, discards, connections, reconnects,
- * reconnect_timeout}; state is attaching, connected, reconnecting, dead or
+ * reconnect_timeout, cache_size, cache_used, cache_hits, cache_misses,
+ * cache_evictions}; reads and read_bytes count reads sent to the server,
+ * cache hits and misses count pages; state is attaching, connected, reconnecting, dead or
  * detaching; the size is /sys/block/netdiskN/size (sectors).
  */
 #ifndef NETDISK_IOCTL_H
@@ -45,6 +47,9 @@ enum nd_attach_result {
 	ND_ATTACH_PROTO = 4,	/* malformed handshake: not a netdisk server? */
 	ND_ATTACH_LOST = 5,	/* connection closed or timed out in handshake */
 	ND_ATTACH_LOCAL = 6,	/* local failure; errno_val says why */
+	/* cache_size asked for, but others may write the export (a read-only
+	 * session on a read-write export): the cache could go stale. */
+	ND_ATTACH_CACHE_REFUSED = 7,
 };
 
 struct nd_attach_out {
@@ -74,7 +79,12 @@ struct nd_attach {
 	/* TCP connections (one per blk-mq hardware queue), 1..16;
 	 * 0: min(online CPUs, 4). */
 	__u32 nr_connections;
-	__u64 cache_size;		/* bytes of client cache; 0 today */
+	/*
+	 * Bytes of client cache, rounded down to pages; 0: none. Allowed only
+	 * when the session gets ND_EXP_EXCLUSIVE (else result
+	 * ND_ATTACH_CACHE_REFUSED); under a page or over RAM: EINVAL, ENOMEM.
+	 */
+	__u64 cache_size;
 	/*
 	 * With ND_ATTACH_RECONNECT: a broken connection is re-established
 	 * (I/O held) for up to this many seconds before I/O fails with EIO;

@@ -152,6 +152,7 @@ static blk_status_t nd_queue_rq(struct blk_mq_hw_ctx *hctx,
 	struct request *rq = bd->rq;
 	struct nd_device *dev = rq->q->queuedata;
 	blk_status_t status = BLK_STS_IOERR;
+	struct nd_conn *conn;
 
 	switch (req_op(rq)) {
 	case REQ_OP_READ:
@@ -183,8 +184,18 @@ static blk_status_t nd_queue_rq(struct blk_mq_hw_ctx *hctx,
 	    blk_rq_bytes(rq) > dev->info.max_payload)
 		goto fail;
 	blk_mq_start_request(rq);
-	if (nd_conn_queue(dev->conns[hctx->queue_num], rq))
+	conn = dev->conns[hctx->queue_num];
+	/* No hits while reconnecting: the export may prove to be changed. */
+	if (dev->cache && nd_cache_queue(dev->cache, rq,
+					 !nd_conn_reconnecting(conn) &&
+					 !nd_conn_dead(conn))) {
+		blk_mq_end_request(rq, BLK_STS_OK);
 		return BLK_STS_OK;
+	}
+	if (nd_conn_queue(conn, rq))
+		return BLK_STS_OK;
+	if (dev->cache)
+		nd_cache_complete(dev->cache, rq, status);
 fail:
 	/* blk-mq ends the request; count it like a failed reply. */
 	atomic64_inc(&dev->errors);
@@ -217,6 +228,8 @@ static void nd_complete_rq(struct request *rq)
 			break;
 		}
 	}
+	if (dev->cache)
+		nd_cache_complete(dev->cache, rq, cmd->status);
 	blk_mq_end_request(rq, cmd->status);
 }
 

@@ -500,14 +500,18 @@ static int nd_reconnect_once(struct nd_conn *c, struct nd_hs_result *r)
 		pr_info("%s: session unknown to the server, starting a new one\n",
 			dev->name);
 		memset(dev->params->token, 0, ND_TOKEN_LEN);
+		/* Others may have written meanwhile: before any resend. */
+		nd_cache_drop(dev->cache);
 	}
 	if (r->result == ND_ATTACH_OK && nd_same_export(&dev->info, &r->info))
 		memcpy(dev->params->token, r->info.token, ND_TOKEN_LEN);
 	mutex_unlock(&dev->session_lock);
 	if (r->result != ND_ATTACH_OK)
 		return -EAGAIN;
-	if (!nd_same_export(&dev->info, &r->info))
+	if (!nd_same_export(&dev->info, &r->info)) {
+		nd_cache_drop(dev->cache);
 		return -ESTALE;
+	}
 	return nd_conn_start_rx(c) ? -EAGAIN : 0;
 }
 

@@ -78,8 +78,8 @@ static int nd_check_attach(const struct nd_attach *a)
 	for (i = 0; i < ARRAY_SIZE(a->reserved); i++)
 		if (a->reserved[i])
 			return -EINVAL;
-	if (a->cache_size)
-		return -EOPNOTSUPP;	/* an option of a later version */
+	if (nd_cache_check_size(a->cache_size))
+		return nd_cache_check_size(a->cache_size);
 	if (a->nr_connections > ND_MAX_CONNECTIONS)
 		return -EINVAL;
 	if (!(a->flags & ND_ATTACH_RECONNECT) ? a->reconnect_timeout_s != 0 :
@@ -251,6 +251,21 @@ int nd_dev_attach(struct nd_attach *a)
 	dev->info = r.info;
 	dev->read_only = (r.info.flags & ND_EXP_READ_ONLY) ||
 			 (a->flags & ND_ATTACH_READ_ONLY);
+	if (a->cache_size) {
+		/* Coherent only if nobody else can write the export. */
+		if (!(r.info.flags & ND_EXP_EXCLUSIVE)) {
+			pr_err("%s: no cache: others may write export %s (read-only session on a read-write export)\n",
+			       dev->name, dev->export_name);
+			out->result = ND_ATTACH_CACHE_REFUSED;
+			err = -EPERM;
+			goto fail_conn;
+		}
+		dev->cache = nd_cache_create(a->cache_size, dev->name);
+		if (!dev->cache) {
+			err = -ENOMEM;
+			goto fail_conn;
+		}
+	}
 
 	err = nd_blk_init_disk(dev);
 	if (err)
@@ -274,6 +289,9 @@ int nd_dev_attach(struct nd_attach *a)
 		dev->name, dev->server, dev->export_name, dev->info.size,
 		dev->nr_conns, dev->nr_conns == 1 ? "" : "s",
 		dev->read_only ? ", read-only" : "");
+	if (dev->cache)
+		pr_info("%s: cache of %llu KiB\n", dev->name,
+			a->cache_size >> 10);
 	if (r.info.flags & ND_EXP_READ_ONLY)
 		pr_info("%s: read-only export\n", dev->name);
 	out->result = ND_ATTACH_OK;
@@ -291,6 +309,7 @@ fail_disk:
 	blk_mq_free_tag_set(&dev->tag_set);
 fail_conn:
 	nd_dev_free_conns(dev);
+	nd_cache_free(dev->cache);
 fail_idr:
 	nd_idr_remove(index);
 fail_free:
@@ -326,6 +345,8 @@ static void nd_dev_remove(struct nd_device *dev, bool force)
 	for (i = 0; i < dev->nr_conns; i++)
 		nd_conn_close(dev->conns[i], !force);
 	nd_dev_free_conns(dev);
+	nd_cache_free(dev->cache);	/* no I/O left: the queue is gone */
+	dev->cache = NULL;
 	kfree_sensitive(dev->params);	/* the PSK */
 	dev->params = NULL;
 	blk_mq_free_tag_set(&dev->tag_set);

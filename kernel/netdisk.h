@@ -162,6 +162,7 @@ struct nd_cmd {
 	u32 cookie;			/* generation: upper half of the handle */
 	bool inflight;			/* ours to complete */
 	blk_status_t status;
+	u64 cache_seq;			/* cache.c: when a miss or write began */
 };
 
 enum nd_state {
@@ -196,6 +197,8 @@ struct nd_device {
 	unsigned int io_timeout_s;
 	unsigned int reconnect_timeout_s;	/* 0: fail at once */
 
+	struct nd_cache *cache;		/* NULL: no --cache-size */
+
 	atomic64_t reconnects, discards;
 	atomic64_t reads, writes, flushes, read_bytes, write_bytes, errors;
 };
@@ -208,6 +211,28 @@ int nd_blk_complete_reply(struct nd_device *dev, unsigned int qid,
 			  const struct nd_reply *rep, const u8 *data);
 /* Builds the request record for rq into the tx buffer; body length or <0. */
 int nd_blk_build(struct nd_device *dev, struct request *rq, u8 *body);
+
+/* ---- cache.c: client cache (--cache-size) ---- */
+
+struct nd_cache;
+struct nd_cache_stats {
+	u64 size, used, hits, misses, evictions;	/* bytes, pages */
+};
+
+int nd_cache_check_size(u64 size);
+struct nd_cache *nd_cache_create(u64 size, const char *name);
+void nd_cache_free(struct nd_cache *c);
+/*
+ * queue_rq, request started: true if rq (a read) was copied from the
+ * cache, the caller then ends it. A miss or a write is prepared for
+ * nd_cache_complete, which every request so prepared must reach.
+ */
+bool nd_cache_queue(struct nd_cache *c, struct request *rq, bool hits_ok);
+void nd_cache_complete(struct nd_cache *c, struct request *rq,
+		       blk_status_t status);
+/* Forgets every page (the export may have changed); NULL is a no-op. */
+void nd_cache_drop(struct nd_cache *c);
+void nd_cache_stats(struct nd_cache *c, struct nd_cache_stats *s);
 
 /* ---- dev.c: device lifetime ---- */
 

@@ -52,6 +52,24 @@ ND_U64_ATTR(discards, atomic64_read(&dev->discards));
 ND_U64_ATTR(reconnects, atomic64_read(&dev->reconnects));
 ND_U64_ATTR(reconnect_timeout, dev->reconnect_timeout_s);
 
+#define ND_CACHE_ATTR(name)						\
+static ssize_t cache_##name##_show(struct device *d,			\
+				   struct device_attribute *attr,	\
+				   char *buf)				\
+{									\
+	struct nd_cache_stats s;					\
+									\
+	nd_cache_stats(nd_from_dev(d)->cache, &s);			\
+	return sysfs_emit(buf, "%llu\n", (unsigned long long)s.name);	\
+}									\
+static DEVICE_ATTR_RO(cache_##name)
+
+ND_CACHE_ATTR(size);
+ND_CACHE_ATTR(used);
+ND_CACHE_ATTR(hits);
+ND_CACHE_ATTR(misses);
+ND_CACHE_ATTR(evictions);
+
 static struct attribute *nd_attrs[] = {
 	&dev_attr_server.attr,
 	&dev_attr_export.attr,
@@ -70,6 +88,11 @@ static struct attribute *nd_attrs[] = {
 	&dev_attr_discards.attr,
 	&dev_attr_reconnects.attr,
 	&dev_attr_reconnect_timeout.attr,
+	&dev_attr_cache_size.attr,
+	&dev_attr_cache_used.attr,
+	&dev_attr_cache_hits.attr,
+	&dev_attr_cache_misses.attr,
+	&dev_attr_cache_evictions.attr,
 	NULL,
 };
 
