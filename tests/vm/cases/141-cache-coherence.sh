@@ -6,7 +6,7 @@
 # the cache; three read-only clients with caches on a --read-only server
 # read correct data and hit; after the server restarts (a new session) with
 # the backing file changed behind it, the client reads the new data, not
-# its cache.
+# its cache; a reconnect into the same session keeps the cache.
 set -eu
 . "$REPO/tests/vm/lib.sh"
 trap nd_cleanup EXIT
@@ -101,14 +101,7 @@ stop_server "$S"
 
 log "server restart (new session), file changed behind it: the cache is dropped"
 port=$((_nd_port + 50))
-serve() {
-	"$NDD" --listen 127.0.0.1 --port "$port" --file "$D/rw.img" \
-		--key-file "$D/key" >>"$D/netdiskd-$port.log" 2>&1 &
-	srv=$!
-	echo "$srv" >>"$D/pids"
-	_wait_port "$port" "$srv" || { cat "$D/netdiskd-$port.log"; fail "netdiskd did not start"; }
-}
-serve
+serve_on S "$port" --file "$D/rw.img" --key-file "$D/key"
 attach dev "netdisk://127.0.0.1:$port" --key-file "$D/key" --cache-size 16M --connections 2
 dd if=/dev/urandom of="$D/old.bin" bs=1M count=2 status=none
 dd if=/dev/urandom of="$D/new.bin" bs=1M count=2 status=none
@@ -116,13 +109,13 @@ dd if="$D/old.bin" of="$dev" bs=1M oflag=direct status=none || fail "write old"
 dd if="$dev" bs=1M count=2 iflag=direct status=none | cmp - "$D/old.bin" || fail "read old"
 u0=$(sysattr "$dev" cache_used)
 [ "$u0" -ge $((2 << 20)) ] || fail "old data not cached (used $u0)"
-kill -TERM "$srv"
-wait "$srv" || true
+stop_server "$S"
 dd if="$D/new.bin" of="$D/rw.img" bs=1M conv=notrunc status=none
 sleep 1
-serve
-for ((i = 0; i < 120; i++)); do
-	[ "$(sysattr "$dev" reconnects)" -ge 1 ] && [ "$(sysattr "$dev" state)" = connected ] && break
+serve_on S "$port" --file "$D/rw.img" --key-file "$D/key"
+wait_reconnects "$dev" 1
+for ((i = 0; i < 60; i++)); do
+	[ "$(sysattr "$dev" state)" = connected ] && break
 	sleep 0.5
 done
 [ "$(sysattr "$dev" state)" = connected ] || fail "not reconnected: state $(sysattr "$dev" state)"
@@ -132,6 +125,33 @@ dmesg | grep -q "${dev#/dev/}: session unknown to the server, starting a new one
 dd if="$dev" bs=1M count=2 iflag=direct status=none | cmp - "$D/new.bin" ||
 	fail "read old cached data after the server restarted with a changed file"
 detach "$dev"
-kill -TERM "$srv"
-wait "$srv" || true
+
+log "a reconnect into the same session keeps the cache"
+attach dev "netdisk://127.0.0.1:$port" --key-file "$D/key" --cache-size 16M \
+	--connections 1 --timeout 4
+dd if="$D/old.bin" of="$dev" bs=1M oflag=direct status=none || fail "write"
+u0=$(sysattr "$dev" cache_used)
+n0=$(dmesg | grep -c "session unknown" || true)
+kill -STOP "$(srv_pid "$S")"
+# An uncached read times out (4 s): the connection breaks and is retried.
+dd if="$dev" of=/dev/null bs=4k count=1 skip=4000 iflag=direct status=none &
+dd_pid=$!
+echo "$dd_pid" >>"$D/pids"
+sleep 8
+kill -CONT "$(srv_pid "$S")"
+wait_reconnects "$dev" 1
+wait "$dd_pid" || fail "held read failed"
+n1=$(dmesg | grep -c "session unknown" || true)
+u1=$(sysattr "$dev" cache_used)
+log "reconnects=$(sysattr "$dev" reconnects), cache_used $u0 -> $u1"
+[ "$n1" = "$n0" ] || fail "the reconnect started a new session"
+[ "$u1" -ge "$u0" ] || fail "cache shrank across a same-session reconnect ($u0 -> $u1)"
+kill -STOP "$(srv_pid "$S")"
+rc=0
+timeout 60 dd if="$dev" of="$D/again.bin" bs=1M count=2 iflag=direct status=none || rc=$?
+kill -CONT "$(srv_pid "$S")"
+[ "$rc" = 0 ] || fail "cached re-read after the reconnect exited $rc (cache not kept)"
+cmp "$D/again.bin" "$D/old.bin" || fail "cached re-read differs"
+detach "$dev"
+stop_server "$S"
 log "ok"
