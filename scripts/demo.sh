@@ -54,6 +54,9 @@ cd $W
 export PATH="$O:$PATH"
 
 heading "Load the kernel module (runs its crypto self-test)"
+# As a normal boot's udev would: the AES-NI/CLMUL drivers behind gcm(aes).
+modprobe -q aesni_intel 2>/dev/null || true
+modprobe -q ghash_clmulni_intel 2>/dev/null || true
 run insmod "$REPO/kernel/netdisk.ko"
 dmesg | grep -i netdisk | sed 's/^\[[^]]*\] //'
 run ls -l /dev/netdisk-control
