@@ -47,17 +47,17 @@ int nd_read_full(int fd, void *buf, size_t len)
  * sendmsg with MSG_NOSIGNAL so a peer that went away is an error, not a
  * SIGPIPE; plain writev for non-sockets (pipes, files in tests and tools).
  */
-static ssize_t nd_writev_once(int fd, struct iovec *iov, int n)
+static ssize_t nd_sendv_once(int fd, struct iovec *iov, int n, int flags)
 {
 	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = (size_t)n };
-	ssize_t r = sendmsg(fd, &msg, MSG_NOSIGNAL);
+	ssize_t r = sendmsg(fd, &msg, MSG_NOSIGNAL | flags);
 
 	if (r < 0 && errno == ENOTSOCK)
 		r = writev(fd, iov, n);
 	return r;
 }
 
-int nd_writev_full(int fd, struct iovec *iov, int n)
+int nd_sendv_full(int fd, struct iovec *iov, int n, int flags)
 {
 	while (n > 0) {
 		int cnt = n > IOV_MAX ? IOV_MAX : n;
@@ -68,7 +68,7 @@ int nd_writev_full(int fd, struct iovec *iov, int n)
 			n--;
 			continue;
 		}
-		w = nd_writev_once(fd, iov, cnt);
+		w = nd_sendv_once(fd, iov, cnt, flags);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w < 0)
@@ -89,6 +89,11 @@ int nd_writev_full(int fd, struct iovec *iov, int n)
 		}
 	}
 	return 0;
+}
+
+int nd_writev_full(int fd, struct iovec *iov, int n)
+{
+	return nd_sendv_full(fd, iov, n, 0);
 }
 
 int nd_write_full(int fd, const void *buf, size_t len)

@@ -112,6 +112,8 @@ int nd_open_final(struct nd_dir *d, const uint8_t tag[ND_TAG_LEN]);
 int nd_read_full(int fd, void *buf, size_t len);
 int nd_write_full(int fd, const void *buf, size_t len);
 int nd_writev_full(int fd, struct iovec *iov, int n);
+/* The same with extra send flags (MSG_MORE) on sockets. */
+int nd_sendv_full(int fd, struct iovec *iov, int n, int flags);
 
 /*
  * Seals iov into one record and sends it (header, body, tag) with one

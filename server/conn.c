@@ -403,35 +403,7 @@ void nd_conn_reply(struct nd_conn *c, struct nd_req *q)
  */
 static int send_full(int fd, struct iovec *iov, int n, bool more)
 {
-	int flags = MSG_NOSIGNAL | (more ? MSG_MORE : 0);
-
-	while (n > 0) {
-		struct msghdr msg = { .msg_iov = iov,
-				      .msg_iovlen = (size_t)(n > IOV_MAX ?
-							     IOV_MAX : n) };
-		ssize_t w = sendmsg(fd, &msg, flags);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0 && errno == ENOTSOCK)
-			w = writev(fd, iov, (int)msg.msg_iovlen);
-		if (w < 0)
-			return -1;
-		if (w == 0) {
-			errno = EPIPE;
-			return -1;
-		}
-		while (n > 0 && (size_t)w >= iov->iov_len) {
-			w -= (ssize_t)iov->iov_len;
-			iov++;
-			n--;
-		}
-		if (w) {
-			iov->iov_base = (uint8_t *)iov->iov_base + w;
-			iov->iov_len -= (size_t)w;
-		}
-	}
-	return 0;
+	return nd_sendv_full(fd, iov, n, more ? MSG_MORE : 0);
 }
 
 static bool send_failed(struct nd_conn *c)
