@@ -506,6 +506,30 @@ fi
 # reported.
 fdcount() { ls "/proc/$1/fd" 2>/dev/null | wc -l; }
 rss_kib() { sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\).*/\1/p' "/proc/$1/status"; }
+# watch_peaks PID RSS FDS CLIENT-PIDS...: samples the server's RSS and fd
+# count until every client has ended; rsspk/fdpk get the peaks (from RSS/FDS).
+watch_peaks() {
+	local srv=$1 p r f running
+	rsspk=$2 fdpk=$3
+	shift 3
+	while :; do
+		r=$(rss_kib "$srv"); f=$(fdcount "$srv")
+		[ -n "$r" ] && [ "$r" -gt "$rsspk" ] && rsspk=$r
+		[ "$f" -gt "$fdpk" ] && fdpk=$f
+		running=0
+		for p in "$@"; do kill -0 "$p" 2>/dev/null && running=1; done
+		[ "$running" -eq 0 ] && break
+		sleep 0.05
+	done
+}
+# wait_fds PID FDS: up to 10 s for the server's fd count to fall to FDS.
+wait_fds() {
+	local i
+	for i in $(seq 1 100); do
+		[ "$(fdcount "$1")" -le "$2" ] && break
+		sleep 0.1
+	done
+}
 head -c 4M /dev/urandom >load.img
 start_server LD --file load.img --key-file key --read-only || exit 1
 LDURL=netdisk://127.0.0.1:$LD_PORT
@@ -517,17 +541,8 @@ for i in $(seq 1 64); do
 		2>"$T/load-$i.err" &
 	pids="$pids $!"
 done
-rsspk=$rss0
-fdpk=$fd0
-while :; do
-	r=$(rss_kib "$LD_PID"); f=$(fdcount "$LD_PID")
-	[ -n "$r" ] && [ "$r" -gt "$rsspk" ] && rsspk=$r
-	[ "$f" -gt "$fdpk" ] && fdpk=$f
-	running=0
-	for p in $pids; do kill -0 "$p" 2>/dev/null && running=1; done
-	[ "$running" -eq 0 ] && break
-	sleep 0.05
-done
+# shellcheck disable=SC2086 # $pids: one PID a word
+watch_peaks "$LD_PID" "$rss0" "$fd0" $pids
 n=0
 for p in $pids; do wait "$p" && n=$((n + 1)); done
 good=0
@@ -535,10 +550,7 @@ for i in $(seq 1 64); do cmp -s load.img "load-$i.img" && good=$((good + 1)); do
 [ "$n" -eq 64 ] && [ "$good" -eq 64 ] &&
 	ok "load: 64 concurrent downloads, all byte-identical (server fds peak $fdpk)" ||
 	bad "load: $n/64 downloads succeeded, $good/64 identical: $(cat "$T"/load-*.err | sort | uniq -c | head -c 300)"
-for i in $(seq 1 100); do
-	[ "$(fdcount "$LD_PID")" -le "$fd0" ] && break
-	sleep 0.1
-done
+wait_fds "$LD_PID" "$fd0"
 fd1=$(fdcount "$LD_PID")
 rss1=$(rss_kib "$LD_PID")
 [ "$fd1" -eq "$fd0" ] &&
@@ -555,26 +567,14 @@ for i in $(seq 1 64); do
 		--bs 4k --iodepth 1 --time 20 >"$T/loadb-$i.out" 2>"$T/loadb-$i.err" &
 	pids="$pids $!"
 done
-fdpk=$fd0
-rsspk=$rss1
-while :; do
-	r=$(rss_kib "$LD_PID"); f=$(fdcount "$LD_PID")
-	[ -n "$r" ] && [ "$r" -gt "$rsspk" ] && rsspk=$r
-	[ "$f" -gt "$fdpk" ] && fdpk=$f
-	running=0
-	for p in $pids; do kill -0 "$p" 2>/dev/null && running=1; done
-	[ "$running" -eq 0 ] && break
-	sleep 0.05
-done
+# shellcheck disable=SC2086
+watch_peaks "$LD_PID" "$rss1" "$fd0" $pids
 n=0
 for p in $pids; do wait "$p" && n=$((n + 1)); done
 [ "$n" -eq 64 ] && [ "$fdpk" -ge $((fd0 + 64)) ] &&
 	ok "load: 64 simultaneous bench clients succeeded (server fds peak $fdpk, RSS peak ${rsspk} KiB)" ||
 	bad "load: $n/64 bench clients succeeded, server fds peak $fdpk (idle $fd0): $(cat "$T"/loadb-*.err | sort | uniq -c | head -c 300)"
-for i in $(seq 1 100); do
-	[ "$(fdcount "$LD_PID")" -le "$fd0" ] && break
-	sleep 0.1
-done
+wait_fds "$LD_PID" "$fd0"
 fd1=$(fdcount "$LD_PID")
 [ "$fd1" -eq "$fd0" ] &&
 	ok "load: server fds back to idle baseline after bench clients ($fd1)" ||

@@ -47,25 +47,16 @@ _wait_port() {
 # fresh port in the background; VAR gets "PORT PID" (see srv_port/srv_pid).
 # Its log is $CASE_DIR/netdiskd-PORT.log.
 start_server() {
-	local var=$1 port pid
+	local var=$1
 	shift
-	port=$((_nd_port++))
-	"$NDD" --listen 127.0.0.1 --port "$port" "$@" \
-		>"$CASE_DIR/netdiskd-$port.log" 2>&1 &
-	pid=$!
-	echo "$pid" >>"$CASE_DIR/pids"
-	if ! _wait_port "$port" "$pid"; then
-		cat "$CASE_DIR/netdiskd-$port.log" >&2
-		fail "netdiskd $* did not start listening on port $port"
-	fi
-	printf -v "$var" '%s %s' "$port" "$pid"
+	serve_on "$var" $((_nd_port++)) "$@"
 }
 srv_port() { echo "${1% *}"; }
 srv_pid() { echo "${1#* }"; }
 
-# serve_on VAR PORT NETDISKD-ARGS...: like start_server, on a fixed PORT, so
-# a restarted server keeps the address the driver reconnects to. The log
-# ($CASE_DIR/netdiskd-PORT.log) is appended across restarts.
+# serve_on VAR PORT NETDISKD-ARGS...: the same on a fixed PORT, so a
+# restarted server keeps the address the driver reconnects to; the log is
+# appended across restarts.
 serve_on() {
 	local var=$1 port=$2 pid
 	shift 2
