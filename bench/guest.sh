@@ -144,11 +144,24 @@ else
 fi
 
 # The kernel's AES-256-GCM as netdisk.ko gets it (gcm(aes), the crypto
-# API's highest-priority driver), through AF_ALG on 64 KiB: a lower bound.
-if [ -n "$nd_dev" ] && modprobe algif_aead 2>/dev/null; then
-	kg=$(python3 "$REPO/bench/kcrypto-speed.py" 1 65536 "gcm(aes)" 2>/dev/null)
-	echo "guest_kernel_gcm $(echo "$kg" | awk '{ print $2 }')" >>"$VMOUT/guest-info"
-	echo "guest_kernel_gcm_afalg $(echo "$kg" | awk '{ print $3 }')" >>"$VMOUT/guest-info"
+# API's highest-priority driver), measured by the kernel's own speed test:
+# tcrypt mode 211 (gcm(aes) and rfc4106, every key size, 1 s each, about
+# 70 s under TCG; the module refuses to stay loaded, by design). We keep
+# the 256-bit key on 8 KiB: in-kernel, no copies.
+if [ -n "$nd_dev" ] && modinfo tcrypt >/dev/null 2>&1; then
+	before=$(dmesg | wc -l)
+	modprobe tcrypt mode=211 sec=1 2>/dev/null
+	dmesg | tail -n +"$((before + 1))" | awk '
+	/testing speed of gcm\(aes\)/ {
+		drv = $0; sub(/.*gcm\(aes\) \(/, "", drv); sub(/\).*/, "", drv)
+		dir = /encryption/ ? "enc" : "dec"; want = 1; next
+	}
+	/testing speed of/ { want = 0 }
+	want && /256 bit key, 8192 byte blocks/ {
+		v = $0; sub(/.*\(/, "", v); sub(/ bytes\).*/, "", v)
+		printf "guest_kernel_gcm_%s %.0f\n", dir, v / 1e6
+		printf "guest_kernel_gcm %s\n", drv
+	}' | sort -u >>"$VMOUT/guest-info"
 fi
 
 # Queue settings of both devices, for the report.
