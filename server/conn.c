@@ -375,7 +375,7 @@ static void reply_encode(struct nd_req *q)
 	nd_reply_encode(q->rhdr, &rep);
 }
 
-/* Queues the chain first..last for the sender thread; c->lock held. */
+/* Queues the sealed chain first..last for the sender; c->lock held. */
 static void txq_append_locked(struct nd_conn *c, struct nd_req *first,
 			      struct nd_req *last)
 {
@@ -388,13 +388,56 @@ static void txq_append_locked(struct nd_conn *c, struct nd_req *first,
 		pthread_cond_signal(&c->tx_cond);
 }
 
+/*
+ * Seals the chain's records in place, in chain order, with the next
+ * sequence numbers; c->seal_lock held (it owns crypto.tx and the order
+ * of the send queue). false if the connection is dead or sealing failed:
+ * then nothing of the chain may be sent.
+ */
+static bool seal_chain_locked(struct nd_conn *c, struct nd_req *q)
+{
+	bool dead;
+
+	pthread_mutex_lock(&c->lock);
+	dead = c->dead;
+	pthread_mutex_unlock(&c->lock);
+	if (dead)
+		return false;
+	for (; q; q = q->next) {
+		struct iovec body[2] = {
+			{ .iov_base = q->rhdr, .iov_len = ND_REPLY_HDR_LEN },
+			{ .iov_base = q->buf, .iov_len = q->data_len },
+		};
+
+		if (nd_seal(&c->crypto.tx, q->rec_hdr, body,
+			    q->data_len ? 2 : 1, q->tag) < 0) {
+			nd_err("client %s: sealing a reply failed, closing",
+			       c->peer);
+			/* Never seal again (no nonce reuse); rx tears down. */
+			pthread_mutex_lock(&c->lock);
+			c->dead = true;
+			pthread_mutex_unlock(&c->lock);
+			shutdown(c->fd, SHUT_RDWR);
+			return false;
+		}
+	}
+	return true;
+}
+
+/*
+ * A worker's (or the receiver's large) reply: sealed on this thread, so
+ * the sender only writes, then queued in sealing order.
+ */
 void nd_conn_reply(struct nd_conn *c, struct nd_req *q)
 {
 	reply_encode(q);
 	q->next = NULL;
+	pthread_mutex_lock(&c->seal_lock);
+	seal_chain_locked(c, q);
 	pthread_mutex_lock(&c->lock);
 	txq_append_locked(c, q, q);
 	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&c->seal_lock);
 }
 
 /*
@@ -406,87 +449,28 @@ static int send_full(int fd, struct iovec *iov, int n, bool more)
 	return nd_sendv_full(fd, iov, n, more ? MSG_MORE : 0);
 }
 
-static bool send_failed(struct nd_conn *c)
-{
-	nd_info("client %s: send failed: %s, closing", c->peer,
-		errno ? strerror(errno) : "closed");
-	return false;
-}
-
-static bool seal_failed(struct nd_conn *c)
-{
-	nd_err("client %s: sealing a reply failed, closing", c->peer);
-	return false;
-}
-
 /*
- * A reply with more than ND_SRV_TX_CHUNK bytes of data: sealed in steps,
- * each sent (after the n queued iov entries) while it is still in cache.
- */
-static bool send_big(struct nd_conn *c, struct nd_req *q, struct iovec *iov,
-		     int n, bool last)
-{
-	struct nd_dir *d = &c->crypto.tx;
-	uint32_t off = 0;
-
-	if (nd_seal_begin(d, q->rec_hdr, ND_REPLY_HDR_LEN + (size_t)q->data_len) ||
-	    nd_crypt_update(d, q->rhdr, q->rhdr, ND_REPLY_HDR_LEN))
-		return seal_failed(c);
-	iov[n++] = (struct iovec){ q->rec_hdr, ND_RECORD_HDR_LEN };
-	iov[n++] = (struct iovec){ q->rhdr, ND_REPLY_HDR_LEN };
-	while (off < q->data_len) {
-		uint32_t k = q->data_len - off;
-
-		if (k > ND_SRV_TX_CHUNK)
-			k = ND_SRV_TX_CHUNK;
-		if (nd_crypt_update(d, q->buf + off, q->buf + off, k))
-			return seal_failed(c);
-		iov[n++] = (struct iovec){ q->buf + off, k };
-		off += k;
-		if (off == q->data_len) {
-			if (nd_seal_final(d, q->tag))
-				return seal_failed(c);
-			iov[n++] = (struct iovec){ q->tag, ND_TAG_LEN };
-		}
-		if (send_full(c->fd, iov, n, off < q->data_len || !last))
-			return send_failed(c);
-		n = 0;
-	}
-	return true;
-}
-
-/*
- * Seals and sends a chain of replies, up to ND_SRV_TX_BATCH small ones per
- * sendmsg; false once the connection failed.
+ * Sends a chain of sealed replies, up to ND_SRV_TX_BATCH per sendmsg;
+ * false once the connection failed.
  */
 static bool send_chain(struct nd_conn *c, struct nd_req *q)
 {
-	struct iovec iov[ND_SRV_TX_BATCH * 4 + 4];
+	struct iovec iov[ND_SRV_TX_BATCH * 4];
 	int n = 0, k = 0;
 
 	for (; q; q = q->next) {
-		struct iovec body[2] = {
-			{ .iov_base = q->rhdr, .iov_len = ND_REPLY_HDR_LEN },
-			{ .iov_base = q->buf, .iov_len = q->data_len },
-		};
-
-		if (q->data_len > ND_SRV_TX_CHUNK) {
-			if (!send_big(c, q, iov, n, !q->next))
-				return false;
-			n = k = 0;
-			continue;
-		}
-		if (nd_seal(&c->crypto.tx, q->rec_hdr, body,
-			    q->data_len ? 2 : 1, q->tag) < 0)
-			return seal_failed(c);
 		iov[n++] = (struct iovec){ q->rec_hdr, ND_RECORD_HDR_LEN };
-		iov[n++] = body[0];
+		iov[n++] = (struct iovec){ q->rhdr, ND_REPLY_HDR_LEN };
 		if (q->data_len)
-			iov[n++] = body[1];
+			iov[n++] = (struct iovec){ q->buf, q->data_len };
 		iov[n++] = (struct iovec){ q->tag, ND_TAG_LEN };
 		if (++k == ND_SRV_TX_BATCH || !q->next) {
-			if (send_full(c->fd, iov, n, q->next != NULL))
-				return send_failed(c);
+			if (send_full(c->fd, iov, n, q->next != NULL)) {
+				nd_info("client %s: send failed: %s, closing",
+					c->peer,
+					errno ? strerror(errno) : "closed");
+				return false;
+			}
 			n = k = 0;
 		}
 	}
@@ -545,25 +529,31 @@ static void *tx_main(void *arg)
 }
 
 /*
- * Replies the receiver produced itself (page-cache reads, refusals): sent
- * right here if the sender is idle, saving a hand-off; otherwise queued.
+ * Replies the receiver produced itself (page-cache reads, refusals):
+ * sealed here, then sent right here if the sender is idle, saving a
+ * hand-off; otherwise queued. Deciding under seal_lock keeps wire order
+ * equal to sealing order.
  */
 static void rx_send(struct nd_conn *c, struct nd_req *first,
 		    struct nd_req *last)
 {
 	bool dead;
 
+	pthread_mutex_lock(&c->seal_lock);
+	seal_chain_locked(c, first);
 	pthread_mutex_lock(&c->lock);
 	if (c->tx_busy || c->txq_head) {
 		txq_append_locked(c, first, last);
 		pthread_mutex_unlock(&c->lock);
+		pthread_mutex_unlock(&c->seal_lock);
 		return;
 	}
 	c->tx_busy = true;
 	dead = c->dead;
 	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&c->seal_lock);
 	send_and_retire(c, first, dead);
-	/* Replies workers queued meanwhile: the sender thread takes them. */
+	/* Replies queued meanwhile: the sender thread takes them. */
 	if (c->txq_head)
 		pthread_cond_signal(&c->tx_cond);
 	pthread_mutex_unlock(&c->lock);
@@ -807,7 +797,7 @@ static enum rx_end rx_loop(struct nd_conn *c, struct rx_batch *batch)
 				batch_add(batch, q);
 			} else {
 				/*
-				 * Large: the sender seals and sends it while
+				 * Large: sealed here, sent by the sender while
 				 * this thread reads the next request's data.
 				 */
 				batch_flush(c, batch);

@@ -31,8 +31,9 @@
  */
 #define ND_SRV_INLINE_MAX	(1024 * 1024)
 /*
- * Reply data above this is sealed and sent in steps of this size, each
- * still in cache when the kernel copies it into the socket.
+ * The receiver sends its own replies (no hand-off) while they carry at
+ * most this much data; a larger reply is sealed by the receiver and sent
+ * by the sender thread, while the receiver reads the next request.
  */
 #define ND_SRV_TX_CHUNK		(128 * 1024)
 /* How long shutdown waits for replies before cutting connections. */
@@ -82,6 +83,12 @@ struct nd_conn {
 	uint32_t max_payload;
 	bool read_only;
 
+	/*
+	 * Owns crypto.tx: replies are sealed by the thread that produced
+	 * them, and queued (or claimed for sending) before it is released,
+	 * so the wire order is the sealing order. Taken before lock.
+	 */
+	pthread_mutex_t seal_lock;
 	pthread_mutex_t lock;
 	pthread_cond_t rx_cond;		/* rx: a slot freed / all done */
 	pthread_cond_t tx_cond;		/* tx: a reply queued / stop */
@@ -89,7 +96,7 @@ struct nd_conn {
 	int inflight;
 	size_t inflight_bytes;
 	bool tx_stop;
-	bool tx_busy;			/* a thread is sealing/sending */
+	bool tx_busy;			/* a thread is sending */
 	bool dead;			/* send failed: drop further replies */
 	struct nd_req *free_reqs;
 	int nfree;

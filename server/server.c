@@ -353,6 +353,7 @@ static void tune_socket(int fd)
 
 static void free_conn(struct nd_conn *c)
 {
+	pthread_mutex_destroy(&c->seal_lock);
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->rx_cond);
 	pthread_cond_destroy(&c->tx_cond);
@@ -414,6 +415,7 @@ static void accept_one(struct nd_server *s)
 	tune_socket(fd);
 	c->fd = fd;
 	c->srv = s;
+	pthread_mutex_init(&c->seal_lock, NULL);
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->rx_cond, NULL);
 	pthread_cond_init(&c->tx_cond, NULL);
