@@ -29,6 +29,15 @@ struct nd_backend_ops {
 	/* fua: data must be durable before returning. */
 	int (*pwrite)(void *h, const void *buf, uint32_t len, uint64_t off,
 		      bool fua);
+	/*
+	 * Optional: pwrite only if it cannot wait on a disk (memory-backed
+	 * file, or a buffered write the kernel accepts with RWF_NOWAIT);
+	 * -EAGAIN otherwise, also on any error or a partial write: the caller
+	 * then redoes the whole write with pwrite, which reports the error.
+	 * Called on the receiver thread, must not block.
+	 */
+	int (*pwrite_nowait)(void *h, const void *buf, uint32_t len,
+			     uint64_t off, bool fua);
 	int (*flush)(void *h);
 	/*
 	 * Optional: called only when caps advertises them. After trim the

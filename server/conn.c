@@ -675,6 +675,15 @@ static bool over_limit(const struct nd_conn *c)
 	       c->inflight_bytes >= ND_SRV_INFLIGHT_BYTES;
 }
 
+/*
+ * Largest WRITE the receiver stores itself when the backend can do it
+ * without waiting (see DESIGN.md "Inline writes"); larger ones go to a
+ * worker, whose copy then overlaps the receipt and opening of the next.
+ */
+#ifndef ND_SRV_INLINE_WRITE_MAX
+#define ND_SRV_INLINE_WRITE_MAX	(1024 * 1024)
+#endif
+
 static enum rx_end rx_loop(struct nd_conn *c, struct rx_batch *batch)
 {
 	struct nd_server *s = c->srv;
@@ -803,6 +812,16 @@ static enum rx_end rx_loop(struct nd_conn *c, struct rx_batch *batch)
 				batch_flush(c, batch);
 				nd_conn_reply(c, q);
 			}
+		} else if (r.op == ND_OP_WRITE && e->ops->pwrite_nowait &&
+			   r.length <= ND_SRV_INLINE_WRITE_MAX &&
+			   e->ops->pwrite_nowait(e->h, q->buf + ND_REQ_HDR_LEN,
+						 r.length, r.offset,
+						 r.flags & ND_REQ_FUA) == 0) {
+			/*
+			 * Memory or page cache took it without waiting: no
+			 * hand-off, and the reply joins the batch.
+			 */
+			batch_add(batch, q);
 		} else {
 			nd_work_submit(s, q);
 		}

@@ -29,6 +29,7 @@ struct file_h {
 	bool no_zero_range;
 	bool no_punch;
 	bool no_nowait;		/* RWF_NOWAIT refused by this kernel/fs */
+	bool no_wnowait;	/* same, for buffered writes */
 	bool in_memory;		/* tmpfs/ramfs: a read never waits on a disk */
 };
 
@@ -111,6 +112,35 @@ static int file_pwrite(void *h, const void *buf, uint32_t len, uint64_t off,
 		off += (uint64_t)n;
 	}
 	return 0;
+}
+
+static int file_pwrite_nowait(void *h, const void *buf, uint32_t len,
+			      uint64_t off, bool fua)
+{
+	struct file_h *f = h;
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+	ssize_t n;
+
+	/*
+	 * tmpfs pages are memory: the write is a copy into them and FUA
+	 * changes nothing (its fsync is a no-op). Anything else goes through
+	 * the page cache only without FUA and only if RWF_NOWAIT is accepted
+	 * (no page to read in, no dirty throttling, no block allocation).
+	 */
+	if (f->in_memory)
+		n = pwrite(f->fd, buf, len, (off_t)off);
+	else if (fua || f->blk ||
+		 __atomic_load_n(&f->no_wnowait, __ATOMIC_RELAXED))
+		return -EAGAIN;
+	else
+		n = pwritev2(f->fd, &iov, 1, (off_t)off, RWF_NOWAIT);
+	if (n == (ssize_t)len)
+		return 0;
+	if (n < 0 && !f->in_memory && (errno == EOPNOTSUPP ||
+				       errno == EINVAL || errno == ENOSYS))
+		__atomic_store_n(&f->no_wnowait, true, __ATOMIC_RELAXED);
+	/* Partial or failed: the worker rewrites it all and reports. */
+	return -EAGAIN;
 }
 
 static int file_flush(void *h)
@@ -231,6 +261,7 @@ static const struct nd_backend_ops file_ops = {
 	.pread = file_pread,
 	.pread_nowait = file_pread_nowait,
 	.pwrite = file_pwrite,
+	.pwrite_nowait = file_pwrite_nowait,
 	.flush = file_flush,
 	.trim = file_trim,
 	.write_zeroes = file_write_zeroes,
@@ -345,6 +376,7 @@ int nd_file_open(struct nd_export *e, const char *path, bool read_only,
 	f->no_zero_range = false;
 	f->no_punch = false;
 	f->no_nowait = false;
+	f->no_wnowait = false;
 	f->in_memory = false;
 	if (S_ISREG(st.st_mode)) {
 		struct statfs sf;

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -95,7 +96,7 @@ static void stop_server(struct fixture *f)
 	f->srv = NULL;
 }
 
-static int setup_common(void **state, bool read_only)
+static int setup_common(void **state, bool read_only, const char *dir)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 	const char *preload = getenv("LD_PRELOAD");
@@ -105,7 +106,7 @@ static int setup_common(void **state, bool read_only)
 	if (preload && strstr(preload, "valgrind"))
 		scale = 10;
 	nd_log_level = getenv("ND_TEST_DEBUG") ? ND_LOG_DEBUG : ND_LOG_ERROR;
-	snprintf(f->path, sizeof(f->path), "/tmp/nd-test-server-XXXXXX");
+	snprintf(f->path, sizeof(f->path), "%s/nd-test-server-XXXXXX", dir);
 	fd = mkstemp(f->path);
 	assert_true(fd >= 0);
 	/* Block i is filled with byte i & 0xff, so reads are checkable. */
@@ -124,12 +125,22 @@ static int setup_common(void **state, bool read_only)
 
 static int setup_rw(void **state)
 {
-	return setup_common(state, false);
+	return setup_common(state, false, "/tmp");
+}
+
+/* A tmpfs export: netdiskd reads and writes it on the receiver thread. */
+static int setup_rw_shm(void **state)
+{
+	struct stat st;
+
+	if (stat("/dev/shm", &st) < 0 || !S_ISDIR(st.st_mode))
+		return setup_common(state, false, "/tmp");
+	return setup_common(state, false, "/dev/shm");
 }
 
 static int setup_ro(void **state)
 {
-	return setup_common(state, true);
+	return setup_common(state, true, "/tmp");
 }
 
 static int teardown(void **state)
@@ -1074,6 +1085,102 @@ static void test_concurrent_clients(void **state)
 	}
 }
 
+/*
+ * Many pipelined writes to distinct blocks, 4 KiB ones (stored by the
+ * receiver where the backend allows) mixed with FUA and 256 KiB ones (a
+ * worker, unless the file is in memory): every reply OK, then after FLUSH
+ * the file and READs hold exactly what was written, and nothing else moved.
+ */
+static void test_inline_writes_verified(void **state)
+{
+	struct fixture *f = *state;
+	enum { N = 250, NB = 3, BIG = 256 * 1024, BIG_AT = 2u << 20 };
+	uint8_t *w = malloc(BIG), *r = malloc(BIG);
+	bool seen[N + NB] = { false };
+	struct nd_reply rep;
+	struct conn a;
+	int i;
+
+	assert_non_null(w);
+	assert_non_null(r);
+	open_ok(f, &a, NULL, 0);
+	/* 4 KiB write i goes to block 2i (below BIG_AT), byte i * 7 + 1. */
+	assert_true(N * 2 * 4096 <= BIG_AT && BIG_AT + NB * BIG <= DISK_SIZE);
+	for (i = 0; i < N; i++) {
+		memset(w, (i * 7 + 1) & 0xff, 4096);
+		send_req(&a, ND_OP_WRITE, i % 3 == 0 ? ND_REQ_FUA : 0, 4096,
+			 (uint64_t)i, (uint64_t)i * 2 * 4096, w);
+		if (i % 100 == 0) {	/* big ones in between, above BIG_AT */
+			memset(w, 0xf0 + i / 100, BIG);
+			send_req(&a, ND_OP_WRITE, 0, BIG, (uint64_t)N + i / 100,
+				 BIG_AT + (uint64_t)(i / 100) * BIG, w);
+		}
+	}
+	for (i = 0; i < N + NB; i++) {
+		assert_true(recv_reply(&a, &rep, NULL, 0) >= 0);
+		assert_true(rep.handle < N + NB && !seen[rep.handle]);
+		seen[rep.handle] = true;
+		assert_int_equal(rep.op, ND_OP_WRITE);
+		assert_int_equal(rep.status, ND_OK);
+		assert_int_equal(rep.length, 0);
+	}
+	assert_int_equal(do_req(&a, ND_OP_FLUSH, 0, 0, 0, NULL), ND_OK);
+	for (i = 0; i < N; i++) {
+		uint8_t want = (i * 7 + 1) & 0xff;
+		off_t off = (off_t)i * 2 * 4096;
+
+		file_pread(f, r, 4096, off);
+		assert_true(all_bytes(r, 4096, want));
+		assert_int_equal(do_req(&a, ND_OP_READ, 0, 4096, (uint64_t)off,
+					r), ND_OK);
+		assert_true(all_bytes(r, 4096, want));
+		/* The odd block between keeps its initial byte. */
+		file_pread(f, r, 4096, off + 4096);
+		assert_true(all_bytes(r, 4096, (uint8_t)((2 * i + 1) & 0xff)));
+	}
+	for (i = 0; i < NB; i++) {
+		file_pread(f, r, BIG, BIG_AT + (off_t)i * BIG);
+		assert_true(all_bytes(r, BIG, (uint8_t)(0xf0 + i)));
+	}
+	conn_close(&a);
+	free(w);
+	free(r);
+}
+
+/*
+ * A write the backend refuses (beyond RLIMIT_FSIZE: EFBIG, also on the
+ * receiver's no-wait attempt) still gets an I/O error, with or without FUA,
+ * leaves the file alone, and the connection goes on.
+ */
+static void test_inline_write_error(void **state)
+{
+	struct fixture *f = *state;
+	struct rlimit old, lim = { .rlim_cur = 2u << 20 };
+	void (*old_xfsz)(int);
+	uint8_t w[4096], r[4096];
+	struct conn a;
+
+	memset(w, 0xab, sizeof(w));
+	open_ok(f, &a, NULL, 0);
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim.rlim_max = old.rlim_max;
+	old_xfsz = signal(SIGXFSZ, SIG_IGN);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	assert_int_equal(do_req(&a, ND_OP_WRITE, 0, 4096, 3u << 20, w),
+			 ND_ERR_IO);
+	assert_int_equal(do_req(&a, ND_OP_WRITE, ND_REQ_FUA, 4096, 3u << 20,
+				w), ND_ERR_IO);
+	assert_int_equal(do_req(&a, ND_OP_WRITE, 0, 4096, 1u << 20, w), ND_OK);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	signal(SIGXFSZ, old_xfsz);
+	assert_int_equal(do_req(&a, ND_OP_FLUSH, 0, 0, 0, NULL), ND_OK);
+	file_pread(f, r, sizeof(r), 3u << 20);
+	assert_true(all_bytes(r, sizeof(r), ((3u << 20) / 4096) & 0xff));
+	file_pread(f, r, sizeof(r), 1u << 20);
+	assert_true(all_bytes(r, sizeof(r), 0xab));
+	conn_close(&a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1112,6 +1219,14 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_shutdown_with_stuck_client,
 						setup_rw, teardown),
 		cmocka_unit_test_setup_teardown(test_rekey, setup_rw, teardown),
+		cmocka_unit_test_setup_teardown(test_inline_writes_verified,
+						setup_rw, teardown),
+		cmocka_unit_test_setup_teardown(test_inline_writes_verified,
+						setup_rw_shm, teardown),
+		cmocka_unit_test_setup_teardown(test_inline_write_error,
+						setup_rw, teardown),
+		cmocka_unit_test_setup_teardown(test_inline_write_error,
+						setup_rw_shm, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_clients,
 						setup_rw, teardown),
 	};
