@@ -232,16 +232,21 @@ static struct page *nd_cache_get(struct nd_cache *c, unsigned long idx)
 	return pg;
 }
 
-/* Copies the whole of rq from the cache; false at the first missing page. */
-static bool nd_cache_read(struct nd_cache *c, struct request *rq)
+/*
+ * Calls fn on each piece of rq's data that lies in one device page, in
+ * order: the page index, the offset in that page, the bio page and offset
+ * holding the piece, its length. Stops, returning false, when fn does.
+ */
+typedef bool (*nd_piece_fn)(void *arg, unsigned long idx, unsigned int off,
+			    struct page *bpage, unsigned int boff,
+			    unsigned int n);
+
+static bool nd_rq_walk(struct request *rq, nd_piece_fn fn, void *arg)
 {
-	unsigned long idx, cur_idx = ULONG_MAX, first, last;
-	struct page *cur = NULL;
+	u64 pos = (u64)blk_rq_pos(rq) << SECTOR_SHIFT;
 	struct req_iterator iter;
 	struct bio_vec bv;
-	u64 pos;
 
-	nd_rq_range(rq, &pos, &first, &last);
 	rq_for_each_segment(bv, rq, iter) {
 		unsigned int done = 0;
 
@@ -250,24 +255,49 @@ static bool nd_cache_read(struct nd_cache *c, struct request *rq)
 			unsigned int n = min_t(unsigned int, bv.bv_len - done,
 					       PAGE_SIZE - off);
 
-			idx = pos >> PAGE_SHIFT;
-			if (idx != cur_idx) {
-				if (cur)
-					put_page(cur);
-				cur = nd_cache_get(c, idx);
-				cur_idx = idx;
-				if (!cur)
-					return false;
-			}
-			nd_copy_page(bv.bv_page, bv.bv_offset + done, cur, off,
-				     n);
+			if (!fn(arg, pos >> PAGE_SHIFT, off, bv.bv_page,
+				bv.bv_offset + done, n))
+				return false;
 			pos += n;
 			done += n;
 		}
 	}
-	if (cur)
-		put_page(cur);
 	return true;
+}
+
+/* nd_cache_read's walk: the cached page the previous piece came from. */
+struct nd_hit {
+	struct nd_cache *c;
+	unsigned long idx;
+	struct page *pg;
+};
+
+static bool nd_hit_piece(void *arg, unsigned long idx, unsigned int off,
+			 struct page *bpage, unsigned int boff, unsigned int n)
+{
+	struct nd_hit *h = arg;
+
+	if (idx != h->idx) {
+		if (h->pg)
+			put_page(h->pg);
+		h->pg = nd_cache_get(h->c, idx);
+		h->idx = idx;
+		if (!h->pg)
+			return false;
+	}
+	nd_copy_page(bpage, boff, h->pg, off, n);
+	return true;
+}
+
+/* Copies the whole of rq from the cache; false at the first missing page. */
+static bool nd_cache_read(struct nd_cache *c, struct request *rq)
+{
+	struct nd_hit h = { .c = c, .idx = ULONG_MAX };
+	bool all = nd_rq_walk(rq, nd_hit_piece, &h);
+
+	if (h.pg)
+		put_page(h.pg);
+	return all;
 }
 
 bool nd_cache_queue(struct nd_cache *c, struct request *rq, bool hits_ok)
@@ -309,6 +339,7 @@ struct nd_fill {
 	struct nd_cache *c;
 	u64 seq;
 	bool write;
+	unsigned long full_first, full_last;	/* pages rq covers entirely */
 	unsigned long idx;
 	struct page *pg;
 };
@@ -330,48 +361,38 @@ static void nd_fill_end(struct nd_fill *f)
 	f->pg = NULL;
 }
 
+static bool nd_fill_piece(void *arg, unsigned long idx, unsigned int off,
+			  struct page *bpage, unsigned int boff, unsigned int n)
+{
+	struct nd_fill *f = arg;
+
+	if (idx < f->full_first || idx >= f->full_last)
+		return true;
+	if (idx != f->idx) {
+		nd_fill_end(f);
+		f->idx = idx;
+		/* Failing to cache is fine. */
+		f->pg = alloc_page(GFP_NOWAIT | __GFP_NOWARN);
+	}
+	if (f->pg)
+		nd_copy_page(f->pg, off, bpage, boff, n);
+	return true;
+}
+
 /* Inserts the pages rq covers entirely with its data (read or written). */
 static void nd_cache_fill(struct nd_cache *c, struct request *rq, u64 seq,
 			  bool write)
 {
-	struct nd_fill f = { .c = c, .seq = seq, .write = write,
-			     .idx = ULONG_MAX };
-	unsigned long first, last, full_first, full_last;
-	struct req_iterator iter;
-	struct bio_vec bv;
-	u64 pos, end;
+	u64 pos = (u64)blk_rq_pos(rq) << SECTOR_SHIFT;
+	struct nd_fill f = {
+		.c = c, .seq = seq, .write = write, .idx = ULONG_MAX,
+		.full_first = DIV_ROUND_UP_ULL(pos, PAGE_SIZE),
+		.full_last = (pos + blk_rq_bytes(rq)) >> PAGE_SHIFT,
+	};
 
-	nd_rq_range(rq, &pos, &first, &last);
-	end = pos + blk_rq_bytes(rq);
-	full_first = DIV_ROUND_UP_ULL(pos, PAGE_SIZE);
-	full_last = end >> PAGE_SHIFT;	/* exclusive */
-	if (full_first >= full_last)
+	if (f.full_first >= f.full_last)
 		return;
-	rq_for_each_segment(bv, rq, iter) {
-		unsigned int done = 0;
-
-		while (done < bv.bv_len) {
-			unsigned int off = pos & ~PAGE_MASK;
-			unsigned int n = min_t(unsigned int, bv.bv_len - done,
-					       PAGE_SIZE - off);
-			unsigned long idx = pos >> PAGE_SHIFT;
-
-			if (idx >= full_first && idx < full_last) {
-				if (idx != f.idx) {
-					nd_fill_end(&f);
-					f.idx = idx;
-					/* Failing to cache is fine. */
-					f.pg = alloc_page(GFP_NOWAIT |
-							  __GFP_NOWARN);
-				}
-				if (f.pg)
-					nd_copy_page(f.pg, off, bv.bv_page,
-						     bv.bv_offset + done, n);
-			}
-			pos += n;
-			done += n;
-		}
-	}
+	nd_rq_walk(rq, nd_fill_piece, &f);
 	nd_fill_end(&f);
 }
 
