@@ -1009,6 +1009,168 @@ static void test_rekey(void **state)
 	conn_close(&a);
 }
 
+/*
+ * Replies sealed by different threads on one connection (the receiver's
+ * small batches, its large page-cache reads, workers' FLUSH replies) while
+ * the server's key rotates: every reply must open in order, once, with
+ * the right data.
+ */
+static void test_rekey_mixed_sealers(void **state)
+{
+	struct fixture *f = *state;
+	const int total = (int)ND_REKEY_RECORDS + 3000, window = 48;
+	enum { BIG = 192 * 1024 };
+	uint8_t *data = malloc(BIG), *seen = calloc((size_t)total, 1);
+	int sent = 0, got = 0, big = 0;
+	struct nd_reply rep;
+	struct conn a;
+
+	assert_non_null(data);
+	assert_non_null(seen);
+	open_ok(f, &a, NULL, 0);
+	while (got < total) {
+		while (sent < total && sent - got < window) {
+			int i = sent++;
+			uint64_t off = (uint64_t)(i % 960) * 4096;
+
+			if (i % 1024 == 5)
+				send_req(&a, ND_OP_READ, 0, BIG, (uint64_t)i,
+					 off, NULL);
+			else if (i % 3 == 0)
+				send_req(&a, ND_OP_FLUSH, 0, 0, (uint64_t)i,
+					 0, NULL);
+			else
+				send_req(&a, ND_OP_READ, 0, i % 3 == 1 ?
+					 4096 : 512, (uint64_t)i, off, NULL);
+		}
+		assert_true(recv_reply(&a, &rep, data, BIG) >= 0);
+		assert_true(rep.handle < (uint64_t)total);
+		assert_false(seen[rep.handle]);
+		seen[rep.handle] = 1;
+		assert_int_equal(rep.status, ND_OK);
+		if (rep.op == ND_OP_FLUSH) {
+			assert_int_equal(rep.handle % 3, 0);
+		} else {
+			uint32_t len = rep.handle % 1024 == 5 ? BIG :
+				       rep.handle % 3 == 1 ? 4096 : 512;
+			uint32_t blk = (uint32_t)(rep.handle % 960);
+
+			assert_int_equal(rep.length, len);
+			/* Block b holds byte b & 0xff. */
+			for (uint32_t o = 0; o < len; o += 4096)
+				assert_true(all_bytes(data + o,
+						      len - o < 4096 ? len - o :
+						      4096,
+						      (uint8_t)(blk + o / 4096)));
+			big += len == BIG;
+		}
+		got++;
+	}
+	assert_int_equal(big, (total + 1018) / 1024);
+	assert_true(a.c.rx.seq > ND_REKEY_RECORDS);
+	conn_close(&a);
+	free(seen);
+	free(data);
+}
+
+struct bigreader {
+	struct fixture *f;
+	unsigned int seed;
+	int ok;
+};
+
+/*
+ * Its own connection, 8 x 1 MiB READs in flight at random block offsets,
+ * every block checked; no cmocka assertions off the main thread.
+ */
+static void *big_reader(void *arg)
+{
+	struct bigreader *br = arg;
+	enum { N = 48, LEN = 1 << 20, DEPTH = 8 };
+	const uint32_t blocks = (DISK_SIZE - LEN) / 4096;
+	const size_t cap = ND_REPLY_HDR_LEN + LEN + ND_TAG_LEN;
+	struct nd_client_params p = {
+		.psk = br->f->key, .flags = ND_CF_READ_ONLY,
+	};
+	struct sockaddr_in sa = {
+		.sin_family = AF_INET,
+		.sin_port = htons(br->f->port),
+		.sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+	};
+	uint32_t first[N];
+	uint8_t *rec = malloc(cap);
+	struct nd_session_info info;
+	struct nd_crypto c;
+	uint16_t status;
+	int fd, sent = 0, got = 0;
+
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (!rec || fd < 0 ||
+	    connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    nd_handshake_client(fd, &p, &c, &info, &status) != ND_HS_OK) {
+		if (fd >= 0)
+			close(fd);
+		free(rec);
+		return NULL;
+	}
+	while (got < N) {
+		struct nd_reply rep;
+		long n;
+
+		while (sent < N && sent - got < DEPTH) {
+			struct nd_request r = {
+				.op = ND_OP_READ, .length = LEN,
+				.handle = (uint64_t)sent,
+			};
+			uint8_t hdr[ND_REQ_HDR_LEN];
+			struct iovec v = { hdr, sizeof(hdr) };
+
+			first[sent] = (uint32_t)rand_r(&br->seed) % blocks;
+			r.offset = (uint64_t)first[sent] * 4096;
+			nd_request_encode(hdr, &r);
+			if (nd_send_record(fd, &c.tx, &v, 1) < 0)
+				goto out;
+			sent++;
+		}
+		n = nd_recv_record(fd, &c.rx, rec, cap);
+		if (n < 0 || nd_reply_decode(rec, (size_t)n, &rep) < 0 ||
+		    rep.handle >= (uint64_t)sent || rep.status != ND_OK ||
+		    rep.length != LEN)
+			break;
+		for (uint32_t b = 0; b < LEN / 4096; b++)
+			if (!all_bytes(rec + ND_REPLY_HDR_LEN + b * 4096, 4096,
+				       (uint8_t)(first[rep.handle] + b)))
+				goto out;
+		got++;
+	}
+out:
+	br->ok = got;
+	nd_crypto_free(&c);
+	close(fd);
+	free(rec);
+	return NULL;
+}
+
+/* Several connections streaming 1 MiB reads at once, content checked. */
+static void test_large_reads_concurrent(void **state)
+{
+	struct fixture *f = *state;
+	enum { T = 3 };
+	struct bigreader br[T];
+	pthread_t th[T];
+	int i;
+
+	for (i = 0; i < T; i++) {
+		br[i] = (struct bigreader){ .f = f, .seed = 7u + (unsigned)i };
+		assert_int_equal(pthread_create(&th[i], NULL, big_reader,
+						&br[i]), 0);
+	}
+	for (i = 0; i < T; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(br[i].ok, 48);
+	}
+}
+
 struct flood {
 	struct fixture *f;
 	int ok;
@@ -1226,6 +1388,14 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_inline_write_error,
 						setup_rw, teardown),
 		cmocka_unit_test_setup_teardown(test_inline_write_error,
+						setup_rw_shm, teardown),
+		cmocka_unit_test_setup_teardown(test_rekey_mixed_sealers,
+						setup_rw, teardown),
+		cmocka_unit_test_setup_teardown(test_large_reads_concurrent,
+						setup_ro, teardown),
+		cmocka_unit_test_setup_teardown(test_rekey_mixed_sealers,
+						setup_rw_shm, teardown),
+		cmocka_unit_test_setup_teardown(test_large_reads_concurrent,
 						setup_rw_shm, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_clients,
 						setup_rw, teardown),
