@@ -436,8 +436,12 @@ void nd_conn_reply(struct nd_conn *c, struct nd_req *q)
 	seal_chain_locked(c, q);
 	pthread_mutex_lock(&c->lock);
 	txq_append_locked(c, q, q);
-	pthread_mutex_unlock(&c->lock);
+	/*
+	 * c->lock last: once it is released the reply may be sent and
+	 * retired, and the connection freed, under this worker's feet.
+	 */
 	pthread_mutex_unlock(&c->seal_lock);
+	pthread_mutex_unlock(&c->lock);
 }
 
 /*
