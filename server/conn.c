@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
  * One client connection: the server side of the handshake, then a receiver
- * (this thread: read, decrypt, check, hand to the worker pool) and a sender
- * thread (seal and send replies in sequence order, several per writev).
+ * (this thread: read, decrypt, check, serve page-cache hits or hand to the
+ * worker pool) and a sender thread (writes the replies, several per
+ * writev). A reply is sealed by the thread that produced it, under
+ * seal_lock, in the order it goes on the wire.
  */
 #include <arpa/inet.h>
 #include <errno.h>
