@@ -1073,6 +1073,34 @@ static void test_rekey_mixed_sealers(void **state)
 	free(data);
 }
 
+/*
+ * For client threads (no cmocka assertions off the main thread): a
+ * read-only session on a socket of its own; the socket, or -1.
+ */
+static int thread_session(struct fixture *f, struct nd_crypto *c)
+{
+	struct nd_client_params p = {
+		.psk = f->key, .flags = ND_CF_READ_ONLY,
+	};
+	struct sockaddr_in sa = {
+		.sin_family = AF_INET,
+		.sin_port = htons(f->port),
+		.sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+	};
+	struct nd_session_info info;
+	uint16_t status;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -1;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    nd_handshake_client(fd, &p, c, &info, &status) != ND_HS_OK) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 struct bigreader {
 	struct fixture *f;
 	unsigned int seed;
@@ -1089,27 +1117,12 @@ static void *big_reader(void *arg)
 	enum { N = 48, LEN = 1 << 20, DEPTH = 8 };
 	const uint32_t blocks = (DISK_SIZE - LEN) / 4096;
 	const size_t cap = ND_REPLY_HDR_LEN + LEN + ND_TAG_LEN;
-	struct nd_client_params p = {
-		.psk = br->f->key, .flags = ND_CF_READ_ONLY,
-	};
-	struct sockaddr_in sa = {
-		.sin_family = AF_INET,
-		.sin_port = htons(br->f->port),
-		.sin_addr.s_addr = htonl(INADDR_LOOPBACK),
-	};
 	uint32_t first[N];
 	uint8_t *rec = malloc(cap);
-	struct nd_session_info info;
 	struct nd_crypto c;
-	uint16_t status;
-	int fd, sent = 0, got = 0;
+	int fd = rec ? thread_session(br->f, &c) : -1, sent = 0, got = 0;
 
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (!rec || fd < 0 ||
-	    connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    nd_handshake_client(fd, &p, &c, &info, &status) != ND_HS_OK) {
-		if (fd >= 0)
-			close(fd);
+	if (fd < 0) {
 		free(rec);
 		return NULL;
 	}
@@ -1180,27 +1193,12 @@ struct flood {
 static void *flood_client(void *arg)
 {
 	struct flood *fl = arg;
-	struct nd_client_params p = {
-		.psk = fl->f->key, .flags = ND_CF_READ_ONLY,
-	};
-	struct sockaddr_in sa = {
-		.sin_family = AF_INET,
-		.sin_port = htons(fl->f->port),
-		.sin_addr.s_addr = htonl(INADDR_LOOPBACK),
-	};
 	uint8_t rec[ND_REPLY_HDR_LEN + 4096 + ND_TAG_LEN];
-	struct nd_session_info info;
 	struct nd_crypto c;
-	uint16_t status;
-	int fd, i;
+	int fd = thread_session(fl->f, &c), i;
 
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    nd_handshake_client(fd, &p, &c, &info, &status) != ND_HS_OK) {
-		if (fd >= 0)
-			close(fd);
+	if (fd < 0)
 		return NULL;
-	}
 	for (i = 0; i < 50; i++) {
 		struct nd_request r = {
 			.op = ND_OP_READ, .length = 4096, .handle = (uint64_t)i,
