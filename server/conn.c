@@ -681,15 +681,6 @@ static bool over_limit(const struct nd_conn *c)
 	       c->inflight_bytes >= ND_SRV_INFLIGHT_BYTES;
 }
 
-/*
- * Largest WRITE the receiver stores itself when the backend can do it
- * without waiting (see DESIGN.md "Inline writes"); larger ones go to a
- * worker, whose copy then overlaps the receipt and opening of the next.
- */
-#ifndef ND_SRV_INLINE_WRITE_MAX
-#define ND_SRV_INLINE_WRITE_MAX	(1024 * 1024)
-#endif
-
 static enum rx_end rx_loop(struct nd_conn *c, struct rx_batch *batch)
 {
 	struct nd_server *s = c->srv;

@@ -26,10 +26,16 @@
 /* Socket receive buffer: several small records per read(). */
 #define ND_SRV_RXBUF		(64 * 1024)
 /*
- * Largest READ the receiver serves itself from the page cache (read,
- * sealed and sent by one thread, no hand-offs: the default payload).
+ * Largest READ the receiver serves itself from the page cache (read and
+ * sealed on the receiver, no worker hand-off: the default payload).
  */
 #define ND_SRV_INLINE_MAX	(1024 * 1024)
+/*
+ * Largest WRITE the receiver stores itself when the backend can do it
+ * without waiting (see DESIGN.md "Inline writes"); larger ones go to a
+ * worker, whose copy then overlaps the receipt and opening of the next.
+ */
+#define ND_SRV_INLINE_WRITE_MAX	(1024 * 1024)
 /*
  * The receiver sends its own replies (no hand-off) while they carry at
  * most this much data; a larger reply is sealed by the receiver and sent
