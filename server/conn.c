@@ -103,6 +103,18 @@ static int send_session_status(struct nd_conn *c, uint16_t status)
 }
 
 /*
+ * |ts - now| <= ND_CLOCK_SKEW_MAX, in unsigned arithmetic: the client's
+ * timestamp is any 64-bit value, so a signed difference could overflow.
+ */
+static bool clock_close_enough(uint64_t ts, time_t now)
+{
+	uint64_t n = now < 0 ? 0 : (uint64_t)now;
+
+	return ts >= n ? ts - n <= ND_CLOCK_SKEW_MAX :
+			 n - ts <= ND_CLOCK_SKEW_MAX;
+}
+
+/*
  * Server side of the handshake (docs/PROTOCOL.md §1). Nothing but the
  * ServerHello leaves before the client's key proof has been checked.
  */
@@ -123,7 +135,7 @@ static bool handshake(struct nd_conn *c)
 	struct nd_session_result sr;
 	bool known_identity, ok = false;
 	uint32_t want;
-	int64_t skew;
+	time_t now;
 	int names;
 
 	if (read_deadline(c->fd, ch, ND_CLIENT_HELLO_FIXED, deadline) < 0) {
@@ -242,12 +254,11 @@ static bool handshake(struct nd_conn *c)
 	}
 
 	/* Authenticated from here on. */
-	skew = (int64_t)h.timestamp - (int64_t)time(NULL);
-	if (h.timestamp > INT64_MAX || skew > ND_CLOCK_SKEW_MAX ||
-	    skew < -ND_CLOCK_SKEW_MAX) {
+	now = time(NULL);
+	if (!clock_close_enough(h.timestamp, now)) {
 		nd_warn("client %s: clock skew too large (client timestamp %llu, server %lld)",
 			c->peer, (unsigned long long)h.timestamp,
-			(long long)time(NULL));
+			(long long)now);
 		send_session_status(c, ND_ERR_CLOCK_SKEW);
 		goto out;
 	}
@@ -274,10 +285,10 @@ static bool handshake(struct nd_conn *c)
 		goto out;
 	}
 	c->sess = sr.sess;
-	c->read_only = sr.sess->flags & ND_EXP_READ_ONLY;
+	c->read_only = sr.flags & ND_EXP_READ_ONLY;
 
 	si.status = ND_OK;
-	si.flags = sr.sess->flags;
+	si.flags = sr.flags;
 	si.size = s->exp.size;
 	si.block_size = s->exp.block_size;
 	si.max_payload = c->max_payload;

@@ -162,6 +162,7 @@ void nd_conn_reply(struct nd_conn *c, struct nd_req *q);
 struct nd_session_result {
 	uint16_t status;
 	struct nd_session *sess;
+	uint32_t flags;			/* ND_EXP_* granted to this connection */
 };
 struct nd_session_result nd_session_attach(struct nd_server *s,
 					   const char *peer,

@@ -98,7 +98,7 @@ struct nd_session_result nd_session_attach(struct nd_server *s,
 					   const uint8_t token[ND_TOKEN_LEN],
 					   uint32_t cf_flags)
 {
-	struct nd_session_result res = { ND_OK, NULL };
+	struct nd_session_result res = { ND_OK, NULL, 0 };
 	struct nd_export *e = &s->exp;
 	struct nd_session *ss;
 
@@ -117,9 +117,19 @@ struct nd_session_result nd_session_attach(struct nd_server *s,
 			goto out;
 		}
 		ss->nconns++;
-		nd_info("client %s: joined session %s (%s, %d connection%s)",
-			peer, ss->tag, mode_str(ss), ss->nconns,
-			ss->nconns == 1 ? "" : "s");
+		res.flags = ss->flags;
+		/*
+		 * A connection asking for read-only access gets it, even in a
+		 * writer's session: the token must not upgrade it. Not
+		 * EXCLUSIVE either, as for a read-only session beside a writer.
+		 */
+		if ((cf_flags & ND_CF_READ_ONLY) &&
+		    !(res.flags & ND_EXP_READ_ONLY))
+			res.flags = ND_EXP_READ_ONLY | ND_EXP_FLUSH;
+		nd_info("client %s: joined session %s (%s%s, %d connection%s)",
+			peer, ss->tag, mode_str(ss),
+			res.flags != ss->flags ? ", this connection read-only" :
+			"", ss->nconns, ss->nconns == 1 ? "" : "s");
 		res.sess = ss;
 		goto out;
 	}
@@ -150,6 +160,7 @@ struct nd_session_result nd_session_attach(struct nd_server *s,
 	nd_info("client %s: new session %s on '%s' (%s)", peer, ss->tag,
 		e->name, mode_str(ss));
 	res.sess = ss;
+	res.flags = ss->flags;
 out:
 	pthread_mutex_unlock(&s->sess_lock);
 	return res;

@@ -553,6 +553,47 @@ static void test_busy_and_read_only_client(void **state)
 	conn_close(&a);
 }
 
+/*
+ * A connection joining a writer's session with ND_CF_READ_ONLY gets a
+ * read-only grant: its writes are refused, the writer's go on.
+ */
+static void test_read_only_join(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t buf[4096], disk[4096];
+	struct conn a, ro;
+
+	open_ok(f, &a, NULL, 0);
+	open_ok(f, &ro, a.info.token, ND_CF_READ_ONLY);
+	assert_memory_equal(ro.info.token, a.info.token, ND_TOKEN_LEN);
+	assert_int_equal(ro.info.flags, ND_EXP_READ_ONLY | ND_EXP_FLUSH);
+	memset(buf, 0xc3, sizeof(buf));
+	assert_int_equal(do_req(&ro, ND_OP_WRITE, 0, 4096, 8192, buf),
+			 ND_ERR_READ_ONLY);
+	assert_int_equal(do_req(&ro, ND_OP_WRITE, ND_REQ_FUA, 4096, 8192, buf),
+			 ND_ERR_READ_ONLY);
+	assert_int_equal(do_req(&ro, ND_OP_TRIM, 0, 4096, 8192, NULL),
+			 ND_ERR_READ_ONLY);
+	assert_int_equal(do_req(&ro, ND_OP_WRITE_ZEROES, 0, 4096, 8192, NULL),
+			 ND_ERR_READ_ONLY);
+	file_pread(f, disk, sizeof(disk), 8192);
+	assert_true(all_bytes(disk, sizeof(disk), 2));
+	assert_int_equal(do_req(&ro, ND_OP_READ, 0, 4096, 8192, buf), ND_OK);
+	assert_true(all_bytes(buf, sizeof(buf), 2));
+	/* The writer's own connection keeps write access. */
+	memset(buf, 0x3c, sizeof(buf));
+	assert_int_equal(do_req(&a, ND_OP_WRITE, 0, 4096, 8192, buf), ND_OK);
+	file_pread(f, disk, sizeof(disk), 8192);
+	assert_true(all_bytes(disk, sizeof(disk), 0x3c));
+	/* A plain join still gets the writer's grant. */
+	conn_close(&ro);
+	open_ok(f, &ro, a.info.token, 0);
+	assert_int_equal(ro.info.flags, a.info.flags);
+	assert_int_equal(do_req(&ro, ND_OP_WRITE, 0, 4096, 8192, buf), ND_OK);
+	conn_close(&ro);
+	conn_close(&a);
+}
+
 static void test_join_grace_expiry(void **state)
 {
 	struct fixture *f = *state;
@@ -626,13 +667,12 @@ static void test_wrong_key_and_export(void **state)
  */
 enum manual_mode { MAN_VERSION, MAN_SKEW, MAN_BAD_PROOF, MAN_SMALL_PAYLOAD };
 
-static uint16_t manual_handshake(struct fixture *f, enum manual_mode mode,
-				 int *fd_out)
+static uint16_t manual_handshake_ts(struct fixture *f, enum manual_mode mode,
+				    uint64_t timestamp, int *fd_out)
 {
 	struct nd_client_hello ch = {
 		.version = mode == MAN_VERSION ? 2 : ND_VERSION,
-		.timestamp = (uint64_t)time(NULL) +
-			     (mode == MAN_SKEW ? 3600 : 0),
+		.timestamp = timestamp,
 		.identity_len = 7, .export_len = 7,
 	};
 	struct nd_client_finish cf = { .max_payload = 0 };
@@ -676,6 +716,44 @@ static uint16_t manual_handshake(struct fixture *f, enum manual_mode mode,
 	assert_int_equal(n, ND_SESSION_INFO_LEN);
 	nd_session_info_decode(sib, &si);
 	return si.status;
+}
+
+static uint16_t manual_handshake(struct fixture *f, enum manual_mode mode,
+				 int *fd_out)
+{
+	return manual_handshake_ts(f, mode, (uint64_t)time(NULL) +
+				   (mode == MAN_SKEW ? 3600 : 0), fd_out);
+}
+
+/*
+ * Timestamps at the ends of the 64-bit range are refused as skewed, with
+ * no arithmetic overflow on the way (UBSan aborts on one: make SAN=1).
+ */
+static void test_timestamp_extremes(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t now = (uint64_t)time(NULL);
+	const uint64_t bad[] = {
+		1ull << 63, (1ull << 63) + now, (1ull << 63) - 1, UINT64_MAX,
+		UINT64_MAX - now, 0, now + ND_CLOCK_SKEW_MAX + 5,
+		now - ND_CLOCK_SKEW_MAX - 5,
+	};
+	int fd;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(manual_handshake_ts(f, MAN_SKEW, bad[i], &fd),
+				 ND_ERR_CLOCK_SKEW);
+		close(fd);
+	}
+	/* Within the window either way: accepted. */
+	assert_int_equal(manual_handshake_ts(f, MAN_SKEW,
+					     now + ND_CLOCK_SKEW_MAX - 5, &fd),
+			 ND_OK);
+	close(fd);
+	assert_int_equal(manual_handshake_ts(f, MAN_SKEW,
+					     now - ND_CLOCK_SKEW_MAX + 5, &fd),
+			 ND_OK);
+	close(fd);
 }
 
 static void test_handshake_refusals(void **state)
@@ -1360,6 +1438,10 @@ int main(void)
 						setup_rw, teardown),
 		cmocka_unit_test_setup_teardown(test_join_grace_expiry,
 						setup_rw, teardown),
+		cmocka_unit_test_setup_teardown(test_read_only_join, setup_rw,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_timestamp_extremes,
+						setup_ro, teardown),
 		cmocka_unit_test_setup_teardown(test_wrong_key_and_export,
 						setup_rw, teardown),
 		cmocka_unit_test_setup_teardown(test_handshake_refusals,
