@@ -91,8 +91,12 @@ static int send_session_info(struct nd_conn *c,
 	uint8_t buf[ND_SESSION_INFO_LEN];
 	struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
 
+	int rc;
+
 	nd_session_info_encode(buf, si);
-	return nd_send_record(c->fd, &c->crypto.tx, &iov, 1);
+	rc = nd_send_record(c->fd, &c->crypto.tx, &iov, 1);
+	nd_wipe(buf, sizeof(buf));	/* the token, if sealing failed */
+	return rc;
 }
 
 static int send_session_status(struct nd_conn *c, uint16_t status)
@@ -299,12 +303,16 @@ static bool handshake(struct nd_conn *c)
 			c->peer, strerror(errno));
 		goto out;
 	}
-	nd_wipe(si.token, sizeof(si.token));
 	ok = true;
 out:
+	/* rec and cf hold the decrypted ClientFinish: the session token. */
+	nd_wipe(rec, sizeof(rec));
+	nd_wipe(&cf, sizeof(cf));
+	nd_wipe(&si, sizeof(si));
 	nd_wipe(key, sizeof(key));
 	nd_wipe(okm, sizeof(okm));
 	nd_wipe(th, sizeof(th));
+	nd_wipe(verify, sizeof(verify));
 	return ok;
 }
 
@@ -773,10 +781,16 @@ static enum rx_end rx_loop(struct nd_conn *c, struct rx_batch *batch)
 		}
 		if (nd_request_decode(body, body_len, c->max_payload, &r) !=
 		    ND_OK) {
-			nd_warn("client %s: malformed request (op %u, flags 0x%x, length %u, offset %llu, record %zu bytes), closing",
-				c->peer, body[0], body[1], nd_get32(body + 4),
-				(unsigned long long)nd_get64(body + 16),
-				body_len);
+			/* Only fields the record holds: no stale stack bytes. */
+			if (body_len < ND_REQ_HDR_LEN)
+				nd_warn("client %s: malformed request (record %zu bytes, shorter than a request header), closing",
+					c->peer, body_len);
+			else
+				nd_warn("client %s: malformed request (op %u, flags 0x%x, length %u, offset %llu, record %zu bytes), closing",
+					c->peer, body[0], body[1],
+					nd_get32(body + 4),
+					(unsigned long long)nd_get64(body + 16),
+					body_len);
 			req_put(c, q);
 			return RX_VIOLATION;
 		}

@@ -50,8 +50,8 @@
 
 struct nd_session {
 	struct nd_session *next;
-	uint8_t token[ND_TOKEN_LEN];
-	char tag[9];			/* token prefix, for log lines only */
+	uint8_t token[ND_TOKEN_LEN];	/* secret: never logged */
+	unsigned long long id;		/* names the session in log lines */
 	char identity[ND_NAME_MAX + 1];
 	struct nd_export *exp;
 	uint32_t flags;			/* ND_EXP_* granted */
@@ -136,6 +136,7 @@ struct nd_server {
 
 	pthread_mutex_t sess_lock;	/* sessions and exp.writer */
 	struct nd_session *sessions;
+	unsigned long long last_session_id;
 
 	pthread_mutex_t wq_lock;
 	pthread_cond_t wq_cond;

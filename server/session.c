@@ -50,10 +50,10 @@ static void expire_locked(struct nd_server *s, bool all)
 		if (ss->nconns == 0 && (all || now >= ss->expire_ms)) {
 			*pp = ss->next;
 			if (ss->writer && !all)
-				nd_info("session %s: grace period over, write lock on '%s' released",
-					ss->tag, ss->exp->name);
+				nd_info("session %llu: grace period over, write lock on '%s' released",
+					ss->id, ss->exp->name);
 			else
-				nd_debug("session %s: expired", ss->tag);
+				nd_debug("session %llu: expired", ss->id);
 			session_free(s, ss);
 		} else {
 			pp = &ss->next;
@@ -82,8 +82,7 @@ static struct nd_session *session_new(struct nd_server *s,
 			return NULL;
 		}
 	} while (token_is_zero(ss->token));
-	snprintf(ss->tag, sizeof(ss->tag), "%02x%02x%02x%02x", ss->token[0],
-		 ss->token[1], ss->token[2], ss->token[3]);
+	ss->id = ++s->last_session_id;
 	snprintf(ss->identity, sizeof(ss->identity), "%s", identity);
 	ss->exp = &s->exp;
 	ss->nconns = 1;
@@ -126,8 +125,8 @@ struct nd_session_result nd_session_attach(struct nd_server *s,
 		if ((cf_flags & ND_CF_READ_ONLY) &&
 		    !(res.flags & ND_EXP_READ_ONLY))
 			res.flags = ND_EXP_READ_ONLY | ND_EXP_FLUSH;
-		nd_info("client %s: joined session %s (%s%s, %d connection%s)",
-			peer, ss->tag, mode_str(ss),
+		nd_info("client %s: joined session %llu (%s%s, %d connection%s)",
+			peer, ss->id, mode_str(ss),
 			res.flags != ss->flags ? ", this connection read-only" :
 			"", ss->nconns, ss->nconns == 1 ? "" : "s");
 		res.sess = ss;
@@ -135,8 +134,8 @@ struct nd_session_result nd_session_attach(struct nd_server *s,
 	}
 
 	if (!e->read_only && !(cf_flags & ND_CF_READ_ONLY) && e->writer) {
-		nd_warn("client %s: export '%s' busy: write lock held by session %s",
-			peer, e->name, e->writer->tag);
+		nd_warn("client %s: export '%s' busy: write lock held by session %llu",
+			peer, e->name, e->writer->id);
 		res.status = ND_ERR_BUSY;
 		goto out;
 	}
@@ -157,7 +156,7 @@ struct nd_session_result nd_session_attach(struct nd_server *s,
 		ss->writer = true;
 		e->writer = ss;
 	}
-	nd_info("client %s: new session %s on '%s' (%s)", peer, ss->tag,
+	nd_info("client %s: new session %llu on '%s' (%s)", peer, ss->id,
 		e->name, mode_str(ss));
 	res.sess = ss;
 	res.flags = ss->flags;
@@ -178,14 +177,14 @@ void nd_session_detach(struct nd_server *s, struct nd_session *ss,
 		 */
 		ss->expire_ms = nd_now_ms() + (clean ? 0 : s->grace_ms);
 		if (clean && ss->writer)
-			nd_info("session %s: closed by client, write lock on '%s' released",
-				ss->tag, ss->exp->name);
+			nd_info("session %llu: closed by client, write lock on '%s' released",
+				ss->id, ss->exp->name);
 		else if (ss->writer && s->grace_ms > 0 &&
 			 !__atomic_load_n(&s->stopping, __ATOMIC_RELAXED))
-			nd_info("session %s: last connection closed, write lock kept for %g s",
-				ss->tag, s->grace_ms / 1000.0);
+			nd_info("session %llu: last connection closed, write lock kept for %g s",
+				ss->id, s->grace_ms / 1000.0);
 		else
-			nd_debug("session %s: last connection closed", ss->tag);
+			nd_debug("session %llu: last connection closed", ss->id);
 		if (clean) {
 			ss->writer = false;
 			if (ss->exp->writer == ss)

@@ -301,6 +301,64 @@ static bool closed_by_server(int fd)
 	}
 }
 
+/*
+ * The server logs with write(2) on fd 2: a capture points fd 2 at a file
+ * and raises the level to debug until log_capture_end, which returns what
+ * was logged (NUL-terminated, to be freed).
+ */
+struct log_capture {
+	char path[64];
+	int fd, saved, level;
+};
+
+static void log_capture_start(struct log_capture *lc)
+{
+	snprintf(lc->path, sizeof(lc->path), "/tmp/nd-test-log-XXXXXX");
+	lc->fd = mkstemp(lc->path);
+	assert_true(lc->fd >= 0);
+	fflush(stderr);
+	lc->saved = dup(STDERR_FILENO);
+	assert_true(lc->saved >= 0);
+	assert_true(dup2(lc->fd, STDERR_FILENO) >= 0);
+	lc->level = nd_log_level;
+	nd_log_level = ND_LOG_DEBUG;
+}
+
+static char *log_capture_end(struct log_capture *lc)
+{
+	struct stat st;
+	char *text;
+
+	nd_log_level = lc->level;
+	assert_true(dup2(lc->saved, STDERR_FILENO) >= 0);
+	close(lc->saved);
+	assert_int_equal(fstat(lc->fd, &st), 0);
+	text = calloc(1, (size_t)st.st_size + 1);
+	assert_non_null(text);
+	assert_int_equal(pread(lc->fd, text, (size_t)st.st_size, 0),
+			 st.st_size);
+	close(lc->fd);
+	unlink(lc->path);
+	return text;
+}
+
+/* Some 4-byte window of secret, as hex in either case, occurs in text. */
+static bool log_has_secret(const char *text, const uint8_t *secret,
+			   size_t len)
+{
+	for (size_t i = 0; i + 4 <= len; i++) {
+		char lo[9], up[9];
+
+		snprintf(lo, sizeof(lo), "%02x%02x%02x%02x", secret[i],
+			 secret[i + 1], secret[i + 2], secret[i + 3]);
+		snprintf(up, sizeof(up), "%02X%02X%02X%02X", secret[i],
+			 secret[i + 1], secret[i + 2], secret[i + 3]);
+		if (strstr(text, lo) || strstr(text, up))
+			return true;
+	}
+	return false;
+}
+
 static void file_pread(struct fixture *f, void *buf, size_t len, off_t off)
 {
 	int fd = open(f->path, O_RDONLY);
@@ -863,6 +921,82 @@ static void test_malformed_closes_only_that_conn(void **state)
 				 ND_OK);
 		conn_close(&d);
 	}
+}
+
+/*
+ * A record too short for a request header is logged with its length only:
+ * the old line printed the header fields from whatever the stack buffer
+ * held, here the previous request's offset.
+ */
+static void test_malformed_log_line(void **state)
+{
+	struct fixture *f = *state;
+	const uint64_t stale = 0x7766554433221000ull;
+	struct log_capture lc;
+	char stale_dec[32];
+	struct conn a;
+	char *log;
+
+	snprintf(stale_dec, sizeof(stale_dec), "%llu",
+		 (unsigned long long)stale);
+	open_ok(f, &a, NULL, 0);
+	log_capture_start(&lc);
+	assert_int_equal(do_req(&a, ND_OP_READ, 0, 512, stale, NULL),
+			 ND_ERR_RANGE);
+	/* An authentic record with an empty body. */
+	assert_int_equal(nd_send_record(a.fd, &a.c.tx, NULL, 0), 0);
+	assert_true(closed_by_server(a.fd));
+	usleep(50 * 1000);
+	log = log_capture_end(&lc);
+	conn_close(&a);
+	assert_non_null(strstr(log, "malformed request"));
+	assert_non_null(strstr(log, "record 0 bytes"));
+	assert_null(strstr(log, stale_dec));
+	free(log);
+}
+
+/*
+ * Nothing of a session token reaches the log, at debug level, through
+ * new sessions, joins, a busy refusal, grace and expiry.
+ */
+static void test_log_has_no_token(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t tokens[3][ND_TOKEN_LEN];
+	struct log_capture lc;
+	uint16_t status = 0;
+	struct conn a, b, c, ro;
+	char *log;
+
+	log_capture_start(&lc);
+	open_ok(f, &a, NULL, 0);
+	open_ok(f, &b, a.info.token, 0);
+	open_ok(f, &ro, NULL, ND_CF_READ_ONLY);
+	assert_int_equal(try_open(f, &c, NULL, NULL, 0, NULL, 0, &status),
+			 ND_HS_REFUSED);
+	assert_int_equal(status, ND_ERR_BUSY);
+	memcpy(tokens[0], a.info.token, ND_TOKEN_LEN);
+	memcpy(tokens[1], ro.info.token, ND_TOKEN_LEN);
+	conn_close(&a);
+	conn_close(&b);
+	conn_close(&ro);
+	usleep(50 * 1000);
+	open_ok(f, &a, tokens[0], 0);		/* back within grace */
+	conn_close(&a);
+	usleep((GRACE_MS + 200) * 1000);
+	open_ok(f, &a, NULL, 0);		/* after expiry */
+	memcpy(tokens[2], a.info.token, ND_TOKEN_LEN);
+	send_req(&a, ND_OP_DISCONNECT, 0, 0, 1, 0, NULL);
+	assert_true(closed_by_server(a.fd));
+	conn_close(&a);
+	usleep(50 * 1000);
+	log = log_capture_end(&lc);
+	assert_non_null(strstr(log, "new session"));
+	assert_non_null(strstr(log, "joined session"));
+	assert_non_null(strstr(log, "busy"));
+	for (int i = 0; i < 3; i++)
+		assert_false(log_has_secret(log, tokens[i], ND_TOKEN_LEN));
+	free(log);
 }
 
 static void test_pipeline_and_disconnect(void **state)
@@ -1449,6 +1583,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_handshake_timeout,
 						setup_rw, teardown),
 		cmocka_unit_test_setup_teardown(test_malformed_closes_only_that_conn,
+						setup_rw, teardown),
+		cmocka_unit_test_setup_teardown(test_malformed_log_line,
+						setup_rw, teardown),
+		cmocka_unit_test_setup_teardown(test_log_has_no_token,
 						setup_rw, teardown),
 		cmocka_unit_test_setup_teardown(test_pipeline_and_disconnect,
 						setup_rw, teardown),
