@@ -1,320 +1,24 @@
 // SPDX-License-Identifier: MIT
 /*
- * One client connection: the server side of the handshake, then a receiver
- * (this thread: read, decrypt, check, serve page-cache hits or hand to the
- * worker pool) and a sender thread (writes the replies, several per
- * writev). A reply is sealed by the thread that produced it, under
+ * One authenticated client connection, handed over by handshake.c: its
+ * thread sends the SessionInfo, then is the receiver (read, decrypt,
+ * check, serve page-cache hits or hand to the worker pool) beside a sender
+ * thread (writes the replies, several per writev). A reply is sealed by the thread that produced it, under
  * seal_lock, in the order it goes on the wire.
  */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <limits.h>
 #include <malloc.h>
 #include <netinet/in.h>
-#include <poll.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
 #include "log.h"
-
-/* Reads exactly len bytes before the deadline; -1 with errno (0 on EOF). */
-static int read_deadline(int fd, void *buf, size_t len, int64_t deadline)
-{
-	uint8_t *p = buf;
-
-	while (len) {
-		int64_t left = deadline - nd_now_ms();
-		struct pollfd pfd = { .fd = fd, .events = POLLIN };
-		ssize_t n;
-		int r;
-
-		if (left <= 0) {
-			errno = ETIMEDOUT;
-			return -1;
-		}
-		r = poll(&pfd, 1, left > INT_MAX ? INT_MAX : (int)left);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -1;
-		if (r == 0) {
-			errno = ETIMEDOUT;
-			return -1;
-		}
-		n = read(fd, p, len);
-		if (n < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (n < 0)
-			return -1;
-		if (n == 0) {
-			errno = 0;
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-static void log_hs_io(struct nd_conn *c, const char *what)
-{
-	if (errno == ETIMEDOUT)
-		nd_warn("client %s: handshake timed out", c->peer);
-	else if (errno == 0)
-		nd_info("client %s: closed during handshake (%s)", c->peer,
-			what);
-	else
-		nd_info("client %s: handshake failed reading %s: %s", c->peer,
-			what, strerror(errno));
-}
-
-/* ServerHello carrying only an error status; no key proof. */
-static void send_hello_status(struct nd_conn *c, uint16_t status)
-{
-	struct nd_server_hello h = { .version = ND_VERSION, .status = status };
-	uint8_t buf[ND_SERVER_HELLO_LEN];
-
-	nd_random(h.random, sizeof(h.random));
-	nd_server_hello_encode(buf, &h);
-	nd_write_full(c->fd, buf, sizeof(buf));
-}
-
-static int send_session_info(struct nd_conn *c,
-			     const struct nd_session_info *si)
-{
-	uint8_t buf[ND_SESSION_INFO_LEN];
-	struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
-
-	int rc;
-
-	nd_session_info_encode(buf, si);
-	rc = nd_send_record(c->fd, &c->crypto.tx, &iov, 1);
-	nd_wipe(buf, sizeof(buf));	/* the token, if sealing failed */
-	return rc;
-}
-
-static int send_session_status(struct nd_conn *c, uint16_t status)
-{
-	struct nd_session_info si = { .status = status };
-
-	return send_session_info(c, &si);
-}
-
-/*
- * |ts - now| <= ND_CLOCK_SKEW_MAX, in unsigned arithmetic: the client's
- * timestamp is any 64-bit value, so a signed difference could overflow.
- */
-static bool clock_close_enough(uint64_t ts, time_t now)
-{
-	uint64_t n = now < 0 ? 0 : (uint64_t)now;
-
-	return ts >= n ? ts - n <= ND_CLOCK_SKEW_MAX :
-			 n - ts <= ND_CLOCK_SKEW_MAX;
-}
-
-/*
- * Server side of the handshake (docs/PROTOCOL.md §1). Nothing but the
- * ServerHello leaves before the client's key proof has been checked.
- */
-static bool handshake(struct nd_conn *c)
-{
-	struct nd_server *s = c->srv;
-	int64_t deadline = nd_now_ms() + s->handshake_timeout_ms;
-	uint8_t ch[ND_CLIENT_HELLO_MAX];
-	uint8_t sh[ND_SERVER_HELLO_LEN];
-	uint8_t rec[ND_RECORD_HDR_LEN + ND_CLIENT_FINISH_LEN + ND_TAG_LEN];
-	uint8_t key[ND_KEY_LEN], th[ND_HASH_LEN], okm[ND_OKM_LEN];
-	uint8_t verify[ND_HASH_LEN];
-	char identity[ND_NAME_MAX + 1], export_name[ND_NAME_MAX + 1];
-	struct nd_client_hello h;
-	struct nd_server_hello shm = { .version = ND_VERSION };
-	struct nd_client_finish cf;
-	struct nd_session_info si = { 0 };
-	struct nd_session_result sr;
-	bool known_identity, ok = false;
-	uint32_t want;
-	time_t now;
-	int names;
-
-	if (read_deadline(c->fd, ch, ND_CLIENT_HELLO_FIXED, deadline) < 0) {
-		log_hs_io(c, "client hello");
-		return false;
-	}
-	if (nd_get32(ch) != ND_MAGIC) {
-		nd_warn("client %s: not a netdisk client (bad magic), closing",
-			c->peer);
-		return false;
-	}
-	if (nd_get16(ch + 4) != ND_VERSION) {
-		nd_warn("client %s: unsupported protocol version %u",
-			c->peer, nd_get16(ch + 4));
-		/*
-		 * Best effort: take the names so closing sends FIN, not RST;
-		 * only when their lengths fit ch (they are unchecked here).
-		 */
-		if (ch[48] <= ND_NAME_MAX && ch[49] <= ND_NAME_MAX)
-			read_deadline(c->fd, ch + ND_CLIENT_HELLO_FIXED,
-				      (size_t)ch[48] + ch[49],
-				      nd_now_ms() + 100);
-		send_hello_status(c, ND_ERR_VERSION);
-		return false;
-	}
-	names = nd_client_hello_decode_fixed(ch, &h);
-	if (names < 0) {
-		nd_warn("client %s: malformed client hello, closing", c->peer);
-		return false;
-	}
-	if (read_deadline(c->fd, ch + ND_CLIENT_HELLO_FIXED, (size_t)names,
-			  deadline) < 0) {
-		log_hs_io(c, "client hello");
-		return false;
-	}
-	if (nd_client_hello_decode_names(ch + ND_CLIENT_HELLO_FIXED, &h) < 0) {
-		nd_warn("client %s: invalid identity or export name, closing",
-			c->peer);
-		return false;
-	}
-	memcpy(identity, h.identity, h.identity_len);
-	identity[h.identity_len] = 0;
-	memcpy(export_name, h.export_name, h.export_len);
-	export_name[h.export_len] = 0;
-
-	if (strcmp(export_name, s->exp.name) != 0) {
-		nd_warn("client %s: no such export '%s'", c->peer,
-			export_name);
-		send_hello_status(c, ND_ERR_NO_EXPORT);
-		return false;
-	}
-
-	/*
-	 * The key is looked up by identity. An unknown identity gets a random
-	 * key, so on the wire it looks exactly like a wrong key.
-	 */
-	known_identity = strcmp(identity, s->identity) == 0;
-	if (known_identity)
-		memcpy(key, s->key, sizeof(key));
-	else if (nd_random(key, sizeof(key)) < 0)
-		return false;
-
-	if (nd_random(shm.random, sizeof(shm.random)) < 0)
-		goto out;
-	nd_server_hello_encode(sh, &shm);
-	nd_transcript(ch, nd_client_hello_len(&h), sh, th);
-	if (nd_derive(key, h.random, shm.random, th, okm) < 0) {
-		nd_err("client %s: key derivation failed", c->peer);
-		goto out;
-	}
-	nd_finish_mac(okm + ND_OKM_S_FINISH, th, shm.verify);
-	nd_server_hello_encode(sh, &shm);
-	if (nd_crypto_init(&c->crypto, okm, false) < 0) {
-		nd_err("client %s: cipher setup failed", c->peer);
-		goto out;
-	}
-	if (nd_write_full(c->fd, sh, sizeof(sh)) < 0) {
-		nd_info("client %s: handshake failed sending server hello: %s",
-			c->peer, strerror(errno));
-		goto out;
-	}
-
-	if (read_deadline(c->fd, rec, ND_RECORD_HDR_LEN, deadline) < 0) {
-		if (errno == 0) {
-			/* What a client does when our key proof fails. */
-			nd_warn("client %s: authentication failed (client rejected the server's key proof)",
-				c->peer);
-		} else {
-			log_hs_io(c, "client finish");
-		}
-		goto out;
-	}
-	if (nd_get32(rec) != ND_CLIENT_FINISH_LEN + ND_TAG_LEN) {
-		nd_warn("client %s: malformed client finish record, closing",
-			c->peer);
-		goto out;
-	}
-	if (read_deadline(c->fd, rec + ND_RECORD_HDR_LEN,
-			  ND_CLIENT_FINISH_LEN + ND_TAG_LEN, deadline) < 0) {
-		log_hs_io(c, "client finish");
-		goto out;
-	}
-	nd_finish_mac(okm + ND_OKM_C_FINISH, th, verify);
-	if (nd_open(&c->crypto.rx, rec, rec + ND_RECORD_HDR_LEN,
-		    ND_CLIENT_FINISH_LEN,
-		    rec + ND_RECORD_HDR_LEN + ND_CLIENT_FINISH_LEN) < 0) {
-		nd_warn("client %s: authentication failed%s", c->peer,
-			known_identity ? "" : " (unknown identity)");
-		goto out;
-	}
-	nd_client_finish_decode(rec + ND_RECORD_HDR_LEN, &cf);
-	if (!nd_equal(cf.verify, verify, ND_HASH_LEN) || !known_identity) {
-		nd_warn("client %s: authentication failed%s", c->peer,
-			known_identity ? "" : " (unknown identity)");
-		goto out;
-	}
-
-	/* Authenticated from here on. */
-	now = time(NULL);
-	if (!clock_close_enough(h.timestamp, now)) {
-		nd_warn("client %s: clock skew too large (client timestamp %llu, server %lld)",
-			c->peer, (unsigned long long)h.timestamp,
-			(long long)now);
-		send_session_status(c, ND_ERR_CLOCK_SKEW);
-		goto out;
-	}
-
-	want = cf.max_payload ? cf.max_payload : ND_DEFAULT_PAYLOAD;
-	if (want > s->max_payload)
-		want = s->max_payload;
-	want -= want % ND_MIN_PAYLOAD;
-	if (want < ND_MIN_PAYLOAD) {
-		nd_warn("client %s: max payload %u below %u bytes, refused",
-			c->peer, cf.max_payload, ND_MIN_PAYLOAD);
-		send_session_status(c, ND_ERR_INVALID);
-		goto out;
-	}
-	c->max_payload = want;
-
-	if (__atomic_load_n(&s->stopping, __ATOMIC_RELAXED)) {
-		send_session_status(c, ND_ERR_SHUTDOWN);
-		goto out;
-	}
-	sr = nd_session_attach(s, c->peer, identity, cf.token, cf.flags);
-	if (sr.status != ND_OK) {
-		send_session_status(c, sr.status);
-		goto out;
-	}
-	c->sess = sr.sess;
-	c->read_only = sr.flags & ND_EXP_READ_ONLY;
-
-	si.status = ND_OK;
-	si.flags = sr.flags;
-	si.size = s->exp.size;
-	si.block_size = s->exp.block_size;
-	si.max_payload = c->max_payload;
-	memcpy(si.token, sr.sess->token, ND_TOKEN_LEN);
-	memcpy(si.export_id, s->exp.id, ND_EXPORT_ID_LEN);
-	if (send_session_info(c, &si) < 0) {
-		nd_info("client %s: handshake failed sending session info: %s",
-			c->peer, strerror(errno));
-		goto out;
-	}
-	ok = true;
-out:
-	/* rec and cf hold the decrypted ClientFinish: the session token. */
-	nd_wipe(rec, sizeof(rec));
-	nd_wipe(&cf, sizeof(cf));
-	nd_wipe(&si, sizeof(si));
-	nd_wipe(key, sizeof(key));
-	nd_wipe(okm, sizeof(okm));
-	nd_wipe(th, sizeof(th));
-	nd_wipe(verify, sizeof(verify));
-	return ok;
-}
 
 /* ---- request buffers ---- */
 
@@ -850,35 +554,66 @@ static enum rx_end rx_loop(struct nd_conn *c, struct rx_batch *batch)
 	}
 }
 
-static void format_peer(int fd, char *out, size_t n)
+/* ---- lifetime ---- */
+
+static void tune_socket(int fd)
 {
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	char host[64] = "?";
-	unsigned int port = 0;
+	int one = 1, idle = 30, intvl = 10, cnt = 3;
+	unsigned int user_timeout = 60000;
 
-	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
-		if (ss.ss_family == AF_INET6) {
-			struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+	/* Replies must not wait for Nagle; dead peers must release locks. */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+	setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout,
+		   sizeof(user_timeout));
+}
 
-			port = ntohs(a->sin6_port);
-			if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr)) {
-				inet_ntop(AF_INET, &a->sin6_addr.s6_addr[12],
-					  host, sizeof(host));
-			} else {
-				host[0] = '[';
-				inet_ntop(AF_INET6, &a->sin6_addr, host + 1,
-					  sizeof(host) - 2);
-				strcat(host, "]");
-			}
-		} else if (ss.ss_family == AF_INET) {
-			struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+struct nd_conn *nd_conn_create(struct nd_server *s, int fd, const char *peer)
+{
+	struct nd_conn *c = calloc(1, sizeof(*c));
 
-			port = ntohs(a->sin_port);
-			inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
-		}
+	if (!c)
+		return NULL;
+	c->fd = fd;
+	c->srv = s;
+	snprintf(c->peer, sizeof(c->peer), "%s", peer);
+	pthread_mutex_init(&c->seal_lock, NULL);
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->rx_cond, NULL);
+	pthread_cond_init(&c->tx_cond, NULL);
+	return c;
+}
+
+int nd_conn_start(struct nd_conn *c)
+{
+	struct nd_server *s = c->srv;
+
+	/* Registered before it runs, so shutdown always finds it. */
+	pthread_mutex_lock(&s->lock);
+	c->next = s->conns;
+	s->conns = c;
+	s->nconns++;
+	if (nd_thread_start(&c->rx_thread, ND_SRV_CONN_STACK, nd_conn_main,
+			    c) < 0) {
+		s->conns = c->next;
+		s->nconns--;
+		pthread_mutex_unlock(&s->lock);
+		return -1;
 	}
-	snprintf(out, n, "%s:%u", host, port);
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+void nd_conn_destroy(struct nd_conn *c)
+{
+	pthread_mutex_destroy(&c->seal_lock);
+	pthread_mutex_destroy(&c->lock);
+	pthread_cond_destroy(&c->rx_cond);
+	pthread_cond_destroy(&c->tx_cond);
+	free(c);
 }
 
 void *nd_conn_main(void *arg)
@@ -889,13 +624,14 @@ void *nd_conn_main(void *arg)
 	struct nd_req *q;
 	bool idle;
 
-	format_peer(c->fd, c->peer, sizeof(c->peer));
-	nd_debug("client %s: connected", c->peer);
-
+	tune_socket(c->fd);
 	c->rbuf = malloc(ND_SRV_RXBUF);
-	if (!c->rbuf)
+	if (!c->rbuf) {
 		nd_err("client %s: out of memory, closing", c->peer);
-	else if (handshake(c)) {
+	} else if (nd_hs_send_session_info(c) < 0) {
+		nd_info("client %s: handshake failed sending session info: %s",
+			c->peer, strerror(errno));
+	} else {
 		if (nd_thread_start(&c->tx_thread, ND_SRV_CONN_STACK, tx_main,
 				    c) == 0) {
 			struct rx_batch batch = { 0 };

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* netdiskd internals shared by server.c, conn.c and session.c. */
+/* netdiskd internals shared by server.c, handshake.c, conn.c and session.c. */
 #ifndef ND_SRV_INTERNAL_H
 #define ND_SRV_INTERNAL_H
 
@@ -86,6 +86,7 @@ struct nd_conn {
 	char peer[80];
 	struct nd_crypto crypto;
 	struct nd_session *sess;
+	uint32_t flags;			/* ND_EXP_* granted */
 	uint32_t max_payload;
 	bool read_only;
 
@@ -126,6 +127,12 @@ struct nd_server {
 	int lfd;
 	uint16_t port;
 	int stop_pipe[2];
+	int epfd;			/* listener, stop pipe, handshakes */
+
+	/* Pending handshakes: only the listener thread touches hs. */
+	struct nd_hs_pool *hs;
+	int max_pending, max_pending_src;
+	int npending;			/* atomic: for tests */
 
 	pthread_mutex_t lock;		/* connection lists */
 	pthread_cond_t cond;		/* a connection finished */
@@ -151,7 +158,31 @@ int64_t nd_now_ms(void);
 int nd_thread_start(pthread_t *t, size_t stack, void *(*fn)(void *),
 		    void *arg);
 
+/* handshake.c: pending handshakes, run by the listener thread. */
+struct nd_hs;
+struct sockaddr_storage;
+int nd_hs_init(struct nd_server *s, int max, int max_src);
+void nd_hs_destroy(struct nd_server *s);
+/* A freshly accepted non-blocking socket: starts its handshake. */
+void nd_hs_add(struct nd_server *s, int fd,
+	       const struct sockaddr_storage *from);
+/* The socket of h is readable (or closed). */
+void nd_hs_input(struct nd_server *s, struct nd_hs *h);
+/* Drops the oldest pending handshake (of the busiest source); false: none. */
+bool nd_hs_evict_oldest(struct nd_server *s);
+/* How long the loop may sleep: up to max_ms, less if a deadline is due. */
+int nd_hs_timeout_ms(struct nd_server *s, int max_ms);
+/* Drops handshakes past their deadline; logs the failure summary. */
+void nd_hs_expire(struct nd_server *s);
+void nd_hs_close_all(struct nd_server *s);
+/* The connection's first record, from its own thread. 0 or -1 (errno). */
+int nd_hs_send_session_info(struct nd_conn *c);
+
 /* conn.c */
+struct nd_conn *nd_conn_create(struct nd_server *s, int fd, const char *peer);
+/* Registers c with the server and starts its thread; -1: not started. */
+int nd_conn_start(struct nd_conn *c);
+void nd_conn_destroy(struct nd_conn *c);
 void *nd_conn_main(void *arg);
 /* server.c: hand a request to the worker pool. */
 void nd_work_submit(struct nd_server *s, struct nd_req *q);

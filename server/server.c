@@ -1,17 +1,17 @@
 // SPDX-License-Identifier: MIT
 /*
- * netdiskd core: listening socket, accept loop, worker pool, shutdown.
+ * netdiskd core: listening socket, the listener thread's event loop
+ * (accept, handshakes, reaping), worker pool, shutdown.
  * The threading model is explained in docs/DESIGN.md, "Server".
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -268,6 +268,7 @@ struct nd_server *nd_server_create(const struct nd_server_config *cfg,
 		return NULL;
 	}
 	s->lfd = -1;
+	s->epfd = -1;
 	s->stop_pipe[0] = s->stop_pipe[1] = -1;
 	s->exp = *e;
 	memset(e, 0, sizeof(*e));	/* the server owns the backend now */
@@ -298,6 +299,24 @@ struct nd_server *nd_server_create(const struct nd_server_config *cfg,
 	}
 	if (open_listener(s, cfg->listen_addr, cfg->port, err, errlen) < 0)
 		goto fail;
+	s->max_pending = cfg->max_pending > 0 ? cfg->max_pending :
+			 ND_SRV_MAX_PENDING;
+	s->max_pending_src = cfg->max_pending_src > 0 ? cfg->max_pending_src :
+			     ND_SRV_MAX_PENDING_SRC;
+	if (nd_hs_init(s, s->max_pending, s->max_pending_src) < 0) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	s->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (s->epfd < 0 || fcntl(s->lfd, F_SETFL, O_NONBLOCK) < 0 ||
+	    epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->lfd, &(struct epoll_event){
+			.events = EPOLLIN, .data.ptr = &s->lfd }) < 0 ||
+	    epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->stop_pipe[0],
+		      &(struct epoll_event){ .events = EPOLLIN,
+					     .data.ptr = s->stop_pipe }) < 0) {
+		snprintf(err, errlen, "epoll: %s", strerror(errno));
+		goto fail;
+	}
 
 	s->nworkers = cfg->workers > 0 ? cfg->workers :
 		      nd_server_default_workers();
@@ -336,30 +355,6 @@ void nd_server_stop(struct nd_server *s)
 	}
 }
 
-static void tune_socket(int fd)
-{
-	int one = 1, idle = 30, intvl = 10, cnt = 3;
-	unsigned int user_timeout = 60000;
-
-	/* Replies must not wait for Nagle; dead peers must release locks. */
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
-	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
-	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
-	setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout,
-		   sizeof(user_timeout));
-}
-
-static void free_conn(struct nd_conn *c)
-{
-	pthread_mutex_destroy(&c->seal_lock);
-	pthread_mutex_destroy(&c->lock);
-	pthread_cond_destroy(&c->rx_cond);
-	pthread_cond_destroy(&c->tx_cond);
-	free(c);
-}
-
 /* Joins finished connection threads. */
 static void reap(struct nd_server *s)
 {
@@ -372,70 +367,43 @@ static void reap(struct nd_server *s)
 	while ((c = list)) {
 		list = c->next;
 		pthread_join(c->rx_thread, NULL);
-		free_conn(c);
+		nd_conn_destroy(c);
 	}
 }
 
-static void accept_one(struct nd_server *s)
+/*
+ * Takes what the backlog holds, a bounded batch per wake-up. Each new
+ * socket starts as a pending handshake: no thread, no buffer.
+ */
+static void accept_batch(struct nd_server *s)
 {
 	static int64_t last_warn;
-	struct nd_conn *c;
-	int fd;
 
-	fd = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC);
-	if (fd < 0) {
-		if (errno == EMFILE || errno == ENFILE || errno == ENOMEM ||
-		    errno == ENOBUFS) {
-			if (nd_now_ms() - last_warn > 10000) {
-				nd_warn("accept: %s", strerror(errno));
-				last_warn = nd_now_ms();
-			}
-			usleep(100000);	/* don't spin on a full fd table */
+	for (int i = 0; i < 64; i++) {
+		struct sockaddr_storage from;
+		socklen_t fl = sizeof(from);
+		int fd = accept4(s->lfd, (struct sockaddr *)&from, &fl,
+				 SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+		if (fd >= 0) {
+			nd_hs_add(s, fd, &from);
+			continue;
 		}
-		return;
-	}
-	pthread_mutex_lock(&s->lock);
-	if (s->nconns >= s->max_conns) {
-		pthread_mutex_unlock(&s->lock);
+		if (errno == EINTR || errno == ECONNABORTED)
+			continue;
+		if (errno != EMFILE && errno != ENFILE && errno != ENOMEM &&
+		    errno != ENOBUFS)
+			return;
+		/* A pending handshake's descriptor is worth less than a new one. */
+		if (nd_hs_evict_oldest(s))
+			continue;
 		if (nd_now_ms() - last_warn > 10000) {
-			nd_warn("too many connections (%d), refusing new ones",
-				s->max_conns);
+			nd_warn("accept: %s", strerror(errno));
 			last_warn = nd_now_ms();
 		}
-		close(fd);
+		usleep(100000);	/* don't spin on a full fd table */
 		return;
 	}
-	pthread_mutex_unlock(&s->lock);
-
-	c = calloc(1, sizeof(*c));
-	if (!c) {
-		close(fd);
-		return;
-	}
-	tune_socket(fd);
-	c->fd = fd;
-	c->srv = s;
-	pthread_mutex_init(&c->seal_lock, NULL);
-	pthread_mutex_init(&c->lock, NULL);
-	pthread_cond_init(&c->rx_cond, NULL);
-	pthread_cond_init(&c->tx_cond, NULL);
-
-	/* Registered before it runs, so shutdown always finds it. */
-	pthread_mutex_lock(&s->lock);
-	c->next = s->conns;
-	s->conns = c;
-	s->nconns++;
-	if (nd_thread_start(&c->rx_thread, ND_SRV_CONN_STACK, nd_conn_main,
-			    c) < 0) {
-		s->conns = c->next;
-		s->nconns--;
-		pthread_mutex_unlock(&s->lock);
-		nd_err("cannot start a connection thread, dropping connection");
-		close(fd);
-		free_conn(c);
-		return;
-	}
-	pthread_mutex_unlock(&s->lock);
 }
 
 /* Waits until no connection is left, or until deadline (ms, 0: forever). */
@@ -482,23 +450,29 @@ int nd_server_run(struct nd_server *s)
 	int n;
 
 	for (;;) {
-		struct pollfd p[2] = {
-			{ .fd = s->lfd, .events = POLLIN },
-			{ .fd = s->stop_pipe[0], .events = POLLIN },
-		};
-		int r = poll(p, 2, 1000);
+		struct epoll_event ev[64];
+		bool stop = false;
+		int r = epoll_wait(s->epfd, ev, 64, nd_hs_timeout_ms(s, 1000));
 
 		if (r < 0 && errno != EINTR) {
-			nd_err("poll: %s", strerror(errno));
+			nd_err("epoll_wait: %s", strerror(errno));
 			break;
 		}
-		if (r > 0 && p[1].revents)
+		for (int i = 0; i < r; i++) {
+			if (ev[i].data.ptr == &s->lfd)
+				accept_batch(s);
+			else if (ev[i].data.ptr == s->stop_pipe)
+				stop = true;
+			else
+				nd_hs_input(s, ev[i].data.ptr);
+		}
+		if (stop)
 			break;
-		if (r > 0 && (p[0].revents & POLLIN))
-			accept_one(s);
+		nd_hs_expire(s);
 		reap(s);
 		nd_session_expire(s, false);
 	}
+	nd_hs_close_all(s);
 
 	pthread_mutex_lock(&s->lock);
 	n = s->nconns;
@@ -538,6 +512,9 @@ void nd_server_destroy(struct nd_server *s)
 	free(s->workers);
 	nd_session_expire(s, true);
 	nd_export_close(&s->exp);
+	nd_hs_destroy(s);
+	if (s->epfd >= 0)
+		close(s->epfd);
 	if (s->lfd >= 0)
 		close(s->lfd);
 	if (s->stop_pipe[0] >= 0)

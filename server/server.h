@@ -15,7 +15,14 @@
 
 #define ND_SRV_MAX_WORKERS	256
 #define ND_SRV_MAX_INFLIGHT	128	/* requests per connection */
-#define ND_SRV_MAX_CONNS	1024
+#define ND_SRV_MAX_CONNS	1024	/* authenticated connections */
+/*
+ * Connections still in the handshake, in all and per source address
+ * (docs/DESIGN.md "Shutdown and limits"). Per source: more than the 16
+ * connections one netdisk.ko device opens at once.
+ */
+#define ND_SRV_MAX_PENDING	128
+#define ND_SRV_MAX_PENDING_SRC	32
 #define ND_SRV_DEFAULT_GRACE	30	/* seconds */
 
 struct nd_server_config {
@@ -26,6 +33,8 @@ struct nd_server_config {
 	uint32_t max_payload;		/* 0: ND_DEFAULT_PAYLOAD */
 	int handshake_timeout_ms;	/* 0: ND_HANDSHAKE_TIMEOUT s */
 	int max_conns;			/* 0: ND_SRV_MAX_CONNS */
+	int max_pending;		/* 0: ND_SRV_MAX_PENDING */
+	int max_pending_src;		/* 0: ND_SRV_MAX_PENDING_SRC */
 	int drain_ms;			/* shutdown wait for replies; 0: 10 s */
 	/* Single identity for now; the key is looked up by identity. */
 	const char *identity;		/* NULL: "default" */

@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: MIT
 /*
  * In-process netdiskd for the server harnesses. The server is created once
- * (worker pool and all) with nd_server_create; each input then gets its own
- * connection whose handler, nd_conn_main, runs on one end of a socketpair
- * exactly as accept_one would start it, so the handshake, record framing,
- * request decoding, dispatch, workers and sender are all the real code.
+ * (worker pool and all) with nd_server_create and runs nd_server_run on a
+ * thread of its own; each input then connects to it over loopback TCP, so
+ * accept, the handshake loop, record framing, request decoding, dispatch,
+ * workers and sender are all the real code.
  */
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -102,6 +104,15 @@ const uint8_t *fz_take(struct fz_in *in, size_t want, size_t *got)
 /* ---- the in-process servers ---- */
 
 static struct nd_server *servers[2];
+static pthread_t server_threads[2];
+/* Client connections of the current input not yet ended. */
+static int open_conns;
+
+static void *server_main(void *arg)
+{
+	nd_server_run(arg);
+	return NULL;
+}
 
 static struct nd_server *server_create(bool read_only)
 {
@@ -146,39 +157,29 @@ struct nd_server *fz_server(int read_only)
 		nd_log_level = lvl ? nd_log_parse_level(lvl) : -1;
 		signal(SIGPIPE, SIG_IGN);
 		servers[i] = server_create(i);
+		if (pthread_create(&server_threads[i], NULL, server_main,
+				   servers[i]))
+			fz_fail("cannot start the server thread");
 	}
 	return servers[i];
 }
 
 void fz_conn_start(struct fz_conn *fc, struct nd_server *s)
 {
-	struct nd_conn *c;
-	int sv[2];
+	struct sockaddr_in a = {
+		.sin_family = AF_INET,
+		.sin_port = htons(nd_server_port(s)),
+		.sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+	};
+	int one = 1;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
-		fz_fail("socketpair: %s", strerror(errno));
-	c = calloc(1, sizeof(*c));
-	if (!c)
-		fz_fail("out of memory");
-	c->fd = sv[0];
-	c->srv = s;
-	pthread_mutex_init(&c->lock, NULL);
-	pthread_cond_init(&c->rx_cond, NULL);
-	pthread_cond_init(&c->tx_cond, NULL);
-
-	/* Registered like accept_one does: nd_conn_main unlinks it. */
-	pthread_mutex_lock(&s->lock);
-	c->next = s->conns;
-	s->conns = c;
-	s->nconns++;
-	if (nd_thread_start(&c->rx_thread, ND_SRV_CONN_STACK, nd_conn_main,
-			    c) < 0)
-		fz_fail("cannot start connection thread");
-	pthread_mutex_unlock(&s->lock);
-
+	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
+		fz_fail("connect to the server: %s", strerror(errno));
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	fc->srv = s;
-	fc->c = c;
-	fc->fd = sv[1];
+	fc->fd = fd;
+	open_conns++;
 }
 
 void fz_write(int fd, const void *buf, size_t len)
@@ -205,30 +206,29 @@ void fz_drain(int fd)
 void fz_conn_end(struct fz_conn *fc)
 {
 	struct nd_server *s = fc->srv;
-	struct nd_conn *c = fc->c, **pp;
-	bool last;
+	int i;
 
-	/* Ends once it has seen our EOF and sent every reply. */
-	pthread_join(c->rx_thread, NULL);
-	pthread_mutex_lock(&s->lock);
-	for (pp = &s->zombies; *pp; pp = &(*pp)->next) {
-		if (*pp == c) {
-			*pp = c->next;
-			break;
-		}
-	}
-	if (c->fd != -1)
-		fz_fail("connection not torn down (fd %d)", c->fd);
-	last = s->nconns == 0;
-	pthread_mutex_unlock(&s->lock);
-	pthread_mutex_destroy(&c->lock);
-	pthread_cond_destroy(&c->rx_cond);
-	pthread_cond_destroy(&c->tx_cond);
-	free(c);
 	close(fc->fd);
 	fc->fd = -1;
-	if (!last)
+	if (--open_conns > 0)
 		return;
+	/*
+	 * The caller saw the server close (fz_drain): wait for its side to
+	 * finish, a connection thread or a pending handshake.
+	 */
+	for (i = 0; i < 10000; i++) {
+		int n;
+
+		pthread_mutex_lock(&s->lock);
+		n = s->nconns;
+		pthread_mutex_unlock(&s->lock);
+		if (n == 0 && __atomic_load_n(&s->npending,
+					      __ATOMIC_RELAXED) == 0)
+			break;
+		usleep(1000);
+	}
+	if (i == 10000)
+		fz_fail("connection not torn down within 10 s");
 	/* Next input starts with no sessions and no write lock. */
 	nd_session_expire(s, true);
 	pthread_mutex_lock(&s->sess_lock);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Shared pieces of the libFuzzer harnesses: an in-process netdiskd whose
- * connection handler runs on one end of a socketpair, and a request phase
+ * Shared pieces of the libFuzzer harnesses: an in-process netdiskd reached
+ * over loopback TCP, and a request phase
  * that seals fuzzer bytes into valid records and checks every reply.
  */
 #ifndef ND_FUZZ_COMMON_H
@@ -41,24 +41,23 @@ const uint8_t *fz_take(struct fz_in *in, size_t want, size_t *got);
 
 /* Server side: 0 = read-write export, 1 = read-only export. */
 struct nd_server;
-struct nd_conn;
 struct nd_server *fz_server(int read_only);
 
 struct fz_conn {
 	struct nd_server *srv;
-	struct nd_conn *c;
-	int fd;				/* client end of the socketpair */
+	int fd;				/* the client's socket */
 };
 
-/* Runs the real connection handler (nd_conn_main) on a fresh socketpair. */
+/* Connects to the server (running nd_server_run) over loopback TCP. */
 void fz_conn_start(struct fz_conn *fc, struct nd_server *s);
 /* Writes bytes, ignoring a peer that has gone away. */
 void fz_write(int fd, const void *buf, size_t len);
 /* Half-closes, reads and discards until the server closes its end. */
 void fz_drain(int fd);
 /*
- * Joins the handler and frees its connection; after the last one, drops
- * idle sessions and checks that none (and no write lock) is left.
+ * Closes the client's socket; after the last one of the input, waits until
+ * the server has finished with it, drops idle sessions and checks that none
+ * (and no write lock) is left.
  */
 void fz_conn_end(struct fz_conn *fc);
 

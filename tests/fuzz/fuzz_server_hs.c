@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: MIT
 /*
  * netdiskd handshake: the fuzzer writes the ClientHello itself, byte for
- * byte, to the real connection handler. When the server answers with a
- * ServerHello the harness derives the keys with the fixed PSK (as a client
- * would) and sends a ClientFinish whose token, flags and max payload come
- * from the input, with a right or wrong key proof; an accepted session then
- * goes on to the request phase.
+ * byte, to the real server (its listener loop accepts and runs the
+ * handshake). When the server answers with a ServerHello the harness derives
+ * the keys with the fixed PSK (as a client would) and sends a ClientFinish
+ * whose token, flags and max payload come from the input, with a right or
+ * wrong key proof; an accepted session then goes on to the request phase.
  *
  * Input:
  *   ctl       bit 0: set the hello's timestamp to now + 4 * (int8)delta

@@ -11,9 +11,10 @@ BIN=$ROOT/$O
 ND=$BIN/netdisk
 NDD=$BIN/netdiskd
 PROXY=$BIN/tools/ndproxy
+FLOOD=$BIN/tools/ndflood
 TO=${ND_TEST_TIMEOUT:-120}	# per command, seconds
 
-for b in "$ND" "$NDD" "$PROXY"; do
+for b in "$ND" "$NDD" "$PROXY" "$FLOOD"; do
 	if [ ! -x "$b" ]; then
 		echo "run.sh: $b missing; run 'make O=$O userspace' first" >&2
 		exit 2
@@ -580,6 +581,67 @@ fd1=$(fdcount "$LD_PID")
 	ok "load: server fds back to idle baseline after bench clients ($fd1)" ||
 	bad "load: server fds $fd1 after bench clients left, idle baseline $fd0"
 stop_server LD
+
+# ------------------------------------------------ handshake flood
+# 1600 connections that never finish the handshake (silent, garbage, half a
+# ClientHello, a whole one and no finish), 200 per second from 127.0.0.2-9
+# and from the clients' own 127.0.0.1, held open by the flooder. Meanwhile a
+# bench keeps working and new clients keep getting in; the server grows no
+# thread per pending handshake, at most its handshake budget (128) in
+# descriptors, and logs a few lines and summaries, not one per attempt.
+threads() { sed -n 's/^Threads:[[:space:]]*//p' "/proc/$1/status"; }
+start_server FL --file rw.img --key-file key --workers 2 || exit 1
+FLURL=netdisk://127.0.0.1:$FL_PORT
+sleep 0.2
+fd0=$(fdcount "$FL_PID")
+th0=$(threads "$FL_PID")
+log0=$(wc -l <"$FL_LOG")
+"$FLOOD" --target "127.0.0.1:$FL_PORT" --count 1600 --rate 200 --hold 1500 \
+	--from 127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5,127.0.0.6,127.0.0.7,127.0.0.8,127.0.0.9,127.0.0.1 \
+	>"$T/flood.out" 2>"$T/flood.err" &
+FLOOD_PID=$!
+PIDS="$PIDS $FLOOD_PID"
+timeout -k 5 "$TO" "$ND" bench "$FLURL" --key-file key --rw randread --bs 4k \
+	--iodepth 4 --time 6 >"$T/flood-bench.out" 2>"$T/flood-bench.err" &
+FLB_PID=$!
+PIDS="$PIDS $FLB_PID"
+infos=0 infobad=0 thpk=$th0 fdpk=$fd0
+while kill -0 "$FLOOD_PID" 2>/dev/null; do
+	if timeout -k 5 20 "$ND" info "$FLURL" --key-file key >/dev/null \
+		2>>"$T/flood-info.err"; then
+		infos=$((infos + 1))
+	else
+		infobad=$((infobad + 1))
+	fi
+	t=$(threads "$FL_PID"); f=$(fdcount "$FL_PID")
+	[ -n "$t" ] && [ "$t" -gt "$thpk" ] && thpk=$t
+	[ "$f" -gt "$fdpk" ] && fdpk=$f
+done
+wait "$FLOOD_PID"
+wait "$FLB_PID"
+flb=$?
+made=$(sed -n 's/^ndflood: \([0-9]*\) connects.*/\1/p' "$T/flood.out")
+echo "   $(cat "$T/flood.out"); server threads $th0 -> peak $thpk, fds $fd0 -> peak $fdpk"
+[ "${made:-0}" -ge 1000 ] && ok "flood: ${made} connects" ||
+	bad "flood: only '${made}' connects: $(cat "$T/flood.out" "$T/flood.err")"
+[ "$flb" -eq 0 ] && ok "flood: a bench ran through it" ||
+	bad "flood: bench failed: $(head -c 300 "$T/flood-bench.err")"
+[ "$infobad" -eq 0 ] && [ "$infos" -ge 3 ] &&
+	ok "flood: $infos new clients got in, none refused" ||
+	bad "flood: $infobad of $((infos + infobad)) new clients failed: $(sort "$T/flood-info.err" | uniq -c | head -c 300)"
+# bench and one info: 2 threads each; the budget: 128 descriptors.
+[ "$thpk" -le $((th0 + 4)) ] && ok "flood: no thread per pending handshake (peak $thpk, idle $th0)" ||
+	bad "flood: server threads $th0 -> $thpk"
+[ "$fdpk" -le $((fd0 + 128 + 4)) ] && ok "flood: descriptors within the handshake budget (peak $fdpk, idle $fd0)" ||
+	bad "flood: server fds $fd0 -> $fdpk, over the budget of 128"
+nlog=$(tail -n +"$((log0 + 1))" "$FL_LOG" | grep -vc 'session\|disconnect requested')
+[ "$nlog" -le 20 ] && ok "flood: $nlog log lines for $made failed handshakes" ||
+	bad "flood: $nlog log lines for $made failed handshakes: $(tail -n 3 "$FL_LOG")"
+wait_fds "$FL_PID" "$fd0"
+[ "$(fdcount "$FL_PID")" -eq "$fd0" ] && alive FL &&
+	ok "flood: server alive, fds back to $fd0" ||
+	bad "flood: server fds $(fdcount "$FL_PID") after the flood, idle $fd0"
+stop_server FL
 
 # ------------------------------------------------ sanitizer reports
 if grep -lE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$T"/*.err "$T"/*.log \

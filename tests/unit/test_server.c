@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -47,6 +48,8 @@ struct fixture {
 	uint16_t port;
 	bool read_only;
 	uint32_t max_payload;
+	int hs_timeout_ms;		/* 0: HS_TIMEOUT_MS */
+	int max_pending, max_pending_src;
 };
 
 struct conn {
@@ -70,7 +73,10 @@ static void start_server(struct fixture *f)
 		.listen_addr = "127.0.0.1",
 		.workers = 4,
 		.grace_ms = GRACE_MS,
-		.handshake_timeout_ms = HS_TIMEOUT_MS,
+		.handshake_timeout_ms = f->hs_timeout_ms ? f->hs_timeout_ms :
+					HS_TIMEOUT_MS,
+		.max_pending = f->max_pending,
+		.max_pending_src = f->max_pending_src,
 		.drain_ms = 500 * scale,
 		.max_payload = f->max_payload,
 		.key = f->key,
@@ -138,6 +144,21 @@ static int setup_rw_shm(void **state)
 	return setup_common(state, false, "/dev/shm");
 }
 
+/* A small handshake budget (8, 4 per address) and a long timeout. */
+static int setup_rw_budget(void **state)
+{
+	struct fixture *f;
+
+	setup_common(state, false, "/tmp");
+	f = *state;
+	stop_server(f);
+	f->hs_timeout_ms = 20000;
+	f->max_pending = 8;
+	f->max_pending_src = 4;
+	start_server(f);
+	return 0;
+}
+
 static int setup_ro(void **state)
 {
 	return setup_common(state, true, "/tmp");
@@ -168,6 +189,38 @@ static int tcp_connect(uint16_t port)
 	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	return fd;
+}
+
+/* A connection from a given loopback address (127.0.0.2 ...). */
+static int tcp_connect_from(uint16_t port, const char *from)
+{
+	struct sockaddr_in src = { .sin_family = AF_INET };
+	struct sockaddr_in a = {
+		.sin_family = AF_INET,
+		.sin_port = htons(port),
+		.sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+	};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	assert_int_equal(inet_pton(AF_INET, from, &src.sin_addr), 1);
+	assert_int_equal(bind(fd, (struct sockaddr *)&src, sizeof(src)), 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	return fd;
+}
+
+static int count_dir(const char *path)
+{
+	char cmd[128];
+	FILE *p;
+	int n = -1;
+
+	snprintf(cmd, sizeof(cmd), "ls %s | wc -l", path);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	assert_int_equal(fscanf(p, "%d", &n), 1);
+	pclose(p);
+	return n;
 }
 
 /* Handshake with options; returns the nd_hs_result, status in *status. */
@@ -866,6 +919,71 @@ static void test_handshake_timeout(void **state)
 		assert_int_equal(read(fd, junk, sizeof(junk)), 0);
 		close(fd);
 	}
+}
+
+/* True if the server has not closed fd (nothing readable within 200 ms). */
+static bool still_open(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	return poll(&p, 1, 200 * scale) == 0;
+}
+
+/*
+ * Pending handshakes have a budget of their own (8 here, 4 per address)
+ * and hold no thread: a newcomer over budget evicts the oldest pending one
+ * of its address, or of the busiest address when only the total is full,
+ * and a real client always gets in, also from a flooding address.
+ */
+static void test_pending_budget(void **state)
+{
+	struct fixture *f = *state;
+	int threads0 = count_dir("/proc/self/task");
+	int a[5], b[4], c[4], d, i;
+	uint8_t buf[512];
+	struct conn cl;
+
+	/* A fifth from 127.0.0.2 evicts the first at once. */
+	for (i = 0; i < 5; i++)
+		a[i] = tcp_connect_from(f->port, "127.0.0.2");
+	assert_true(closed_by_server(a[0]));
+	for (i = 1; i < 5; i++)
+		assert_true(still_open(a[i]));
+	/* Four from 127.0.0.3: the total (8) is full, nothing evicted. */
+	for (i = 0; i < 4; i++)
+		b[i] = tcp_connect_from(f->port, "127.0.0.3");
+	for (i = 1; i < 5; i++)
+		assert_true(still_open(a[i]));
+	/* A newcomer from a third address: the oldest of the busiest goes. */
+	d = tcp_connect_from(f->port, "127.0.0.4");
+	assert_true(closed_by_server(a[1]));
+	assert_true(still_open(d));
+	for (i = 0; i < 4; i++)
+		assert_true(still_open(b[i]));
+	/* No thread per pending handshake. */
+	assert_int_equal(count_dir("/proc/self/task"), threads0);
+
+	/* Silence and partial garbage from the client's own address. */
+	for (i = 0; i < 4; i++) {
+		c[i] = tcp_connect_from(f->port, "127.0.0.1");
+		if (i % 2)
+			assert_int_equal(write(c[i], "GET / HTTP/1.0\r\n\r\n",
+					       18), 18);
+	}
+	open_ok(f, &cl, NULL, 0);
+	assert_int_equal(do_req(&cl, ND_OP_READ, 0, 512, 0, buf), ND_OK);
+	conn_close(&cl);
+	open_ok(f, &cl, NULL, ND_CF_READ_ONLY);
+	conn_close(&cl);
+	for (i = 2; i < 5; i++)
+		close(a[i]);
+	for (i = 0; i < 4; i++) {
+		close(b[i]);
+		close(c[i]);
+	}
+	close(a[0]);
+	close(a[1]);
+	close(d);
 }
 
 static void test_malformed_closes_only_that_conn(void **state)
@@ -1586,6 +1704,8 @@ int main(void)
 						setup_rw, teardown),
 		cmocka_unit_test_setup_teardown(test_malformed_log_line,
 						setup_rw, teardown),
+		cmocka_unit_test_setup_teardown(test_pending_budget,
+						setup_rw_budget, teardown),
 		cmocka_unit_test_setup_teardown(test_log_has_no_token,
 						setup_rw, teardown),
 		cmocka_unit_test_setup_teardown(test_pipeline_and_disconnect,

@@ -1,0 +1,867 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The server side of the handshake (docs/PROTOCOL.md §1), for every
+ * connection between accept and SessionInfo, driven by the listener thread
+ * over non-blocking sockets (nd_server_run's epoll loop). A pending
+ * handshake holds no thread and no buffer beyond its small slot in a fixed
+ * pool: the ClientHello as received, the server random and the ClientFinish
+ * record. Keys are derived again from those when the ClientFinish arrives,
+ * so no key material waits in the pool. Once the client has proven the key
+ * the connection gets its threads and buffers (nd_conn_start), and its own
+ * thread sends the SessionInfo (nd_hs_send_session_info).
+ *
+ * Budget (docs/DESIGN.md "Shutdown and limits"): at most max_pending
+ * handshakes, and max_pending_src per source address (IPv4 address or IPv6
+ * /64). A newcomer over budget evicts the oldest handshake of its own
+ * source, or, when only the total is full, the oldest of the source with
+ * the most pending: a flood then only recycles its own slots and cannot
+ * lock out a client from another address.
+ *
+ * Steps: hs_read_client_hello → hs_send_server_hello → hs_check_client_finish
+ * → hs_open_session. Nothing but the ServerHello leaves before the client
+ * has proven the key.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "log.h"
+
+#define ND_CH_IDENTITY_LEN_OFF	48
+#define ND_CH_EXPORT_LEN_OFF	49
+#define ND_CF_RECORD_LEN	(ND_RECORD_HDR_LEN + ND_CLIENT_FINISH_LEN + \
+				 ND_TAG_LEN)
+/* Failed handshakes logged one by one per interval; the rest are counted. */
+#define ND_HS_LOG_BURST		5
+#define ND_HS_LOG_INTERVAL_MS	10000
+
+enum hs_step { HS_CLIENT_HELLO, HS_CLIENT_FINISH };
+
+/* Why an unauthenticated handshake ended (the summary line's counters). */
+enum hs_failure {
+	HS_F_TIMEOUT,
+	HS_F_EVICTED,
+	HS_F_CLOSED,
+	HS_F_MALFORMED,
+	HS_F_REFUSED,		/* wrong version or export: a status was sent */
+	HS_F_AUTH,
+	HS_F__COUNT
+};
+
+static const char *const failure_names[HS_F__COUNT] = {
+	"timed out", "evicted", "closed", "malformed", "refused",
+	"authentication failed",
+};
+
+struct nd_hs {
+	struct nd_hs *older, *newer;	/* age list; the free list uses newer */
+	int fd;				/* -1: slot free */
+	int src;			/* index in nd_hs_pool.src */
+	enum hs_step step;
+	int64_t deadline;
+	size_t have, need;		/* bytes of the current message */
+	uint8_t hello[ND_CLIENT_HELLO_MAX];
+	uint8_t server_random[ND_RANDOM_LEN];
+	uint8_t finish[ND_CF_RECORD_LEN];	/* decrypted in place: wiped */
+	char peer[64];
+};
+
+/* A source address and how many pending handshakes it has. */
+struct hs_source {
+	uint8_t key[16];
+	int n;				/* 0: entry free */
+};
+
+struct nd_hs_pool {
+	struct nd_hs *slots;
+	struct hs_source *src;		/* at most one per slot */
+	struct nd_hs *free;
+	struct nd_hs *oldest, *newest;
+	int max, max_src;
+
+	/* Rate-limited failure log, and the authenticated-connection limit. */
+	int64_t log_since;
+	int logged;
+	unsigned long suppressed[HS_F__COUNT];
+	int64_t last_full_warn;
+};
+
+/* ---- budget ---- */
+
+int nd_hs_init(struct nd_server *s, int max, int max_src)
+{
+	struct nd_hs_pool *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return -1;
+	p->slots = calloc((size_t)max, sizeof(*p->slots));
+	p->src = calloc((size_t)max, sizeof(*p->src));
+	if (!p->slots || !p->src) {
+		free(p->slots);
+		free(p->src);
+		free(p);
+		return -1;
+	}
+	p->max = max;
+	p->max_src = max_src < max ? max_src : max;
+	for (int i = max - 1; i >= 0; i--) {
+		p->slots[i].fd = -1;
+		p->slots[i].newer = p->free;
+		p->free = &p->slots[i];
+	}
+	p->log_since = nd_now_ms();
+	s->hs = p;
+	return 0;
+}
+
+void nd_hs_destroy(struct nd_server *s)
+{
+	struct nd_hs_pool *p = s->hs;
+
+	if (!p)
+		return;
+	nd_hs_close_all(s);
+	free(p->slots);
+	free(p->src);
+	free(p);
+	s->hs = NULL;
+}
+
+/* IPv4 address (also v4-mapped), IPv6 /64: one budget per source. */
+static void source_key(const struct sockaddr_storage *ss, uint8_t key[16])
+{
+	memset(key, 0, 16);
+	if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const void *)ss;
+
+		if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr)) {
+			memcpy(key + 12, &a->sin6_addr.s6_addr[12], 4);
+		} else {
+			key[0] = 6;
+			memcpy(key + 8, a->sin6_addr.s6_addr, 8);
+		}
+	} else if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const void *)ss;
+
+		memcpy(key + 12, &a->sin_addr, 4);
+	}
+}
+
+static void format_peer(const struct sockaddr_storage *ss, char *out,
+			size_t n)
+{
+	char host[INET6_ADDRSTRLEN + 2] = "?";
+	unsigned int port = 0;
+
+	if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const void *)ss;
+
+		port = ntohs(a->sin6_port);
+		if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr)) {
+			inet_ntop(AF_INET, &a->sin6_addr.s6_addr[12], host,
+				  sizeof(host));
+		} else {
+			host[0] = '[';
+			inet_ntop(AF_INET6, &a->sin6_addr, host + 1,
+				  sizeof(host) - 2);
+			strcat(host, "]");
+		}
+	} else if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const void *)ss;
+
+		port = ntohs(a->sin_port);
+		inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+	}
+	snprintf(out, n, "%s:%u", host, port);
+}
+
+static int source_get(struct nd_hs_pool *p, const uint8_t key[16])
+{
+	int free_idx = -1;
+
+	for (int i = 0; i < p->max; i++) {
+		if (p->src[i].n && memcmp(p->src[i].key, key, 16) == 0)
+			return i;
+		if (!p->src[i].n && free_idx < 0)
+			free_idx = i;
+	}
+	/* A slot is free, so a source entry is too. */
+	memcpy(p->src[free_idx].key, key, 16);
+	return free_idx;
+}
+
+/*
+ * The oldest pending handshake of source src, or with src -1 the oldest of
+ * those whose source has the most pending.
+ */
+static struct nd_hs *oldest_of(struct nd_hs_pool *p, int src)
+{
+	struct nd_hs *h;
+	int most = 0;
+
+	if (src < 0)
+		for (int i = 0; i < p->max; i++)
+			if (p->src[i].n > most)
+				most = p->src[i].n;
+	for (h = p->oldest; h; h = h->newer)
+		if (src < 0 ? p->src[h->src].n == most : h->src == src)
+			return h;
+	return NULL;
+}
+
+/* Frees h's slot; its fd has been closed or handed on. */
+static void hs_release(struct nd_server *s, struct nd_hs *h)
+{
+	struct nd_hs_pool *p = s->hs;
+
+	if (h->older)
+		h->older->newer = h->newer;
+	else
+		p->oldest = h->newer;
+	if (h->newer)
+		h->newer->older = h->older;
+	else
+		p->newest = h->older;
+	p->src[h->src].n--;
+	nd_wipe(h->finish, sizeof(h->finish));
+	h->fd = -1;
+	h->older = NULL;
+	h->newer = p->free;
+	p->free = h;
+	__atomic_sub_fetch(&s->npending, 1, __ATOMIC_RELAXED);
+}
+
+/* ---- rate-limited failure log ---- */
+
+/*
+ * Unauthenticated failures cost nothing to cause: the first few of each
+ * interval are logged as they happen, the rest only counted in one summary
+ * line at the end of the interval.
+ */
+__attribute__((format(printf, 4, 5)))
+static void hs_fail(struct nd_server *s, struct nd_hs *h,
+		    enum hs_failure why, const char *fmt, ...)
+{
+	struct nd_hs_pool *p = s->hs;
+
+	if (p->logged < ND_HS_LOG_BURST) {
+		char msg[256];
+		va_list ap;
+
+		va_start(ap, fmt);
+		vsnprintf(msg, sizeof(msg), fmt, ap);
+		va_end(ap);
+		p->logged++;
+		nd_log(why == HS_F_CLOSED ? ND_LOG_INFO : ND_LOG_WARN,
+		       "client %s: %s", h->peer, msg);
+	} else {
+		p->suppressed[why]++;
+	}
+	close(h->fd);
+	hs_release(s, h);
+}
+
+/* At the end of each interval (or at once with force). */
+static void hs_log_summary(struct nd_server *s, int64_t now, bool force)
+{
+	struct nd_hs_pool *p = s->hs;
+	unsigned long total = 0;
+	char line[512];
+	int n;
+
+	if (!force && now - p->log_since < ND_HS_LOG_INTERVAL_MS)
+		return;
+	for (int i = 0; i < HS_F__COUNT; i++)
+		total += p->suppressed[i];
+	if (total) {
+		n = snprintf(line, sizeof(line),
+			     "%lu more failed handshakes in the last %lld s:",
+			     total, (long long)(now - p->log_since) / 1000);
+		for (int i = 0; i < HS_F__COUNT; i++)
+			if (p->suppressed[i] && n < (int)sizeof(line))
+				n += snprintf(line + n, sizeof(line) - n,
+					      " %s %lu,", failure_names[i],
+					      p->suppressed[i]);
+		if (n > 0 && n < (int)sizeof(line) && line[n - 1] == ',')
+			line[n - 1] = 0;
+		nd_warn("%s (pending now %d)", line,
+			__atomic_load_n(&s->npending, __ATOMIC_RELAXED));
+	}
+	memset(p->suppressed, 0, sizeof(p->suppressed));
+	p->logged = 0;
+	p->log_since = now;
+}
+
+static void hs_fail_io(struct nd_server *s, struct nd_hs *h, const char *what)
+{
+	if (errno == 0)
+		hs_fail(s, h, HS_F_CLOSED, "closed during handshake (%s)",
+			what);
+	else
+		hs_fail(s, h, HS_F_CLOSED, "handshake failed reading %s: %s",
+			what, strerror(errno));
+}
+
+/* ---- socket I/O of a pending handshake (non-blocking) ---- */
+
+/*
+ * Reads what the current message still lacks into buf: 1 complete, 0 wait
+ * for more, -1 failed (errno; 0 on EOF).
+ */
+static int hs_fill(struct nd_hs *h, uint8_t *buf)
+{
+	while (h->have < h->need) {
+		ssize_t n = read(h->fd, buf + h->have, h->need - h->have);
+
+		if (n > 0) {
+			h->have += (size_t)n;
+			continue;
+		}
+		if (n == 0) {
+			errno = 0;
+			return -1;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return 0;
+		return -1;
+	}
+	return 1;
+}
+
+/*
+ * Small writes on a fresh socket fit its empty send buffer: anything short
+ * of all of it is a failure, never a reason to wait.
+ */
+static int hs_write(int fd, const void *buf, size_t len)
+{
+	ssize_t n = send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+	if (n == (ssize_t)len)
+		return 0;
+	if (n >= 0)
+		errno = EAGAIN;
+	return -1;
+}
+
+/* ServerHello carrying only an error status; no key proof. */
+static void send_hello_status(int fd, uint16_t status)
+{
+	struct nd_server_hello h = { .version = ND_VERSION, .status = status };
+	uint8_t buf[ND_SERVER_HELLO_LEN];
+
+	nd_random(h.random, sizeof(h.random));
+	nd_server_hello_encode(buf, &h);
+	(void)hs_write(fd, buf, sizeof(buf));
+}
+
+static int send_session_info(int fd, struct nd_crypto *crypto,
+			     const struct nd_session_info *si)
+{
+	uint8_t buf[ND_SESSION_INFO_LEN];
+	struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
+	int rc;
+
+	nd_session_info_encode(buf, si);
+	rc = nd_send_record(fd, &crypto->tx, &iov, 1);
+	nd_wipe(buf, sizeof(buf));	/* the token, if sealing failed */
+	return rc;
+}
+
+/* SessionInfo carrying only an error status (after the key proof). */
+static void send_session_status(int fd, struct nd_crypto *crypto,
+				uint16_t status)
+{
+	struct nd_session_info si = { .status = status };
+
+	(void)send_session_info(fd, crypto, &si);
+}
+
+/* ---- the steps ---- */
+
+enum hs_next {
+	HS_WAIT,		/* more bytes to come */
+	HS_DONE,		/* step complete, go on */
+	HS_DROPPED,		/* failed: h is released */
+};
+
+/* The complete ClientHello in h->hello, decoded; identity/export as C strings. */
+static void hello_decode(const struct nd_hs *h, struct nd_client_hello *ch,
+			 char identity[ND_NAME_MAX + 1],
+			 char export_name[ND_NAME_MAX + 1])
+{
+	nd_client_hello_decode_fixed(h->hello, ch);
+	nd_client_hello_decode_names(h->hello + ND_CLIENT_HELLO_FIXED, ch);
+	memcpy(identity, ch->identity, ch->identity_len);
+	identity[ch->identity_len] = 0;
+	memcpy(export_name, ch->export_name, ch->export_len);
+	export_name[ch->export_len] = 0;
+}
+
+static enum hs_next hs_read_client_hello(struct nd_server *s, struct nd_hs *h)
+{
+	struct nd_client_hello ch;
+	char identity[ND_NAME_MAX + 1], export_name[ND_NAME_MAX + 1];
+	uint8_t *p = h->hello;
+	int r, names;
+
+	for (;;) {
+		r = hs_fill(h, p);
+		if (r == 0)
+			return HS_WAIT;
+		if (r < 0) {
+			hs_fail_io(s, h, "client hello");
+			return HS_DROPPED;
+		}
+		if (h->need > ND_CLIENT_HELLO_FIXED)
+			break;		/* the names are in too */
+		if (nd_get32(p) != ND_MAGIC) {
+			hs_fail(s, h, HS_F_MALFORMED,
+				"not a netdisk client (bad magic), closing");
+			return HS_DROPPED;
+		}
+		if (nd_get16(p + 4) != ND_VERSION) {
+			/*
+			 * Take the names too, so closing sends FIN, not RST;
+			 * only when their lengths fit (unchecked here).
+			 */
+			names = p[ND_CH_IDENTITY_LEN_OFF] +
+				p[ND_CH_EXPORT_LEN_OFF];
+			if (p[ND_CH_IDENTITY_LEN_OFF] > ND_NAME_MAX ||
+			    p[ND_CH_EXPORT_LEN_OFF] > ND_NAME_MAX || !names)
+				break;
+		} else {
+			names = nd_client_hello_decode_fixed(p, &ch);
+			if (names < 0) {
+				hs_fail(s, h, HS_F_MALFORMED,
+					"malformed client hello, closing");
+				return HS_DROPPED;
+			}
+		}
+		h->need += (size_t)names;
+	}
+
+	if (nd_get16(p + 4) != ND_VERSION) {
+		send_hello_status(h->fd, ND_ERR_VERSION);
+		hs_fail(s, h, HS_F_REFUSED, "unsupported protocol version %u",
+			nd_get16(p + 4));
+		return HS_DROPPED;
+	}
+	nd_client_hello_decode_fixed(p, &ch);
+	if (nd_client_hello_decode_names(p + ND_CLIENT_HELLO_FIXED, &ch) < 0) {
+		hs_fail(s, h, HS_F_MALFORMED,
+			"invalid identity or export name, closing");
+		return HS_DROPPED;
+	}
+	hello_decode(h, &ch, identity, export_name);
+	if (strcmp(export_name, s->exp.name) != 0) {
+		send_hello_status(h->fd, ND_ERR_NO_EXPORT);
+		hs_fail(s, h, HS_F_REFUSED, "no such export '%s'",
+			export_name);
+		return HS_DROPPED;
+	}
+	return HS_DONE;
+}
+
+/*
+ * Derives the handshake keys for h's ClientHello and server random with
+ * key; th and okm are the caller's to wipe.
+ */
+static int hs_derive(const struct nd_hs *h, const uint8_t key[ND_KEY_LEN],
+		     uint8_t sh[ND_SERVER_HELLO_LEN], uint8_t th[ND_HASH_LEN],
+		     uint8_t okm[ND_OKM_LEN])
+{
+	struct nd_server_hello shm = { .version = ND_VERSION };
+	struct nd_client_hello ch;
+	int names = nd_client_hello_decode_fixed(h->hello, &ch);
+
+	memcpy(shm.random, h->server_random, ND_RANDOM_LEN);
+	nd_server_hello_encode(sh, &shm);
+	nd_transcript(h->hello, ND_CLIENT_HELLO_FIXED + (size_t)names, sh, th);
+	return nd_derive(key, ch.random, shm.random, th, okm);
+}
+
+static bool identity_known(const struct nd_server *s, const struct nd_hs *h)
+{
+	struct nd_client_hello ch;
+	char identity[ND_NAME_MAX + 1], export_name[ND_NAME_MAX + 1];
+
+	hello_decode(h, &ch, identity, export_name);
+	return strcmp(identity, s->identity) == 0;
+}
+
+/* ServerHello with the server's key proof. */
+static enum hs_next hs_send_server_hello(struct nd_server *s, struct nd_hs *h)
+{
+	uint8_t key[ND_KEY_LEN], th[ND_HASH_LEN], okm[ND_OKM_LEN];
+	uint8_t sh[ND_SERVER_HELLO_LEN];
+	enum hs_next next = HS_DROPPED;
+
+	/*
+	 * The key is looked up by identity. An unknown identity gets a random
+	 * key, so on the wire it looks exactly like a wrong key.
+	 */
+	if (identity_known(s, h))
+		memcpy(key, s->key, sizeof(key));
+	else if (nd_random(key, sizeof(key)) < 0)
+		goto fail;
+	if (nd_random(h->server_random, sizeof(h->server_random)) < 0)
+		goto fail;
+	if (hs_derive(h, key, sh, th, okm) < 0) {
+		nd_err("client %s: key derivation failed", h->peer);
+		goto fail;
+	}
+	nd_finish_mac(okm + ND_OKM_S_FINISH, th, sh + ND_SERVER_HELLO_TH_LEN);
+	if (hs_write(h->fd, sh, sizeof(sh)) < 0) {
+		hs_fail(s, h, HS_F_CLOSED,
+			"handshake failed sending server hello: %s",
+			strerror(errno));
+		goto out;
+	}
+	h->step = HS_CLIENT_FINISH;
+	h->have = 0;
+	h->need = ND_RECORD_HDR_LEN;
+	next = HS_DONE;
+	goto out;
+fail:
+	close(h->fd);
+	hs_release(s, h);
+out:
+	nd_wipe(key, sizeof(key));
+	nd_wipe(okm, sizeof(okm));
+	nd_wipe(th, sizeof(th));
+	return next;
+}
+
+/*
+ * Reads and checks the ClientFinish: a 72-byte record that opens with the
+ * c2s key and carries client_verify (compared in constant time). On
+ * HS_DONE crypto is set up and cf decoded; both are the caller's to wipe.
+ */
+static enum hs_next hs_check_client_finish(struct nd_server *s,
+					   struct nd_hs *h,
+					   struct nd_crypto *crypto,
+					   struct nd_client_finish *cf)
+{
+	uint8_t sh[ND_SERVER_HELLO_LEN], th[ND_HASH_LEN], okm[ND_OKM_LEN];
+	uint8_t verify[ND_HASH_LEN];
+	uint8_t *rec = h->finish;
+	enum hs_next next = HS_DROPPED;
+	bool known;
+	int r;
+
+	for (;;) {
+		r = hs_fill(h, rec);
+		if (r == 0)
+			return HS_WAIT;
+		if (r < 0 && errno == 0 && h->have == 0) {
+			/* What a client does when our key proof fails. */
+			hs_fail(s, h, HS_F_AUTH,
+				"authentication failed (client rejected the server's key proof)");
+			return HS_DROPPED;
+		}
+		if (r < 0) {
+			hs_fail_io(s, h, "client finish");
+			return HS_DROPPED;
+		}
+		if (h->need == ND_CF_RECORD_LEN)
+			break;
+		if (nd_get32(rec) != ND_CLIENT_FINISH_LEN + ND_TAG_LEN) {
+			hs_fail(s, h, HS_F_MALFORMED,
+				"malformed client finish record, closing");
+			return HS_DROPPED;
+		}
+		h->need = ND_CF_RECORD_LEN;
+	}
+
+	known = identity_known(s, h);
+	if (!known) {
+		hs_fail(s, h, HS_F_AUTH,
+			"authentication failed (unknown identity)");
+		return HS_DROPPED;
+	}
+	if (hs_derive(h, s->key, sh, th, okm) < 0 ||
+	    nd_crypto_init(crypto, okm, false) < 0) {
+		nd_err("client %s: key setup failed", h->peer);
+		close(h->fd);
+		hs_release(s, h);
+		goto out;
+	}
+	nd_finish_mac(okm + ND_OKM_C_FINISH, th, verify);
+	if (nd_open(&crypto->rx, rec, rec + ND_RECORD_HDR_LEN,
+		    ND_CLIENT_FINISH_LEN,
+		    rec + ND_RECORD_HDR_LEN + ND_CLIENT_FINISH_LEN) < 0) {
+		nd_crypto_free(crypto);
+		hs_fail(s, h, HS_F_AUTH, "authentication failed");
+		goto out;
+	}
+	nd_client_finish_decode(rec + ND_RECORD_HDR_LEN, cf);
+	if (!nd_equal(cf->verify, verify, ND_HASH_LEN)) {
+		nd_crypto_free(crypto);
+		hs_fail(s, h, HS_F_AUTH, "authentication failed");
+		goto out;
+	}
+	next = HS_DONE;
+out:
+	nd_wipe(rec, ND_CF_RECORD_LEN);
+	nd_wipe(okm, sizeof(okm));
+	nd_wipe(th, sizeof(th));
+	nd_wipe(verify, sizeof(verify));
+	return next;
+}
+
+/*
+ * |ts - now| <= ND_CLOCK_SKEW_MAX, in unsigned arithmetic: the client's
+ * timestamp is any 64-bit value, so a signed difference could overflow.
+ */
+static bool clock_close_enough(uint64_t ts, time_t now)
+{
+	uint64_t n = now < 0 ? 0 : (uint64_t)now;
+
+	return ts >= n ? ts - n <= ND_CLOCK_SKEW_MAX :
+			 n - ts <= ND_CLOCK_SKEW_MAX;
+}
+
+/*
+ * Authenticated from here on: clock, payload, the session, then the
+ * connection with its threads, which sends the SessionInfo. Releases h.
+ */
+static void hs_open_session(struct nd_server *s, struct nd_hs *h,
+			    struct nd_crypto *crypto,
+			    const struct nd_client_finish *cf)
+{
+	char identity[ND_NAME_MAX + 1], export_name[ND_NAME_MAX + 1];
+	struct nd_client_hello ch;
+	struct nd_session_result sr;
+	struct nd_conn *c;
+	uint32_t want;
+	time_t now = time(NULL);
+	int fd = h->fd, nconns;
+
+	hello_decode(h, &ch, identity, export_name);
+	if (!clock_close_enough(ch.timestamp, now)) {
+		nd_warn("client %s: clock skew too large (client timestamp %llu, server %lld)",
+			h->peer, (unsigned long long)ch.timestamp,
+			(long long)now);
+		send_session_status(fd, crypto, ND_ERR_CLOCK_SKEW);
+		goto refuse;
+	}
+
+	want = cf->max_payload ? cf->max_payload : ND_DEFAULT_PAYLOAD;
+	if (want > s->max_payload)
+		want = s->max_payload;
+	want -= want % ND_MIN_PAYLOAD;
+	if (want < ND_MIN_PAYLOAD) {
+		nd_warn("client %s: max payload %u below %u bytes, refused",
+			h->peer, cf->max_payload, ND_MIN_PAYLOAD);
+		send_session_status(fd, crypto, ND_ERR_INVALID);
+		goto refuse;
+	}
+
+	pthread_mutex_lock(&s->lock);
+	nconns = s->nconns;
+	pthread_mutex_unlock(&s->lock);
+	if (nconns >= s->max_conns) {
+		int64_t t = nd_now_ms();
+
+		if (t - s->hs->last_full_warn > 10000) {
+			nd_warn("too many connections (%d), refusing new ones",
+				s->max_conns);
+			s->hs->last_full_warn = t;
+		}
+		goto refuse;
+	}
+
+	sr = nd_session_attach(s, h->peer, identity, cf->token, cf->flags);
+	if (sr.status != ND_OK) {
+		send_session_status(fd, crypto, sr.status);
+		goto refuse;
+	}
+
+	c = nd_conn_create(s, fd, h->peer);
+	if (!c) {
+		nd_err("client %s: out of memory, closing", h->peer);
+		nd_session_detach(s, sr.sess, false);
+		goto refuse;
+	}
+	c->crypto = *crypto;
+	memset(crypto, 0, sizeof(*crypto));
+	c->sess = sr.sess;
+	c->flags = sr.flags;
+	c->read_only = sr.flags & ND_EXP_READ_ONLY;
+	c->max_payload = want;
+	/* The connection's threads own the socket now, blocking. */
+	epoll_ctl(s->epfd, EPOLL_CTL_DEL, fd, NULL);
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	h->fd = -1;
+	hs_release(s, h);
+	if (nd_conn_start(c) < 0) {
+		nd_err("client %s: cannot start a connection thread, dropping connection",
+		       c->peer);
+		nd_session_detach(s, c->sess, false);
+		nd_crypto_free(&c->crypto);
+		close(fd);
+		nd_conn_destroy(c);
+	}
+	return;
+refuse:
+	nd_crypto_free(crypto);
+	close(fd);
+	hs_release(s, h);
+}
+
+/* ---- driver, called by the listener thread (server.c) ---- */
+
+static void hs_evict(struct nd_server *s, struct nd_hs *h, const char *why)
+{
+	hs_fail(s, h, HS_F_EVICTED, "handshake dropped: %s", why);
+}
+
+void nd_hs_add(struct nd_server *s, int fd,
+	       const struct sockaddr_storage *from)
+{
+	struct nd_hs_pool *p = s->hs;
+	struct epoll_event ev = { .events = EPOLLIN };
+	struct nd_hs *h;
+	uint8_t key[16];
+	int src;
+
+	source_key(from, key);
+	src = -1;
+	for (int i = 0; i < p->max; i++)
+		if (p->src[i].n && memcmp(p->src[i].key, key, 16) == 0)
+			src = i;
+	/* Over budget: make room rather than turn the newcomer away. */
+	if (src >= 0 && p->src[src].n >= p->max_src)
+		hs_evict(s, oldest_of(p, src),
+			 "too many pending handshakes from its address");
+	else if (!p->free)
+		hs_evict(s, oldest_of(p, -1), "too many pending handshakes");
+
+	h = p->free;
+	p->free = h->newer;
+	h->fd = fd;
+	h->src = source_get(p, key);
+	p->src[h->src].n++;
+	h->step = HS_CLIENT_HELLO;
+	h->have = 0;
+	h->need = ND_CLIENT_HELLO_FIXED;
+	h->deadline = nd_now_ms() + s->handshake_timeout_ms;
+	format_peer(from, h->peer, sizeof(h->peer));
+	h->older = p->newest;
+	h->newer = NULL;
+	if (p->newest)
+		p->newest->newer = h;
+	else
+		p->oldest = h;
+	p->newest = h;
+	__atomic_add_fetch(&s->npending, 1, __ATOMIC_RELAXED);
+	nd_debug("client %s: connected", h->peer);
+
+	ev.data.ptr = h;
+	if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		nd_err("client %s: epoll: %s, closing", h->peer,
+		       strerror(errno));
+		close(fd);
+		hs_release(s, h);
+		return;
+	}
+	/* The ClientHello is often there already. */
+	nd_hs_input(s, h);
+}
+
+bool nd_hs_evict_oldest(struct nd_server *s)
+{
+	struct nd_hs *h = oldest_of(s->hs, -1);
+
+	if (!h)
+		return false;
+	hs_evict(s, h, "out of file descriptors");
+	return true;
+}
+
+void nd_hs_input(struct nd_server *s, struct nd_hs *h)
+{
+	struct nd_crypto crypto = { 0 };
+	struct nd_client_finish cf;
+
+	if (h->fd < 0)
+		return;		/* released earlier in this batch of events */
+	if (h->step == HS_CLIENT_HELLO) {
+		if (hs_read_client_hello(s, h) != HS_DONE)
+			return;
+		if (hs_send_server_hello(s, h) != HS_DONE)
+			return;
+	}
+	if (hs_check_client_finish(s, h, &crypto, &cf) == HS_DONE)
+		hs_open_session(s, h, &crypto, &cf);
+	nd_wipe(&cf, sizeof(cf));
+}
+
+int nd_hs_timeout_ms(struct nd_server *s, int max_ms)
+{
+	struct nd_hs_pool *p = s->hs;
+	int64_t now = nd_now_ms(), t = max_ms;
+
+	if (p->oldest && p->oldest->deadline - now < t)
+		t = p->oldest->deadline - now;
+	if (p->log_since + ND_HS_LOG_INTERVAL_MS - now < t)
+		t = p->log_since + ND_HS_LOG_INTERVAL_MS - now;
+	return t < 0 ? 0 : (int)t;
+}
+
+void nd_hs_expire(struct nd_server *s)
+{
+	struct nd_hs_pool *p = s->hs;
+	int64_t now = nd_now_ms();
+
+	/* One timeout for all: the oldest is the first to expire. */
+	while (p->oldest && p->oldest->deadline <= now)
+		hs_fail(s, p->oldest, HS_F_TIMEOUT, "handshake timed out");
+	hs_log_summary(s, now, false);
+}
+
+void nd_hs_close_all(struct nd_server *s)
+{
+	struct nd_hs_pool *p = s->hs;
+
+	while (p->oldest) {
+		struct nd_hs *h = p->oldest;
+
+		close(h->fd);
+		hs_release(s, h);
+	}
+	hs_log_summary(s, nd_now_ms(), true);
+}
+
+/* First record of a new connection, sent by its own thread. */
+int nd_hs_send_session_info(struct nd_conn *c)
+{
+	const struct nd_export *e = &c->srv->exp;
+	struct nd_session_info si = {
+		.status = ND_OK,
+		.flags = c->flags,
+		.size = e->size,
+		.block_size = e->block_size,
+		.max_payload = c->max_payload,
+	};
+	int rc;
+
+	memcpy(si.token, c->sess->token, ND_TOKEN_LEN);
+	memcpy(si.export_id, e->id, ND_EXPORT_ID_LEN);
+	rc = send_session_info(c->fd, &c->crypto, &si);
+	nd_wipe(&si, sizeof(si));
+	return rc;
+}
