@@ -280,6 +280,18 @@ static inline void nd_server_hello_encode(uint8_t *p,
 	nd_copy(p + 40, h->verify, ND_HASH_LEN);
 }
 
+/*
+ * The ServerHello is not authenticated: it may carry only the statuses a
+ * server must answer before it can prove the key. Every other status comes
+ * in the authenticated SessionInfo.
+ */
+static inline int nd_server_hello_status_valid(uint16_t status)
+{
+	return status == ND_OK || status == ND_ERR_NO_EXPORT ||
+	       status == ND_ERR_VERSION;
+}
+
+/* 0 on success, -1 on a bad magic or a status not allowed here. */
 static inline int nd_server_hello_decode(const uint8_t *p,
 					 struct nd_server_hello *h)
 {
@@ -289,7 +301,7 @@ static inline int nd_server_hello_decode(const uint8_t *p,
 	h->status = nd_get16(p + 6);
 	nd_copy(h->random, p + 8, ND_RANDOM_LEN);
 	nd_copy(h->verify, p + 40, ND_HASH_LEN);
-	return 0;
+	return nd_server_hello_status_valid(h->status) ? 0 : -1;
 }
 
 /* ---- ClientFinish (first client record) ---- */

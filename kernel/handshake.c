@@ -98,8 +98,14 @@ void nd_handshake(struct nd_conn *c, const struct nd_conn_params *p,
 			   "connection lost during handshake (server closed it or timed out)");
 		goto out;
 	}
+	/*
+	 * Anyone on the path can forge a ServerHello: statuses that change
+	 * what we do next (busy, unknown session) count only in SessionInfo.
+	 */
 	if (nd_server_hello_decode(hs->sh_buf, &hs->sh)) {
 		nd_hs_fail(r, c, ND_ATTACH_PROTO, -EPROTO,
+			   nd_get32(hs->sh_buf) == ND_MAGIC ?
+			   "protocol error during handshake (status not allowed in server hello)" :
 			   "protocol error during handshake (not a netdisk server?)");
 		goto out;
 	}

@@ -60,6 +60,9 @@ static void server_hello(const uint8_t *p, size_t n)
 	nd_server_hello_encode(out, &h);
 	if (memcmp(out, p, sizeof(out)))
 		fz_fail("server hello: re-encoding differs");
+	if (!nd_server_hello_status_valid(h.status))
+		fz_fail("server hello: status %u accepted before authentication",
+			h.status);
 	(void)nd_status_str(h.status);
 }
 

@@ -29,6 +29,8 @@ enum srv_mode {
 	SRV_HELLO_MAGIC,
 	SRV_HELLO_VERSION,	/* status 0 but version 2 */
 	SRV_HELLO_STATUS,	/* no such export */
+	SRV_HELLO_NO_SESSION,	/* "unknown session" forged in the hello */
+	SRV_HELLO_BUSY,		/* "busy" forged in the hello */
 	SRV_BAD_VERIFY,		/* right key, corrupted proof */
 	SRV_INFO_BUSY,
 	SRV_INFO_BAD,		/* block size 513 */
@@ -88,6 +90,10 @@ static void *srv_main(void *arg)
 	nd_random(sh.random, ND_RANDOM_LEN);
 	if (s->mode == SRV_HELLO_STATUS)
 		sh.status = ND_ERR_NO_EXPORT;
+	if (s->mode == SRV_HELLO_NO_SESSION)
+		sh.status = ND_ERR_NO_SESSION;
+	if (s->mode == SRV_HELLO_BUSY)
+		sh.status = ND_ERR_BUSY;
 	if (s->mode == SRV_HELLO_VERSION)
 		sh.version = 2;
 	nd_server_hello_encode(sh_buf, &sh);
@@ -397,6 +403,13 @@ static void test_bad_server_hello(void **state)
 {
 	expect(SRV_HELLO_MAGIC, ND_HS_PROTO, ND_OK);
 	expect(SRV_HELLO_VERSION, ND_HS_PROTO, ND_OK);
+	/*
+	 * Anyone on the path can write a ServerHello: a status that only the
+	 * authenticated SessionInfo may carry is a malformed hello, not a
+	 * refusal the caller would act on.
+	 */
+	expect(SRV_HELLO_NO_SESSION, ND_HS_PROTO, ND_OK);
+	expect(SRV_HELLO_BUSY, ND_HS_PROTO, ND_OK);
 }
 
 static void test_refused(void **state)

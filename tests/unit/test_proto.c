@@ -164,6 +164,29 @@ static void test_server_hello(void **state)
 	assert_int_equal(nd_server_hello_decode(b, &d), -1);
 }
 
+/*
+ * A ServerHello is unauthenticated: only OK, no such export and version
+ * may come in it; busy, unknown session and the rest only in SessionInfo.
+ */
+static void test_server_hello_status(void **state)
+{
+	struct nd_server_hello h = { .version = 1 }, d;
+	uint8_t b[ND_SERVER_HELLO_LEN];
+	unsigned int st;
+
+	for (st = 0; st <= ND_ERR__COUNT + 1; st++) {
+		int ok = st == ND_OK || st == ND_ERR_NO_EXPORT ||
+			 st == ND_ERR_VERSION;
+
+		h.status = (uint16_t)st;
+		nd_server_hello_encode(b, &h);
+		assert_int_equal(nd_server_hello_decode(b, &d), ok ? 0 : -1);
+	}
+	h.status = 0xffff;
+	nd_server_hello_encode(b, &h);
+	assert_int_equal(nd_server_hello_decode(b, &d), -1);
+}
+
 static void test_client_finish(void **state)
 {
 	struct nd_client_finish f = { .flags = ND_CF_READ_ONLY,
@@ -483,6 +506,7 @@ int main(void)
 		cmocka_unit_test(test_client_hello_roundtrip),
 		cmocka_unit_test(test_client_hello_malformed),
 		cmocka_unit_test(test_server_hello),
+		cmocka_unit_test(test_server_hello_status),
 		cmocka_unit_test(test_client_finish),
 		cmocka_unit_test(test_session_info),
 		cmocka_unit_test(test_request_roundtrip),
