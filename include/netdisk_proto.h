@@ -59,6 +59,11 @@
 
 /* Payload sizes. */
 #define ND_SECTOR_SIZE		512
+/*
+ * Export sizes stay below 2^63 bytes: file offsets and the kernel's i_size
+ * are signed 64-bit.
+ */
+#define ND_EXPORT_SIZE_LIMIT	(1ull << 63)
 #define ND_MIN_PAYLOAD		4096
 #define ND_DEFAULT_PAYLOAD	(1u << 20)
 #define ND_MAX_PAYLOAD		(16u << 20)
@@ -354,7 +359,35 @@ static inline void nd_session_info_encode(uint8_t *p,
 	nd_copy(p + 40, s->export_id, ND_EXPORT_ID_LEN);
 }
 
-/* 0 on success, -1 if the fields are inconsistent (only when status is OK). */
+/*
+ * NULL if a SessionInfo is usable: a known status and, with status OK, an
+ * export within the protocol's ranges. Else what is wrong with it.
+ */
+static inline const char *
+nd_session_info_invalid(const struct nd_session_info *s)
+{
+	if (s->status >= ND_ERR__COUNT)
+		return "unknown status";
+	if (s->status != ND_OK)
+		return NULL;
+	if (s->block_size != 512 && s->block_size != 1024 &&
+	    s->block_size != 2048 && s->block_size != 4096)
+		return "block size not 512, 1024, 2048 or 4096";
+	if (s->size == 0 || s->size >= ND_EXPORT_SIZE_LIMIT)
+		return "export size 0 or 2^63 bytes or more";
+	if (s->size % s->block_size)
+		return "export size not a multiple of the block size";
+	if (s->max_payload < ND_MIN_PAYLOAD ||
+	    s->max_payload > ND_MAX_PAYLOAD ||
+	    s->max_payload % ND_MIN_PAYLOAD)
+		return "max payload not a multiple of 4 KiB in 4 KiB..16 MiB";
+	return NULL;
+}
+
+/*
+ * 0 on success, -1 if the fields are out of range (nd_session_info_invalid
+ * says which). All fields are decoded anyway.
+ */
 static inline int nd_session_info_decode(const uint8_t *p,
 					 struct nd_session_info *s)
 {
@@ -365,16 +398,7 @@ static inline int nd_session_info_decode(const uint8_t *p,
 	s->max_payload = nd_get32(p + 20);
 	nd_copy(s->token, p + 24, ND_TOKEN_LEN);
 	nd_copy(s->export_id, p + 40, ND_EXPORT_ID_LEN);
-	if (s->status != ND_OK)
-		return 0;
-	if ((s->block_size != 512 && s->block_size != 1024 &&
-	     s->block_size != 2048 && s->block_size != 4096) ||
-	    s->size == 0 || s->size % s->block_size ||
-	    s->max_payload < ND_MIN_PAYLOAD ||
-	    s->max_payload > ND_MAX_PAYLOAD ||
-	    s->max_payload % ND_MIN_PAYLOAD)
-		return -1;
-	return 0;
+	return nd_session_info_invalid(s) ? -1 : 0;
 }
 
 /* ---- Requests (client records after ClientFinish) ---- */

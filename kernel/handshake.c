@@ -5,6 +5,7 @@
  * server's key proof, ClientFinish and SessionInfo in the first records.
  */
 #include <crypto/algapi.h>
+#include <linux/fs.h>
 #include <linux/random.h>
 #include <linux/scatterlist.h>
 #include <linux/slab.h>
@@ -72,6 +73,7 @@ void nd_handshake(struct nd_conn *c, const struct nd_conn_params *p,
 	const u32 info_rec = ND_SESSION_INFO_LEN + ND_TAG_LEN;
 	struct nd_session_info *info = &r->info;
 	struct scatterlist sg;
+	const char *why;
 	struct nd_hs *hs;
 	size_t ch_len;
 	int err;
@@ -166,11 +168,14 @@ void nd_handshake(struct nd_conn *c, const struct nd_conn_params *p,
 		goto out;
 	}
 	sg_init_one(&sg, hs->rec, ND_RECORD_HDR_LEN + info_rec);
-	if (nd_open(&c->rx, &sg, info_rec) ||
-	    nd_session_info_decode(hs->rec + ND_RECORD_HDR_LEN, info)) {
+	if (nd_open(&c->rx, &sg, info_rec)) {
 		nd_hs_fail(r, c, ND_ATTACH_PROTO, -EPROTO,
 			   "protocol error during handshake (bad session info)");
 		goto out;
+	}
+	if (nd_session_info_decode(hs->rec + ND_RECORD_HDR_LEN, info)) {
+		why = nd_session_info_invalid(info);
+		goto bad_info;
 	}
 	if (info->status != ND_OK) {
 		r->server_status = info->status;
@@ -182,13 +187,23 @@ void nd_handshake(struct nd_conn *c, const struct nd_conn_params *p,
 			       nd_status_str(info->status));
 		goto out;
 	}
-	if (info->max_payload > (p->max_payload ?: ND_DEFAULT_PAYLOAD)) {
-		nd_hs_fail(r, c, ND_ATTACH_PROTO, -EPROTO,
-			   "protocol error during handshake (payload too large)");
-		goto out;
-	}
+	why = "max payload above the one asked for";
+	if (info->max_payload > (p->max_payload ?: ND_DEFAULT_PAYLOAD))
+		goto bad_info;
+	/* Below 2^63 always; the page cache may limit it further. */
+	why = "export too large for this kernel";
+	if (info->size > MAX_LFS_FILESIZE)
+		goto bad_info;
 	r->result = ND_ATTACH_OK;
 	r->err = 0;
+	goto out;
+bad_info:
+	nd_hs_fail(r, c, ND_ATTACH_PROTO, -EPROTO, NULL);
+	if (!c->quiet)
+		pr_err("%s: protocol error: unusable session info from the server (%s)\n",
+		       c->dev->name, why);
 out:
+	if (r->result != ND_ATTACH_OK)	/* a session we will not use */
+		memzero_explicit(info->token, ND_TOKEN_LEN);
 	kfree_sensitive(hs);
 }

@@ -769,6 +769,14 @@ int nd_client_open(const struct nd_url *url, const uint8_t key[ND_KEY_LEN],
 		free_client(c);
 		return fail(err, errlen, ND_CE_PROTO,
 			    "protocol error during handshake (not a netdisk server?)");
+	case ND_HS_BAD_INFO: {
+		const char *why = nd_session_info_invalid(&c->info);
+
+		free_client(c);
+		return fail(err, errlen, ND_CE_PROTO,
+			    "protocol error: unusable session info from the server (%s)",
+			    why ? why : "max payload above the one asked for");
+	}
 	default:
 		rc = errno;
 		free_client(c);

@@ -108,16 +108,17 @@ static enum nd_hs_result nd_hs_run(int fd, const struct nd_client_params *p,
 		return ND_HS_PROTO;
 	if (n < 0)
 		return ND_HS_IO;
-	if (n != ND_SESSION_INFO_LEN ||
-	    nd_session_info_decode(s->si_buf, info))
+	if (n != ND_SESSION_INFO_LEN)
 		return ND_HS_PROTO;
+	if (nd_session_info_decode(s->si_buf, info))
+		return ND_HS_BAD_INFO;
 	if (info->status != ND_OK) {
 		*status = info->status;
 		return ND_HS_REFUSED;
 	}
 	/* The server may lower our maximum, never raise it. */
 	if (info->max_payload > want_payload)
-		return ND_HS_PROTO;
+		return ND_HS_BAD_INFO;
 	return ND_HS_OK;
 }
 
@@ -144,8 +145,11 @@ enum nd_hs_result nd_handshake_client(int fd, const struct nd_client_params *p,
 	memset(info, 0, sizeof(*info));
 	memset(c, 0, sizeof(*c));
 	r = nd_hs_run(fd, p, c, info, status, &s);
-	if (r != ND_HS_OK)
+	if (r != ND_HS_OK) {
 		nd_crypto_free(c);
+		/* No token of a session the caller will not use lingers. */
+		nd_wipe(info->token, sizeof(info->token));
+	}
 	OPENSSL_cleanse(&s, sizeof(s));
 	OPENSSL_cleanse(&info_local, sizeof(info_local));
 	return r;

@@ -90,9 +90,12 @@ static void session_info(const uint8_t *p, size_t n)
 	/* Bytes 2-3 are reserved: written as zero, ignored when read. */
 	if (memcmp(out, p, 2) || memcmp(out + 4, p + 4, sizeof(out) - 4))
 		fz_fail("session info: re-encoding differs");
+	if (s.status >= ND_ERR__COUNT)
+		fz_fail("session info: unknown status %u accepted", s.status);
 	if (s.status != ND_OK)
 		return;
-	if (s.size == 0 || s.size % s.block_size ||
+	if (s.size == 0 || s.size >= ND_EXPORT_SIZE_LIMIT ||
+	    s.size % s.block_size ||
 	    s.max_payload < ND_MIN_PAYLOAD || s.max_payload > ND_MAX_PAYLOAD ||
 	    s.max_payload % ND_MIN_PAYLOAD)
 		fz_fail("session info: inconsistent fields accepted");

@@ -264,6 +264,23 @@ static void test_session_info(void **state)
 	s.block_size = 512;
 	assert_int_equal(info_decodes(&s), 0);
 
+	/* Sizes the block layer (signed 64-bit offsets) cannot represent. */
+	s = sample_info();
+	s.size = ND_EXPORT_SIZE_LIMIT - 4096;
+	assert_int_equal(info_decodes(&s), 0);
+	s.size = ND_EXPORT_SIZE_LIMIT;
+	assert_int_equal(info_decodes(&s), -1);
+	assert_string_equal(nd_session_info_invalid(&s),
+			    "export size 0 or 2^63 bytes or more");
+	s.size = UINT64_MAX - 4095;
+	assert_int_equal(info_decodes(&s), -1);
+	s = sample_info();
+	s.block_size = 3;
+	assert_int_equal(info_decodes(&s), -1);
+	assert_non_null(nd_session_info_invalid(&s));
+	s = sample_info();
+	assert_null(nd_session_info_invalid(&s));
+
 	s = sample_info();
 	s.max_payload = ND_MIN_PAYLOAD;
 	assert_int_equal(info_decodes(&s), 0);
@@ -287,6 +304,11 @@ static void test_session_info(void **state)
 	nd_session_info_encode(b, &s);
 	assert_int_equal(nd_session_info_decode(b, &d), 0);
 	assert_int_equal(d.status, ND_ERR_BUSY);
+	/* An unknown status is malformed, not a refusal. */
+	s.status = ND_ERR__COUNT;
+	nd_session_info_encode(b, &s);
+	assert_int_equal(nd_session_info_decode(b, &d), -1);
+	assert_string_equal(nd_session_info_invalid(&d), "unknown status");
 }
 
 static struct nd_request req(uint8_t op, uint8_t flags, uint32_t len,
