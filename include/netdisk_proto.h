@@ -477,7 +477,10 @@ static inline void nd_reply_encode(uint8_t *p, const struct nd_reply *r)
 	nd_put64(p + 8, r->handle);
 }
 
-/* 0 on success, -1 if the header does not match the record body length. */
+/*
+ * 0 on success, -1 if the header is malformed: an unknown op or status, or
+ * a length that does not match the record body.
+ */
 static inline int nd_reply_decode(const uint8_t *p, size_t body_len,
 				  struct nd_reply *r)
 {
@@ -488,6 +491,7 @@ static inline int nd_reply_decode(const uint8_t *p, size_t body_len,
 	r->length = nd_get32(p + 4);
 	r->handle = nd_get64(p + 8);
 	if (p[1] != 0 || r->op >= ND_OP__COUNT ||
+	    r->status >= ND_ERR__COUNT ||
 	    body_len != ND_REPLY_HDR_LEN + (size_t)r->length ||
 	    (r->length && (r->op != ND_OP_READ || r->status != ND_OK)))
 		return -1;

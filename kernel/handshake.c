@@ -11,6 +11,7 @@
 #include <linux/slab.h>
 #include <linux/string.h>
 #include <linux/timekeeping.h>
+#include <net/sock.h>
 
 #include "netdisk.h"
 
@@ -44,6 +45,39 @@ static void nd_hs_fail(struct nd_hs_result *r, struct nd_conn *c, u32 result,
 		pr_err("%s: %s\n", c->dev->name, msg);
 }
 
+/*
+ * Receives len bytes before the handshake's deadline (jiffies). The receive
+ * timeout is set to what is left before every wait, so a server trickling
+ * its answer a byte at a time cannot stretch the handshake.
+ */
+static int nd_hs_recv(struct socket *sock, void *buf, size_t len,
+		      unsigned long deadline)
+{
+	while (len) {
+		struct kvec iov = { .iov_base = buf, .iov_len = len };
+		struct msghdr msg = { .msg_flags = MSG_NOSIGNAL };
+		long left = (long)(deadline - jiffies);
+		int n;
+
+		if (left <= 0)
+			return -ETIMEDOUT;
+		lock_sock(sock->sk);
+		sock->sk->sk_rcvtimeo = left;
+		release_sock(sock->sk);
+		n = kernel_recvmsg(sock, &msg, &iov, 1, len,
+				   MSG_WAITALL | MSG_NOSIGNAL);
+		if (n == -EAGAIN)
+			return -ETIMEDOUT;
+		if (n < 0)
+			return n;
+		if (n == 0)
+			return -ECONNRESET;	/* peer closed */
+		buf += n;
+		len -= n;
+	}
+	return 0;
+}
+
 static int nd_hs_send_finish(struct nd_conn *c, const struct nd_conn_params *p,
 			     struct nd_hs *hs)
 {
@@ -71,6 +105,7 @@ void nd_handshake(struct nd_conn *c, const struct nd_conn_params *p,
 		  struct nd_hs_result *r)
 {
 	const u32 info_rec = ND_SESSION_INFO_LEN + ND_TAG_LEN;
+	unsigned long deadline = jiffies + ND_HANDSHAKE_TIMEOUT * HZ;
 	struct nd_session_info *info = &r->info;
 	struct scatterlist sg;
 	const char *why;
@@ -94,7 +129,7 @@ void nd_handshake(struct nd_conn *c, const struct nd_conn_params *p,
 	ch_len = nd_client_hello_encode(hs->ch_buf, &hs->ch);
 
 	err = nd_sock_send(c->sock, hs->ch_buf, ch_len) ?:
-	      nd_sock_recv(c->sock, hs->sh_buf, ND_SERVER_HELLO_LEN);
+	      nd_hs_recv(c->sock, hs->sh_buf, ND_SERVER_HELLO_LEN, deadline);
 	if (err) {
 		nd_hs_fail(r, c, ND_ATTACH_LOST, err,
 			   "connection lost during handshake (server closed it or timed out)");
@@ -153,15 +188,15 @@ void nd_handshake(struct nd_conn *c, const struct nd_conn_params *p,
 
 	err = nd_hs_send_finish(c, p, hs);
 	if (!err)
-		err = nd_sock_recv(c->sock, hs->rec, ND_RECORD_HDR_LEN);
+		err = nd_hs_recv(c->sock, hs->rec, ND_RECORD_HDR_LEN, deadline);
 	if (!err && nd_get32(hs->rec) != info_rec) {
 		nd_hs_fail(r, c, ND_ATTACH_PROTO, -EPROTO,
 			   "protocol error during handshake (bad session info)");
 		goto out;
 	}
 	if (!err)
-		err = nd_sock_recv(c->sock, hs->rec + ND_RECORD_HDR_LEN,
-				   info_rec);
+		err = nd_hs_recv(c->sock, hs->rec + ND_RECORD_HDR_LEN,
+				 info_rec, deadline);
 	if (err) {
 		nd_hs_fail(r, c, ND_ATTACH_LOST, err,
 			   "connection lost during handshake (server closed it or timed out)");

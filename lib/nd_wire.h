@@ -150,6 +150,7 @@ struct nd_client_params {
 	const uint8_t *token;		/* join this session, or NULL */
 	uint32_t flags;			/* ND_CF_* */
 	uint32_t max_payload;		/* 0: ND_DEFAULT_PAYLOAD */
+	int timeout_ms;			/* whole handshake; 0: socket timeouts only */
 };
 
 /*

@@ -135,6 +135,8 @@ static void reply(const uint8_t *p, size_t n)
 	if (n != ND_REPLY_HDR_LEN + (size_t)r.length ||
 	    (r.length && (r.op != ND_OP_READ || r.status != ND_OK)))
 		fz_fail("reply: data length %u accepted", r.length);
+	if (r.status >= ND_ERR__COUNT)
+		fz_fail("reply: unknown status %u accepted", r.status);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -491,6 +491,10 @@ static void test_reply(void **state)
 	assert_int_equal(reply_check(ND_OP_READ, ND_OK, 4096, 16 + 4095), -1);
 	assert_int_equal(reply_check(ND_OP_READ, ND_OK, 4096, 16), -1);
 	assert_int_equal(reply_check(ND_OP_WRITE, ND_OK, 0, 17), -1);
+	/* Statuses outside the table are malformed, not "unknown error". */
+	assert_int_equal(reply_check(ND_OP_READ, ND_ERR_SHUTDOWN, 0, 16), 0);
+	assert_int_equal(reply_check(ND_OP_READ, ND_ERR__COUNT, 0, 16), -1);
+	assert_int_equal(reply_check(ND_OP_WRITE, 0x7777, 0, 16), -1);
 	/* Data only on a successful READ. */
 	assert_int_equal(reply_check(ND_OP_WRITE, ND_OK, 512, 16 + 512), -1);
 	assert_int_equal(reply_check(ND_OP_READ, ND_ERR_IO, 512, 16 + 512), -1);
