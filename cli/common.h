@@ -35,7 +35,7 @@ enum {
 #define ND_COMMON_USAGE							\
 	"  --key-file FILE   pre-shared key (from 'netdisk keygen'), required\n" \
 	"  --identity NAME   client identity sent to the server (default 'default')\n" \
-	"  --timeout SEC     connect/handshake/reply timeout (default 30)\n" \
+	"  --timeout SEC     bounds connect, handshake, each request (default 30)\n" \
 	"  -h, --help        this help\n"
 
 /* Prints "netdisk: <message>\n" on stderr. */

@@ -59,6 +59,11 @@
 
 /* Payload sizes. */
 #define ND_SECTOR_SIZE		512
+/*
+ * Export sizes stay below 2^63 bytes: file offsets and the kernel's i_size
+ * are signed 64-bit.
+ */
+#define ND_EXPORT_SIZE_LIMIT	(1ull << 63)
 #define ND_MIN_PAYLOAD		4096
 #define ND_DEFAULT_PAYLOAD	(1u << 20)
 #define ND_MAX_PAYLOAD		(16u << 20)
@@ -280,6 +285,18 @@ static inline void nd_server_hello_encode(uint8_t *p,
 	nd_copy(p + 40, h->verify, ND_HASH_LEN);
 }
 
+/*
+ * The ServerHello is not authenticated: it may carry only the statuses a
+ * server must answer before it can prove the key. Every other status comes
+ * in the authenticated SessionInfo.
+ */
+static inline int nd_server_hello_status_valid(uint16_t status)
+{
+	return status == ND_OK || status == ND_ERR_NO_EXPORT ||
+	       status == ND_ERR_VERSION;
+}
+
+/* 0 on success, -1 on a bad magic or a status not allowed here. */
 static inline int nd_server_hello_decode(const uint8_t *p,
 					 struct nd_server_hello *h)
 {
@@ -289,7 +306,7 @@ static inline int nd_server_hello_decode(const uint8_t *p,
 	h->status = nd_get16(p + 6);
 	nd_copy(h->random, p + 8, ND_RANDOM_LEN);
 	nd_copy(h->verify, p + 40, ND_HASH_LEN);
-	return 0;
+	return nd_server_hello_status_valid(h->status) ? 0 : -1;
 }
 
 /* ---- ClientFinish (first client record) ---- */
@@ -342,7 +359,35 @@ static inline void nd_session_info_encode(uint8_t *p,
 	nd_copy(p + 40, s->export_id, ND_EXPORT_ID_LEN);
 }
 
-/* 0 on success, -1 if the fields are inconsistent (only when status is OK). */
+/*
+ * NULL if a SessionInfo is usable: a known status and, with status OK, an
+ * export within the protocol's ranges. Else what is wrong with it.
+ */
+static inline const char *
+nd_session_info_invalid(const struct nd_session_info *s)
+{
+	if (s->status >= ND_ERR__COUNT)
+		return "unknown status";
+	if (s->status != ND_OK)
+		return NULL;
+	if (s->block_size != 512 && s->block_size != 1024 &&
+	    s->block_size != 2048 && s->block_size != 4096)
+		return "block size not 512, 1024, 2048 or 4096";
+	if (s->size == 0 || s->size >= ND_EXPORT_SIZE_LIMIT)
+		return "export size 0 or 2^63 bytes or more";
+	if (s->size % s->block_size)
+		return "export size not a multiple of the block size";
+	if (s->max_payload < ND_MIN_PAYLOAD ||
+	    s->max_payload > ND_MAX_PAYLOAD ||
+	    s->max_payload % ND_MIN_PAYLOAD)
+		return "max payload not a multiple of 4 KiB in 4 KiB..16 MiB";
+	return NULL;
+}
+
+/*
+ * 0 on success, -1 if the fields are out of range (nd_session_info_invalid
+ * says which). All fields are decoded anyway.
+ */
 static inline int nd_session_info_decode(const uint8_t *p,
 					 struct nd_session_info *s)
 {
@@ -353,16 +398,7 @@ static inline int nd_session_info_decode(const uint8_t *p,
 	s->max_payload = nd_get32(p + 20);
 	nd_copy(s->token, p + 24, ND_TOKEN_LEN);
 	nd_copy(s->export_id, p + 40, ND_EXPORT_ID_LEN);
-	if (s->status != ND_OK)
-		return 0;
-	if ((s->block_size != 512 && s->block_size != 1024 &&
-	     s->block_size != 2048 && s->block_size != 4096) ||
-	    s->size == 0 || s->size % s->block_size ||
-	    s->max_payload < ND_MIN_PAYLOAD ||
-	    s->max_payload > ND_MAX_PAYLOAD ||
-	    s->max_payload % ND_MIN_PAYLOAD)
-		return -1;
-	return 0;
+	return nd_session_info_invalid(s) ? -1 : 0;
 }
 
 /* ---- Requests (client records after ClientFinish) ---- */
@@ -441,7 +477,10 @@ static inline void nd_reply_encode(uint8_t *p, const struct nd_reply *r)
 	nd_put64(p + 8, r->handle);
 }
 
-/* 0 on success, -1 if the header does not match the record body length. */
+/*
+ * 0 on success, -1 if the header is malformed: an unknown op or status, or
+ * a length that does not match the record body.
+ */
 static inline int nd_reply_decode(const uint8_t *p, size_t body_len,
 				  struct nd_reply *r)
 {
@@ -452,6 +491,7 @@ static inline int nd_reply_decode(const uint8_t *p, size_t body_len,
 	r->length = nd_get32(p + 4);
 	r->handle = nd_get64(p + 8);
 	if (p[1] != 0 || r->op >= ND_OP__COUNT ||
+	    r->status >= ND_ERR__COUNT ||
 	    body_len != ND_REPLY_HDR_LEN + (size_t)r->length ||
 	    (r->length && (r->op != ND_OP_READ || r->status != ND_OK)))
 		return -1;

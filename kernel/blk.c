@@ -268,7 +268,7 @@ static const struct blk_mq_ops nd_mq_ops = {
 /* Last reference to the disk gone (after detach and the last close). */
 static void nd_free_disk(struct gendisk *disk)
 {
-	kfree(disk->private_data);
+	kfree_sensitive(disk->private_data);	/* held session details */
 }
 
 static const struct block_device_operations nd_fops = {

@@ -493,6 +493,7 @@ static int nd_reconnect_once(struct nd_conn *c, struct nd_hs_result *r)
 		nd_dir_free(&c->tx);
 		nd_dir_free(&c->rx);
 		nd_conn_connect(c, dev->params, r);
+		/* Authenticated: only SessionInfo may carry this status. */
 		if (r->result != ND_ATTACH_REFUSED ||
 		    r->server_status != ND_ERR_NO_SESSION)
 			break;

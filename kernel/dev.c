@@ -249,6 +249,8 @@ int nd_dev_attach(struct nd_attach *a)
 		goto fail_conn;
 	}
 	dev->info = r.info;
+	/* The token lives only in params, which is wiped when freed. */
+	memzero_explicit(dev->info.token, ND_TOKEN_LEN);
 	dev->read_only = (r.info.flags & ND_EXP_READ_ONLY) ||
 			 (a->flags & ND_ATTACH_READ_ONLY);
 	if (a->cache_size) {
@@ -300,6 +302,7 @@ int nd_dev_attach(struct nd_attach *a)
 	out->block_size = dev->info.block_size;
 	out->export_flags = dev->info.flags;
 	out->max_payload = dev->info.max_payload;
+	memzero_explicit(&r, sizeof(r));
 	return 0;
 
 fail_disk:
@@ -318,7 +321,8 @@ fail_free:
 	kfree_sensitive(p);
 	if (dev)
 		kfree_sensitive(dev->params);
-	kfree(dev);
+	kfree_sensitive(dev);
+	memzero_explicit(&r, sizeof(r));
 	return err;
 }
 

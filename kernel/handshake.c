@@ -5,11 +5,13 @@
  * server's key proof, ClientFinish and SessionInfo in the first records.
  */
 #include <crypto/algapi.h>
+#include <linux/fs.h>
 #include <linux/random.h>
 #include <linux/scatterlist.h>
 #include <linux/slab.h>
 #include <linux/string.h>
 #include <linux/timekeeping.h>
+#include <net/sock.h>
 
 #include "netdisk.h"
 
@@ -43,6 +45,39 @@ static void nd_hs_fail(struct nd_hs_result *r, struct nd_conn *c, u32 result,
 		pr_err("%s: %s\n", c->dev->name, msg);
 }
 
+/*
+ * Receives len bytes before the handshake's deadline (jiffies). The receive
+ * timeout is set to what is left before every wait, so a server trickling
+ * its answer a byte at a time cannot stretch the handshake.
+ */
+static int nd_hs_recv(struct socket *sock, void *buf, size_t len,
+		      unsigned long deadline)
+{
+	while (len) {
+		struct kvec iov = { .iov_base = buf, .iov_len = len };
+		struct msghdr msg = { .msg_flags = MSG_NOSIGNAL };
+		long left = (long)(deadline - jiffies);
+		int n;
+
+		if (left <= 0)
+			return -ETIMEDOUT;
+		lock_sock(sock->sk);
+		sock->sk->sk_rcvtimeo = left;
+		release_sock(sock->sk);
+		n = kernel_recvmsg(sock, &msg, &iov, 1, len,
+				   MSG_WAITALL | MSG_NOSIGNAL);
+		if (n == -EAGAIN)
+			return -ETIMEDOUT;
+		if (n < 0)
+			return n;
+		if (n == 0)
+			return -ECONNRESET;	/* peer closed */
+		buf += n;
+		len -= n;
+	}
+	return 0;
+}
+
 static int nd_hs_send_finish(struct nd_conn *c, const struct nd_conn_params *p,
 			     struct nd_hs *hs)
 {
@@ -70,8 +105,10 @@ void nd_handshake(struct nd_conn *c, const struct nd_conn_params *p,
 		  struct nd_hs_result *r)
 {
 	const u32 info_rec = ND_SESSION_INFO_LEN + ND_TAG_LEN;
+	unsigned long deadline = jiffies + ND_HANDSHAKE_TIMEOUT * HZ;
 	struct nd_session_info *info = &r->info;
 	struct scatterlist sg;
+	const char *why;
 	struct nd_hs *hs;
 	size_t ch_len;
 	int err;
@@ -92,14 +129,20 @@ void nd_handshake(struct nd_conn *c, const struct nd_conn_params *p,
 	ch_len = nd_client_hello_encode(hs->ch_buf, &hs->ch);
 
 	err = nd_sock_send(c->sock, hs->ch_buf, ch_len) ?:
-	      nd_sock_recv(c->sock, hs->sh_buf, ND_SERVER_HELLO_LEN);
+	      nd_hs_recv(c->sock, hs->sh_buf, ND_SERVER_HELLO_LEN, deadline);
 	if (err) {
 		nd_hs_fail(r, c, ND_ATTACH_LOST, err,
 			   "connection lost during handshake (server closed it or timed out)");
 		goto out;
 	}
+	/*
+	 * Anyone on the path can forge a ServerHello: statuses that change
+	 * what we do next (busy, unknown session) count only in SessionInfo.
+	 */
 	if (nd_server_hello_decode(hs->sh_buf, &hs->sh)) {
 		nd_hs_fail(r, c, ND_ATTACH_PROTO, -EPROTO,
+			   nd_get32(hs->sh_buf) == ND_MAGIC ?
+			   "protocol error during handshake (status not allowed in server hello)" :
 			   "protocol error during handshake (not a netdisk server?)");
 		goto out;
 	}
@@ -145,26 +188,29 @@ void nd_handshake(struct nd_conn *c, const struct nd_conn_params *p,
 
 	err = nd_hs_send_finish(c, p, hs);
 	if (!err)
-		err = nd_sock_recv(c->sock, hs->rec, ND_RECORD_HDR_LEN);
+		err = nd_hs_recv(c->sock, hs->rec, ND_RECORD_HDR_LEN, deadline);
 	if (!err && nd_get32(hs->rec) != info_rec) {
 		nd_hs_fail(r, c, ND_ATTACH_PROTO, -EPROTO,
 			   "protocol error during handshake (bad session info)");
 		goto out;
 	}
 	if (!err)
-		err = nd_sock_recv(c->sock, hs->rec + ND_RECORD_HDR_LEN,
-				   info_rec);
+		err = nd_hs_recv(c->sock, hs->rec + ND_RECORD_HDR_LEN,
+				 info_rec, deadline);
 	if (err) {
 		nd_hs_fail(r, c, ND_ATTACH_LOST, err,
 			   "connection lost during handshake (server closed it or timed out)");
 		goto out;
 	}
 	sg_init_one(&sg, hs->rec, ND_RECORD_HDR_LEN + info_rec);
-	if (nd_open(&c->rx, &sg, info_rec) ||
-	    nd_session_info_decode(hs->rec + ND_RECORD_HDR_LEN, info)) {
+	if (nd_open(&c->rx, &sg, info_rec)) {
 		nd_hs_fail(r, c, ND_ATTACH_PROTO, -EPROTO,
 			   "protocol error during handshake (bad session info)");
 		goto out;
+	}
+	if (nd_session_info_decode(hs->rec + ND_RECORD_HDR_LEN, info)) {
+		why = nd_session_info_invalid(info);
+		goto bad_info;
 	}
 	if (info->status != ND_OK) {
 		r->server_status = info->status;
@@ -176,13 +222,23 @@ void nd_handshake(struct nd_conn *c, const struct nd_conn_params *p,
 			       nd_status_str(info->status));
 		goto out;
 	}
-	if (info->max_payload > (p->max_payload ?: ND_DEFAULT_PAYLOAD)) {
-		nd_hs_fail(r, c, ND_ATTACH_PROTO, -EPROTO,
-			   "protocol error during handshake (payload too large)");
-		goto out;
-	}
+	why = "max payload above the one asked for";
+	if (info->max_payload > (p->max_payload ?: ND_DEFAULT_PAYLOAD))
+		goto bad_info;
+	/* Below 2^63 always; the page cache may limit it further. */
+	why = "export too large for this kernel";
+	if (info->size > MAX_LFS_FILESIZE)
+		goto bad_info;
 	r->result = ND_ATTACH_OK;
 	r->err = 0;
+	goto out;
+bad_info:
+	nd_hs_fail(r, c, ND_ATTACH_PROTO, -EPROTO, NULL);
+	if (!c->quiet)
+		pr_err("%s: protocol error: unusable session info from the server (%s)\n",
+		       c->dev->name, why);
 out:
+	if (r->result != ND_ATTACH_OK)	/* a session we will not use */
+		memzero_explicit(info->token, ND_TOKEN_LEN);
 	kfree_sensitive(hs);
 }

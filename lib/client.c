@@ -37,6 +37,7 @@ struct slot {
 	nd_client_cb cb;
 	void *arg;
 	int result;		/* for SLOT_REPLIED */
+	long long start_ms;	/* submitted: the timeout counts from here */
 	bool filling;		/* receiver is writing into buf (c->lock) */
 	/* Sealed record header and tag; pending list (tx_lock). */
 	uint8_t rec[ND_RECORD_HDR_LEN];
@@ -63,7 +64,6 @@ struct nd_client {
 	unsigned int *free_stack;
 	unsigned int nfree;
 	unsigned int outstanding;
-	long long last_activity;	/* ms; for the reply timeout */
 	int err;			/* first fatal error, 0 while healthy */
 	bool closing;
 
@@ -72,7 +72,7 @@ struct nd_client {
 	uint8_t *rb;
 	size_t rpos, rlen;
 	size_t max_rec;			/* longest reply record */
-	long long last_rx;		/* ms; bytes arrived */
+	long long next_check;		/* ms; for request deadlines */
 };
 
 /* Socket read buffer of the receiver. */
@@ -84,8 +84,10 @@ struct nd_client {
 /* While plugged, queued requests go out at this count or size. */
 #define TX_PEND_MAX	32
 #define TX_PEND_BYTES	(256 * 1024)
-/* How often a receiver blocked in recv checks for closing and stalls. */
+/* How often a receiver blocked in recv checks for closing and deadlines. */
 #define RX_SLICE_MS	500
+/* How often a receiver that is getting data checks the deadlines. */
+#define RX_CHECK_MS	100
 
 static long long now_ms(void)
 {
@@ -181,40 +183,59 @@ static void die(struct nd_client *c, int err)
 }
 
 /*
+ * Every request must be answered within the timeout of its submission.
+ * Bytes arriving do not extend it: a server trickling a reply is as late
+ * as a silent one. Checked at most every RX_CHECK_MS unless forced.
+ * Returns 0, ND_CE_CLOSED or ND_CE_TIMEOUT.
+ */
+static int rx_check(struct nd_client *c, bool force)
+{
+	long long now = now_ms();
+	bool stop, late = false;
+	unsigned int i;
+
+	if (!force && now < c->next_check)
+		return 0;
+	c->next_check = now + RX_CHECK_MS;
+	pthread_mutex_lock(&c->lock);
+	stop = c->closing || c->err;
+	for (i = 0; i < c->nslots && !stop && !late; i++) {
+		const struct slot *s = &c->slots[i];
+
+		late = (s->state == SLOT_SENDING ||
+			s->state == SLOT_INFLIGHT) &&
+		       now - s->start_ms > c->timeout_ms;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return stop ? ND_CE_CLOSED : late ? ND_CE_TIMEOUT : 0;
+}
+
+/*
  * Receives up to len bytes into dst. Returns the count, 0 at EOF, or -1
  * with *err set. recv times out every RX_SLICE_MS (SO_RCVTIMEO) so a
- * receiver blocked here notices closing and a stalled server.
+ * receiver blocked here notices closing and overdue requests.
  */
 static ssize_t rx_recv(struct nd_client *c, void *dst, size_t len, int *err)
 {
 	for (;;) {
 		ssize_t n = recv(c->fd, dst, len, 0);
-		bool stop, stalled;
-		long long now;
+		int rc;
 
-		if (n > 0) {
-			c->last_rx = now_ms();
-			return n;
-		}
 		if (n == 0)
 			return 0;
-		if (errno == EINTR)
+		if (n < 0 && errno == EINTR)
 			continue;
-		if (errno != EAGAIN && errno != EWOULDBLOCK) {
+		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
 			*err = ND_CE_IO;
 			return -1;
 		}
-		now = now_ms();
-		pthread_mutex_lock(&c->lock);
-		stop = c->closing || c->err;
-		stalled = c->outstanding &&
-			  now - c->last_activity > c->timeout_ms &&
-			  now - c->last_rx > c->timeout_ms;
-		pthread_mutex_unlock(&c->lock);
-		if (stop || stalled) {
-			*err = stop ? ND_CE_CLOSED : ND_CE_TIMEOUT;
+		rc = rx_check(c, n < 0);
+		if (rc) {
+			*err = rc;
 			return -1;
 		}
+		if (n > 0)
+			return n;
 	}
 }
 
@@ -390,7 +411,6 @@ static int rx_reply(struct nd_client *c)
 		pthread_mutex_unlock(&c->lock);
 		return rc;
 	}
-	c->last_activity = now_ms();
 	done_now = s->state == SLOT_INFLIGHT;
 	if (done_now) {
 		s->state = SLOT_DONE;
@@ -562,8 +582,8 @@ int nd_client_submit(struct nd_client *c, uint8_t op, uint8_t flags,
 	s->arg = arg;
 	s->result = 0;
 	s->pend_next = NULL;
-	if (c->outstanding++ == 0)
-		c->last_activity = now_ms();
+	s->start_ms = now_ms();
+	c->outstanding++;
 	pthread_mutex_unlock(&c->lock);
 
 	req.handle = (uint64_t)s->gen << 32 | idx;
@@ -751,6 +771,7 @@ int nd_client_open(const struct nd_url *url, const uint8_t key[ND_KEY_LEN],
 	p.export_name = url->export_name;
 	p.flags = o.flags;
 	p.max_payload = o.max_payload;
+	p.timeout_ms = o.timeout_ms;
 	hs = nd_handshake_client(c->fd, &p, &c->cr, &c->info, &st);
 	switch (hs) {
 	case ND_HS_OK:
@@ -769,12 +790,20 @@ int nd_client_open(const struct nd_url *url, const uint8_t key[ND_KEY_LEN],
 		free_client(c);
 		return fail(err, errlen, ND_CE_PROTO,
 			    "protocol error during handshake (not a netdisk server?)");
+	case ND_HS_BAD_INFO: {
+		const char *why = nd_session_info_invalid(&c->info);
+
+		free_client(c);
+		return fail(err, errlen, ND_CE_PROTO,
+			    "protocol error: unusable session info from the server (%s)",
+			    why ? why : "max payload above the one asked for");
+	}
 	default:
 		rc = errno;
 		free_client(c);
-		if (rc == EAGAIN || rc == EWOULDBLOCK)
+		if (rc == EAGAIN || rc == EWOULDBLOCK || rc == ETIMEDOUT)
 			return fail(err, errlen, ND_CE_TIMEOUT,
-				    "timed out during handshake (no answer within %d ms)",
+				    "timed out during handshake (not complete within %d ms)",
 				    o.timeout_ms);
 		return fail(err, errlen, ND_CE_IO,
 			    "connection lost during handshake (closed by the server)");
@@ -803,7 +832,6 @@ int nd_client_open(const struct nd_url *url, const uint8_t key[ND_KEY_LEN],
 
 		setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	}
-	c->last_rx = now_ms();
 	rc = pthread_create(&c->rx_thread, NULL, rx_main, c);
 	if (rc) {
 		free_client(c);

@@ -37,7 +37,7 @@ struct nd_client_opts {
 	uint32_t flags;			/* ND_CF_* */
 	uint32_t max_payload;		/* 0: server default */
 	unsigned int max_inflight;	/* 0: 64 */
-	int timeout_ms;			/* connect/handshake/reply; 0: 30 s */
+	int timeout_ms;			/* connect, handshake, each request; 0: 30 s */
 };
 
 /*

@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: MIT
 /* Client side of the handshake (docs/PROTOCOL.md section 1). */
 #include <errno.h>
+#include <limits.h>
+#include <poll.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 
@@ -25,6 +28,58 @@ static int nd_set_name(uint8_t *dst, uint8_t *dst_len, const char *name)
 	return 0;
 }
 
+static long long hs_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Reads exactly len bytes before deadline (ms, CLOCK_MONOTONIC; 0: none,
+ * only the socket's own timeouts). Bytes arriving do not move the
+ * deadline: a server trickling its answer cannot stretch the handshake.
+ * 0, or -1 with errno (ETIMEDOUT; 0 at EOF).
+ */
+static int hs_read(int fd, void *buf, size_t len, long long deadline)
+{
+	uint8_t *p = buf;
+
+	if (!deadline)
+		return nd_read_full(fd, buf, len);
+	while (len) {
+		long long left = deadline - hs_now_ms();
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		ssize_t n;
+		int r;
+
+		if (left <= 0) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		r = poll(&pfd, 1, left > INT_MAX ? INT_MAX : (int)left);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			errno = r ? errno : ETIMEDOUT;
+			return -1;
+		}
+		n = read(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		if (n == 0) {
+			errno = 0;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
 /* Everything secret lives here so one wipe clears it. */
 struct nd_hs_state {
 	struct nd_client_hello ch;
@@ -36,6 +91,7 @@ struct nd_hs_state {
 	uint8_t okm[ND_OKM_LEN];
 	uint8_t expect[ND_HASH_LEN];
 	uint8_t cf_buf[ND_CLIENT_FINISH_LEN];
+	uint8_t si_hdr[ND_RECORD_HDR_LEN];
 	uint8_t si_buf[ND_SESSION_INFO_LEN + ND_TAG_LEN];
 };
 
@@ -44,10 +100,10 @@ static enum nd_hs_result nd_hs_run(int fd, const struct nd_client_params *p,
 				   struct nd_session_info *info,
 				   uint16_t *status, struct nd_hs_state *s)
 {
+	long long deadline = 0;
 	uint32_t want_payload;
 	size_t ch_len;
 	struct iovec v;
-	long n;
 
 	if (!p || !p->psk ||
 	    nd_set_name(s->ch.identity, &s->ch.identity_len, p->identity) ||
@@ -56,6 +112,8 @@ static enum nd_hs_result nd_hs_run(int fd, const struct nd_client_params *p,
 		return ND_HS_PROTO;
 	}
 	want_payload = p->max_payload ? p->max_payload : ND_DEFAULT_PAYLOAD;
+	if (p->timeout_ms > 0)
+		deadline = hs_now_ms() + p->timeout_ms;
 
 	/* ClientHello */
 	s->ch.version = ND_VERSION;
@@ -68,7 +126,7 @@ static enum nd_hs_result nd_hs_run(int fd, const struct nd_client_params *p,
 		return ND_HS_IO;
 
 	/* ServerHello: the server proves the key first. */
-	if (nd_read_full(fd, s->sh_buf, sizeof(s->sh_buf)))
+	if (hs_read(fd, s->sh_buf, sizeof(s->sh_buf), deadline))
 		return ND_HS_IO;
 	if (nd_server_hello_decode(s->sh_buf, &s->sh))
 		return ND_HS_PROTO;
@@ -100,24 +158,25 @@ static enum nd_hs_result nd_hs_run(int fd, const struct nd_client_params *p,
 	if (nd_send_record(fd, &c->tx, &v, 1))
 		return ND_HS_IO;
 
-	/* SessionInfo as record s2c #0 */
-	n = nd_recv_record(fd, &c->rx, s->si_buf, sizeof(s->si_buf));
-	if (n == ND_RECV_AUTH)
-		return ND_HS_AUTH;
-	if (n == ND_RECV_TOO_BIG)
-		return ND_HS_PROTO;
-	if (n < 0)
+	/* SessionInfo as record s2c #0: its length is fixed. */
+	if (hs_read(fd, s->si_hdr, sizeof(s->si_hdr), deadline))
 		return ND_HS_IO;
-	if (n != ND_SESSION_INFO_LEN ||
-	    nd_session_info_decode(s->si_buf, info))
+	if (nd_get32(s->si_hdr) != sizeof(s->si_buf))
 		return ND_HS_PROTO;
+	if (hs_read(fd, s->si_buf, sizeof(s->si_buf), deadline))
+		return ND_HS_IO;
+	if (nd_open(&c->rx, s->si_hdr, s->si_buf, ND_SESSION_INFO_LEN,
+		    s->si_buf + ND_SESSION_INFO_LEN))
+		return ND_HS_AUTH;
+	if (nd_session_info_decode(s->si_buf, info))
+		return ND_HS_BAD_INFO;
 	if (info->status != ND_OK) {
 		*status = info->status;
 		return ND_HS_REFUSED;
 	}
 	/* The server may lower our maximum, never raise it. */
 	if (info->max_payload > want_payload)
-		return ND_HS_PROTO;
+		return ND_HS_BAD_INFO;
 	return ND_HS_OK;
 }
 
@@ -144,8 +203,11 @@ enum nd_hs_result nd_handshake_client(int fd, const struct nd_client_params *p,
 	memset(info, 0, sizeof(*info));
 	memset(c, 0, sizeof(*c));
 	r = nd_hs_run(fd, p, c, info, status, &s);
-	if (r != ND_HS_OK)
+	if (r != ND_HS_OK) {
 		nd_crypto_free(c);
+		/* No token of a session the caller will not use lingers. */
+		nd_wipe(info->token, sizeof(info->token));
+	}
 	OPENSSL_cleanse(&s, sizeof(s));
 	OPENSSL_cleanse(&info_local, sizeof(info_local));
 	return r;

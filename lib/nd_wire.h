@@ -140,6 +140,7 @@ enum nd_hs_result {
 	ND_HS_PROTO,		/* malformed or unexpected message */
 	ND_HS_AUTH,		/* key proof failed: wrong key */
 	ND_HS_REFUSED,		/* server answered with a status; see status */
+	ND_HS_BAD_INFO,		/* SessionInfo out of the protocol's ranges */
 };
 
 struct nd_client_params {
@@ -149,12 +150,15 @@ struct nd_client_params {
 	const uint8_t *token;		/* join this session, or NULL */
 	uint32_t flags;			/* ND_CF_* */
 	uint32_t max_payload;		/* 0: ND_DEFAULT_PAYLOAD */
+	int timeout_ms;			/* whole handshake; 0: socket timeouts only */
 };
 
 /*
  * Client side of the handshake on a connected blocking socket. On ND_HS_OK
  * fills c and info. On ND_HS_REFUSED *status holds the server's status
- * (busy, no export, version, clock skew, ...).
+ * (busy, no export, version, clock skew, ...). On ND_HS_BAD_INFO info holds
+ * the unusable export description (nd_session_info_invalid says what is
+ * wrong; if nothing, max_payload is above the one asked for), minus token.
  */
 enum nd_hs_result nd_handshake_client(int fd, const struct nd_client_params *p,
 				      struct nd_crypto *c,

@@ -60,6 +60,9 @@ static void server_hello(const uint8_t *p, size_t n)
 	nd_server_hello_encode(out, &h);
 	if (memcmp(out, p, sizeof(out)))
 		fz_fail("server hello: re-encoding differs");
+	if (!nd_server_hello_status_valid(h.status))
+		fz_fail("server hello: status %u accepted before authentication",
+			h.status);
 	(void)nd_status_str(h.status);
 }
 
@@ -87,9 +90,12 @@ static void session_info(const uint8_t *p, size_t n)
 	/* Bytes 2-3 are reserved: written as zero, ignored when read. */
 	if (memcmp(out, p, 2) || memcmp(out + 4, p + 4, sizeof(out) - 4))
 		fz_fail("session info: re-encoding differs");
+	if (s.status >= ND_ERR__COUNT)
+		fz_fail("session info: unknown status %u accepted", s.status);
 	if (s.status != ND_OK)
 		return;
-	if (s.size == 0 || s.size % s.block_size ||
+	if (s.size == 0 || s.size >= ND_EXPORT_SIZE_LIMIT ||
+	    s.size % s.block_size ||
 	    s.max_payload < ND_MIN_PAYLOAD || s.max_payload > ND_MAX_PAYLOAD ||
 	    s.max_payload % ND_MIN_PAYLOAD)
 		fz_fail("session info: inconsistent fields accepted");
@@ -129,6 +135,8 @@ static void reply(const uint8_t *p, size_t n)
 	if (n != ND_REPLY_HDR_LEN + (size_t)r.length ||
 	    (r.length && (r.op != ND_OP_READ || r.status != ND_OK)))
 		fz_fail("reply: data length %u accepted", r.length);
+	if (r.status >= ND_ERR__COUNT)
+		fz_fail("reply: unknown status %u accepted", r.status);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

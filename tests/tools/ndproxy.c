@@ -33,6 +33,13 @@
  *   reorder  swap it with the next record (released alone after 200 ms)
  * Choices come from a PRNG seeded with --seed and the connection number, and
  * each fault is logged as "ndproxy: conn C DIR: record R: ...".
+ *
+ * --mode forge plays an attacker on the path who lacks the key: connection
+ * 1 is forwarded and cut in the middle of record N as in cut mode; the next
+ * K connections (--forge, default 2) get, after their ClientHello, a forged
+ * ServerHello with status S (--status, default 11 "unknown session") and
+ * are closed; later connections are forwarded untouched. Logged as
+ * "ndproxy: conn C: forged server hello status S".
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -56,9 +63,9 @@
 #include "netdisk_proto.h"
 
 enum mode { MODE_PASS, MODE_FLIP, MODE_REPLAY, MODE_REORDER, MODE_CUT,
-	    MODE_RANDOM, MODE_COUNT };
+	    MODE_RANDOM, MODE_FORGE, MODE_COUNT };
 static const char *const mode_names[] = { "pass", "flip", "replay", "reorder",
-					  "cut", "random" };
+					  "cut", "random", "forge" };
 
 enum fault { F_CUT, F_DELAY, F_STALL, F_CORRUPT, F_DUP, F_REORDER, F_COUNT };
 static const char *const fault_names[] = { "cut", "delay", "stall", "corrupt",
@@ -94,6 +101,8 @@ static enum mode g_mode = MODE_PASS;
 static uint64_t g_after = 2;
 static uint64_t g_seed = 1, g_every = 32, g_stall_ms = 4000;
 static unsigned int g_faults = (1u << F_COUNT) - 1;
+static unsigned long g_forge = 2;	/* forge mode: connections to answer */
+static uint16_t g_status = ND_ERR_NO_SESSION;
 static unsigned long g_conn;	/* connection number, for logs and seeding */
 static uint64_t g_rng;
 
@@ -226,6 +235,7 @@ static bool on_record(struct dir *d, const uint8_t *rec, size_t len)
 			(unsigned long long)n);
 		return true;
 	case MODE_CUT:
+	case MODE_FORGE:
 		emit(d, rec, ND_RECORD_HDR_LEN + (len - ND_RECORD_HDR_LEN) / 2);
 		fprintf(stderr, "ndproxy: %s: cut the connection in the middle of record %llu\n",
 			d->name, (unsigned long long)n);
@@ -579,6 +589,41 @@ out:
 		fprintf(stderr, "ndproxy: connection closed\n");
 }
 
+/*
+ * Forge mode: answers a ClientHello with a ServerHello carrying g_status,
+ * as anyone on the path can (no key proof is possible, none is sent).
+ */
+static void forge_hello(int cfd)
+{
+	struct nd_server_hello h = { .version = ND_VERSION,
+				     .status = g_status };
+	uint8_t ch[ND_CLIENT_HELLO_MAX], sh[ND_SERVER_HELLO_LEN];
+	struct timeval tv = { .tv_sec = 10 };
+	size_t need = ND_CLIENT_HELLO_FIXED, got = 0;
+	unsigned int i;
+
+	setsockopt(cfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	while (got < need) {
+		ssize_t n = recv(cfd, ch + got, need - got, 0);
+
+		if (n <= 0) {
+			fprintf(stderr, "ndproxy: conn %lu: no client hello\n",
+				g_conn);
+			return;
+		}
+		got += (size_t)n;
+		if (got == ND_CLIENT_HELLO_FIXED)
+			need += (size_t)(ch[48] > ND_NAME_MAX ? 0 : ch[48]) +
+				(ch[49] > ND_NAME_MAX ? 0 : ch[49]);
+	}
+	for (i = 0; i < ND_RANDOM_LEN; i++)
+		h.random[i] = (uint8_t)rnd(256);
+	nd_server_hello_encode(sh, &h);
+	if (send(cfd, sh, sizeof(sh), MSG_NOSIGNAL) == (ssize_t)sizeof(sh))
+		fprintf(stderr, "ndproxy: conn %lu: forged server hello status %u\n",
+			g_conn, g_status);
+}
+
 static int split_hostport(const char *s, char *host, size_t hlen, char *port,
 			  size_t plen, const char *defhost)
 {
@@ -633,7 +678,9 @@ static void usage(FILE *f)
 		"       ndproxy --listen [ADDR:]PORT --target HOST:PORT --mode random\n"
 		"               [--seed N] [--every K] [--after N] [--stall-ms MS]\n"
 		"               [--faults cut,delay,stall,corrupt,dup,reorder]\n"
-		"               [--dir c2s|s2c|both]\n");
+		"               [--dir c2s|s2c|both]\n"
+		"       ndproxy --listen [ADDR:]PORT --target HOST:PORT --mode forge\n"
+		"               [--after N] [--dir c2s|s2c|both] [--forge K] [--status S]\n");
 }
 
 int main(int argc, char **argv)
@@ -648,6 +695,8 @@ int main(int argc, char **argv)
 		{ "every", required_argument, NULL, 'e' },
 		{ "faults", required_argument, NULL, 'f' },
 		{ "stall-ms", required_argument, NULL, 'S' },
+		{ "forge", required_argument, NULL, 'F' },
+		{ "status", required_argument, NULL, 'X' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -678,7 +727,7 @@ int main(int argc, char **argv)
 				if (!strcmp(optarg, mode_names[i]))
 					break;
 			if (i == MODE_COUNT)
-				die("bad --mode (pass, flip, replay, reorder, cut, random)");
+				die("bad --mode (pass, flip, replay, reorder, cut, random, forge)");
 			g_mode = (enum mode)i;
 			break;
 		case 'a':
@@ -713,6 +762,19 @@ int main(int argc, char **argv)
 			    g_stall_ms < 1000 || g_stall_ms > 600000)
 				die("bad --stall-ms (1000..600000)");
 			break;
+		case 'F':
+			g_forge = strtoul(optarg, &end, 10);
+			if (*end || !*optarg || *optarg == '-')
+				die("bad --forge");
+			break;
+		case 'X': {
+			unsigned long st = strtoul(optarg, &end, 10);
+
+			if (*end || !*optarg || *optarg == '-' || st > 0xffff)
+				die("bad --status (0..65535)");
+			g_status = (uint16_t)st;
+			break;
+		}
 		case 'f': {
 			char *list = strdup(optarg), *tok, *save = NULL;
 
@@ -810,6 +872,12 @@ int main(int argc, char **argv)
 			break;
 		}
 		setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		if (g_mode == MODE_FORGE && ++g_conn > 1 &&
+		    g_conn <= 1 + g_forge) {
+			forge_hello(cfd);
+			close(cfd);
+			continue;
+		}
 		sfd = connect_target(thost, tport);
 		if (sfd < 0) {
 			fprintf(stderr, "ndproxy: cannot connect to %s\n", target_s);
@@ -817,9 +885,12 @@ int main(int argc, char **argv)
 			continue;
 		}
 		if (g_mode != MODE_RANDOM) {
+			/* Forge mode tampers with its first connection only. */
+			bool tamper = g_mode != MODE_PASS &&
+				      (g_mode != MODE_FORGE || g_conn == 1);
+
 			fprintf(stderr, "ndproxy: new connection\n");
-			serve(cfd, sfd, g_mode != MODE_PASS && c2s,
-			      g_mode != MODE_PASS && s2c);
+			serve(cfd, sfd, tamper && c2s, tamper && s2c);
 			continue;
 		}
 		g_conn++;

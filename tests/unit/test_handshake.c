@@ -29,9 +29,12 @@ enum srv_mode {
 	SRV_HELLO_MAGIC,
 	SRV_HELLO_VERSION,	/* status 0 but version 2 */
 	SRV_HELLO_STATUS,	/* no such export */
+	SRV_HELLO_NO_SESSION,	/* "unknown session" forged in the hello */
+	SRV_HELLO_BUSY,		/* "busy" forged in the hello */
 	SRV_BAD_VERIFY,		/* right key, corrupted proof */
 	SRV_INFO_BUSY,
 	SRV_INFO_BAD,		/* block size 513 */
+	SRV_INFO_HUGE,		/* export size 2^63 */
 	SRV_INFO_SHORT,		/* 55-byte SessionInfo */
 	SRV_INFO_GARBAGE,	/* random bytes in a plausible record */
 	SRV_INFO_SEQ1,		/* SessionInfo sealed as record #1 */
@@ -88,6 +91,10 @@ static void *srv_main(void *arg)
 	nd_random(sh.random, ND_RANDOM_LEN);
 	if (s->mode == SRV_HELLO_STATUS)
 		sh.status = ND_ERR_NO_EXPORT;
+	if (s->mode == SRV_HELLO_NO_SESSION)
+		sh.status = ND_ERR_NO_SESSION;
+	if (s->mode == SRV_HELLO_BUSY)
+		sh.status = ND_ERR_BUSY;
 	if (s->mode == SRV_HELLO_VERSION)
 		sh.version = 2;
 	nd_server_hello_encode(sh_buf, &sh);
@@ -133,6 +140,8 @@ static void *srv_main(void *arg)
 		info.status = ND_ERR_BUSY;
 	if (s->mode == SRV_INFO_BAD)
 		info.block_size = 513;
+	if (s->mode == SRV_INFO_HUGE)
+		info.size = ND_EXPORT_SIZE_LIMIT;
 	if (s->mode == SRV_INFO_BIG_PAYLOAD)
 		info.max_payload = ND_MAX_PAYLOAD;
 	nd_session_info_encode(si, &info);
@@ -397,6 +406,13 @@ static void test_bad_server_hello(void **state)
 {
 	expect(SRV_HELLO_MAGIC, ND_HS_PROTO, ND_OK);
 	expect(SRV_HELLO_VERSION, ND_HS_PROTO, ND_OK);
+	/*
+	 * Anyone on the path can write a ServerHello: a status that only the
+	 * authenticated SessionInfo may carry is a malformed hello, not a
+	 * refusal the caller would act on.
+	 */
+	expect(SRV_HELLO_NO_SESSION, ND_HS_PROTO, ND_OK);
+	expect(SRV_HELLO_BUSY, ND_HS_PROTO, ND_OK);
 }
 
 static void test_refused(void **state)
@@ -407,12 +423,25 @@ static void test_refused(void **state)
 
 static void test_bad_session_info(void **state)
 {
-	expect(SRV_INFO_BAD, ND_HS_PROTO, ND_OK);
+	struct hs h;
+
+	expect(SRV_INFO_BAD, ND_HS_BAD_INFO, ND_OK);
+	expect(SRV_INFO_HUGE, ND_HS_BAD_INFO, ND_OK);
 	expect(SRV_INFO_SHORT, ND_HS_PROTO, ND_OK);
-	expect(SRV_INFO_BIG_PAYLOAD, ND_HS_PROTO, ND_OK);
+	expect(SRV_INFO_BIG_PAYLOAD, ND_HS_BAD_INFO, ND_OK);
 	expect(SRV_INFO_TOO_BIG, ND_HS_PROTO, ND_OK);
 	expect(SRV_INFO_GARBAGE, ND_HS_AUTH, ND_OK);
 	expect(SRV_INFO_SEQ1, ND_HS_AUTH, ND_OK);
+
+	/* The caller can say what is wrong, and gets no token. */
+	start(&h, SRV_INFO_HUGE, NULL);
+	assert_int_equal(client(&h, NULL), ND_HS_BAD_INFO);
+	assert_true(h.info.size == ND_EXPORT_SIZE_LIMIT);
+	assert_string_equal(nd_session_info_invalid(&h.info),
+			    "export size 0 or 2^63 bytes or more");
+	for (size_t i = 0; i < ND_TOKEN_LEN; i++)
+		assert_int_equal(h.info.token[i], 0);
+	finish(&h);
 }
 
 /* Pipelined FLUSH requests and replies through two key rotations each way. */

@@ -164,6 +164,29 @@ static void test_server_hello(void **state)
 	assert_int_equal(nd_server_hello_decode(b, &d), -1);
 }
 
+/*
+ * A ServerHello is unauthenticated: only OK, no such export and version
+ * may come in it; busy, unknown session and the rest only in SessionInfo.
+ */
+static void test_server_hello_status(void **state)
+{
+	struct nd_server_hello h = { .version = 1 }, d;
+	uint8_t b[ND_SERVER_HELLO_LEN];
+	unsigned int st;
+
+	for (st = 0; st <= ND_ERR__COUNT + 1; st++) {
+		int ok = st == ND_OK || st == ND_ERR_NO_EXPORT ||
+			 st == ND_ERR_VERSION;
+
+		h.status = (uint16_t)st;
+		nd_server_hello_encode(b, &h);
+		assert_int_equal(nd_server_hello_decode(b, &d), ok ? 0 : -1);
+	}
+	h.status = 0xffff;
+	nd_server_hello_encode(b, &h);
+	assert_int_equal(nd_server_hello_decode(b, &d), -1);
+}
+
 static void test_client_finish(void **state)
 {
 	struct nd_client_finish f = { .flags = ND_CF_READ_ONLY,
@@ -241,6 +264,23 @@ static void test_session_info(void **state)
 	s.block_size = 512;
 	assert_int_equal(info_decodes(&s), 0);
 
+	/* Sizes the block layer (signed 64-bit offsets) cannot represent. */
+	s = sample_info();
+	s.size = ND_EXPORT_SIZE_LIMIT - 4096;
+	assert_int_equal(info_decodes(&s), 0);
+	s.size = ND_EXPORT_SIZE_LIMIT;
+	assert_int_equal(info_decodes(&s), -1);
+	assert_string_equal(nd_session_info_invalid(&s),
+			    "export size 0 or 2^63 bytes or more");
+	s.size = UINT64_MAX - 4095;
+	assert_int_equal(info_decodes(&s), -1);
+	s = sample_info();
+	s.block_size = 3;
+	assert_int_equal(info_decodes(&s), -1);
+	assert_non_null(nd_session_info_invalid(&s));
+	s = sample_info();
+	assert_null(nd_session_info_invalid(&s));
+
 	s = sample_info();
 	s.max_payload = ND_MIN_PAYLOAD;
 	assert_int_equal(info_decodes(&s), 0);
@@ -264,6 +304,11 @@ static void test_session_info(void **state)
 	nd_session_info_encode(b, &s);
 	assert_int_equal(nd_session_info_decode(b, &d), 0);
 	assert_int_equal(d.status, ND_ERR_BUSY);
+	/* An unknown status is malformed, not a refusal. */
+	s.status = ND_ERR__COUNT;
+	nd_session_info_encode(b, &s);
+	assert_int_equal(nd_session_info_decode(b, &d), -1);
+	assert_string_equal(nd_session_info_invalid(&d), "unknown status");
 }
 
 static struct nd_request req(uint8_t op, uint8_t flags, uint32_t len,
@@ -446,6 +491,10 @@ static void test_reply(void **state)
 	assert_int_equal(reply_check(ND_OP_READ, ND_OK, 4096, 16 + 4095), -1);
 	assert_int_equal(reply_check(ND_OP_READ, ND_OK, 4096, 16), -1);
 	assert_int_equal(reply_check(ND_OP_WRITE, ND_OK, 0, 17), -1);
+	/* Statuses outside the table are malformed, not "unknown error". */
+	assert_int_equal(reply_check(ND_OP_READ, ND_ERR_SHUTDOWN, 0, 16), 0);
+	assert_int_equal(reply_check(ND_OP_READ, ND_ERR__COUNT, 0, 16), -1);
+	assert_int_equal(reply_check(ND_OP_WRITE, 0x7777, 0, 16), -1);
 	/* Data only on a successful READ. */
 	assert_int_equal(reply_check(ND_OP_WRITE, ND_OK, 512, 16 + 512), -1);
 	assert_int_equal(reply_check(ND_OP_READ, ND_ERR_IO, 512, 16 + 512), -1);
@@ -483,6 +532,7 @@ int main(void)
 		cmocka_unit_test(test_client_hello_roundtrip),
 		cmocka_unit_test(test_client_hello_malformed),
 		cmocka_unit_test(test_server_hello),
+		cmocka_unit_test(test_server_hello_status),
 		cmocka_unit_test(test_client_finish),
 		cmocka_unit_test(test_session_info),
 		cmocka_unit_test(test_request_roundtrip),
