@@ -697,7 +697,7 @@ static void hs_open_session(struct nd_server *s, struct nd_hs *h,
 		goto refuse;
 	}
 	c->crypto = *crypto;
-	memset(crypto, 0, sizeof(*crypto));
+	nd_wipe(crypto, sizeof(*crypto));	/* moved: keys live in c */
 	c->sess = sr.sess;
 	c->flags = sr.flags;
 	c->read_only = sr.flags & ND_EXP_READ_ONLY;

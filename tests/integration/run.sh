@@ -605,7 +605,8 @@ timeout -k 5 "$TO" "$ND" bench "$FLURL" --key-file key --rw randread --bs 4k \
 	--iodepth 4 --time 6 >"$T/flood-bench.out" 2>"$T/flood-bench.err" &
 FLB_PID=$!
 PIDS="$PIDS $FLB_PID"
-infos=0 infobad=0 thpk=$th0 fdpk=$fd0
+rss0=$(rss_kib "$FL_PID")
+infos=0 infobad=0 thpk=$th0 fdpk=$fd0 rsspk=$rss0
 while kill -0 "$FLOOD_PID" 2>/dev/null; do
 	if timeout -k 5 20 "$ND" info "$FLURL" --key-file key >/dev/null \
 		2>>"$T/flood-info.err"; then
@@ -616,12 +617,14 @@ while kill -0 "$FLOOD_PID" 2>/dev/null; do
 	t=$(threads "$FL_PID"); f=$(fdcount "$FL_PID")
 	[ -n "$t" ] && [ "$t" -gt "$thpk" ] && thpk=$t
 	[ "$f" -gt "$fdpk" ] && fdpk=$f
+	r=$(rss_kib "$FL_PID")
+	[ -n "$r" ] && [ "$r" -gt "$rsspk" ] && rsspk=$r
 done
 wait "$FLOOD_PID"
 wait "$FLB_PID"
 flb=$?
 made=$(sed -n 's/^ndflood: \([0-9]*\) connects.*/\1/p' "$T/flood.out")
-echo "   $(cat "$T/flood.out"); server threads $th0 -> peak $thpk, fds $fd0 -> peak $fdpk"
+echo "   $(cat "$T/flood.out"); server threads $th0 -> peak $thpk, fds $fd0 -> peak $fdpk, RSS $rss0 -> peak $rsspk KiB"
 [ "${made:-0}" -ge 1000 ] && ok "flood: ${made} connects" ||
 	bad "flood: only '${made}' connects: $(cat "$T/flood.out" "$T/flood.err")"
 [ "$flb" -eq 0 ] && ok "flood: a bench ran through it" ||

@@ -14,13 +14,15 @@
  * default 900) are open, when the oldest is closed. Rate default 200/s,
  * count default 1000. At the end it prints one line:
  *   ndflood: N connects, C closed by the server, F failed, peak open P
- * and exits 0 (2 on bad arguments).
+ * and exits 0 (2 on bad arguments); SIGTERM ends the flood early, with
+ * the same line.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +35,14 @@
 #include "netdisk_proto.h"
 
 #define MAX_FROM	16
+
+static volatile sig_atomic_t stop;
+
+static void on_term(int sig)
+{
+	(void)sig;
+	stop = 1;
+}
 
 static double now_s(void)
 {
@@ -161,9 +171,10 @@ int main(int argc, char **argv)
 	if (!open_fds)
 		return 1;
 	srand((unsigned int)getpid());
+	signal(SIGTERM, on_term);
 
 	t0 = now_s();
-	for (int i = 0; i < count; i++) {
+	for (int i = 0; i < count && !stop; i++) {
 		struct timeval tv = { .tv_sec = 1 };
 		double due = t0 + i / rate, wait;
 		int fd, j, k;
@@ -214,8 +225,8 @@ int main(int argc, char **argv)
 		if (nopen > peak)
 			peak = nopen;
 	}
-	printf("ndflood: %d connects, %d closed by the server, %d failed, peak open %d\n",
-	       made, closed, failed, peak);
+	printf("ndflood: %d connects, %d closed by the server, %d failed, peak open %d, %.0f/s\n",
+	       made, closed, failed, peak, made / (now_s() - t0));
 	for (int j = 0; j < nopen; j++)
 		close(open_fds[j].fd);
 	free(open_fds);
