@@ -294,6 +294,43 @@ static int export_id(const struct stat *st, uint64_t size,
 	return 0;
 }
 
+/*
+ * One read-write server or any number of read-only ones per file: the
+ * write lock a server grants its client (and the client cache built on
+ * it) means nothing if another process writes the same file. An OFD lock
+ * on the whole file, exclusive for read-write and shared for read-only;
+ * it lives as long as fd and is dropped by the kernel if we die.
+ */
+static int lock_export(int fd, const char *path, bool read_only, char *err,
+		       size_t errlen)
+{
+	struct flock fl = {
+		.l_type = read_only ? F_RDLCK : F_WRLCK,
+		.l_whence = SEEK_SET,
+	};
+
+	if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
+		return 0;
+	if (errno != EAGAIN && errno != EACCES) {
+		snprintf(err, errlen, "%s: cannot lock: %s", path,
+			 strerror(errno));
+		return -1;
+	}
+	fl.l_type = read_only ? F_RDLCK : F_WRLCK;
+	fl.l_whence = SEEK_SET;
+	fl.l_start = fl.l_len = 0;
+	fl.l_pid = 0;
+	if (fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type == F_RDLCK)
+		snprintf(err, errlen,
+			 "%s: in use: another process holds a read lock on it (a netdiskd serving it read-only?)",
+			 path);
+	else
+		snprintf(err, errlen,
+			 "%s: in use: another process holds a write lock on it (a netdiskd serving it read-write?)",
+			 path);
+	return -1;
+}
+
 int nd_file_open(struct nd_export *e, const char *path, bool read_only,
 		 char *err, size_t errlen)
 {
@@ -329,6 +366,8 @@ int nd_file_open(struct nd_export *e, const char *path, bool read_only,
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		goto fail;
 	}
+	if (lock_export(fd, path, read_only, err, errlen) < 0)
+		goto fail;
 	if (S_ISBLK(st.st_mode)) {
 		int ss = 0;
 
