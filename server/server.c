@@ -104,11 +104,19 @@ static void execute(struct nd_server *s, struct nd_req *q)
 		what = "write";
 		break;
 	case ND_OP_FLUSH:
-		rc = e->ops->flush(e->h);
+		/*
+		 * A read-only session wrote nothing, so it has nothing to
+		 * make durable; syncing the file could only take a write-back
+		 * error away from the writer it belongs to.
+		 */
+		if (!q->c->read_only)
+			rc = e->ops->flush(e->h);
 		what = "flush";
 		break;
 	case ND_OP_TRIM:
 		rc = e->ops->trim(e->h, r->length, r->offset);
+		if (rc == 0 && fua)
+			rc = e->ops->flush(e->h);
 		what = "trim";
 		break;
 	case ND_OP_WRITE_ZEROES:
