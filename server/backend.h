@@ -17,6 +17,14 @@
  * All I/O calls may run concurrently from several worker threads on the
  * same handle. They transfer everything or fail, and return 0 or a
  * negative errno. Offsets and lengths are already range-checked.
+ *
+ * Durability: flush, and pwrite/write_zeroes with fua, promise that every
+ * write acknowledged before them is on stable storage. Once a backend has
+ * lost acknowledged data (a write-back error), every later flush and fua
+ * write must fail until it is closed: the loss concerns writes whose
+ * replies went out long before, maybe on another connection or in an
+ * earlier session of the same client, and one success would declare them
+ * durable.
  */
 struct nd_backend_ops {
 	const char *name;

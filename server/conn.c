@@ -404,6 +404,38 @@ static bool over_limit(const struct nd_conn *c)
 	       c->inflight_bytes >= ND_SRV_INFLIGHT_BYTES;
 }
 
+/* True if the client closed or reset the connection (no wait). */
+static bool peer_gone(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLRDHUP };
+
+	return poll(&p, 1, 0) == 1 &&
+	       (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+/*
+ * Backpressure: waits (c->lock held) while too much is in flight. false if
+ * the client hung up meanwhile: with a stalled disk no slot may free for a
+ * long time, and its queued requests are to be dropped now, not then.
+ */
+static bool rx_wait_room(struct nd_conn *c)
+{
+	while (!c->dead && over_limit(c)) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += ND_SRV_HUP_CHECK_MS * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		if (pthread_cond_timedwait(&c->rx_cond, &c->lock, &ts) ==
+		    ETIMEDOUT && peer_gone(c->fd))
+			return false;
+	}
+	return true;
+}
+
 static enum rx_end rx_loop(struct nd_conn *c, struct rx_batch *batch)
 {
 	struct nd_server *s = c->srv;
@@ -435,8 +467,11 @@ static enum rx_end rx_loop(struct nd_conn *c, struct rx_batch *batch)
 			batch_flush(c, batch);
 			pthread_mutex_lock(&c->lock);
 		}
-		while (!c->dead && over_limit(c))
-			pthread_cond_wait(&c->rx_cond, &c->lock);
+		if (!rx_wait_room(c)) {
+			pthread_mutex_unlock(&c->lock);
+			nd_info("client %s: connection closed", c->peer);
+			return RX_CLOSED;
+		}
 		dead = c->dead;
 		pthread_mutex_unlock(&c->lock);
 		if (dead)
@@ -616,6 +651,36 @@ void nd_conn_destroy(struct nd_conn *c)
 	free(c);
 }
 
+/*
+ * The connection is over without DISCONNECT (client gone, protocol
+ * violation, send failure): nobody will read the replies, and a queued
+ * write done now could land after the client resent it on a new
+ * connection and wrote again on top. Requests no worker has started are
+ * dropped unexecuted; running ones finish and their replies are dropped.
+ */
+static void drop_queued(struct nd_conn *c)
+{
+	struct nd_req *q, *list;
+	int n = 0;
+
+	pthread_mutex_lock(&c->lock);
+	c->dead = true;
+	pthread_mutex_unlock(&c->lock);
+	list = nd_work_cancel(c->srv, c);
+	pthread_mutex_lock(&c->lock);
+	while ((q = list)) {
+		list = q->next;
+		c->inflight--;
+		c->inflight_bytes -= q->charge;
+		req_put_locked(c, q);
+		n++;
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (n)
+		nd_info("client %s: %d queued request%s dropped", c->peer, n,
+			n == 1 ? "" : "s");
+}
+
 void *nd_conn_main(void *arg)
 {
 	struct nd_conn *c = arg;
@@ -645,6 +710,10 @@ void *nd_conn_main(void *arg)
 				pthread_mutex_unlock(&c->lock);
 			}
 			batch_flush(c, &batch);
+			/* On shutdown (reads cut by us) work is finished. */
+			if (end != RX_DISCONNECT &&
+			    !__atomic_load_n(&s->stopping, __ATOMIC_RELAXED))
+				drop_queued(c);
 		} else {
 			nd_err("client %s: cannot start sender thread, closing",
 			       c->peer);

@@ -2,12 +2,21 @@
 /*
  * File and block-device backend: pread/pwrite/fdatasync on one fd; TRIM and
  * WRITE_ZEROES by fallocate on files, BLKDISCARD/BLKZEROOUT on devices.
+ *
+ * Write-back errors: the kernel hands an error writing back the page cache
+ * to the first fsync on the open file after it happened (errseq), and
+ * every fsync after that succeeds although the data is gone. All sessions
+ * share this fd, so whichever sync comes first (any connection's FLUSH or
+ * FUA write) takes it. The backend therefore keeps it: once a sync has
+ * failed, every later one fails too, until the backend is closed
+ * (netdiskd restarts). See sync_begin/sync_end.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
 #include <linux/fs.h>
 #include <linux/magic.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +30,13 @@
 #include <openssl/evp.h>
 
 #include "backend.h"
+#include "log.h"
+
+/* A sync (fdatasync, RWF_DSYNC write) in progress. */
+struct sync_rec {
+	struct sync_rec *next;
+	uint64_t ticket;		/* order of sync_begin */
+};
 
 struct file_h {
 	int fd;
@@ -31,6 +47,13 @@ struct file_h {
 	bool no_nowait;		/* RWF_NOWAIT refused by this kernel/fs */
 	bool no_wnowait;	/* same, for buffered writes */
 	bool in_memory;		/* tmpfs/ramfs: a read never waits on a disk */
+	char *path;			/* for the write-back error message */
+
+	pthread_mutex_t sync_lock;	/* the fields below */
+	pthread_cond_t sync_done;	/* a sync ended */
+	struct sync_rec *syncs;		/* syncs in progress */
+	uint64_t next_ticket;
+	int wb_err;			/* errno of the lost write-back; sticky */
 };
 
 static const uint8_t zero_page[65536];
@@ -82,24 +105,90 @@ static int file_pread_nowait(void *h, void *buf, uint32_t len, uint64_t off)
 	return -EAGAIN;
 }
 
-static int file_pwrite(void *h, const void *buf, uint32_t len, uint64_t off,
-		       bool fua)
+/*
+ * Registers a sync; -errno instead if write-back already failed (the sync
+ * must then not be done: it would succeed).
+ */
+static int sync_begin(struct file_h *f, struct sync_rec *r)
 {
-	struct file_h *f = h;
-	const uint8_t *p = buf;
+	int rc = 0;
 
+	pthread_mutex_lock(&f->sync_lock);
+	if (f->wb_err) {
+		rc = -f->wb_err;
+	} else {
+		r->ticket = f->next_ticket++;
+		r->next = f->syncs;
+		f->syncs = r;
+	}
+	pthread_mutex_unlock(&f->sync_lock);
+	return rc;
+}
+
+static bool sync_running_before(const struct file_h *f, uint64_t ticket)
+{
+	for (const struct sync_rec *r = f->syncs; r; r = r->next)
+		if (r->ticket < ticket)
+			return true;
+	return false;
+}
+
+/*
+ * Ends sync r; lost is the errno of the write-back error it reported, or
+ * 0. A sync that reported none still waits for the syncs that ran beside
+ * it: one of them may have taken the error that covers our writes too.
+ * Returns 0 or the latched error.
+ */
+static int sync_end(struct file_h *f, struct sync_rec *r, int lost)
+{
+	struct sync_rec **pp;
+	bool first = false;
+	int rc;
+
+	pthread_mutex_lock(&f->sync_lock);
+	for (pp = &f->syncs; *pp != r; pp = &(*pp)->next)
+		;
+	*pp = r->next;
+	if (lost && !f->wb_err) {
+		__atomic_store_n(&f->wb_err, lost, __ATOMIC_RELAXED);
+		first = true;
+	}
+	if (!lost) {
+		uint64_t limit = f->next_ticket;
+
+		while (!f->wb_err && sync_running_before(f, limit))
+			pthread_cond_wait(&f->sync_done, &f->sync_lock);
+	}
+	rc = -f->wb_err;
+	pthread_cond_broadcast(&f->sync_done);
+	pthread_mutex_unlock(&f->sync_lock);
+	if (first)
+		nd_err("%s: write-back failed (%s): writes acknowledged earlier may be lost; every FLUSH and FUA write fails from now on, until netdiskd is restarted",
+		       f->path, strerror(lost));
+	return rc;
+}
+
+/* fdatasync, through the write-back error latch. */
+static int file_sync(struct file_h *f)
+{
+	struct sync_rec r;
+	int rc = sync_begin(f, &r);
+
+	if (rc < 0)
+		return rc;
+	while ((rc = fdatasync(f->fd)) < 0 && errno == EINTR)
+		;
+	return sync_end(f, &r, rc < 0 ? errno : 0);
+}
+
+/* Writes everything with pwritev2 flags; 0 or -errno. */
+static int write_all(struct file_h *f, const uint8_t *p, uint32_t len,
+		     uint64_t off, int flags)
+{
 	while (len) {
 		struct iovec iov = { .iov_base = (void *)p, .iov_len = len };
-		ssize_t n;
+		ssize_t n = pwritev2(f->fd, &iov, 1, (off_t)off, flags);
 
-		/* RWF_DSYNC makes this one write durable, like FUA. */
-		n = pwritev2(f->fd, &iov, 1, (off_t)off, fua ? RWF_DSYNC : 0);
-		if (n < 0 && fua && (errno == EOPNOTSUPP || errno == EINVAL ||
-				     errno == ENOSYS)) {
-			n = pwrite(f->fd, p, len, (off_t)off);
-			if (n > 0 && fdatasync(f->fd) < 0)
-				return -errno;
-		}
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -112,6 +201,49 @@ static int file_pwrite(void *h, const void *buf, uint32_t len, uint64_t off,
 		off += (uint64_t)n;
 	}
 	return 0;
+}
+
+/*
+ * FUA: RWF_DSYNC makes this one write durable (syncing only its range).
+ * Its error may come from the write (no space, file size limit, a block
+ * that could not be read) or from the sync, which may have taken a
+ * write-back error of earlier writes: a plain write of the same bytes
+ * tells them apart, as it fails again only in the first case.
+ */
+static int write_fua(struct file_h *f, const uint8_t *p, uint32_t len,
+		     uint64_t off)
+{
+	struct sync_rec r;
+	int rc = sync_begin(f, &r);
+	int lost = 0, latched;
+
+	if (rc < 0)
+		return rc;
+	rc = write_all(f, p, len, off, RWF_DSYNC);
+	if (rc == -EOPNOTSUPP || rc == -EINVAL || rc == -ENOSYS) {
+		/* No RWF_DSYNC here: write, then sync the whole file. */
+		rc = write_all(f, p, len, off, 0);
+		if (rc == 0) {
+			while ((rc = fdatasync(f->fd)) < 0 && errno == EINTR)
+				;
+			if (rc < 0)
+				lost = errno;
+		}
+	} else if (rc < 0 && write_all(f, p, len, off, 0) == 0) {
+		lost = -rc;
+	}
+	latched = sync_end(f, &r, lost);
+	return latched ? latched : rc;
+}
+
+static int file_pwrite(void *h, const void *buf, uint32_t len, uint64_t off,
+		       bool fua)
+{
+	struct file_h *f = h;
+
+	if (fua)
+		return write_fua(f, buf, len, off);
+	return write_all(f, buf, len, off, 0);
 }
 
 static int file_pwrite_nowait(void *h, const void *buf, uint32_t len,
@@ -127,6 +259,8 @@ static int file_pwrite_nowait(void *h, const void *buf, uint32_t len,
 	 * the page cache only without FUA and only if RWF_NOWAIT is accepted
 	 * (no page to read in, no dirty throttling, no block allocation).
 	 */
+	if (fua && __atomic_load_n(&f->wb_err, __ATOMIC_RELAXED))
+		return -EAGAIN;	/* the worker reports it */
 	if (f->in_memory)
 		n = pwrite(f->fd, buf, len, (off_t)off);
 	else if (fua || f->blk ||
@@ -145,9 +279,7 @@ static int file_pwrite_nowait(void *h, const void *buf, uint32_t len,
 
 static int file_flush(void *h)
 {
-	struct file_h *f = h;
-
-	return fdatasync(f->fd) < 0 ? -errno : 0;
+	return file_sync(h);
 }
 
 static bool notsup(int e)
@@ -175,7 +307,7 @@ static int write_zero_pages(struct file_h *f, uint32_t len, uint64_t off)
 {
 	while (len) {
 		uint32_t n = len < sizeof(zero_page) ? len : sizeof(zero_page);
-		int rc = file_pwrite(f, zero_page, n, off, false);
+		int rc = write_all(f, zero_page, n, off, 0);
 
 		if (rc < 0)
 			return rc;
@@ -214,8 +346,8 @@ static int file_write_zeroes(void *h, uint32_t len, uint64_t off, bool fua)
 		if (rc < 0 && notsup(-rc))
 			rc = write_zero_pages(f, len, off);
 	}
-	if (rc == 0 && fua && fdatasync(f->fd) < 0)
-		rc = -errno;
+	if (rc == 0 && fua)
+		rc = file_sync(f);
 	return rc;
 }
 
@@ -253,6 +385,9 @@ static void file_close(void *h)
 	struct file_h *f = h;
 
 	close(f->fd);
+	pthread_mutex_destroy(&f->sync_lock);
+	pthread_cond_destroy(&f->sync_done);
+	free(f->path);
 	free(f);
 }
 
@@ -294,6 +429,43 @@ static int export_id(const struct stat *st, uint64_t size,
 	return 0;
 }
 
+/*
+ * One read-write server or any number of read-only ones per file: the
+ * write lock a server grants its client (and the client cache built on
+ * it) means nothing if another process writes the same file. An OFD lock
+ * on the whole file, exclusive for read-write and shared for read-only;
+ * it lives as long as fd and is dropped by the kernel if we die.
+ */
+static int lock_export(int fd, const char *path, bool read_only, char *err,
+		       size_t errlen)
+{
+	struct flock fl = {
+		.l_type = read_only ? F_RDLCK : F_WRLCK,
+		.l_whence = SEEK_SET,
+	};
+
+	if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
+		return 0;
+	if (errno != EAGAIN && errno != EACCES) {
+		snprintf(err, errlen, "%s: cannot lock: %s", path,
+			 strerror(errno));
+		return -1;
+	}
+	fl.l_type = read_only ? F_RDLCK : F_WRLCK;
+	fl.l_whence = SEEK_SET;
+	fl.l_start = fl.l_len = 0;
+	fl.l_pid = 0;
+	if (fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type == F_RDLCK)
+		snprintf(err, errlen,
+			 "%s: in use: another process holds a read lock on it (a netdiskd serving it read-only?)",
+			 path);
+	else
+		snprintf(err, errlen,
+			 "%s: in use: another process holds a write lock on it (a netdiskd serving it read-write?)",
+			 path);
+	return -1;
+}
+
 int nd_file_open(struct nd_export *e, const char *path, bool read_only,
 		 char *err, size_t errlen)
 {
@@ -329,6 +501,8 @@ int nd_file_open(struct nd_export *e, const char *path, bool read_only,
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		goto fail;
 	}
+	if (lock_export(fd, path, read_only, err, errlen) < 0)
+		goto fail;
 	if (S_ISBLK(st.st_mode)) {
 		int ss = 0;
 
@@ -366,11 +540,16 @@ int nd_file_open(struct nd_export *e, const char *path, bool read_only,
 		snprintf(err, errlen, "%s: cannot compute export id", path);
 		goto fail;
 	}
-	f = malloc(sizeof(*f));
-	if (!f) {
+	f = calloc(1, sizeof(*f));
+	if (f)
+		f->path = strdup(path);
+	if (!f || !f->path) {
+		free(f);
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
+	pthread_mutex_init(&f->sync_lock, NULL);
+	pthread_cond_init(&f->sync_done, NULL);
 	f->fd = fd;
 	f->blk = S_ISBLK(st.st_mode);
 	f->no_zero_range = false;

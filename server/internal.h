@@ -42,6 +42,11 @@
  * by the sender thread, while the receiver reads the next request.
  */
 #define ND_SRV_TX_CHUNK		(128 * 1024)
+/*
+ * While a connection waits for room (backpressure), how often its
+ * receiver checks whether the client hung up.
+ */
+#define ND_SRV_HUP_CHECK_MS	250
 /* How long shutdown waits for replies before cutting connections. */
 #define ND_SRV_DRAIN_MS		10000
 
@@ -186,6 +191,8 @@ void nd_conn_destroy(struct nd_conn *c);
 void *nd_conn_main(void *arg);
 /* server.c: hand a request to the worker pool. */
 void nd_work_submit(struct nd_server *s, struct nd_req *q);
+/* server.c: takes c's requests no worker has started off the queue. */
+struct nd_req *nd_work_cancel(struct nd_server *s, struct nd_conn *c);
 void *nd_worker_main(void *arg);
 /* conn.c: a finished request's reply goes to its connection's sender. */
 void nd_conn_reply(struct nd_conn *c, struct nd_req *q);

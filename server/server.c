@@ -76,6 +76,27 @@ void nd_work_submit(struct nd_server *s, struct nd_req *q)
 	pthread_mutex_unlock(&s->wq_lock);
 }
 
+struct nd_req *nd_work_cancel(struct nd_server *s, struct nd_conn *c)
+{
+	struct nd_req *list = NULL, **tail = &list, **pp, *q;
+
+	pthread_mutex_lock(&s->wq_lock);
+	s->wq_tail = NULL;
+	for (pp = &s->wq_head; (q = *pp);) {
+		if (q->c == c) {
+			*pp = q->next;
+			q->next = NULL;
+			*tail = q;
+			tail = &q->next;
+		} else {
+			s->wq_tail = q;
+			pp = &q->next;
+		}
+	}
+	pthread_mutex_unlock(&s->wq_lock);
+	return list;
+}
+
 static uint16_t errno_status(int rc)
 {
 	if (rc == -ENOSPC || rc == -EDQUOT)
@@ -104,11 +125,19 @@ static void execute(struct nd_server *s, struct nd_req *q)
 		what = "write";
 		break;
 	case ND_OP_FLUSH:
-		rc = e->ops->flush(e->h);
+		/*
+		 * A read-only session wrote nothing, so it has nothing to
+		 * make durable; syncing the file could only take a write-back
+		 * error away from the writer it belongs to.
+		 */
+		if (!q->c->read_only)
+			rc = e->ops->flush(e->h);
 		what = "flush";
 		break;
 	case ND_OP_TRIM:
 		rc = e->ops->trim(e->h, r->length, r->offset);
+		if (rc == 0 && fua)
+			rc = e->ops->flush(e->h);
 		what = "trim";
 		break;
 	case ND_OP_WRITE_ZEROES:

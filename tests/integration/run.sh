@@ -216,6 +216,45 @@ else
 	bad "netdiskd with a 1000-byte export: exit $RC"
 fi
 
+# ------------------------------------------------ one writer per file
+# netdiskd takes an OFD lock on its file: exclusive read-write, shared
+# read-only. A refused server exits 1 at once with one line naming the lock.
+# expect_locked NAME PATTERN NETDISKD-ARGS...
+expect_locked() {
+	local name=$1 pat=$2
+	shift 2
+	timeout -k 1 10 "$NDD" --listen 127.0.0.1 --port 0 "$@" \
+		>"$T/$name.out" 2>"$T/$name.err"
+	RC=$?
+	if [ "$RC" -ne 1 ]; then
+		bad "$name: exit $RC, wanted 1 ($(head -c 300 "$T/$name.err"))"
+	elif [ "$(wc -l <"$T/$name.err")" -ne 1 ] ||
+	     ! grep -qE -- "$pat" "$T/$name.err"; then
+		bad "$name: wanted one line matching /$pat/: $(cat "$T/$name.err")"
+	else
+		ok "$name (exit 1: $(cat "$T/$name.err"))"
+	fi
+}
+truncate -s 4M lock.img
+start_server LK1 --file lock.img --key-file key || exit 1
+expect_locked lock-second-writer "lock.img: in use: .*write lock" \
+	--file lock.img --key-file key
+expect_locked lock-reader-while-writer "lock.img: in use: .*write lock" \
+	--file lock.img --key-file key --read-only
+expect_ok lock-writer-still-serves "$ND" copy small.img \
+	"netdisk://127.0.0.1:$LK1_PORT" --key-file key
+stop_server LK1
+start_server LK2 --file lock.img --key-file key --read-only || exit 1
+start_server LK3 --file lock.img --key-file key --read-only || exit 1
+expect_ok lock-two-readers "$ND" info "netdisk://127.0.0.1:$LK3_PORT" --key-file key
+expect_locked lock-writer-while-reader "lock.img: in use: .*read lock" \
+	--file lock.img --key-file key
+stop_server LK2
+stop_server LK3
+start_server LK4 --file lock.img --key-file key || exit 1
+ok "lock: released when the servers exit"
+stop_server LK4
+
 # ------------------------------------------------ 64 MiB round trip (rw)
 head -c 64M /dev/urandom >src.img
 truncate -s 64M rw.img

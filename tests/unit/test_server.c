@@ -40,8 +40,23 @@ static int scale = 1;
 #define GRACE_MS	(400 * scale)
 #define HS_TIMEOUT_MS	(300 * scale)
 
+/*
+ * A backend in front of the file backend that holds every write until the
+ * test opens the gate, and counts the writes it was handed: a disk that
+ * hangs, with a count of what reached it.
+ */
+struct gate {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool open;
+	int writes;
+	const struct nd_backend_ops *ops;
+	void *h;
+};
+
 struct fixture {
 	char path[64];
+	struct gate *gate;		/* if set, the export's backend */
 	uint8_t key[ND_KEY_LEN];
 	struct nd_server *srv;
 	pthread_t thread;
@@ -59,6 +74,167 @@ struct conn {
 	uint8_t *rxbuf;		/* one receive buffer per connection */
 };
 
+static int gate_pread(void *h, void *buf, uint32_t len, uint64_t off)
+{
+	struct gate *g = h;
+
+	return g->ops->pread(g->h, buf, len, off);
+}
+
+static int gate_pwrite(void *h, const void *buf, uint32_t len, uint64_t off,
+		       bool fua)
+{
+	struct gate *g = h;
+
+	pthread_mutex_lock(&g->lock);
+	g->writes++;
+	pthread_cond_broadcast(&g->cond);
+	while (!g->open)
+		pthread_cond_wait(&g->cond, &g->lock);
+	pthread_mutex_unlock(&g->lock);
+	return g->ops->pwrite(g->h, buf, len, off, fua);
+}
+
+static int gate_flush(void *h)
+{
+	struct gate *g = h;
+
+	return g->ops->flush(g->h);
+}
+
+static void gate_close(void *h)
+{
+	struct gate *g = h;
+
+	g->ops->close(g->h);
+}
+
+static const struct nd_backend_ops gate_ops = {
+	.name = "gate",
+	.pread = gate_pread,
+	.pwrite = gate_pwrite,
+	.flush = gate_flush,
+	.close = gate_close,
+};
+
+/* Until n writes have reached the gate (5 s at most). */
+static bool gate_wait_writes(struct gate *g, int n)
+{
+	struct timespec ts;
+	bool ok;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 5 * scale;
+	pthread_mutex_lock(&g->lock);
+	while (g->writes < n &&
+	       pthread_cond_timedwait(&g->cond, &g->lock, &ts) == 0)
+		;
+	ok = g->writes >= n;
+	pthread_mutex_unlock(&g->lock);
+	return ok;
+}
+
+static void gate_open(struct gate *g)
+{
+	pthread_mutex_lock(&g->lock);
+	g->open = true;
+	pthread_cond_broadcast(&g->cond);
+	pthread_mutex_unlock(&g->lock);
+}
+
+/*
+ * The server's log lines, captured from stderr by a thread, so a test can
+ * wait for the server to report an event it cannot otherwise observe.
+ */
+struct logcap {
+	int saved;			/* the real stderr */
+	int rfd;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	const char *needle;
+	bool seen;
+	char line[1024];
+	size_t len;
+};
+
+static void *logcap_main(void *arg)
+{
+	struct logcap *lc = arg;
+	char buf[512];
+	ssize_t n;
+
+	while ((n = read(lc->rfd, buf, sizeof(buf))) > 0) {
+		for (ssize_t i = 0; i < n; i++) {
+			if (buf[i] != '\n') {
+				if (lc->len < sizeof(lc->line) - 1)
+					lc->line[lc->len++] = buf[i];
+				continue;
+			}
+			lc->line[lc->len] = 0;
+			lc->len = 0;
+			if (!strstr(lc->line, lc->needle))
+				continue;
+			pthread_mutex_lock(&lc->lock);
+			lc->seen = true;
+			pthread_cond_broadcast(&lc->cond);
+			pthread_mutex_unlock(&lc->lock);
+		}
+	}
+	return NULL;
+}
+
+static void logcap_start(struct logcap *lc, const char *needle)
+{
+	int p[2];
+
+	memset(lc, 0, sizeof(*lc));
+	lc->needle = needle;
+	pthread_mutex_init(&lc->lock, NULL);
+	pthread_cond_init(&lc->cond, NULL);
+	assert_int_equal(pipe(p), 0);
+	lc->rfd = p[0];
+	lc->saved = dup(STDERR_FILENO);
+	assert_true(lc->saved >= 0);
+	assert_true(dup2(p[1], STDERR_FILENO) >= 0);
+	close(p[1]);
+	assert_int_equal(pthread_create(&lc->thread, NULL, logcap_main, lc),
+			 0);
+}
+
+/* True once a line with the needle was logged (waits up to ms). */
+static bool logcap_wait(struct logcap *lc, int ms)
+{
+	struct timespec ts;
+	bool seen;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&lc->lock);
+	while (!lc->seen &&
+	       pthread_cond_timedwait(&lc->cond, &lc->lock, &ts) == 0)
+		;
+	seen = lc->seen;
+	pthread_mutex_unlock(&lc->lock);
+	return seen;
+}
+
+/* Back to the real stderr; the thread ends at the pipe's EOF. */
+static void logcap_stop(struct logcap *lc)
+{
+	dup2(lc->saved, STDERR_FILENO);
+	close(lc->saved);
+	pthread_join(lc->thread, NULL);
+	close(lc->rfd);
+	pthread_mutex_destroy(&lc->lock);
+	pthread_cond_destroy(&lc->cond);
+}
+
 static void *run_server(void *arg)
 {
 	struct fixture *f = arg;
@@ -71,7 +247,7 @@ static void start_server(struct fixture *f)
 {
 	struct nd_server_config cfg = {
 		.listen_addr = "127.0.0.1",
-		.workers = 4,
+		.workers = f->gate ? 2 : 4,
 		.grace_ms = GRACE_MS,
 		.handshake_timeout_ms = f->hs_timeout_ms ? f->hs_timeout_ms :
 					HS_TIMEOUT_MS,
@@ -87,6 +263,13 @@ static void start_server(struct fixture *f)
 	assert_int_equal(nd_file_open(&e, f->path, f->read_only, err,
 				      sizeof(err)), 0);
 	snprintf(e.name, sizeof(e.name), "default");
+	if (f->gate) {
+		f->gate->ops = e.ops;
+		f->gate->h = e.h;
+		e.ops = &gate_ops;
+		e.h = f->gate;
+		e.caps = 0;
+	}
 	f->srv = nd_server_create(&cfg, &e, err, sizeof(err));
 	assert_non_null(f->srv);
 	f->port = nd_server_port(f->srv);
@@ -102,7 +285,8 @@ static void stop_server(struct fixture *f)
 	f->srv = NULL;
 }
 
-static int setup_common(void **state, bool read_only, const char *dir)
+static int setup_common(void **state, bool read_only, const char *dir,
+			struct gate *gate)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 	const char *preload = getenv("LD_PRELOAD");
@@ -124,6 +308,9 @@ static int setup_common(void **state, bool read_only, const char *dir)
 	close(fd);
 	assert_int_equal(nd_random(f->key, sizeof(f->key)), 0);
 	f->read_only = read_only;
+	f->gate = gate;
+	if (gate)	/* its tests wait for info lines */
+		nd_log_level = ND_LOG_INFO;
 	start_server(f);
 	*state = f;
 	return 0;
@@ -131,7 +318,7 @@ static int setup_common(void **state, bool read_only, const char *dir)
 
 static int setup_rw(void **state)
 {
-	return setup_common(state, false, "/tmp");
+	return setup_common(state, false, "/tmp", NULL);
 }
 
 /* A tmpfs export: netdiskd reads and writes it on the receiver thread. */
@@ -140,8 +327,8 @@ static int setup_rw_shm(void **state)
 	struct stat st;
 
 	if (stat("/dev/shm", &st) < 0 || !S_ISDIR(st.st_mode))
-		return setup_common(state, false, "/tmp");
-	return setup_common(state, false, "/dev/shm");
+		return setup_common(state, false, "/tmp", NULL);
+	return setup_common(state, false, "/dev/shm", NULL);
 }
 
 /* A small handshake budget (8, 4 per address) and a long timeout. */
@@ -161,15 +348,33 @@ static int setup_rw_budget(void **state)
 
 static int setup_ro(void **state)
 {
-	return setup_common(state, true, "/tmp");
+	return setup_common(state, true, "/tmp", NULL);
+}
+
+/* Writes wait at a closed gate (2 workers). */
+static int setup_gated(void **state)
+{
+	struct gate *g = calloc(1, sizeof(*g));
+
+	assert_non_null(g);
+	pthread_mutex_init(&g->lock, NULL);
+	pthread_cond_init(&g->cond, NULL);
+	return setup_common(state, false, "/tmp", g);
 }
 
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
+	if (f->gate)	/* nothing may stay blocked in it */
+		gate_open(f->gate);
 	if (f->srv)
 		stop_server(f);
+	if (f->gate) {
+		pthread_mutex_destroy(&f->gate->lock);
+		pthread_cond_destroy(&f->gate->cond);
+		free(f->gate);
+	}
 	unlink(f->path);
 	free(f);
 	return 0;
@@ -1671,6 +1876,44 @@ static void test_inline_write_error(void **state)
 	conn_close(&a);
 }
 
+/*
+ * A client that queued far more writes than there are workers, on a disk
+ * that hangs, goes away: the server drops the writes no worker started
+ * (only the two running ones reach the disk, and the file shows only
+ * those), also when the receiver was held by backpressure (more than
+ * ND_SRV_MAX_INFLIGHT sent) and saw the hang-up only by checking for it.
+ */
+static void test_gone_client_queue_dropped(void **state)
+{
+	struct fixture *f = *state;
+	enum { N = 160, BS = 4096 };
+	uint8_t w[BS], r[BS];
+	struct logcap lc;
+	struct conn a;
+	bool dropped;
+
+	memset(w, 0xee, sizeof(w));
+	logcap_start(&lc, "queued requests dropped");
+	open_ok(f, &a, NULL, 0);
+	for (int i = 0; i < N; i++)
+		send_req(&a, ND_OP_WRITE, 0, BS, (uint64_t)i, (uint64_t)i * BS,
+			 w);
+	assert_true(gate_wait_writes(f->gate, 2));
+	conn_close(&a);
+	/* The old server never logs it (nor drops anything): go on anyway. */
+	dropped = logcap_wait(&lc, 10000 * scale);
+	gate_open(f->gate);
+	stop_server(f);
+	logcap_stop(&lc);
+	assert_int_equal(f->gate->writes, 2);
+	assert_true(dropped);
+	/* Requests 0 and 1 were running; block i keeps byte i after those. */
+	for (int i = 2; i < N; i++) {
+		file_pread(f, r, BS, (off_t)i * BS);
+		assert_true(all_bytes(r, BS, (uint8_t)(i & 0xff)));
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1737,6 +1980,8 @@ int main(void)
 						setup_rw_shm, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_clients,
 						setup_rw, teardown),
+		cmocka_unit_test_setup_teardown(test_gone_client_queue_dropped,
+						setup_gated, teardown),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
