@@ -119,7 +119,7 @@ static int attach_failed(const char *canon, const char *display,
 		       nd_status_str(o->server_status));
 		return nd_exit_code(ND_CE_REFUSED, (uint16_t)o->server_status);
 	case ND_ATTACH_PROTO:
-		nd_err("%s: protocol error during handshake (not a netdisk server?)",
+		nd_err("%s: protocol error during handshake (not a netdisk server? the kernel log says more)",
 		       canon);
 		return ND_EXIT_PROTO;
 	case ND_ATTACH_LOST:

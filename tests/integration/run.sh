@@ -12,9 +12,10 @@ ND=$BIN/netdisk
 NDD=$BIN/netdiskd
 PROXY=$BIN/tools/ndproxy
 FLOOD=$BIN/tools/ndflood
+EVIL=$BIN/tools/ndevil
 TO=${ND_TEST_TIMEOUT:-120}	# per command, seconds
 
-for b in "$ND" "$NDD" "$PROXY" "$FLOOD"; do
+for b in "$ND" "$NDD" "$PROXY" "$FLOOD" "$EVIL"; do
 	if [ ! -x "$b" ]; then
 		echo "run.sh: $b missing; run 'make O=$O userspace' first" >&2
 		exit 2
@@ -479,6 +480,89 @@ else
 	echo "SKIP: silent server (no python3)"
 fi
 
+# ------------------------------------------------ a server that misbehaves
+# tests/tools/ndevil holds the key, completes a real handshake and serves
+# evil.img, except that it breaks the protocol once (--mode; reply modes at
+# the first READ covering 1 MiB). The client must end each with one clean
+# line and exit 11 within its --timeout (plus slack), never hang, never
+# crash (sanitizers, valgrind below).
+EVN=0
+# start_evil MODE: sets EV_PID, EV_PORT, EV_LOG.
+start_evil() {
+	local i
+	EVN=$((EVN + 1))
+	EV_LOG=$T/evil-$EVN.log
+	"$EVIL" --listen 127.0.0.1:0 --key-file key --file evil.img \
+		--mode "$1" --at 1048576 >"$T/evil-$EVN.out" 2>"$EV_LOG" &
+	EV_PID=$!
+	PIDS="$PIDS $EV_PID"
+	EV_PORT=""
+	for i in $(seq 1 100); do
+		EV_PORT=$(sed -n 's/^port //p' "$T/evil-$EVN.out")
+		[ -n "$EV_PORT" ] && break
+		sleep 0.05
+	done
+}
+stop_evil() {
+	kill -TERM "$EV_PID" 2>/dev/null
+	wait "$EV_PID" 2>/dev/null
+}
+# evil_case MODE PATTERN CMD...: CMD (URL stands for ndevil's) against MODE
+# must fail cleanly (exit 11, PATTERN) within 20 s, and ndevil must have
+# done its mischief.
+evil_case() {
+	local mode=$1 pat=$2 t0
+	shift 2
+	start_evil "$mode"
+	t0=$SECONDS
+	expect_err "evil-$mode" 11 "$pat" "${@/#URL/netdisk://127.0.0.1:$EV_PORT}" \
+		--key-file key --timeout 3
+	[ $((SECONDS - t0)) -le 20 ] ||
+		bad "evil-$mode: took $((SECONDS - t0)) s with --timeout 3"
+	grep -q "^ndevil: conn 1: $mode" "$EV_LOG" ||
+		bad "evil-$mode: ndevil did not misbehave: $(cat "$EV_LOG")"
+	stop_evil
+}
+head -c 4M /dev/urandom >evil.img
+start_evil honest
+expect_ok evil-honest "$ND" copy "netdisk://127.0.0.1:$EV_PORT" evil-honest.img \
+	--key-file key --timeout 3
+cmp -s evil.img evil-honest.img && ok "evil-honest: byte-identical (the harness is sound)" ||
+	bad "evil-honest: download differs"
+stop_evil
+for mode in unknown-handle dup-handle stale-handle short-read long-read \
+	    empty-read bad-status garbage; do
+	evil_case "$mode" "protocol error" "$ND" copy URL evil-out.img
+done
+# A stalled or trickling reply is as late as a silent one.
+evil_case stall "timed out" "$ND" copy URL evil-out.img
+evil_case trickle "timed out" "$ND" copy URL evil-out.img
+for mode in size-huge size-unaligned block-size payload-zero payload-huge \
+	    payload-raise info-status; do
+	evil_case "$mode" "protocol error: unusable session info" "$ND" info URL
+done
+evil_case hello-trickle "timed out during handshake" "$ND" info URL
+
+# Someone on the path without the key answers with a forged ServerHello
+# "unknown session": a malformed hello, not a refusal from the server.
+truncate -s 4M forge.img
+start_server FG --file forge.img --key-file key || exit 1
+"$PROXY" --listen 127.0.0.1:0 --target "127.0.0.1:$FG_PORT" --mode forge \
+	--after 1000 --forge 1 >"$T/forge.out" 2>"$T/forge.log" &
+FX=$!
+PIDS="$PIDS $FX"
+for i in $(seq 1 100); do [ -s "$T/forge.out" ] && break; sleep 0.05; done
+FXURL=netdisk://127.0.0.1:$(sed -n 's/^port //p' "$T/forge.out")
+expect_ok forge-first-forwarded "$ND" info "$FXURL" --key-file key
+expect_err forge-hello-status 11 "protocol error during handshake" \
+	"$ND" info "$FXURL" --key-file key
+grep -q 'forged server hello status 11' "$T/forge.log" ||
+	bad "forge: the proxy forged nothing: $(cat "$T/forge.log")"
+expect_ok forge-then-forwarded "$ND" info "$FXURL" --key-file key
+kill -TERM "$FX" 2>/dev/null
+wait "$FX" 2>/dev/null
+stop_server FG
+
 # ------------------------------------------------ bad arguments
 expect_err arg-missing-keyfile 1 "no such file|cannot" \
 	"$ND" info "$ROURL" --key-file /nonexistent/key
@@ -530,6 +614,14 @@ if [ -z "${ND_NO_VALGRIND:-}" ] && command -v valgrind >/dev/null &&
 		$VG "$ND" copy "netdisk://127.0.0.1:$PX_PORT" vg-x.img --key-file key --timeout 30 \
 		--inflight 1m --bs 64k
 	stop_proxy
+	# A misbehaving server: the connection dies with requests in flight.
+	for mode in trickle dup-handle; do
+		start_evil "$mode"
+		expect_err "valgrind-evil-$mode" 11 "timed out|protocol error" \
+			$VG "$ND" copy "netdisk://127.0.0.1:$EV_PORT" vg-x.img --key-file key \
+			--timeout 5
+		stop_evil
+	done
 	stop_server VG
 	if grep -q '==[0-9]*==' "$T/server-VG.log"; then
 		bad "valgrind: server reported errors: $(grep '==' "$T/server-VG.log" | head -5)"

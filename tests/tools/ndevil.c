@@ -1,0 +1,611 @@
+// SPDX-License-Identifier: MIT
+/*
+ * ndevil: a netdisk server for tests that holds the key and misbehaves.
+ *
+ *   ndevil --listen [ADDR:]PORT --key-file KEY --file IMG --mode MODE
+ *          [--at OFFSET] [--times N] [--trickle-ms MS]
+ *
+ * Runs the real handshake (libnetdisk's key schedule and record layer),
+ * then serves IMG read-write to every connection (one thread each; any
+ * session token is accepted, so reconnects join). Everything a client can
+ * verify is honest except what --mode breaks. Reply modes act on the first
+ * READ covering byte OFFSET (--at, default 0), N times in all (--times,
+ * default 1; 0: every time), then the server is honest again:
+ *   honest          nothing (the baseline)
+ *   unknown-handle  a reply for a handle never issued, then the real one
+ *   dup-handle      the real reply twice
+ *   stale-handle    a reply with 0xee data for the slot's previous
+ *                   generation (handle - 2^32), then the real one
+ *   short-read      READ data 512 bytes short (length and record agree)
+ *   long-read       READ data 512 bytes long
+ *   empty-read      status OK and no data
+ *   bad-status      status 0x7777, which the protocol does not define
+ *   garbage         an authenticated record of 64 random bytes, then the
+ *                   real reply
+ *   stall           no reply, to this request or any later one on this
+ *                   connection (which stays open)
+ *   trickle         the reply one byte every MS (--trickle-ms, default 100)
+ * Handshake modes act on every connection:
+ *   size-huge (export size 2^63), size-unaligned (4 KiB block size, size
+ *   not a multiple of it), block-size (3), payload-zero, payload-huge
+ *   (0xffffffff), payload-raise (16 MiB, above what the client asked),
+ *   info-status (SessionInfo status 0x7777), hello-trickle (ServerHello and
+ *   SessionInfo one byte every MS).
+ * Each misbehaviour is logged on stderr as "ndevil: conn C: MODE ...". With
+ * PORT 0 the chosen port is printed on stdout as "port N". SIGTERM/SIGINT
+ * exit 0.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "nd_wire.h"
+
+enum mode {
+	M_HONEST, M_UNKNOWN_HANDLE, M_DUP_HANDLE, M_STALE_HANDLE, M_SHORT_READ,
+	M_LONG_READ, M_EMPTY_READ, M_BAD_STATUS, M_GARBAGE, M_STALL,
+	M_TRICKLE,
+	/* handshake modes */
+	M_SIZE_HUGE, M_SIZE_UNALIGNED, M_BLOCK_SIZE, M_PAYLOAD_ZERO,
+	M_PAYLOAD_HUGE, M_PAYLOAD_RAISE, M_INFO_STATUS, M_HELLO_TRICKLE,
+	M_COUNT
+};
+static const char *const mode_names[M_COUNT] = {
+	"honest", "unknown-handle", "dup-handle", "stale-handle", "short-read",
+	"long-read", "empty-read", "bad-status", "garbage", "stall", "trickle",
+	"size-huge", "size-unaligned", "block-size", "payload-zero",
+	"payload-huge", "payload-raise", "info-status", "hello-trickle",
+};
+
+#define BAD_STATUS	0x7777
+#define SERVE_PAYLOAD	(1u << 20)	/* most the server grants */
+
+static enum mode g_mode = M_HONEST;
+static uint64_t g_at;
+static long g_left = 1;		/* misbehaviours left; <0: unlimited */
+static unsigned int g_trickle_ms = 100;
+static uint8_t g_key[ND_KEY_LEN];
+static int g_fd = -1;		/* the image */
+static uint64_t g_size;
+static uint8_t g_token[ND_TOKEN_LEN], g_export_id[ND_EXPORT_ID_LEN];
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned long g_nconn;
+
+struct conn {
+	int fd;
+	unsigned long id;
+	struct nd_crypto cr;
+	uint32_t max_payload;
+	bool stalled;
+	uint8_t *req, *data;	/* request record body; reply data */
+};
+
+static void die(const char *msg)
+{
+	fprintf(stderr, "ndevil: %s\n", msg);
+	exit(2);
+}
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	_exit(0);	/* workers may be mid-write: nothing to flush */
+}
+
+/* True if this READ is the one to misbehave on (counts it). */
+static bool trigger(const struct nd_request *r)
+{
+	bool fire;
+
+	if (g_mode == M_HONEST || g_mode >= M_SIZE_HUGE ||
+	    r->op != ND_OP_READ || g_at < r->offset ||
+	    g_at >= r->offset + r->length)
+		return false;
+	pthread_mutex_lock(&g_lock);
+	fire = g_left != 0;
+	if (g_left > 0)
+		g_left--;
+	pthread_mutex_unlock(&g_lock);
+	return fire;
+}
+
+static void sleep_ms(unsigned int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+/* Writes buf one byte every g_trickle_ms. 0 or -1. */
+static int trickle(int fd, const uint8_t *buf, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		if (nd_write_full(fd, buf + i, 1))
+			return -1;
+		sleep_ms(g_trickle_ms);
+	}
+	return 0;
+}
+
+/* Seals body (hdr + data, encrypted in place) and sends it, maybe slowly. */
+static int send_body(struct conn *c, uint8_t *hdr, size_t hlen, uint8_t *data,
+		     size_t dlen, bool slow)
+{
+	struct iovec v[2] = { { hdr, hlen }, { data, dlen } };
+	uint8_t rh[ND_RECORD_HDR_LEN], tag[ND_TAG_LEN], *flat;
+	size_t n;
+	int rc;
+
+	if (!slow)
+		return nd_send_record(c->fd, &c->cr.tx, v, dlen ? 2 : 1);
+	if (nd_seal(&c->cr.tx, rh, v, dlen ? 2 : 1, tag))
+		return -1;
+	n = sizeof(rh) + hlen + dlen + sizeof(tag);
+	flat = malloc(n);
+	if (!flat)
+		return -1;
+	memcpy(flat, rh, sizeof(rh));
+	memcpy(flat + sizeof(rh), hdr, hlen);
+	if (dlen)
+		memcpy(flat + sizeof(rh) + hlen, data, dlen);
+	memcpy(flat + n - sizeof(tag), tag, sizeof(tag));
+	rc = trickle(c->fd, flat, n);
+	free(flat);
+	return rc;
+}
+
+static int send_reply(struct conn *c, const struct nd_reply *r, uint8_t *data,
+		      bool slow)
+{
+	uint8_t hdr[ND_REPLY_HDR_LEN];
+
+	nd_reply_encode(hdr, r);
+	return send_body(c, hdr, sizeof(hdr), data, r->length, slow);
+}
+
+static void note(struct conn *c, const struct nd_request *q, const char *what)
+{
+	fprintf(stderr, "ndevil: conn %lu: %s: %s (READ offset %llu length %u)\n",
+		c->id, mode_names[g_mode], what, (unsigned long long)q->offset,
+		q->length);
+}
+
+/* The honest answer to q; READ data (if any) in c->data. */
+static struct nd_reply serve(struct conn *c, const struct nd_request *q,
+			     const uint8_t *wdata)
+{
+	struct nd_reply r = { .op = q->op, .handle = q->handle };
+	ssize_t n;
+
+	switch (q->op) {
+	case ND_OP_READ:
+	case ND_OP_WRITE:
+		if (q->offset > g_size || q->length > g_size - q->offset) {
+			r.status = ND_ERR_RANGE;
+			break;
+		}
+		if (q->op == ND_OP_READ)
+			n = pread(g_fd, c->data, q->length, (off_t)q->offset);
+		else
+			n = pwrite(g_fd, wdata, q->length, (off_t)q->offset);
+		if (n != (ssize_t)q->length)
+			r.status = ND_ERR_IO;
+		else if (q->op == ND_OP_READ)
+			r.length = q->length;
+		break;
+	case ND_OP_FLUSH:
+		if (fdatasync(g_fd))
+			r.status = ND_ERR_IO;
+		break;
+	default:
+		r.status = ND_ERR_NOTSUP;
+		break;
+	}
+	return r;
+}
+
+/*
+ * Sends an extra reply like r but for handle (fill: its data, -1: the real
+ * data), then the real reply. Sending encrypts c->data in place, hence the
+ * second serve().
+ */
+static int extra_then_real(struct conn *c, const struct nd_request *q,
+			   uint64_t handle, int fill)
+{
+	struct nd_reply r = serve(c, q, NULL), bad = r;
+
+	bad.handle = handle;
+	if (fill >= 0)
+		memset(c->data, fill, bad.length);
+	if (send_reply(c, &bad, c->data, false))
+		return -1;
+	r = serve(c, q, NULL);
+	return send_reply(c, &r, c->data, false);
+}
+
+/* Answers one READ the way the mode says. 0, or -1 to drop the connection. */
+static int misbehave(struct conn *c, const struct nd_request *q)
+{
+	struct nd_reply r;
+	uint8_t junk[64];
+
+	switch (g_mode) {
+	case M_UNKNOWN_HANDLE:
+		note(c, q, "reply with an unknown handle, then the real one");
+		return extra_then_real(c, q, q->handle | 0xffffffffull, -1);
+	case M_DUP_HANDLE:
+		note(c, q, "the reply twice");
+		return extra_then_real(c, q, q->handle, -1);
+	case M_STALE_HANDLE:
+		note(c, q, "0xee data for the previous handle of the slot, then the real reply");
+		return extra_then_real(c, q, q->handle - (1ull << 32), 0xee);
+	default:
+		break;
+	}
+	r = serve(c, q, NULL);
+	switch (g_mode) {
+	case M_SHORT_READ:
+	case M_LONG_READ:
+	case M_EMPTY_READ:
+		if (r.status != ND_OK)
+			break;
+		if (g_mode == M_SHORT_READ) {
+			r.length -= ND_SECTOR_SIZE;
+		} else if (g_mode == M_LONG_READ) {
+			memset(c->data + r.length, 0xee, ND_SECTOR_SIZE);
+			r.length += ND_SECTOR_SIZE;
+		} else {
+			r.length = 0;
+		}
+		note(c, q, "READ data of the wrong length");
+		break;
+	case M_BAD_STATUS:
+		r.status = BAD_STATUS;
+		r.length = 0;
+		note(c, q, "reply with status 0x7777");
+		break;
+	case M_GARBAGE: {
+		struct iovec v = { junk, sizeof(junk) };
+
+		nd_random(junk, sizeof(junk));
+		note(c, q, "a record of 64 random bytes, then the real reply");
+		if (nd_send_record(c->fd, &c->cr.tx, &v, 1))
+			return -1;
+		break;
+	}
+	case M_STALL:
+		note(c, q, "no more replies on this connection");
+		c->stalled = true;
+		return 0;
+	case M_TRICKLE:
+		note(c, q, "the reply one byte at a time");
+		return send_reply(c, &r, c->data, true);
+	default:
+		break;
+	}
+	return send_reply(c, &r, c->data, false);
+}
+
+/* Server side of the handshake; the mode may spoil SessionInfo. 0 or -1. */
+static int handshake(struct conn *c)
+{
+	uint8_t ch_buf[ND_CLIENT_HELLO_MAX], sh_buf[ND_SERVER_HELLO_LEN];
+	uint8_t th[ND_HASH_LEN], okm[ND_OKM_LEN], mac[ND_HASH_LEN];
+	uint8_t buf[ND_CLIENT_FINISH_LEN + ND_TAG_LEN], si[ND_SESSION_INFO_LEN];
+	struct nd_server_hello sh = { .version = ND_VERSION };
+	struct nd_session_info info = {
+		.flags = ND_EXP_FLUSH | ND_EXP_EXCLUSIVE, .size = g_size,
+		.block_size = ND_SECTOR_SIZE,
+	};
+	struct nd_client_hello ch;
+	struct nd_client_finish cf;
+	bool slow = g_mode == M_HELLO_TRICKLE;
+	int names, rc = -1;
+	long n;
+
+	if (nd_read_full(c->fd, ch_buf, ND_CLIENT_HELLO_FIXED))
+		return -1;
+	names = nd_client_hello_decode_fixed(ch_buf, &ch);
+	if (names < 0 || ch.version != ND_VERSION ||
+	    nd_read_full(c->fd, ch_buf + ND_CLIENT_HELLO_FIXED, (size_t)names) ||
+	    nd_client_hello_decode_names(ch_buf + ND_CLIENT_HELLO_FIXED, &ch))
+		return -1;
+	if (nd_random(sh.random, sizeof(sh.random)))
+		return -1;
+	nd_server_hello_encode(sh_buf, &sh);
+	nd_transcript(ch_buf, nd_client_hello_len(&ch), sh_buf, th);
+	if (nd_derive(g_key, ch.random, sh.random, th, okm))
+		goto out;
+	nd_finish_mac(okm + ND_OKM_S_FINISH, th, sh.verify);
+	nd_server_hello_encode(sh_buf, &sh);
+	if (nd_crypto_init(&c->cr, okm, false))
+		goto out;
+	if (slow)
+		fprintf(stderr, "ndevil: conn %lu: hello-trickle: server hello and session info one byte at a time\n",
+			c->id);
+	if (slow ? trickle(c->fd, sh_buf, sizeof(sh_buf)) :
+		   nd_write_full(c->fd, sh_buf, sizeof(sh_buf)))
+		goto out;
+	n = nd_recv_record(c->fd, &c->cr.rx, buf, sizeof(buf));
+	if (n != ND_CLIENT_FINISH_LEN)
+		goto out;
+	nd_client_finish_decode(buf, &cf);
+	nd_finish_mac(okm + ND_OKM_C_FINISH, th, mac);
+	if (!nd_equal(mac, cf.verify, ND_HASH_LEN)) {
+		fprintf(stderr, "ndevil: conn %lu: wrong key\n", c->id);
+		goto out;
+	}
+	c->max_payload = cf.max_payload ? cf.max_payload : ND_DEFAULT_PAYLOAD;
+	if (c->max_payload > SERVE_PAYLOAD)
+		c->max_payload = SERVE_PAYLOAD;
+	c->max_payload -= c->max_payload % ND_MIN_PAYLOAD;
+	info.max_payload = c->max_payload;
+	memcpy(info.token, g_token, ND_TOKEN_LEN);
+	memcpy(info.export_id, g_export_id, ND_EXPORT_ID_LEN);
+	switch (g_mode) {
+	case M_SIZE_HUGE:
+		info.size = ND_EXPORT_SIZE_LIMIT;
+		break;
+	case M_SIZE_UNALIGNED:
+		info.block_size = 4096;
+		info.size = g_size + ND_SECTOR_SIZE;
+		break;
+	case M_BLOCK_SIZE:
+		info.block_size = 3;
+		break;
+	case M_PAYLOAD_ZERO:
+		info.max_payload = 0;
+		break;
+	case M_PAYLOAD_HUGE:
+		info.max_payload = 0xffffffffu;
+		break;
+	case M_PAYLOAD_RAISE:
+		info.max_payload = ND_MAX_PAYLOAD;
+		break;
+	case M_INFO_STATUS:
+		info.status = BAD_STATUS;
+		break;
+	default:
+		break;
+	}
+	if (g_mode >= M_SIZE_HUGE && g_mode != M_HELLO_TRICKLE)
+		fprintf(stderr, "ndevil: conn %lu: %s: session info size %llu, block size %u, max payload %u, status %u\n",
+			c->id, mode_names[g_mode],
+			(unsigned long long)info.size, info.block_size,
+			info.max_payload, info.status);
+	nd_session_info_encode(si, &info);
+	rc = send_body(c, si, sizeof(si), NULL, 0, slow);
+out:
+	nd_wipe(okm, sizeof(okm));
+	nd_wipe(th, sizeof(th));
+	return rc;
+}
+
+static void *conn_main(void *arg)
+{
+	struct conn *c = arg;
+	size_t cap;
+
+	if (handshake(c))
+		goto out;
+	cap = ND_REQ_HDR_LEN + c->max_payload + ND_TAG_LEN;
+	c->req = malloc(cap);
+	/* Room for a long READ's extra sector. */
+	c->data = malloc(c->max_payload + ND_SECTOR_SIZE);
+	if (!c->req || !c->data)
+		goto out;
+	for (;;) {
+		struct nd_request q;
+		struct nd_reply r;
+		long n = nd_recv_record(c->fd, &c->cr.rx, c->req, cap);
+
+		if (n < 0 ||
+		    nd_request_decode(c->req, (size_t)n, c->max_payload, &q) ||
+		    q.op == ND_OP_DISCONNECT)
+			break;
+		if (c->stalled)
+			continue;
+		if (trigger(&q)) {
+			if (misbehave(c, &q))
+				break;
+			continue;
+		}
+		r = serve(c, &q, c->req + ND_REQ_HDR_LEN);
+		if (send_reply(c, &r, c->data, false))
+			break;
+	}
+out:
+	close(c->fd);
+	nd_crypto_free(&c->cr);
+	free(c->req);
+	free(c->data);
+	free(c);
+	return NULL;
+}
+
+static void usage(FILE *f)
+{
+	int i;
+
+	fprintf(f, "usage: ndevil --listen [ADDR:]PORT --key-file KEY --file IMG --mode MODE\n"
+		   "              [--at OFFSET] [--times N] [--trickle-ms MS]\n"
+		   "modes:");
+	for (i = 0; i < M_COUNT; i++)
+		fprintf(f, " %s", mode_names[i]);
+	fprintf(f, "\n");
+}
+
+static uint64_t number(const char *s, const char *what)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(s, &end, 0);
+	if (errno || end == s || *end || *s == '-') {
+		fprintf(stderr, "ndevil: bad %s '%s'\n", what, s);
+		exit(2);
+	}
+	return v;
+}
+
+static int listen_on(const char *spec)
+{
+	char host[256] = "127.0.0.1", port[16];
+	const char *colon = strrchr(spec, ':');
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_PASSIVE }, *res;
+	int fd, one = 1;
+
+	if (colon) {
+		snprintf(host, sizeof(host), "%.*s", (int)(colon - spec), spec);
+		snprintf(port, sizeof(port), "%s", colon + 1);
+	} else {
+		snprintf(port, sizeof(port), "%s", spec);
+	}
+	if (getaddrinfo(host, port, &hints, &res))
+		die("cannot resolve the listen address");
+	fd = socket(res->ai_family, SOCK_STREAM, 0);
+	if (fd < 0)
+		die("socket failed");
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, res->ai_addr, res->ai_addrlen) || listen(fd, 16)) {
+		fprintf(stderr, "ndevil: cannot listen on %s: %s\n", spec,
+			strerror(errno));
+		exit(1);
+	}
+	freeaddrinfo(res);
+	return fd;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "listen", required_argument, NULL, 'l' },
+		{ "key-file", required_argument, NULL, 'k' },
+		{ "file", required_argument, NULL, 'f' },
+		{ "mode", required_argument, NULL, 'm' },
+		{ "at", required_argument, NULL, 'a' },
+		{ "times", required_argument, NULL, 't' },
+		{ "trickle-ms", required_argument, NULL, 'T' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *listen_s = NULL, *key_file = NULL, *file = NULL;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct sigaction sa = { .sa_handler = on_signal };
+	char err[256];
+	struct stat st;
+	int opt, lfd, i;
+
+	while ((opt = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		switch (opt) {
+		case 'l':
+			listen_s = optarg;
+			break;
+		case 'k':
+			key_file = optarg;
+			break;
+		case 'f':
+			file = optarg;
+			break;
+		case 'm':
+			for (i = 0; i < M_COUNT; i++)
+				if (!strcmp(optarg, mode_names[i]))
+					break;
+			if (i == M_COUNT) {
+				usage(stderr);
+				return 2;
+			}
+			g_mode = (enum mode)i;
+			break;
+		case 'a':
+			g_at = number(optarg, "--at");
+			break;
+		case 't':
+			g_left = (long)number(optarg, "--times");
+			if (!g_left)
+				g_left = -1;
+			break;
+		case 'T':
+			g_trickle_ms = (unsigned int)number(optarg, "--trickle-ms");
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (!listen_s || !key_file || !file || optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (nd_key_load(key_file, g_key, err, sizeof(err))) {
+		fprintf(stderr, "ndevil: %s\n", err);
+		return 1;
+	}
+	g_fd = open(file, O_RDWR);
+	if (g_fd < 0 || fstat(g_fd, &st) || st.st_size <= 0 ||
+	    st.st_size % 4096) {
+		fprintf(stderr, "ndevil: %s: not a file of a multiple of 4 KiB\n",
+			file);
+		return 1;
+	}
+	g_size = (uint64_t)st.st_size;
+	if (nd_random(g_token, sizeof(g_token)) ||
+	    nd_random(g_export_id, sizeof(g_export_id)))
+		die("no randomness");
+
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	lfd = listen_on(listen_s);
+	if (getsockname(lfd, (struct sockaddr *)&ss, &sl))
+		die("getsockname failed");
+	printf("port %u\n", ntohs(ss.ss_family == AF_INET6 ?
+				  ((struct sockaddr_in6 *)&ss)->sin6_port :
+				  ((struct sockaddr_in *)&ss)->sin_port));
+	fflush(stdout);
+	fprintf(stderr, "ndevil: serving %s (%llu bytes), mode %s at offset %llu\n",
+		file, (unsigned long long)g_size, mode_names[g_mode],
+		(unsigned long long)g_at);
+	for (;;) {
+		int fd = accept(lfd, NULL, NULL), one = 1;
+		struct conn *c;
+		pthread_t t;
+
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			die("accept failed");
+		}
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		c = calloc(1, sizeof(*c));
+		if (!c)
+			die("out of memory");
+		c->fd = fd;
+		c->id = ++g_nconn;
+		if (pthread_create(&t, NULL, conn_main, c))
+			die("cannot start a thread");
+		pthread_detach(t);
+	}
+}
