@@ -116,19 +116,21 @@ static void nd_idr_remove(int index)
 	mutex_unlock(&nd_devs_lock);
 }
 
-/* Closes and frees the connections (none started, or the disk is gone). */
+/*
+ * Closes and frees the connections (none started, or the disk is gone).
+ * All are closed before any is freed: a closing one may look at the others.
+ */
 static void nd_dev_free_conns(struct nd_device *dev)
 {
 	unsigned int i;
 
 	if (!dev->conns)
 		return;
-	for (i = 0; i < dev->nr_conns; i++) {
-		if (!dev->conns[i])
-			continue;
-		nd_conn_close(dev->conns[i], false);
+	for (i = 0; i < dev->nr_conns; i++)
+		if (dev->conns[i])
+			nd_conn_close(dev->conns[i], false);
+	for (i = 0; i < dev->nr_conns; i++)
 		nd_conn_free(dev->conns[i]);
-	}
 	kfree(dev->conns);
 	dev->conns = NULL;
 }
@@ -322,13 +324,28 @@ fail_free:
 	return err;
 }
 
-/* Gives the whole device up: every connection fails its I/O with EIO. */
+/*
+ * Gives the whole device up: every connection fails its I/O with EIO. All
+ * are marked dead and their queues emptied before the one sweep, so no
+ * request it completes is still linked on a queue, where a reconnecting
+ * connection could find it after its tag was reused.
+ */
 void nd_dev_fail(struct nd_device *dev, const char *why)
 {
+	bool first = false, closing = false;
 	unsigned int i;
 
+	for (i = 0; i < dev->nr_conns; i++) {
+		first |= nd_conn_mark_dead(dev->conns[i]);
+		closing |= test_bit(ND_CONN_CLOSING, &dev->conns[i]->flags);
+	}
+	if (!first)
+		return;		/* someone else sweeps */
+	if (why && !closing)
+		pr_err("%s: %s\n", dev->name, why);
 	for (i = 0; i < dev->nr_conns; i++)
-		nd_conn_fail(dev->conns[i], i ? NULL : why);
+		nd_conn_shutdown(dev->conns[i]);
+	nd_blk_fail_all(dev, NULL);
 }
 
 /* Tears down an attached device whose state is already DETACHING. */
