@@ -4,8 +4,9 @@
  * translation, completion and the sweep that fails everything outstanding.
  *
  * A request is "inflight" (cmd->inflight, under cmd->lock) from queue_rq
- * until exactly one of the receiver, the kill sweep or queue_rq itself
- * claims it by clearing the flag; only the claimer completes it, and a claimed request is never left on a send queue (its
+ * until exactly one of the receiver, the kill sweep, the timeout handler or
+ * queue_rq itself claims it by clearing the flag; only the claimer
+ * completes it, and a claimed request is never left on a send queue (its
  * tag is soon reused). The handle on the wire is
  * (cookie << 32 | blk_mq_unique_tag): the cookie changes at every dispatch,
  * so a reply for an earlier use of the tag cannot match; a reply is also
@@ -258,16 +259,30 @@ static void nd_complete_rq(struct request *rq)
 /*
  * No answer within the timeout: the server is stuck. The connection is
  * broken off; while it is re-established the request is held (resent
- * later), once given up the sweep completes it with EIO.
+ * later), once given up the sweep completes it with EIO. A server that
+ * accepts every reconnect but never answers (a hung backend) would make
+ * that go on for ever: a request outstanding longer than the I/O timeout
+ * plus the reconnect timeout, resends included, fails with EIO alone.
  */
 static enum blk_eh_timer_return nd_timeout(struct request *rq)
 {
 	struct nd_device *dev = rq->q->queuedata;
 	struct nd_conn *c = dev->conns[rq->mq_hctx->queue_num];
+	struct nd_cmd *cmd = blk_mq_rq_to_pdu(rq);
 
 	if (!nd_conn_reconnecting(c))
 		nd_conn_kill(c, "request timed out (server not responding)");
-	return nd_conn_dead(c) ? BLK_EH_DONE : BLK_EH_RESET_TIMER;
+	if (nd_conn_dead(c))
+		return BLK_EH_DONE;
+	if (time_after_eq(jiffies, cmd->give_up) &&
+	    nd_cmd_claim(c, cmd, BLK_STS_IOERR)) {
+		pr_err_ratelimited("%s: no answer to a request within %u s, across reconnects: failing it\n",
+				   dev->name, dev->io_timeout_s +
+				   dev->reconnect_timeout_s);
+		blk_mq_complete_request(rq);
+		return BLK_EH_DONE;
+	}
+	return BLK_EH_RESET_TIMER;
 }
 
 static int nd_init_request(struct blk_mq_tag_set *set, struct request *rq,

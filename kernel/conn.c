@@ -245,6 +245,8 @@ bool nd_conn_queue(struct nd_conn *c, struct request *rq)
 	cmd->sent_gen = 0;
 	cmd->inflight = true;
 	cmd->status = BLK_STS_OK;
+	cmd->give_up = jiffies + (c->dev->io_timeout_s +
+				  c->dev->reconnect_timeout_s) * HZ;
 	spin_unlock(&cmd->lock);
 	/* Unlinked by whoever claimed its last use: never on a list here. */
 	list_add_tail(&cmd->list, &c->queue);

@@ -169,6 +169,7 @@ struct nd_cmd {
 	u32 cookie;			/* generation: upper half of the handle */
 	u32 sent_gen;			/* nd_conn.gen when sent; 0: unsent */
 	bool inflight;			/* ours to complete */
+	unsigned long give_up;		/* jiffies: EIO then, resent or not */
 	blk_status_t status;
 	u64 cache_seq;			/* cache.c: when a miss or write began */
 };
