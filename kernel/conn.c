@@ -159,7 +159,12 @@ static int nd_connect(struct nd_conn *c, const struct nd_conn_params *p)
 	struct socket *sock;
 	int err;
 
-	err = sock_create(p->addr.ss_family, SOCK_STREAM, IPPROTO_TCP, &sock);
+	/*
+	 * In the attaching task's namespace, also from the reconnect worker.
+	 * A kernel socket pins no namespace: dev->net holds it.
+	 */
+	err = sock_create_kern(c->dev->net, p->addr.ss_family, SOCK_STREAM,
+			       IPPROTO_TCP, &sock);
 	if (err)
 		return err;
 	/* Socket allocations must not recurse into our own block device. */

@@ -11,9 +11,11 @@
 #include <linux/in.h>
 #include <linux/in6.h>
 #include <linux/module.h>
+#include <linux/nsproxy.h>
 #include <linux/slab.h>
 #include <linux/socket.h>
 #include <linux/string.h>
+#include <net/net_namespace.h>
 
 #include "netdisk.h"
 
@@ -135,6 +137,14 @@ static void nd_dev_free_conns(struct nd_device *dev)
 	dev->conns = NULL;
 }
 
+/* The network namespace; after the connections are gone. */
+static void nd_dev_put_res(struct nd_device *dev)
+{
+	if (dev->net)
+		put_net(dev->net);
+	dev->net = NULL;
+}
+
 /*
  * Connects every connection: the first one opens the session, the others
  * join it with its token. Fills r with the first failure.
@@ -231,6 +241,8 @@ int nd_dev_attach(struct nd_attach *a)
 	}
 	dev->index = index;
 	snprintf(dev->name, sizeof(dev->name), ND_DISK_PREFIX "%d", index);
+	/* Reconnects run in a worker: they use the namespace of the attach. */
+	dev->net = get_net(current->nsproxy->net_ns);
 
 	dev->conns = kcalloc(dev->nr_conns, sizeof(*dev->conns), GFP_KERNEL);
 	if (!dev->conns) {
@@ -313,6 +325,7 @@ fail_conn:
 	nd_dev_free_conns(dev);
 	nd_cache_free(dev->cache);
 fail_idr:
+	nd_dev_put_res(dev);
 	nd_idr_remove(index);
 fail_free:
 	if (out->result == ND_ATTACH_LOCAL)
@@ -362,6 +375,7 @@ static void nd_dev_remove(struct nd_device *dev, bool force)
 	for (i = 0; i < dev->nr_conns; i++)
 		nd_conn_close(dev->conns[i], !force);
 	nd_dev_free_conns(dev);
+	nd_dev_put_res(dev);
 	nd_cache_free(dev->cache);	/* no I/O left: the queue is gone */
 	dev->cache = NULL;
 	kfree_sensitive(dev->params);	/* the PSK */

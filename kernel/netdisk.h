@@ -205,6 +205,7 @@ struct nd_device {
 	bool read_only;
 	unsigned int io_timeout_s;
 	unsigned int reconnect_timeout_s;	/* 0: fail at once */
+	struct net *net;		/* the attaching task's: reconnects */
 
 	struct nd_cache *cache;		/* NULL: no --cache-size */
 
