@@ -258,7 +258,7 @@ bool nd_conn_queue(struct nd_conn *c, struct request *rq)
 	held = test_bit(ND_CONN_RECONNECTING, &c->flags);
 	spin_unlock(&c->queue_lock);
 	if (!held)
-		queue_work(nd_wq, &c->tx_work);
+		queue_work(c->dev->tx_wq, &c->tx_work);
 	return true;
 }
 
@@ -473,7 +473,7 @@ void nd_conn_kill(struct nd_conn *c, const char *why)
 	else
 		pr_warn("%s: connection lost, reconnecting\n", dev->name);
 	nd_conn_shutdown(c);
-	queue_delayed_work(nd_wq, &c->reconnect_work, 0);
+	queue_delayed_work(dev->reconnect_wq, &c->reconnect_work, 0);
 }
 
 /* Puts every request still ours back on the queue, with a new handle. */
@@ -572,7 +572,8 @@ static void nd_reconnect_work(struct work_struct *work)
 			nd_dev_fail(dev, "reconnect timeout expired, failing I/O");
 		else if (!nd_conn_dead(c))
 			/* The last attempt falls on the deadline. */
-			queue_delayed_work(nd_wq, &c->reconnect_work,
+			queue_delayed_work(dev->reconnect_wq,
+					   &c->reconnect_work,
 					   min(msecs_to_jiffies(c->backoff_ms),
 					       c->reconnect_deadline - jiffies + 1));
 		c->backoff_ms = min(c->backoff_ms * 2, ND_BACKOFF_MAX_MS);
@@ -591,7 +592,7 @@ static void nd_reconnect_work(struct work_struct *work)
 		pr_info("%s: reconnected (connection %u)\n", dev->name, c->qid);
 	else
 		pr_info("%s: reconnected\n", dev->name);
-	queue_work(nd_wq, &c->tx_work);
+	queue_work(dev->tx_wq, &c->tx_work);
 out:
 	memalloc_noio_restore(noio);
 }

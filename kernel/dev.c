@@ -137,9 +137,15 @@ static void nd_dev_free_conns(struct nd_device *dev)
 	dev->conns = NULL;
 }
 
-/* The network namespace; after the connections are gone. */
+/* Workqueues and the network namespace; after the connections are gone. */
 static void nd_dev_put_res(struct nd_device *dev)
 {
+	if (dev->tx_wq)
+		destroy_workqueue(dev->tx_wq);
+	if (dev->reconnect_wq)
+		destroy_workqueue(dev->reconnect_wq);
+	dev->tx_wq = NULL;
+	dev->reconnect_wq = NULL;
 	if (dev->net)
 		put_net(dev->net);
 	dev->net = NULL;
@@ -243,6 +249,16 @@ int nd_dev_attach(struct nd_attach *a)
 	snprintf(dev->name, sizeof(dev->name), ND_DISK_PREFIX "%d", index);
 	/* Reconnects run in a worker: they use the namespace of the attach. */
 	dev->net = get_net(current->nsproxy->net_ns);
+	/* Both run in the I/O path: they must make progress under reclaim. */
+	dev->tx_wq = alloc_workqueue("%s", WQ_MEM_RECLAIM | WQ_UNBOUND, 0,
+				     dev->name);
+	dev->reconnect_wq = alloc_workqueue("%s-reconnect",
+					    WQ_MEM_RECLAIM | WQ_UNBOUND, 0,
+					    dev->name);
+	if (!dev->tx_wq || !dev->reconnect_wq) {
+		err = -ENOMEM;
+		goto fail_idr;
+	}
 
 	dev->conns = kcalloc(dev->nr_conns, sizeof(*dev->conns), GFP_KERNEL);
 	if (!dev->conns) {

@@ -206,6 +206,13 @@ struct nd_device {
 	unsigned int io_timeout_s;
 	unsigned int reconnect_timeout_s;	/* 0: fail at once */
 	struct net *net;		/* the attaching task's: reconnects */
+	/*
+	 * Per device, so that neither a reconnect blocked in connect nor a
+	 * sender blocked on a stalled socket holds up another device's I/O
+	 * (each has its own rescuer under memory pressure).
+	 */
+	struct workqueue_struct *tx_wq;		/* senders */
+	struct workqueue_struct *reconnect_wq;
 
 	struct nd_cache *cache;		/* NULL: no --cache-size */
 
@@ -250,7 +257,6 @@ void nd_cache_stats(struct nd_cache *c, struct nd_cache_stats *s);
 /* ---- dev.c: device lifetime ---- */
 
 extern int nd_major;
-extern struct workqueue_struct *nd_wq;
 
 int nd_dev_attach(struct nd_attach *a);
 int nd_dev_detach(u32 index, bool force);
