@@ -4,10 +4,14 @@
  * translation, completion and the sweep that fails everything outstanding.
  *
  * A request is "inflight" (cmd->inflight, under cmd->lock) from queue_rq
- * until exactly one of the receiver, the kill sweep or queue_rq itself
- * claims it by clearing the flag; only the claimer completes it. The handle
- * on the wire is (cookie << 32 | blk_mq_unique_tag): the cookie changes at
- * every dispatch, so a reply for an earlier use of the tag cannot match.
+ * until exactly one of the receiver, the kill sweep, the timeout handler or
+ * queue_rq itself claims it by clearing the flag; only the claimer
+ * completes it, and a claimed request is never left on a send queue (its
+ * tag is soon reused). The handle on the wire is
+ * (cookie << 32 | blk_mq_unique_tag): the cookie changes at every dispatch,
+ * so a reply for an earlier use of the tag cannot match; a reply is also
+ * accepted only if the request was sent in the connection's current
+ * generation (not before a reconnect, not yet resent after it).
  */
 #include <linux/blkdev.h>
 #include <linux/bvec.h>
@@ -74,18 +78,22 @@ int nd_blk_build(struct nd_device *dev, struct request *rq, u8 *body)
 	return ND_REQ_HDR_LEN + r.length;
 }
 
-/* Claims rq for completion if it is still ours; true if claimed. */
-static bool nd_cmd_claim(struct nd_cmd *cmd, blk_status_t status)
+/* Claims cmd for completion if it is still ours; true if claimed. */
+bool nd_cmd_claim(struct nd_conn *c, struct nd_cmd *cmd, blk_status_t status)
 {
 	bool claimed;
 
+	spin_lock(&c->queue_lock);
 	spin_lock(&cmd->lock);
 	claimed = cmd->inflight;
 	if (claimed) {
 		cmd->inflight = false;
 		cmd->status = status;
+		/* Queued (held or requeued) but never to be sent now. */
+		list_del_init(&cmd->list);
 	}
 	spin_unlock(&cmd->lock);
+	spin_unlock(&c->queue_lock);
 	return claimed;
 }
 
@@ -94,6 +102,7 @@ int nd_blk_complete_reply(struct nd_device *dev, unsigned int qid,
 {
 	u32 unique = (u32)rep->handle;
 	u16 hwq = blk_mq_unique_tag_to_hwq(unique);
+	struct nd_conn *c = dev->conns[qid];
 	struct req_iterator iter;
 	struct request *rq;
 	struct nd_cmd *cmd;
@@ -107,7 +116,9 @@ int nd_blk_complete_reply(struct nd_device *dev, unsigned int qid,
 		return -ENOENT;
 	cmd = blk_mq_rq_to_pdu(rq);
 	spin_lock(&cmd->lock);
-	if (!cmd->inflight || cmd->cookie != (u32)(rep->handle >> 32) ||
+	/* Sent in this generation: so it is on no queue either. */
+	if (!cmd->inflight || cmd->sent_gen != c->gen ||
+	    cmd->cookie != (u32)(rep->handle >> 32) ||
 	    rep->op != nd_op_of(rq) ||
 	    (rep->length && rep->length != blk_rq_bytes(rq))) {
 		spin_unlock(&cmd->lock);
@@ -133,17 +144,29 @@ int nd_blk_complete_reply(struct nd_device *dev, unsigned int qid,
 	return 0;
 }
 
+struct nd_sweep {
+	struct nd_device *dev;
+	struct nd_conn *only;		/* NULL: every connection */
+};
+
 static bool nd_fail_one(struct request *rq, void *data)
 {
-	if (nd_cmd_claim(blk_mq_rq_to_pdu(rq), BLK_STS_IOERR))
+	struct nd_sweep *sw = data;
+	struct nd_conn *c = sw->dev->conns[rq->mq_hctx->queue_num];
+
+	if (sw->only && sw->only != c)
+		return true;
+	if (nd_cmd_claim(c, blk_mq_rq_to_pdu(rq), BLK_STS_IOERR))
 		blk_mq_complete_request(rq);
 	return true;
 }
 
-void nd_blk_fail_all(struct nd_device *dev)
+void nd_blk_fail_all(struct nd_device *dev, struct nd_conn *c)
 {
+	struct nd_sweep sw = { .dev = dev, .only = c };
+
 	if (dev->tag_set.tags)	/* not before the tag set exists */
-		blk_mq_tagset_busy_iter(&dev->tag_set, nd_fail_one, NULL);
+		blk_mq_tagset_busy_iter(&dev->tag_set, nd_fail_one, &sw);
 }
 
 static blk_status_t nd_queue_rq(struct blk_mq_hw_ctx *hctx,
@@ -236,16 +259,30 @@ static void nd_complete_rq(struct request *rq)
 /*
  * No answer within the timeout: the server is stuck. The connection is
  * broken off; while it is re-established the request is held (resent
- * later), once given up the sweep completes it with EIO.
+ * later), once given up the sweep completes it with EIO. A server that
+ * accepts every reconnect but never answers (a hung backend) would make
+ * that go on for ever: a request outstanding longer than the I/O timeout
+ * plus the reconnect timeout, resends included, fails with EIO alone.
  */
 static enum blk_eh_timer_return nd_timeout(struct request *rq)
 {
 	struct nd_device *dev = rq->q->queuedata;
 	struct nd_conn *c = dev->conns[rq->mq_hctx->queue_num];
+	struct nd_cmd *cmd = blk_mq_rq_to_pdu(rq);
 
 	if (!nd_conn_reconnecting(c))
 		nd_conn_kill(c, "request timed out (server not responding)");
-	return nd_conn_dead(c) ? BLK_EH_DONE : BLK_EH_RESET_TIMER;
+	if (nd_conn_dead(c))
+		return BLK_EH_DONE;
+	if (time_after_eq(jiffies, cmd->give_up) &&
+	    nd_cmd_claim(c, cmd, BLK_STS_IOERR)) {
+		pr_err_ratelimited("%s: no answer to a request within %u s, across reconnects: failing it\n",
+				   dev->name, dev->io_timeout_s +
+				   dev->reconnect_timeout_s);
+		blk_mq_complete_request(rq);
+		return BLK_EH_DONE;
+	}
+	return BLK_EH_RESET_TIMER;
 }
 
 static int nd_init_request(struct blk_mq_tag_set *set, struct request *rq,

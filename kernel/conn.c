@@ -122,7 +122,7 @@ struct nd_conn *nd_conn_create(struct nd_device *dev, unsigned int qid)
 }
 
 /* Shuts down the current socket: blocked connect/send/recv return. */
-static void nd_conn_shutdown(struct nd_conn *c)
+void nd_conn_shutdown(struct nd_conn *c)
 {
 	mutex_lock(&c->sock_lock);
 	if (c->sock)
@@ -159,7 +159,12 @@ static int nd_connect(struct nd_conn *c, const struct nd_conn_params *p)
 	struct socket *sock;
 	int err;
 
-	err = sock_create(p->addr.ss_family, SOCK_STREAM, IPPROTO_TCP, &sock);
+	/*
+	 * In the attaching task's namespace, also from the reconnect worker.
+	 * A kernel socket pins no namespace: dev->net holds it.
+	 */
+	err = sock_create_kern(c->dev->net, p->addr.ss_family, SOCK_STREAM,
+			       IPPROTO_TCP, &sock);
 	if (err)
 		return err;
 	/* Socket allocations must not recurse into our own block device. */
@@ -242,14 +247,18 @@ bool nd_conn_queue(struct nd_conn *c, struct request *rq)
 	/* Set before the request is visible to nd_conn_kill's sweep. */
 	spin_lock(&cmd->lock);
 	cmd->cookie++;
+	cmd->sent_gen = 0;
 	cmd->inflight = true;
 	cmd->status = BLK_STS_OK;
+	cmd->give_up = jiffies + (c->dev->io_timeout_s +
+				  c->dev->reconnect_timeout_s) * HZ;
 	spin_unlock(&cmd->lock);
+	/* Unlinked by whoever claimed its last use: never on a list here. */
 	list_add_tail(&cmd->list, &c->queue);
 	held = test_bit(ND_CONN_RECONNECTING, &c->flags);
 	spin_unlock(&c->queue_lock);
 	if (!held)
-		queue_work(nd_wq, &c->tx_work);
+		queue_work(c->dev->tx_wq, &c->tx_work);
 	return true;
 }
 
@@ -267,6 +276,7 @@ static int nd_tx_one(struct nd_conn *c, struct nd_cmd *cmd, bool more)
 		return 0;
 	}
 	len = nd_blk_build(c->dev, rq, rec + ND_RECORD_HDR_LEN);
+	cmd->sent_gen = c->gen;
 	spin_unlock(&cmd->lock);
 	/* From here on only our buffer is used: rq may complete any time. */
 	err = nd_seal(&c->tx, c->tx_buf.sgt.sgl, rec, len);
@@ -366,6 +376,9 @@ static int nd_conn_start_rx(struct nd_conn *c)
 
 	/* The handshake had timeouts; the data path relies on blk-mq's. */
 	nd_set_timeouts(c->sock, MAX_SCHEDULE_TIMEOUT, MAX_SCHEDULE_TIMEOUT);
+	/* Replies to what was sent before this point are not accepted. */
+	if (!++c->gen)
+		c->gen = 1;	/* 0 means "not sent" */
 	t = kthread_create(nd_rx_thread, c, "%s-rx", c->dev->name);
 	if (IS_ERR(t))
 		return PTR_ERR(t);
@@ -391,26 +404,36 @@ int nd_conn_start(struct nd_conn *c)
 }
 
 /*
- * Gives the connection up once: later requests fail at once, queued and
- * outstanding ones are failed with EIO, blocked socket calls return. Must
- * not be called with a request's cmd->lock held.
+ * Marks the connection dead (queue_rq fails new requests at once, nothing
+ * is queued or requeued on it any more) and empties its send queue; the
+ * requests stay in flight for the caller's sweep. True the first time.
  */
-void nd_conn_fail(struct nd_conn *c, const char *why)
+bool nd_conn_mark_dead(struct nd_conn *c)
 {
 	bool was_dead;
 
 	spin_lock(&c->queue_lock);
 	was_dead = test_and_set_bit(ND_CONN_DEAD, &c->flags);
-	/* Queued requests are still inflight: the sweep below fails them. */
 	while (!list_empty(&c->queue))
 		list_del_init(c->queue.next);
 	spin_unlock(&c->queue_lock);
-	if (was_dead)
+	return !was_dead;
+}
+
+/*
+ * Gives this connection up once (detach in progress: the others stay):
+ * later requests fail at once, its queued and outstanding ones fail with
+ * EIO, blocked socket calls return. nd_dev_fail gives them all up. Must
+ * not be called with a request's cmd->lock held.
+ */
+void nd_conn_fail(struct nd_conn *c, const char *why)
+{
+	if (!nd_conn_mark_dead(c))
 		return;
 	if (why && !test_bit(ND_CONN_CLOSING, &c->flags))
 		pr_err("%s: %s\n", c->dev->name, why);
 	nd_conn_shutdown(c);
-	nd_blk_fail_all(c->dev);
+	nd_blk_fail_all(c->dev, c);
 }
 
 /*
@@ -450,7 +473,7 @@ void nd_conn_kill(struct nd_conn *c, const char *why)
 	else
 		pr_warn("%s: connection lost, reconnecting\n", dev->name);
 	nd_conn_shutdown(c);
-	queue_delayed_work(nd_wq, &c->reconnect_work, 0);
+	queue_delayed_work(dev->reconnect_wq, &c->reconnect_work, 0);
 }
 
 /* Puts every request still ours back on the queue, with a new handle. */
@@ -464,6 +487,7 @@ static bool nd_requeue_one(struct request *rq, void *data)
 	if (rq->mq_hctx->queue_num == c->qid && cmd->inflight &&
 	    !test_bit(ND_CONN_DEAD, &c->flags)) {
 		cmd->cookie++;
+		cmd->sent_gen = 0;
 		if (list_empty(&cmd->list))
 			list_add_tail(&cmd->list, &c->queue);
 	}
@@ -549,7 +573,8 @@ static void nd_reconnect_work(struct work_struct *work)
 			nd_dev_fail(dev, "reconnect timeout expired, failing I/O");
 		else if (!nd_conn_dead(c))
 			/* The last attempt falls on the deadline. */
-			queue_delayed_work(nd_wq, &c->reconnect_work,
+			queue_delayed_work(dev->reconnect_wq,
+					   &c->reconnect_work,
 					   min(msecs_to_jiffies(c->backoff_ms),
 					       c->reconnect_deadline - jiffies + 1));
 		c->backoff_ms = min(c->backoff_ms * 2, ND_BACKOFF_MAX_MS);
@@ -568,7 +593,7 @@ static void nd_reconnect_work(struct work_struct *work)
 		pr_info("%s: reconnected (connection %u)\n", dev->name, c->qid);
 	else
 		pr_info("%s: reconnected\n", dev->name);
-	queue_work(nd_wq, &c->tx_work);
+	queue_work(dev->tx_wq, &c->tx_work);
 out:
 	memalloc_noio_restore(noio);
 }

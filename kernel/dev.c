@@ -11,9 +11,11 @@
 #include <linux/in.h>
 #include <linux/in6.h>
 #include <linux/module.h>
+#include <linux/nsproxy.h>
 #include <linux/slab.h>
 #include <linux/socket.h>
 #include <linux/string.h>
+#include <net/net_namespace.h>
 
 #include "netdisk.h"
 
@@ -116,21 +118,37 @@ static void nd_idr_remove(int index)
 	mutex_unlock(&nd_devs_lock);
 }
 
-/* Closes and frees the connections (none started, or the disk is gone). */
+/*
+ * Closes and frees the connections (none started, or the disk is gone).
+ * All are closed before any is freed: a closing one may look at the others.
+ */
 static void nd_dev_free_conns(struct nd_device *dev)
 {
 	unsigned int i;
 
 	if (!dev->conns)
 		return;
-	for (i = 0; i < dev->nr_conns; i++) {
-		if (!dev->conns[i])
-			continue;
-		nd_conn_close(dev->conns[i], false);
+	for (i = 0; i < dev->nr_conns; i++)
+		if (dev->conns[i])
+			nd_conn_close(dev->conns[i], false);
+	for (i = 0; i < dev->nr_conns; i++)
 		nd_conn_free(dev->conns[i]);
-	}
 	kfree(dev->conns);
 	dev->conns = NULL;
+}
+
+/* Workqueues and the network namespace; after the connections are gone. */
+static void nd_dev_put_res(struct nd_device *dev)
+{
+	if (dev->tx_wq)
+		destroy_workqueue(dev->tx_wq);
+	if (dev->reconnect_wq)
+		destroy_workqueue(dev->reconnect_wq);
+	dev->tx_wq = NULL;
+	dev->reconnect_wq = NULL;
+	if (dev->net)
+		put_net(dev->net);
+	dev->net = NULL;
 }
 
 /*
@@ -229,6 +247,18 @@ int nd_dev_attach(struct nd_attach *a)
 	}
 	dev->index = index;
 	snprintf(dev->name, sizeof(dev->name), ND_DISK_PREFIX "%d", index);
+	/* Reconnects run in a worker: they use the namespace of the attach. */
+	dev->net = get_net(current->nsproxy->net_ns);
+	/* Both run in the I/O path: they must make progress under reclaim. */
+	dev->tx_wq = alloc_workqueue("%s", WQ_MEM_RECLAIM | WQ_UNBOUND, 0,
+				     dev->name);
+	dev->reconnect_wq = alloc_workqueue("%s-reconnect",
+					    WQ_MEM_RECLAIM | WQ_UNBOUND, 0,
+					    dev->name);
+	if (!dev->tx_wq || !dev->reconnect_wq) {
+		err = -ENOMEM;
+		goto fail_idr;
+	}
 
 	dev->conns = kcalloc(dev->nr_conns, sizeof(*dev->conns), GFP_KERNEL);
 	if (!dev->conns) {
@@ -314,6 +344,7 @@ fail_conn:
 	nd_dev_free_conns(dev);
 	nd_cache_free(dev->cache);
 fail_idr:
+	nd_dev_put_res(dev);
 	nd_idr_remove(index);
 fail_free:
 	if (out->result == ND_ATTACH_LOCAL)
@@ -326,13 +357,28 @@ fail_free:
 	return err;
 }
 
-/* Gives the whole device up: every connection fails its I/O with EIO. */
+/*
+ * Gives the whole device up: every connection fails its I/O with EIO. All
+ * are marked dead and their queues emptied before the one sweep, so no
+ * request it completes is still linked on a queue, where a reconnecting
+ * connection could find it after its tag was reused.
+ */
 void nd_dev_fail(struct nd_device *dev, const char *why)
 {
+	bool first = false, closing = false;
 	unsigned int i;
 
+	for (i = 0; i < dev->nr_conns; i++) {
+		first |= nd_conn_mark_dead(dev->conns[i]);
+		closing |= test_bit(ND_CONN_CLOSING, &dev->conns[i]->flags);
+	}
+	if (!first)
+		return;		/* someone else sweeps */
+	if (why && !closing)
+		pr_err("%s: %s\n", dev->name, why);
 	for (i = 0; i < dev->nr_conns; i++)
-		nd_conn_fail(dev->conns[i], i ? NULL : why);
+		nd_conn_shutdown(dev->conns[i]);
+	nd_blk_fail_all(dev, NULL);
 }
 
 /* Tears down an attached device whose state is already DETACHING. */
@@ -349,6 +395,7 @@ static void nd_dev_remove(struct nd_device *dev, bool force)
 	for (i = 0; i < dev->nr_conns; i++)
 		nd_conn_close(dev->conns[i], !force);
 	nd_dev_free_conns(dev);
+	nd_dev_put_res(dev);
 	nd_cache_free(dev->cache);	/* no I/O left: the queue is gone */
 	dev->cache = NULL;
 	kfree_sensitive(dev->params);	/* the PSK */

@@ -11,7 +11,6 @@
 #include "netdisk.h"
 
 int nd_major;
-struct workqueue_struct *nd_wq;
 
 static int __init nd_init(void)
 {
@@ -38,20 +37,12 @@ static int __init nd_init(void)
 	nd_major = register_blkdev(0, ND_DISK_PREFIX);
 	if (nd_major < 0)
 		return nd_major;
-	/* Senders run in the I/O path: they must make progress under reclaim. */
-	nd_wq = alloc_workqueue("netdisk", WQ_MEM_RECLAIM | WQ_UNBOUND, 0);
-	if (!nd_wq) {
-		err = -ENOMEM;
-		goto fail_blk;
-	}
 	err = nd_ctl_init();
 	if (err)
-		goto fail_wq;
+		goto fail_blk;
 	pr_info("netdisk: loaded (protocol %d)\n", ND_VERSION);
 	return 0;
 
-fail_wq:
-	destroy_workqueue(nd_wq);
 fail_blk:
 	unregister_blkdev(nd_major, ND_DISK_PREFIX);
 	return err;
@@ -61,7 +52,6 @@ static void __exit nd_exit(void)
 {
 	nd_ctl_exit();
 	nd_dev_detach_all();
-	destroy_workqueue(nd_wq);
 	unregister_blkdev(nd_major, ND_DISK_PREFIX);
 	pr_info("netdisk: unloaded\n");
 }

@@ -101,6 +101,11 @@ struct nd_conn {
 
 	struct task_struct *rx_thread;
 	struct nd_buf rx_buf;
+	/*
+	 * Bumped when a receiver starts (tx_lock held, no receiver running):
+	 * a reply is accepted only for a request sent in this generation.
+	 */
+	u32 gen;
 
 	/* Reconnection. */
 	struct mutex sock_lock;		/* publishing vs. shutting down sock */
@@ -131,6 +136,8 @@ void nd_conn_connect(struct nd_conn *c, const struct nd_conn_params *p,
 int nd_conn_start(struct nd_conn *c);
 void nd_conn_kill(struct nd_conn *c, const char *why);
 void nd_conn_fail(struct nd_conn *c, const char *why);
+bool nd_conn_mark_dead(struct nd_conn *c);
+void nd_conn_shutdown(struct nd_conn *c);
 bool nd_conn_reconnecting(struct nd_conn *c);
 void nd_conn_close(struct nd_conn *c, bool graceful);
 void nd_conn_free(struct nd_conn *c);
@@ -158,9 +165,11 @@ void nd_handshake(struct nd_conn *c, const struct nd_conn_params *p,
 /* Per-request driver data (blk-mq PDU). */
 struct nd_cmd {
 	spinlock_t lock;		/* inflight, cookie vs. completion */
-	struct list_head list;		/* on nd_conn.queue */
+	struct list_head list;		/* on nd_conn.queue (its queue_lock) */
 	u32 cookie;			/* generation: upper half of the handle */
+	u32 sent_gen;			/* nd_conn.gen when sent; 0: unsent */
 	bool inflight;			/* ours to complete */
+	unsigned long give_up;		/* jiffies: EIO then, resent or not */
 	blk_status_t status;
 	u64 cache_seq;			/* cache.c: when a miss or write began */
 };
@@ -196,6 +205,14 @@ struct nd_device {
 	bool read_only;
 	unsigned int io_timeout_s;
 	unsigned int reconnect_timeout_s;	/* 0: fail at once */
+	struct net *net;		/* the attaching task's: reconnects */
+	/*
+	 * Per device, so that neither a reconnect blocked in connect nor a
+	 * sender blocked on a stalled socket holds up another device's I/O
+	 * (each has its own rescuer under memory pressure).
+	 */
+	struct workqueue_struct *tx_wq;		/* senders */
+	struct workqueue_struct *reconnect_wq;
 
 	struct nd_cache *cache;		/* NULL: no --cache-size */
 
@@ -206,7 +223,10 @@ struct nd_device {
 extern const struct attribute_group *nd_disk_groups[];
 
 int nd_blk_init_disk(struct nd_device *dev);
-void nd_blk_fail_all(struct nd_device *dev);
+/* Fails with EIO the requests still in flight of c's queue (NULL: all). */
+void nd_blk_fail_all(struct nd_device *dev, struct nd_conn *c);
+/* Claims cmd (in flight on c) with status, unlinked from c's queue. */
+bool nd_cmd_claim(struct nd_conn *c, struct nd_cmd *cmd, blk_status_t status);
 int nd_blk_complete_reply(struct nd_device *dev, unsigned int qid,
 			  const struct nd_reply *rep, const u8 *data);
 /* Builds the request record for rq into the tx buffer; body length or <0. */
@@ -237,7 +257,6 @@ void nd_cache_stats(struct nd_cache *c, struct nd_cache_stats *s);
 /* ---- dev.c: device lifetime ---- */
 
 extern int nd_major;
-extern struct workqueue_struct *nd_wq;
 
 int nd_dev_attach(struct nd_attach *a);
 int nd_dev_detach(u32 index, bool force);

@@ -3,7 +3,7 @@
  * ndproxy: a TCP proxy that tampers with netdisk records, for tests.
  *
  *   ndproxy --listen [ADDR:]PORT --target HOST:PORT
- *           --mode pass|flip|replay|reorder|cut [--after N]
+ *           --mode pass|flip|replay|reorder|cut|drop [--after N]
  *           [--dir c2s|s2c|both]
  *   ndproxy --listen [ADDR:]PORT --target HOST:PORT --mode random
  *           [--seed N] [--every K] [--after N] [--faults LIST]
@@ -13,10 +13,13 @@
  * length + body) in each direction. In the chosen direction(s) the first N
  * records (default 2) pass; record N is then altered: flip flips one bit of
  * its ciphertext, replay sends record N-1 again before it, reorder swaps it
- * with record N+1, cut sends half of it and closes both sides. Every action
+ * with record N+1, cut sends half of it and closes both sides, drop discards
+ * it and every later record of that direction (a peer that handshakes and
+ * then never answers: a hung backend). Every action
  * is logged on stderr ("ndproxy: ... flipped ..."), so a test can check the
  * fault was really injected. With PORT 0 the chosen port is printed on
- * stdout as "port N". One connection at a time; SIGTERM/SIGINT exit 0.
+ * stdout as "port N". One connection at a time (drop: each in its own
+ * child, as below, so a client can reconnect); SIGTERM/SIGINT exit 0.
  *
  * --mode random is for fault injection under a real workload: connections
  * are accepted in a loop and each is served by its own forked child, so a
@@ -63,9 +66,9 @@
 #include "netdisk_proto.h"
 
 enum mode { MODE_PASS, MODE_FLIP, MODE_REPLAY, MODE_REORDER, MODE_CUT,
-	    MODE_RANDOM, MODE_FORGE, MODE_COUNT };
+	    MODE_DROP, MODE_RANDOM, MODE_FORGE, MODE_COUNT };
 static const char *const mode_names[] = { "pass", "flip", "replay", "reorder",
-					  "cut", "random", "forge" };
+					  "cut", "drop", "random", "forge" };
 
 enum fault { F_CUT, F_DELAY, F_STALL, F_CORRUPT, F_DUP, F_REORDER, F_COUNT };
 static const char *const fault_names[] = { "cut", "delay", "stall", "corrupt",
@@ -241,6 +244,11 @@ static bool on_record(struct dir *d, const uint8_t *rec, size_t len)
 			d->name, (unsigned long long)n);
 		d->done = true;
 		return false;
+	case MODE_DROP:
+		if (n == g_after)
+			fprintf(stderr, "ndproxy: %s: dropping record %llu and all later ones\n",
+				d->name, (unsigned long long)n);
+		return true;
 	default:
 		emit(d, rec, len);
 		return true;
@@ -673,7 +681,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: ndproxy --listen [ADDR:]PORT --target HOST:PORT\n"
-		"               [--mode pass|flip|replay|reorder|cut] [--after N]\n"
+		"               [--mode pass|flip|replay|reorder|cut|drop] [--after N]\n"
 		"               [--dir c2s|s2c|both]\n"
 		"       ndproxy --listen [ADDR:]PORT --target HOST:PORT --mode random\n"
 		"               [--seed N] [--every K] [--after N] [--stall-ms MS]\n"
@@ -727,7 +735,7 @@ int main(int argc, char **argv)
 				if (!strcmp(optarg, mode_names[i]))
 					break;
 			if (i == MODE_COUNT)
-				die("bad --mode (pass, flip, replay, reorder, cut, random, forge)");
+				die("bad --mode (pass, flip, replay, reorder, cut, drop, random, forge)");
 			g_mode = (enum mode)i;
 			break;
 		case 'a':
@@ -818,7 +826,7 @@ int main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);	/* no SA_RESTART: poll/accept return EINTR */
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	if (g_mode == MODE_RANDOM) {
+	if (g_mode == MODE_RANDOM || g_mode == MODE_DROP) {
 		struct sigaction sc = { .sa_handler = on_child };
 
 		sigaction(SIGCHLD, &sc, NULL);
@@ -884,7 +892,7 @@ int main(int argc, char **argv)
 			close(cfd);
 			continue;
 		}
-		if (g_mode != MODE_RANDOM) {
+		if (g_mode != MODE_RANDOM && g_mode != MODE_DROP) {
 			/* Forge mode tampers with its first connection only. */
 			bool tamper = g_mode != MODE_PASS &&
 				      (g_mode != MODE_FORGE || g_conn == 1);
