@@ -336,7 +336,7 @@ static int setup_rw_budget(void **state)
 {
 	struct fixture *f;
 
-	setup_common(state, false, "/tmp");
+	setup_common(state, false, "/tmp", NULL);
 	f = *state;
 	stop_server(f);
 	f->hs_timeout_ms = 20000;
