@@ -35,10 +35,13 @@
 #define DISK_SIZE	(4u << 20)
 /* What a read-write session on a file in /tmp (ext4 or tmpfs) gets. */
 #define RW_CAPS		(ND_EXP_FUA | ND_EXP_TRIM | ND_EXP_WRITE_ZEROES)
-/* Timings stretch under valgrind, where a handshake alone takes ~100 ms. */
+/*
+ * Timings stretch under valgrind (a handshake alone takes ~100 ms) and on a
+ * loaded machine: the handshake timeout leaves room for both.
+ */
 static int scale = 1;
 #define GRACE_MS	(400 * scale)
-#define HS_TIMEOUT_MS	(300 * scale)
+#define HS_TIMEOUT_MS	(1000 * scale)
 
 /*
  * A backend in front of the file backend that holds every write until the
@@ -1110,7 +1113,7 @@ static void test_handshake_timeout(void **state)
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	dt = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
 	assert_true(dt >= HS_TIMEOUT_MS / 1000.0 - 0.05);
-	assert_true(dt < 2.0 * scale);
+	assert_true(dt < 3.0 * scale);
 	close(fd);
 	close(fd2);
 
