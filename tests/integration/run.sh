@@ -668,9 +668,12 @@ LDURL=netdisk://127.0.0.1:$LD_PORT
 fd0=$(fdcount "$LD_PID")
 rss0=$(rss_kib "$LD_PID")
 pids=""
+# --timeout: each request must be answered within it, and 64 sanitizer
+# clients pulling 8 MiB each through one server on a busy machine can
+# queue longer than the default 30 s; the server is under test here.
 for i in $(seq 1 64); do
 	timeout -k 5 "$TO" "$ND" copy "$LDURL" "load-$i.img" --key-file key \
-		2>"$T/load-$i.err" &
+		--timeout 100 2>"$T/load-$i.err" &
 	pids="$pids $!"
 done
 # shellcheck disable=SC2086 # $pids: one PID a word

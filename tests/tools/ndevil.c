@@ -2,15 +2,17 @@
 /*
  * ndevil: a netdisk server for tests that holds the key and misbehaves.
  *
- *   ndevil --listen [ADDR:]PORT --key-file KEY --file IMG --mode MODE
- *          [--at OFFSET] [--times N] [--trickle-ms MS]
+ *   ndevil --listen [ADDR:]PORT --key-file KEY --file IMG --mode MODE[,MODE...]
+ *          [--at OFFSET] [--step BYTES] [--times N] [--trickle-ms MS]
  *
  * Runs the real handshake (libnetdisk's key schedule and record layer),
  * then serves IMG read-write to every connection (one thread each; any
  * session token is accepted, so reconnects join). Everything a client can
- * verify is honest except what --mode breaks. Reply modes act on the first
- * READ covering byte OFFSET (--at, default 0), N times in all (--times,
- * default 1; 0: every time), then the server is honest again:
+ * verify is honest except what --mode breaks. Reply modes act on READs:
+ * misbehaviour k (from 0) hits the first READ covering byte OFFSET + k *
+ * BYTES (--at, default 0; --step, default 0) with the k-th mode of the
+ * list (cycling), N times in all (--times, default: once per listed mode;
+ * 0: forever); then the server is honest again. Reply modes:
  *   honest          nothing (the baseline)
  *   unknown-handle  a reply for a handle never issued, then the real one
  *   dup-handle      the real reply twice
@@ -75,9 +77,12 @@ static const char *const mode_names[M_COUNT] = {
 #define BAD_STATUS	0x7777
 #define SERVE_PAYLOAD	(1u << 20)	/* most the server grants */
 
-static enum mode g_mode = M_HONEST;
-static uint64_t g_at;
-static long g_left = 1;		/* misbehaviours left; <0: unlimited */
+static enum mode g_mode = M_HONEST;	/* the first (handshake: only) one */
+static enum mode g_modes[M_COUNT];
+static unsigned int g_nmodes;
+static uint64_t g_at, g_step;
+static long g_left;		/* misbehaviours left; <0: unlimited */
+static uint64_t g_fired;	/* misbehaviours done */
 static unsigned int g_trickle_ms = 100;
 static uint8_t g_key[ND_KEY_LEN];
 static int g_fd = -1;		/* the image */
@@ -107,21 +112,25 @@ static void on_signal(int sig)
 	_exit(0);	/* workers may be mid-write: nothing to flush */
 }
 
-/* True if this READ is the one to misbehave on (counts it). */
-static bool trigger(const struct nd_request *r)
+/* The mode for this READ if it is the next one to misbehave on, else 0. */
+static enum mode trigger(const struct nd_request *r)
 {
-	bool fire;
+	enum mode m = M_HONEST;
+	uint64_t at;
 
 	if (g_mode == M_HONEST || g_mode >= M_SIZE_HUGE ||
-	    r->op != ND_OP_READ || g_at < r->offset ||
-	    g_at >= r->offset + r->length)
-		return false;
+	    r->op != ND_OP_READ)
+		return M_HONEST;
 	pthread_mutex_lock(&g_lock);
-	fire = g_left != 0;
-	if (g_left > 0)
-		g_left--;
+	at = g_at + g_fired * g_step;
+	if (g_left != 0 && at >= r->offset && at - r->offset < r->length) {
+		m = g_modes[g_fired % g_nmodes];
+		g_fired++;
+		if (g_left > 0)
+			g_left--;
+	}
 	pthread_mutex_unlock(&g_lock);
-	return fire;
+	return m;
 }
 
 static void sleep_ms(unsigned int ms)
@@ -179,10 +188,11 @@ static int send_reply(struct conn *c, const struct nd_reply *r, uint8_t *data,
 	return send_body(c, hdr, sizeof(hdr), data, r->length, slow);
 }
 
-static void note(struct conn *c, const struct nd_request *q, const char *what)
+static void note(struct conn *c, const struct nd_request *q, enum mode m,
+		 const char *what)
 {
 	fprintf(stderr, "ndevil: conn %lu: %s: %s (READ offset %llu length %u)\n",
-		c->id, mode_names[g_mode], what, (unsigned long long)q->offset,
+		c->id, mode_names[m], what, (unsigned long long)q->offset,
 		q->length);
 }
 
@@ -239,62 +249,62 @@ static int extra_then_real(struct conn *c, const struct nd_request *q,
 	return send_reply(c, &r, c->data, false);
 }
 
-/* Answers one READ the way the mode says. 0, or -1 to drop the connection. */
-static int misbehave(struct conn *c, const struct nd_request *q)
+/* Answers one READ the way mode m says. 0, or -1 to drop the connection. */
+static int misbehave(struct conn *c, const struct nd_request *q, enum mode m)
 {
 	struct nd_reply r;
 	uint8_t junk[64];
 
-	switch (g_mode) {
+	switch (m) {
 	case M_UNKNOWN_HANDLE:
-		note(c, q, "reply with an unknown handle, then the real one");
+		note(c, q, m, "reply with an unknown handle, then the real one");
 		return extra_then_real(c, q, q->handle | 0xffffffffull, -1);
 	case M_DUP_HANDLE:
-		note(c, q, "the reply twice");
+		note(c, q, m, "the reply twice");
 		return extra_then_real(c, q, q->handle, -1);
 	case M_STALE_HANDLE:
-		note(c, q, "0xee data for the previous handle of the slot, then the real reply");
+		note(c, q, m, "0xee data for the previous handle of the slot, then the real reply");
 		return extra_then_real(c, q, q->handle - (1ull << 32), 0xee);
 	default:
 		break;
 	}
 	r = serve(c, q, NULL);
-	switch (g_mode) {
+	switch (m) {
 	case M_SHORT_READ:
 	case M_LONG_READ:
 	case M_EMPTY_READ:
 		if (r.status != ND_OK)
 			break;
-		if (g_mode == M_SHORT_READ) {
+		if (m == M_SHORT_READ) {
 			r.length -= ND_SECTOR_SIZE;
-		} else if (g_mode == M_LONG_READ) {
+		} else if (m == M_LONG_READ) {
 			memset(c->data + r.length, 0xee, ND_SECTOR_SIZE);
 			r.length += ND_SECTOR_SIZE;
 		} else {
 			r.length = 0;
 		}
-		note(c, q, "READ data of the wrong length");
+		note(c, q, m, "READ data of the wrong length");
 		break;
 	case M_BAD_STATUS:
 		r.status = BAD_STATUS;
 		r.length = 0;
-		note(c, q, "reply with status 0x7777");
+		note(c, q, m, "reply with status 0x7777");
 		break;
 	case M_GARBAGE: {
 		struct iovec v = { junk, sizeof(junk) };
 
 		nd_random(junk, sizeof(junk));
-		note(c, q, "a record of 64 random bytes, then the real reply");
+		note(c, q, m, "a record of 64 random bytes, then the real reply");
 		if (nd_send_record(c->fd, &c->cr.tx, &v, 1))
 			return -1;
 		break;
 	}
 	case M_STALL:
-		note(c, q, "no more replies on this connection");
+		note(c, q, m, "no more replies on this connection");
 		c->stalled = true;
 		return 0;
 	case M_TRICKLE:
-		note(c, q, "the reply one byte at a time");
+		note(c, q, m, "the reply one byte at a time");
 		return send_reply(c, &r, c->data, true);
 	default:
 		break;
@@ -413,6 +423,7 @@ static void *conn_main(void *arg)
 	for (;;) {
 		struct nd_request q;
 		struct nd_reply r;
+		enum mode m;
 		long n = nd_recv_record(c->fd, &c->cr.rx, c->req, cap);
 
 		if (n < 0 ||
@@ -421,8 +432,9 @@ static void *conn_main(void *arg)
 			break;
 		if (c->stalled)
 			continue;
-		if (trigger(&q)) {
-			if (misbehave(c, &q))
+		m = trigger(&q);
+		if (m != M_HONEST) {
+			if (misbehave(c, &q, m))
 				break;
 			continue;
 		}
@@ -502,6 +514,7 @@ int main(int argc, char **argv)
 		{ "file", required_argument, NULL, 'f' },
 		{ "mode", required_argument, NULL, 'm' },
 		{ "at", required_argument, NULL, 'a' },
+		{ "step", required_argument, NULL, 's' },
 		{ "times", required_argument, NULL, 't' },
 		{ "trickle-ms", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
@@ -511,7 +524,8 @@ int main(int argc, char **argv)
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	struct sigaction sa = { .sa_handler = on_signal };
-	char err[256];
+	char err[256], *tok, *save = NULL;
+	bool times_set = false;
 	struct stat st;
 	int opt, lfd, i;
 
@@ -527,22 +541,30 @@ int main(int argc, char **argv)
 			file = optarg;
 			break;
 		case 'm':
-			for (i = 0; i < M_COUNT; i++)
-				if (!strcmp(optarg, mode_names[i]))
-					break;
-			if (i == M_COUNT) {
-				usage(stderr);
-				return 2;
+			g_nmodes = 0;
+			for (tok = strtok_r(optarg, ",", &save); tok;
+			     tok = strtok_r(NULL, ",", &save)) {
+				for (i = 0; i < M_COUNT; i++)
+					if (!strcmp(tok, mode_names[i]))
+						break;
+				if (i == M_COUNT || g_nmodes == M_COUNT) {
+					usage(stderr);
+					return 2;
+				}
+				g_modes[g_nmodes++] = (enum mode)i;
 			}
-			g_mode = (enum mode)i;
 			break;
 		case 'a':
 			g_at = number(optarg, "--at");
+			break;
+		case 's':
+			g_step = number(optarg, "--step");
 			break;
 		case 't':
 			g_left = (long)number(optarg, "--times");
 			if (!g_left)
 				g_left = -1;
+			times_set = true;
 			break;
 		case 'T':
 			g_trickle_ms = (unsigned int)number(optarg, "--trickle-ms");
@@ -555,10 +577,16 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!listen_s || !key_file || !file || optind != argc) {
+	if (!listen_s || !key_file || !file || !g_nmodes || optind != argc) {
 		usage(stderr);
 		return 2;
 	}
+	g_mode = g_modes[0];
+	for (i = 1; i < (int)g_nmodes; i++)
+		if (g_modes[i] >= M_SIZE_HUGE || g_mode >= M_SIZE_HUGE)
+			die("handshake modes cannot be combined");
+	if (!times_set)
+		g_left = (long)g_nmodes;
 	if (nd_key_load(key_file, g_key, err, sizeof(err))) {
 		fprintf(stderr, "ndevil: %s\n", err);
 		return 1;
@@ -585,9 +613,9 @@ int main(int argc, char **argv)
 				  ((struct sockaddr_in6 *)&ss)->sin6_port :
 				  ((struct sockaddr_in *)&ss)->sin_port));
 	fflush(stdout);
-	fprintf(stderr, "ndevil: serving %s (%llu bytes), mode %s at offset %llu\n",
+	fprintf(stderr, "ndevil: serving %s (%llu bytes), mode %s%s at offset %llu\n",
 		file, (unsigned long long)g_size, mode_names[g_mode],
-		(unsigned long long)g_at);
+		g_nmodes > 1 ? ",..." : "", (unsigned long long)g_at);
 	for (;;) {
 		int fd = accept(lfd, NULL, NULL), one = 1;
 		struct conn *c;
