@@ -104,6 +104,7 @@ int nd_blk_complete_reply(struct nd_device *dev, unsigned int qid,
 	u16 hwq = blk_mq_unique_tag_to_hwq(unique);
 	struct nd_conn *c = dev->conns[qid];
 	struct req_iterator iter;
+	const u8 *src = data;
 	struct request *rq;
 	struct nd_cmd *cmd;
 	struct bio_vec bv;
@@ -130,8 +131,8 @@ int nd_blk_complete_reply(struct nd_device *dev, unsigned int qid,
 			return -EPROTO;
 		}
 		rq_for_each_segment(bv, rq, iter) {
-			memcpy_to_bvec(&bv, data);
-			data += bv.bv_len;
+			memcpy_to_bvec(&bv, src);
+			src += bv.bv_len;
 		}
 	}
 	cmd->inflight = false;
@@ -140,6 +141,9 @@ int nd_blk_complete_reply(struct nd_device *dev, unsigned int qid,
 	if (rep->status != ND_OK)
 		pr_err_ratelimited("%s: server: %s\n", dev->name,
 				   nd_status_str(rep->status));
+	/* From our buffer, not the bio: that may be user memory (O_DIRECT). */
+	if (dev->cache && rep->op == ND_OP_READ && rep->status == ND_OK)
+		nd_cache_fill_read(dev->cache, rq, data);
 	blk_mq_complete_request(rq);
 	return 0;
 }
@@ -292,7 +296,17 @@ static int nd_init_request(struct blk_mq_tag_set *set, struct request *rq,
 
 	spin_lock_init(&cmd->lock);
 	INIT_LIST_HEAD(&cmd->list);
+	INIT_LIST_HEAD(&cmd->cache_pages);
 	return 0;
+}
+
+static void nd_exit_request(struct blk_mq_tag_set *set, struct request *rq,
+			    unsigned int hctx_idx)
+{
+	struct nd_cmd *cmd = blk_mq_rq_to_pdu(rq);
+
+	/* Every request that staged pages completed and freed them. */
+	WARN_ON_ONCE(!list_empty(&cmd->cache_pages));
 }
 
 static const struct blk_mq_ops nd_mq_ops = {
@@ -300,6 +314,7 @@ static const struct blk_mq_ops nd_mq_ops = {
 	.complete	= nd_complete_rq,
 	.timeout	= nd_timeout,
 	.init_request	= nd_init_request,
+	.exit_request	= nd_exit_request,
 };
 
 /* Last reference to the disk gone (after detach and the last close). */

@@ -24,6 +24,15 @@
  *   if no other one touched it since the write started. Cached pages are
  *   invalidated when a write is submitted and its data inserted only when
  *   the server acknowledged it.
+ * - Fills copy only kernel-private bytes, never the request's bio: with
+ *   O_DIRECT its pages are the caller's memory, which another thread may
+ *   change at any time. A read fills from the authenticated, decrypted
+ *   reply before the request completes (nd_cache_fill_read); a write from
+ *   the plaintext the sender built, staged on the cmd before it is sealed
+ *   (nd_cache_stage_write) and inserted when that send is acknowledged.
+ *   Staged pages (on cmd->cache_pages by page->lru) are attached under
+ *   cmd->lock only while the request is in flight; once it is claimed the
+ *   completion owns them, and nd_cache_complete inserts or frees them.
  */
 #include <linux/blk-mq.h>
 #include <linux/highmem.h>
@@ -36,6 +45,7 @@
 
 #define ND_CACHE_STRIPES	4096u	/* a power of two */
 #define ND_PG_AM		1ul	/* page_private: on Am, else A1in */
+#define ND_CACHE_BATCH		16u	/* fills inserted per lock hold */
 
 struct nd_stripe {
 	u32 inflight;		/* writes, discards touching it */
@@ -334,66 +344,101 @@ bool nd_cache_queue(struct nd_cache *c, struct request *rq, bool hits_ok)
 	}
 }
 
-/* Builds one page from the request's data; inserted by nd_fill_end. */
-struct nd_fill {
-	struct nd_cache *c;
-	u64 seq;
-	bool write;
-	unsigned long full_first, full_last;	/* pages rq covers entirely */
-	unsigned long idx;
-	struct page *pg;
-};
-
-static void nd_fill_end(struct nd_fill *f)
+/* Frees the pages on list (not in the cache), leaving it empty. */
+static void nd_free_pages(struct list_head *list)
 {
-	struct nd_cache *c = f->c;
-	unsigned long flags;
-	bool owned = false;
+	struct page *pg, *tmp;
 
-	if (!f->pg)
-		return;
-	xa_lock_irqsave(&c->pages, flags);
-	if (nd_cache_fill_ok(c, f->idx, f->seq, f->write))
-		owned = nd_cache_insert(c, f->idx, f->pg, f->write);
-	xa_unlock_irqrestore(&c->pages, flags);
-	if (!owned)
-		put_page(f->pg);
-	f->pg = NULL;
-}
-
-static bool nd_fill_piece(void *arg, unsigned long idx, unsigned int off,
-			  struct page *bpage, unsigned int boff, unsigned int n)
-{
-	struct nd_fill *f = arg;
-
-	if (idx < f->full_first || idx >= f->full_last)
-		return true;
-	if (idx != f->idx) {
-		nd_fill_end(f);
-		f->idx = idx;
-		/* Failing to cache is fine. */
-		f->pg = alloc_page(GFP_NOWAIT | __GFP_NOWARN);
+	list_for_each_entry_safe(pg, tmp, list, lru) {
+		list_del(&pg->lru);
+		put_page(pg);
 	}
-	if (f->pg)
-		nd_copy_page(f->pg, off, bpage, boff, n);
-	return true;
 }
 
-/* Inserts the pages rq covers entirely with its data (read or written). */
-static void nd_cache_fill(struct nd_cache *c, struct request *rq, u64 seq,
-			  bool write)
+/*
+ * Private copies of the pages that [pos, pos + len) covers entirely, from
+ * data (the bytes at pos), appended to list with page->index set. A page
+ * that cannot be had at once is left out: failing to cache is fine.
+ */
+static void nd_copy_pages(struct list_head *list, u64 pos, u32 len,
+			  const u8 *data)
 {
-	u64 pos = (u64)blk_rq_pos(rq) << SECTOR_SHIFT;
-	struct nd_fill f = {
-		.c = c, .seq = seq, .write = write, .idx = ULONG_MAX,
-		.full_first = DIV_ROUND_UP_ULL(pos, PAGE_SIZE),
-		.full_last = (pos + blk_rq_bytes(rq)) >> PAGE_SHIFT,
-	};
+	unsigned long idx = DIV_ROUND_UP_ULL(pos, PAGE_SIZE);
+	unsigned long end = (pos + len) >> PAGE_SHIFT;
+	struct page *pg;
 
-	if (f.full_first >= f.full_last)
+	for (; idx < end; idx++) {
+		pg = alloc_page(GFP_NOWAIT | __GFP_NOWARN);
+		if (!pg)
+			break;
+		memcpy_to_page(pg, 0, data + ((u64)idx << PAGE_SHIFT) - pos,
+			       PAGE_SIZE);
+		pg->index = idx;
+		list_add_tail(&pg->lru, list);
+	}
+}
+
+/*
+ * Inserts the pages on list that a read (write) started at seq may fill,
+ * a few per lock hold (a request may carry megabytes); frees the others.
+ */
+static void nd_cache_insert_pages(struct nd_cache *c, struct list_head *list,
+				  u64 seq, bool write)
+{
+	unsigned long flags;
+	struct page *pg;
+	LIST_HEAD(left);
+	unsigned int n;
+
+	while (!list_empty(list)) {
+		xa_lock_irqsave(&c->pages, flags);
+		for (n = 0; n < ND_CACHE_BATCH && !list_empty(list); n++) {
+			pg = list_first_entry(list, struct page, lru);
+			list_del(&pg->lru);
+			if (!nd_cache_fill_ok(c, pg->index, seq, write) ||
+			    !nd_cache_insert(c, pg->index, pg, write))
+				list_add_tail(&pg->lru, &left);
+		}
+		xa_unlock_irqrestore(&c->pages, flags);
+	}
+	nd_free_pages(&left);
+}
+
+void nd_cache_fill_read(struct nd_cache *c, struct request *rq,
+			const u8 *data)
+{
+	struct nd_cmd *cmd = blk_mq_rq_to_pdu(rq);
+	LIST_HEAD(pages);
+
+	nd_copy_pages(&pages, (u64)blk_rq_pos(rq) << SECTOR_SHIFT,
+		      blk_rq_bytes(rq), data);
+	nd_cache_insert_pages(c, &pages, cmd->cache_seq, false);
+}
+
+void nd_cache_stage_write(struct nd_cache *c, struct nd_cmd *cmd,
+			  const u8 *body, int len)
+{
+	struct nd_request r;
+	LIST_HEAD(pages);
+	LIST_HEAD(old);
+
+	if (!c || len < 0 || nd_request_decode(body, len, U32_MAX, &r) ||
+	    r.op != ND_OP_WRITE)
 		return;
-	nd_rq_walk(rq, nd_fill_piece, &f);
-	nd_fill_end(&f);
+	nd_copy_pages(&pages, r.offset, r.length, body + ND_REQ_HDR_LEN);
+	/*
+	 * Only while this send can still be answered: once claimed, the
+	 * completion owns the list. Whatever an earlier send staged goes,
+	 * even if nothing could be copied this time.
+	 */
+	spin_lock(&cmd->lock);
+	if (cmd->inflight && cmd->cookie == (u32)(r.handle >> 32)) {
+		list_splice_init(&cmd->cache_pages, &old);
+		list_splice_init(&pages, &cmd->cache_pages);
+	}
+	spin_unlock(&cmd->lock);
+	nd_free_pages(&old);
+	nd_free_pages(&pages);
 }
 
 void nd_cache_complete(struct nd_cache *c, struct request *rq,
@@ -401,29 +446,29 @@ void nd_cache_complete(struct nd_cache *c, struct request *rq,
 {
 	struct nd_cmd *cmd = blk_mq_rq_to_pdu(rq);
 	unsigned long first, last, flags;
+	LIST_HEAD(staged);
 	u64 pos;
 
-	if (!blk_rq_bytes(rq))
-		return;
+	/* rq is claimed: no sender stages pages any more, no lock needed. */
+	list_splice_init(&cmd->cache_pages, &staged);
 	switch (req_op(rq)) {
-	case REQ_OP_READ:
-		if (status == BLK_STS_OK)
-			nd_cache_fill(c, rq, cmd->cache_seq, false);
-		return;
 	case REQ_OP_WRITE:
-		if (status == BLK_STS_OK)
-			nd_cache_fill(c, rq, cmd->cache_seq, true);
-		fallthrough;
 	case REQ_OP_DISCARD:
 	case REQ_OP_WRITE_ZEROES:
+		if (!blk_rq_bytes(rq))
+			break;	/* not marked by nd_cache_queue */
+		/* Before leaving the stripes: the write rule counts on it. */
+		if (status == BLK_STS_OK)
+			nd_cache_insert_pages(c, &staged, cmd->cache_seq, true);
 		nd_rq_range(rq, &pos, &first, &last);
 		xa_lock_irqsave(&c->pages, flags);
 		nd_cache_mark(c, first, last, -1, ++c->seq);
 		xa_unlock_irqrestore(&c->pages, flags);
-		return;
-	default:
-		return;
+		break;
+	default:	/* a read's pages came with its reply */
+		break;
 	}
+	nd_free_pages(&staged);
 }
 
 /* Forgets everything: fills of reads or writes started before are refused. */

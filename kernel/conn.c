@@ -279,6 +279,7 @@ static int nd_tx_one(struct nd_conn *c, struct nd_cmd *cmd, bool more)
 	cmd->sent_gen = c->gen;
 	spin_unlock(&cmd->lock);
 	/* From here on only our buffer is used: rq may complete any time. */
+	nd_cache_stage_write(c->dev->cache, cmd, rec + ND_RECORD_HDR_LEN, len);
 	err = nd_seal(&c->tx, c->tx_buf.sgt.sgl, rec, len);
 	if (err)
 		return err;

@@ -172,6 +172,8 @@ struct nd_cmd {
 	unsigned long give_up;		/* jiffies: EIO then, resent or not */
 	blk_status_t status;
 	u64 cache_seq;			/* cache.c: when a miss or write began */
+	/* cache.c: copies of the WRITE data last sent, by page (page->lru) */
+	struct list_head cache_pages;
 };
 
 enum nd_state {
@@ -250,6 +252,20 @@ void nd_cache_free(struct nd_cache *c);
 bool nd_cache_queue(struct nd_cache *c, struct request *rq, bool hits_ok);
 void nd_cache_complete(struct nd_cache *c, struct request *rq,
 		       blk_status_t status);
+/*
+ * The receiver, for a READ it claimed with an OK reply, before completing
+ * it: caches the pages rq covers entirely from data, the decrypted reply.
+ */
+void nd_cache_fill_read(struct nd_cache *c, struct request *rq,
+			const u8 *data);
+/*
+ * The sender, tx_lock held, before sealing body (the plaintext request of
+ * len bytes it built for cmd): a WRITE's pages are copied and kept on cmd,
+ * replacing an earlier send's, for nd_cache_complete to insert if this
+ * send is acknowledged. c NULL: no cache, nothing to do.
+ */
+void nd_cache_stage_write(struct nd_cache *c, struct nd_cmd *cmd,
+			  const u8 *body, int len);
 /* Forgets every page (the export may have changed); NULL is a no-op. */
 void nd_cache_drop(struct nd_cache *c);
 void nd_cache_stats(struct nd_cache *c, struct nd_cache_stats *s);
