@@ -332,7 +332,7 @@ void fz_request_phase(int fd, struct nd_crypto *c,
 	};
 	struct fz_expect *exp = NULL;
 	size_t nexp = 0, capexp = 0, stream = 0;
-	bool ended = false, violation = false;
+	bool ended = false, violation = false, disconnected = false;
 	pthread_t th;
 
 	if (pthread_create(&th, NULL, reader_main, &rd))
@@ -401,7 +401,7 @@ void fz_request_phase(int fd, struct nd_crypto *c,
 						 &r) != ND_OK) {
 			ended = violation = true;
 		} else if (r.op == ND_OP_DISCONNECT) {
-			ended = true;
+			ended = disconnected = true;
 		} else {
 			if (nexp == capexp) {
 				capexp = capexp ? 2 * capexp : 64;
@@ -432,14 +432,34 @@ void fz_request_phase(int fd, struct nd_crypto *c,
 		free(body);
 	}
 
+	/*
+	 * A real client ends with DISCONNECT; without it (an odd byte left
+	 * over) the client is gone, as if it had closed the socket.
+	 */
+	if (!ended && !(fz_u8(in) & 1)) {
+		uint8_t body[ND_REQ_HDR_LEN], hdr[ND_RECORD_HDR_LEN];
+		uint8_t tag[ND_TAG_LEN];
+		struct nd_request d = { .op = ND_OP_DISCONNECT };
+		struct iovec iov = { .iov_base = body, .iov_len = sizeof(body) };
+
+		nd_request_encode(body, &d);
+		if (nd_seal(&c->tx, hdr, &iov, 1, tag) < 0)
+			fz_fail("nd_seal failed");
+		fz_write(fd, hdr, sizeof(hdr));
+		fz_write(fd, body, sizeof(body));
+		fz_write(fd, tag, sizeof(tag));
+		disconnected = true;
+	}
 	shutdown(fd, SHUT_WR);
 	pthread_join(th, NULL);
 
 	/*
-	 * Every accepted request gets exactly one reply, and a sane one;
-	 * after a protocol violation the server may drop pending replies.
+	 * Every request accepted before a DISCONNECT gets exactly one reply,
+	 * and a sane one. A connection that ends otherwise (EOF, protocol
+	 * violation) is abandoned: requests no worker started are dropped,
+	 * so each gets at most one.
 	 */
-	if (violation ? rd.nrep > nexp : rd.nrep != nexp)
+	if (disconnected ? rd.nrep != nexp : rd.nrep > nexp)
 		fz_fail("%zu requests accepted but %zu replies", nexp, rd.nrep);
 	for (size_t i = 0; i < rd.nrep; i++) {
 		const struct nd_reply *p = &rd.rep[i].r;
