@@ -12,7 +12,8 @@
  * misbehaviour k (from 0) hits the first READ covering byte OFFSET + k *
  * BYTES (--at, default 0; --step, default 0) with the k-th mode of the
  * list (cycling), N times in all (--times, default: once per listed mode;
- * 0: forever); then the server is honest again. Reply modes:
+ * 0: forever), at most once per connection; then the server is honest
+ * again. Reply modes:
  *   honest          nothing (the baseline)
  *   unknown-handle  a reply for a handle never issued, then the real one
  *   dup-handle      the real reply twice
@@ -97,6 +98,12 @@ struct conn {
 	struct nd_crypto cr;
 	uint32_t max_payload;
 	bool stalled;
+	/*
+	 * Misbehaved once: honest from then on, so that the next misbehaviour
+	 * falls on the connection the client makes after dropping this one
+	 * (a request it had already sent here would otherwise use it up).
+	 */
+	bool spoiled;
 	uint8_t *req, *data;	/* request record body; reply data */
 };
 
@@ -432,8 +439,9 @@ static void *conn_main(void *arg)
 			break;
 		if (c->stalled)
 			continue;
-		m = trigger(&q);
+		m = c->spoiled ? M_HONEST : trigger(&q);
 		if (m != M_HONEST) {
+			c->spoiled = true;
 			if (misbehave(c, &q, m))
 				break;
 			continue;
