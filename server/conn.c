@@ -698,6 +698,7 @@ void *nd_conn_main(void *arg)
 		nd_info("client %s: handshake failed sending session info: %s",
 			c->peer, strerror(errno));
 	} else {
+		c->sess_unknown = false;
 		if (nd_thread_start(&c->tx_thread, ND_SRV_CONN_STACK, tx_main,
 				    c) == 0) {
 			struct rx_batch batch = { 0 };
@@ -739,8 +740,14 @@ void *nd_conn_main(void *arg)
 	if (c->tx_running)
 		pthread_join(c->tx_thread, NULL);
 
+	/*
+	 * A session whose token never reached its client cannot be resumed:
+	 * keeping its write lock for the grace period would only refuse the
+	 * client's retry (BUSY). It ends now, as on DISCONNECT.
+	 */
 	if (c->sess)
-		nd_session_detach(s, c->sess, end == RX_DISCONNECT);
+		nd_session_detach(s, c->sess,
+				  end == RX_DISCONNECT || c->sess_unknown);
 	nd_crypto_free(&c->crypto);
 	while ((q = c->free_reqs)) {
 		c->free_reqs = q->next;

@@ -693,7 +693,7 @@ static void hs_open_session(struct nd_server *s, struct nd_hs *h,
 	c = nd_conn_create(s, fd, h->peer);
 	if (!c) {
 		nd_err("client %s: out of memory, closing", h->peer);
-		nd_session_detach(s, sr.sess, false);
+		nd_session_detach(s, sr.sess, sr.created);
 		goto refuse;
 	}
 	c->crypto = *crypto;
@@ -701,6 +701,7 @@ static void hs_open_session(struct nd_server *s, struct nd_hs *h,
 	c->sess = sr.sess;
 	c->flags = sr.flags;
 	c->read_only = sr.flags & ND_EXP_READ_ONLY;
+	c->sess_unknown = sr.created;
 	c->max_payload = want;
 	/* The connection's threads own the socket now, blocking. */
 	epoll_ctl(s->epfd, EPOLL_CTL_DEL, fd, NULL);
@@ -710,7 +711,7 @@ static void hs_open_session(struct nd_server *s, struct nd_hs *h,
 	if (nd_conn_start(c) < 0) {
 		nd_err("client %s: cannot start a connection thread, dropping connection",
 		       c->peer);
-		nd_session_detach(s, c->sess, false);
+		nd_session_detach(s, c->sess, c->sess_unknown);
 		nd_crypto_free(&c->crypto);
 		close(fd);
 		nd_conn_destroy(c);

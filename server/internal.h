@@ -94,6 +94,11 @@ struct nd_conn {
 	uint32_t flags;			/* ND_EXP_* granted */
 	uint32_t max_payload;
 	bool read_only;
+	/*
+	 * sess was created for this connection and its SessionInfo has not
+	 * gone out: nobody knows the token, so nobody can resume it.
+	 */
+	bool sess_unknown;
 
 	/*
 	 * Owns crypto.tx: replies are sealed by the thread that produced
@@ -202,6 +207,7 @@ struct nd_session_result {
 	uint16_t status;
 	struct nd_session *sess;
 	uint32_t flags;			/* ND_EXP_* granted to this connection */
+	bool created;			/* a new session, not a join */
 };
 struct nd_session_result nd_session_attach(struct nd_server *s,
 					   const char *peer,

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "backend.h"
 #include "log.h"
@@ -67,6 +68,33 @@ static int parse_num(const char *s, long long min, long long max,
 		return -1;
 	*out = v;
 	return 0;
+}
+
+/*
+ * Every authenticated connection and every pending handshake holds a
+ * descriptor: ND_SRV_MAX_CONNS + ND_SRV_MAX_PENDING and a few of our own
+ * exceed the usual soft limit of 1024, and accept() failing with EMFILE
+ * turns real clients away. The soft limit goes up to the hard one (no
+ * select() here, so large descriptor numbers are fine).
+ */
+static void raise_nofile(void)
+{
+	const rlim_t want = ND_SRV_MAX_CONNS + ND_SRV_MAX_PENDING + 64;
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0 &&
+		    getrlimit(RLIMIT_NOFILE, &rl) < 0)
+			return;
+	}
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want)
+		nd_warn("open file limit is %llu, below the %llu that %d connections and %d pending handshakes can need: raise it (ulimit -n, LimitNOFILE=)",
+			(unsigned long long)rl.rlim_cur,
+			(unsigned long long)want, ND_SRV_MAX_CONNS,
+			ND_SRV_MAX_PENDING);
 }
 
 static void on_signal(int sig)
@@ -222,6 +250,7 @@ int main(int argc, char **argv)
 	}
 	snprintf(exp.name, sizeof(exp.name), "%s", export_name);
 	cfg.key = key;
+	raise_nofile();
 
 	/* Only the main thread takes SIGINT/SIGTERM; others inherit the mask. */
 	signal(SIGPIPE, SIG_IGN);

@@ -97,7 +97,7 @@ struct nd_session_result nd_session_attach(struct nd_server *s,
 					   const uint8_t token[ND_TOKEN_LEN],
 					   uint32_t cf_flags)
 {
-	struct nd_session_result res = { ND_OK, NULL, 0 };
+	struct nd_session_result res = { ND_OK, NULL, 0, false };
 	struct nd_export *e = &s->exp;
 	struct nd_session *ss;
 
@@ -160,6 +160,7 @@ struct nd_session_result nd_session_attach(struct nd_server *s,
 		e->name, mode_str(ss));
 	res.sess = ss;
 	res.flags = ss->flags;
+	res.created = true;
 out:
 	pthread_mutex_unlock(&s->sess_lock);
 	return res;

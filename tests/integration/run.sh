@@ -256,6 +256,23 @@ start_server LK4 --file lock.img --key-file key || exit 1
 ok "lock: released when the servers exit"
 stop_server LK4
 
+# ------------------------------------------------ descriptor limit
+# 1024 connections and 128 pending handshakes need more descriptors than
+# the usual soft limit: netdiskd raises it to the hard limit, and says so
+# in one line when even the hard limit is too low.
+SRV_WRAP="prlimit --nofile=256:4096" start_server NF1 --file lock.img \
+	--key-file key || exit 1
+nf=$(awk '/^Max open files/ { print $4 }' "/proc/$NF1_PID/limits")
+[ "$nf" = 4096 ] && ok "nofile: soft limit raised to the hard limit" ||
+	bad "nofile: soft limit $nf, wanted the hard limit 4096"
+stop_server NF1
+SRV_WRAP="prlimit --nofile=512:512" start_server NF2 --file lock.img \
+	--key-file key || exit 1
+grep -q "open file limit is 512, below" "$NF2_LOG" &&
+	ok "nofile: a hard limit of 512 is reported" ||
+	bad "nofile: no warning for a hard limit of 512: $(head -c 300 "$NF2_LOG")"
+stop_server NF2
+
 # ------------------------------------------------ 64 MiB round trip (rw)
 head -c 64M /dev/urandom >src.img
 truncate -s 64M rw.img

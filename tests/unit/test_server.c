@@ -68,6 +68,7 @@ struct fixture {
 	uint32_t max_payload;
 	int hs_timeout_ms;		/* 0: HS_TIMEOUT_MS */
 	int max_pending, max_pending_src;
+	int grace_ms;			/* 0: GRACE_MS */
 };
 
 struct conn {
@@ -251,7 +252,7 @@ static void start_server(struct fixture *f)
 	struct nd_server_config cfg = {
 		.listen_addr = "127.0.0.1",
 		.workers = f->gate ? 2 : 4,
-		.grace_ms = GRACE_MS,
+		.grace_ms = f->grace_ms ? f->grace_ms : GRACE_MS,
 		.handshake_timeout_ms = f->hs_timeout_ms ? f->hs_timeout_ms :
 					HS_TIMEOUT_MS,
 		.max_pending = f->max_pending,
@@ -345,6 +346,19 @@ static int setup_rw_budget(void **state)
 	f->hs_timeout_ms = 20000;
 	f->max_pending = 8;
 	f->max_pending_src = 4;
+	start_server(f);
+	return 0;
+}
+
+/* A write lock kept 30 s after its last connection: longer than a test. */
+static int setup_rw_long_grace(void **state)
+{
+	struct fixture *f;
+
+	setup_common(state, false, "/tmp", NULL);
+	f = *state;
+	stop_server(f);
+	f->grace_ms = 30000;
 	start_server(f);
 	return 0;
 }
@@ -1917,6 +1931,92 @@ static void test_gone_client_queue_dropped(void **state)
 	}
 }
 
+/*
+ * A client handshake that proves the key, asks for a new read-write
+ * session and resets the connection right after its ClientFinish, before
+ * the SessionInfo (and so the token) can reach it.
+ */
+static void open_and_reset(struct fixture *f)
+{
+	struct nd_client_hello ch = {
+		.version = ND_VERSION,
+		.timestamp = (uint64_t)time(NULL),
+		.identity_len = 7,
+		.export_len = 7,
+	};
+	struct nd_client_finish cf = { .max_payload = ND_DEFAULT_PAYLOAD };
+	uint8_t chb[ND_CLIENT_HELLO_MAX], shb[ND_SERVER_HELLO_LEN];
+	uint8_t th[ND_HASH_LEN], okm[ND_OKM_LEN];
+	uint8_t cfb[ND_CLIENT_FINISH_LEN];
+	struct iovec v = { cfb, sizeof(cfb) };
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	struct nd_server_hello sh;
+	struct nd_crypto c;
+	size_t chl;
+	int fd = tcp_connect(f->port);
+
+	memcpy(ch.identity, "default", 7);
+	memcpy(ch.export_name, "default", 7);
+	assert_int_equal(nd_random(ch.random, sizeof(ch.random)), 0);
+	chl = nd_client_hello_encode(chb, &ch);
+	assert_int_equal(write(fd, chb, chl), (ssize_t)chl);
+	assert_int_equal(nd_read_full(fd, shb, sizeof(shb)), 0);
+	assert_int_equal(nd_server_hello_decode(shb, &sh), 0);
+	assert_int_equal(sh.status, ND_OK);
+	nd_transcript(chb, chl, shb, th);
+	assert_int_equal(nd_derive(f->key, ch.random, sh.random, th, okm), 0);
+	assert_int_equal(nd_crypto_init(&c, okm, true), 0);
+	nd_finish_mac(okm + ND_OKM_C_FINISH, th, cf.verify);
+	nd_client_finish_encode(cfb, &cf);
+	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg,
+				    sizeof(lg)), 0);
+	assert_int_equal(nd_send_record(fd, &c.tx, &v, 1), 0);
+	close(fd);		/* RST */
+	nd_crypto_free(&c);
+	nd_wipe(okm, sizeof(okm));
+}
+
+/*
+ * A new session whose SessionInfo could not be sent has a token nobody
+ * knows: it must not keep the write lock for the grace period, or the
+ * client's retry (a new session) is refused as BUSY for that long.
+ */
+static void test_session_info_lost_releases_lock(void **state)
+{
+	struct fixture *f = *state;
+	int level = nd_log_level;
+	uint16_t status = 0;
+	struct logcap lc;
+	struct conn a;
+	bool failed;
+	int i;
+
+	nd_log_level = ND_LOG_INFO;
+	logcap_start(&lc, "handshake failed sending session info");
+	/* The reset usually beats the SessionInfo; retry if it did not. */
+	for (i = 0; i < 20; i++) {
+		open_and_reset(f);
+		if ((failed = logcap_wait(&lc, 1000 * scale)))
+			break;
+		/* Lost the race: that session's lock is held, start over. */
+		stop_server(f);
+		start_server(f);
+	}
+	logcap_stop(&lc);
+	nd_log_level = level;
+	assert_true(failed);
+	/* The failed connection detaches right after that line. */
+	for (i = 0; i < 100; i++) {
+		if (try_open(f, &a, NULL, NULL, 0, NULL, 0, &status) ==
+		    ND_HS_OK)
+			break;
+		assert_int_equal(status, ND_ERR_BUSY);
+		usleep(20000);
+	}
+	assert_int_equal(status, ND_OK);
+	conn_close(&a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1983,6 +2083,8 @@ int main(void)
 						setup_rw_shm, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_clients,
 						setup_rw, teardown),
+		cmocka_unit_test_setup_teardown(test_session_info_lost_releases_lock,
+						setup_rw_long_grace, teardown),
 		cmocka_unit_test_setup_teardown(test_gone_client_queue_dropped,
 						setup_gated, teardown),
 	};
