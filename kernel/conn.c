@@ -81,14 +81,30 @@ int nd_sock_send(struct socket *sock, const void *buf, size_t len)
 	return nd_sock_xmit(sock, buf, len, 0);
 }
 
-int nd_sock_recv(struct socket *sock, void *buf, size_t len)
+/*
+ * Receives exactly len bytes. With a deadline (jiffies; NULL: none) the
+ * receive timeout is set to what is left before every wait, so a peer
+ * trickling bytes cannot stretch it.
+ */
+int nd_sock_recv_until(struct socket *sock, void *buf, size_t len,
+		       const unsigned long *deadline)
 {
 	while (len) {
 		struct kvec iov = { .iov_base = buf, .iov_len = len };
 		struct msghdr msg = { .msg_flags = MSG_NOSIGNAL };
-		int n = kernel_recvmsg(sock, &msg, &iov, 1, len,
-				       MSG_WAITALL | MSG_NOSIGNAL);
+		int n;
 
+		if (deadline) {
+			long left = (long)(*deadline - jiffies);
+
+			if (left <= 0)
+				return -ETIMEDOUT;
+			lock_sock(sock->sk);
+			sock->sk->sk_rcvtimeo = left;
+			release_sock(sock->sk);
+		}
+		n = kernel_recvmsg(sock, &msg, &iov, 1, len,
+				   MSG_WAITALL | MSG_NOSIGNAL);
 		if (n == -EAGAIN)
 			return -ETIMEDOUT;	/* SO_RCVTIMEO expired */
 		if (n < 0)
@@ -99,6 +115,11 @@ int nd_sock_recv(struct socket *sock, void *buf, size_t len)
 		len -= n;
 	}
 	return 0;
+}
+
+int nd_sock_recv(struct socket *sock, void *buf, size_t len)
+{
+	return nd_sock_recv_until(sock, buf, len, NULL);
 }
 
 static void nd_tx_work(struct work_struct *work);

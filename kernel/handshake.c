@@ -45,39 +45,6 @@ static void nd_hs_fail(struct nd_hs_result *r, struct nd_conn *c, u32 result,
 		pr_err("%s: %s\n", c->dev->name, msg);
 }
 
-/*
- * Receives len bytes before the handshake's deadline (jiffies). The receive
- * timeout is set to what is left before every wait, so a server trickling
- * its answer a byte at a time cannot stretch the handshake.
- */
-static int nd_hs_recv(struct socket *sock, void *buf, size_t len,
-		      unsigned long deadline)
-{
-	while (len) {
-		struct kvec iov = { .iov_base = buf, .iov_len = len };
-		struct msghdr msg = { .msg_flags = MSG_NOSIGNAL };
-		long left = (long)(deadline - jiffies);
-		int n;
-
-		if (left <= 0)
-			return -ETIMEDOUT;
-		lock_sock(sock->sk);
-		sock->sk->sk_rcvtimeo = left;
-		release_sock(sock->sk);
-		n = kernel_recvmsg(sock, &msg, &iov, 1, len,
-				   MSG_WAITALL | MSG_NOSIGNAL);
-		if (n == -EAGAIN)
-			return -ETIMEDOUT;
-		if (n < 0)
-			return n;
-		if (n == 0)
-			return -ECONNRESET;	/* peer closed */
-		buf += n;
-		len -= n;
-	}
-	return 0;
-}
-
 static int nd_hs_send_finish(struct nd_conn *c, const struct nd_conn_params *p,
 			     struct nd_hs *hs)
 {
@@ -129,7 +96,8 @@ void nd_handshake(struct nd_conn *c, const struct nd_conn_params *p,
 	ch_len = nd_client_hello_encode(hs->ch_buf, &hs->ch);
 
 	err = nd_sock_send(c->sock, hs->ch_buf, ch_len) ?:
-	      nd_hs_recv(c->sock, hs->sh_buf, ND_SERVER_HELLO_LEN, deadline);
+	      nd_sock_recv_until(c->sock, hs->sh_buf, ND_SERVER_HELLO_LEN,
+				 &deadline);
 	if (err) {
 		nd_hs_fail(r, c, ND_ATTACH_LOST, err,
 			   "connection lost during handshake (server closed it or timed out)");
@@ -188,15 +156,16 @@ void nd_handshake(struct nd_conn *c, const struct nd_conn_params *p,
 
 	err = nd_hs_send_finish(c, p, hs);
 	if (!err)
-		err = nd_hs_recv(c->sock, hs->rec, ND_RECORD_HDR_LEN, deadline);
+		err = nd_sock_recv_until(c->sock, hs->rec, ND_RECORD_HDR_LEN,
+					 &deadline);
 	if (!err && nd_get32(hs->rec) != info_rec) {
 		nd_hs_fail(r, c, ND_ATTACH_PROTO, -EPROTO,
 			   "protocol error during handshake (bad session info)");
 		goto out;
 	}
 	if (!err)
-		err = nd_hs_recv(c->sock, hs->rec + ND_RECORD_HDR_LEN,
-				 info_rec, deadline);
+		err = nd_sock_recv_until(c->sock, hs->rec + ND_RECORD_HDR_LEN,
+					 info_rec, &deadline);
 	if (err) {
 		nd_hs_fail(r, c, ND_ATTACH_LOST, err,
 			   "connection lost during handshake (server closed it or timed out)");

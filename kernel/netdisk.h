@@ -145,6 +145,8 @@ bool nd_conn_queue(struct nd_conn *c, struct request *rq);
 bool nd_conn_dead(struct nd_conn *c);
 int nd_sock_send(struct socket *sock, const void *buf, size_t len);
 int nd_sock_recv(struct socket *sock, void *buf, size_t len);
+int nd_sock_recv_until(struct socket *sock, void *buf, size_t len,
+		       const unsigned long *deadline);
 int nd_buf_alloc(struct nd_buf *b, size_t size);
 void nd_buf_free(struct nd_buf *b);
 
