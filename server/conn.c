@@ -422,14 +422,8 @@ static bool peer_gone(int fd)
 static bool rx_wait_room(struct nd_conn *c)
 {
 	while (!c->dead && over_limit(c)) {
-		struct timespec ts;
+		struct timespec ts = nd_abstime_in_ms(ND_SRV_HUP_CHECK_MS);
 
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += ND_SRV_HUP_CHECK_MS * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
 		if (pthread_cond_timedwait(&c->rx_cond, &c->lock, &ts) ==
 		    ETIMEDOUT && peer_gone(c->fd))
 			return false;

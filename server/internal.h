@@ -165,6 +165,8 @@ struct nd_server {
 };
 
 int64_t nd_now_ms(void);
+/* CLOCK_REALTIME ms from now, for pthread_cond_timedwait. */
+struct timespec nd_abstime_in_ms(int64_t ms);
 int nd_thread_start(pthread_t *t, size_t stack, void *(*fn)(void *),
 		    void *arg);
 

@@ -27,6 +27,20 @@ int64_t nd_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+struct timespec nd_abstime_in_ms(int64_t ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	return ts;
+}
+
 int nd_thread_start(pthread_t *t, size_t stack, void *(*fn)(void *),
 		    void *arg)
 {
@@ -448,13 +462,7 @@ static bool wait_conns(struct nd_server *s, int64_t deadline)
 
 			if (left <= 0)
 				break;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_sec += left / 1000;
-			ts.tv_nsec += (left % 1000) * 1000000;
-			if (ts.tv_nsec >= 1000000000) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000;
-			}
+			ts = nd_abstime_in_ms(left);
 			pthread_cond_timedwait(&s->cond, &s->lock, &ts);
 		} else {
 			pthread_cond_wait(&s->cond, &s->lock);
