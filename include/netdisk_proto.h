@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * netdisk wire protocol, version 1: constants, sizes and field-by-field
+ * netdisk wire protocol, version 2: constants, sizes and field-by-field
  * encoders/decoders shared by netdiskd, libnetdisk and netdisk.ko.
  *
  * No libc and no kernel API beyond fixed-width types: this header compiles
@@ -18,7 +18,7 @@
 
 #define ND_DEFAULT_PORT		26547
 #define ND_MAGIC		0x4e44534bu	/* "NDSK" */
-#define ND_VERSION		1
+#define ND_VERSION		2
 
 #define ND_RANDOM_LEN		32
 #define ND_KEY_LEN		32	/* pre-shared key and AES-256 keys */
@@ -28,21 +28,38 @@
 #define ND_TOKEN_LEN		16	/* session token */
 #define ND_EXPORT_ID_LEN	16
 #define ND_NAME_MAX		64	/* identity and export names */
+#define ND_SHARE_LEN		32	/* X25519 public key */
+#define ND_MAX_SLOTS		64	/* connection slots per session */
 
-/* Handshake messages (plaintext). */
+/*
+ * Handshake messages (plaintext). A ClientHello is the version-1-compatible
+ * prefix (fixed part, names), then the key share and the extension area.
+ */
 #define ND_CLIENT_HELLO_FIXED	50	/* + identity + export names */
-#define ND_CLIENT_HELLO_MAX	(ND_CLIENT_HELLO_FIXED + 2 * ND_NAME_MAX)
-#define ND_SERVER_HELLO_LEN	72
-#define ND_SERVER_HELLO_TH_LEN	40	/* magic..server_random enter the transcript */
+#define ND_CLIENT_HELLO_TAIL	34	/* after the names: share, ext_len */
+#define ND_EXT_MAX		512	/* extension area bytes */
+#define ND_CLIENT_HELLO_MAX	(ND_CLIENT_HELLO_FIXED + 2 * ND_NAME_MAX + \
+				 ND_CLIENT_HELLO_TAIL + ND_EXT_MAX)
+#define ND_SERVER_HELLO_LEN	104
+#define ND_SERVER_HELLO_HEAD	8	/* magic, version, status: read first */
+#define ND_SERVER_HELLO_TH_LEN	72	/* magic..server_share enter the transcript */
 
-/* Key schedule: HKDF-SHA256 output, split in this order. */
-#define ND_KDF_LABEL		"netdisk/1 keys"
+/*
+ * Key schedule: HKDF-SHA256 output, split in this order. Each direction's
+ * traffic secret yields its record keys, one per generation of
+ * ND_REKEY_RECORDS records:
+ *   key_g       = HKDF-Expand(traffic_g, ND_KEY_LABEL, 32)
+ *   traffic_g+1 = HKDF-Expand(traffic_g, ND_TRAFFIC_LABEL, 32)
+ */
+#define ND_KDF_LABEL		"netdisk/2 keys"
 #define ND_KDF_LABEL_LEN	14
-#define ND_REKEY_LABEL		"netdisk/1 rekey"
-#define ND_REKEY_LABEL_LEN	15
+#define ND_KEY_LABEL		"netdisk/2 key"
+#define ND_KEY_LABEL_LEN	13
+#define ND_TRAFFIC_LABEL	"netdisk/2 traffic"
+#define ND_TRAFFIC_LABEL_LEN	17
 #define ND_OKM_LEN		(2 * ND_KEY_LEN + 2 * ND_IV_LEN + 2 * ND_HASH_LEN)
-#define ND_OKM_C2S_KEY		0
-#define ND_OKM_S2C_KEY		32
+#define ND_OKM_C2S_TRAFFIC	0
+#define ND_OKM_S2C_TRAFFIC	32
 #define ND_OKM_C2S_IV		64
 #define ND_OKM_S2C_IV		76
 #define ND_OKM_S_FINISH		88
@@ -51,11 +68,11 @@
 /*
  * Records: u32 length (ciphertext + tag, authenticated as AAD), ciphertext,
  * tag. Nonce = direction IV XOR big-endian 64-bit record sequence number in
- * its last 8 bytes. Every ND_REKEY_RECORDS records a direction's key is
- * replaced by HKDF-Expand(old key, ND_REKEY_LABEL, 32).
+ * its last 8 bytes. Record number n is sealed under key generation
+ * n / ND_REKEY_RECORDS: at most 4096 records of 16 MiB, 2^32 AES blocks.
  */
 #define ND_RECORD_HDR_LEN	4
-#define ND_REKEY_RECORDS	(1ull << 16)
+#define ND_REKEY_RECORDS	(1ull << 12)
 
 /* Payload sizes. */
 #define ND_SECTOR_SIZE		512
@@ -69,8 +86,8 @@
 #define ND_MAX_PAYLOAD		(16u << 20)
 #define ND_REQ_HDR_LEN		24
 #define ND_REPLY_HDR_LEN	16
-#define ND_CLIENT_FINISH_LEN	56
-#define ND_SESSION_INFO_LEN	56
+#define ND_CLIENT_FINISH_LEN	80
+#define ND_SESSION_INFO_LEN	72
 /* Largest record body either side ever accepts, before negotiation. */
 #define ND_RECORD_MAX		(ND_REQ_HDR_LEN + ND_MAX_PAYLOAD + ND_TAG_LEN)
 
@@ -114,6 +131,8 @@ enum nd_status {
 	ND_ERR_CLOCK_SKEW = 10,
 	ND_ERR_NO_SESSION = 11,
 	ND_ERR_SHUTDOWN = 12,
+	ND_ERR_WRITTEN = 13,	/* another session wrote since the client's */
+	ND_ERR_SUPERSEDED = 14,	/* a newer connection holds this slot */
 	ND_ERR__COUNT
 };
 
@@ -128,6 +147,8 @@ static inline const char *nd_status_str(unsigned int s)
 		"operation not supported", "export busy", "no such export",
 		"unsupported protocol version", "clock skew too large",
 		"unknown or expired session", "server shutting down",
+		"export was written by another client while disconnected",
+		"connection superseded by a newer one",
 	};
 
 	return s < ND_ERR__COUNT ? names[s] : "unknown error";
@@ -204,24 +225,30 @@ static inline int nd_name_valid(const uint8_t *s, size_t len)
 /* ---- ClientHello ---- */
 struct nd_client_hello {
 	uint16_t version;
-	uint16_t flags;
+	uint16_t flags;			/* none defined: 0; ignored by servers */
 	uint8_t random[ND_RANDOM_LEN];
 	uint64_t timestamp;		/* Unix seconds */
 	uint8_t identity_len;
 	uint8_t export_len;
 	uint8_t identity[ND_NAME_MAX];
 	uint8_t export_name[ND_NAME_MAX];
+	uint8_t share[ND_SHARE_LEN];	/* ephemeral X25519 public key */
+	uint16_t ext_len;		/* 0..ND_EXT_MAX */
+	uint8_t ext[ND_EXT_MAX];	/* extensions: {u16 type, u16 len, value} */
 };
 
 static inline size_t nd_client_hello_len(const struct nd_client_hello *h)
 {
-	return ND_CLIENT_HELLO_FIXED + h->identity_len + h->export_len;
+	return ND_CLIENT_HELLO_FIXED + h->identity_len + h->export_len +
+	       ND_CLIENT_HELLO_TAIL + h->ext_len;
 }
 
 /* Returns bytes written (nd_client_hello_len), buffer >= ND_CLIENT_HELLO_MAX. */
 static inline size_t nd_client_hello_encode(uint8_t *p,
 					    const struct nd_client_hello *h)
 {
+	size_t o = ND_CLIENT_HELLO_FIXED + h->identity_len + h->export_len;
+
 	nd_put32(p, ND_MAGIC);
 	nd_put16(p + 4, h->version);
 	nd_put16(p + 6, h->flags);
@@ -231,12 +258,17 @@ static inline size_t nd_client_hello_encode(uint8_t *p,
 	p[49] = h->export_len;
 	nd_copy(p + 50, h->identity, h->identity_len);
 	nd_copy(p + 50 + h->identity_len, h->export_name, h->export_len);
+	nd_copy(p + o, h->share, ND_SHARE_LEN);
+	nd_put16(p + o + ND_SHARE_LEN, h->ext_len);
+	nd_copy(p + o + ND_CLIENT_HELLO_TAIL, h->ext, h->ext_len);
 	return nd_client_hello_len(h);
 }
 
 /*
- * Decodes the fixed part (first ND_CLIENT_HELLO_FIXED bytes). Returns the
- * number of name bytes still to read, or -1 if the fixed part is malformed.
+ * Decodes the fixed part (first ND_CLIENT_HELLO_FIXED bytes), the same in
+ * every protocol version. Returns the number of name bytes still to read,
+ * or -1 if the fixed part is malformed (bad magic, a name length out of
+ * 1..64). The caller checks h->version after reading the names.
  */
 static inline int nd_client_hello_decode_fixed(const uint8_t *p,
 					       struct nd_client_hello *h)
@@ -267,11 +299,47 @@ static inline int nd_client_hello_decode_names(const uint8_t *names,
 	return 0;
 }
 
+/*
+ * Decodes the ND_CLIENT_HELLO_TAIL bytes after the names (version 2).
+ * Returns the extension bytes still to read, or -1 if ext_len is over
+ * ND_EXT_MAX.
+ */
+static inline int nd_client_hello_decode_tail(const uint8_t *p,
+					      struct nd_client_hello *h)
+{
+	nd_copy(h->share, p, ND_SHARE_LEN);
+	h->ext_len = nd_get16(p + ND_SHARE_LEN);
+	if (h->ext_len > ND_EXT_MAX)
+		return -1;
+	return h->ext_len;
+}
+
+/*
+ * Checks and keeps the extension area: a sequence of {u16 type, u16 len,
+ * len bytes} filling ext_len exactly. Protocol 2 defines no type; unknown
+ * types are ignored. 0, or -1 if the framing is broken.
+ */
+static inline int nd_client_hello_decode_ext(const uint8_t *p,
+					     struct nd_client_hello *h)
+{
+	size_t o = 0;
+
+	while (o < h->ext_len) {
+		if (h->ext_len - o < 4 ||
+		    nd_get16(p + o + 2) > h->ext_len - o - 4)
+			return -1;
+		o += 4 + nd_get16(p + o + 2);
+	}
+	nd_copy(h->ext, p, h->ext_len);
+	return 0;
+}
+
 /* ---- ServerHello ---- */
 struct nd_server_hello {
 	uint16_t version;
-	uint16_t status;
+	uint16_t status;		/* ND_OK or ND_ERR_VERSION */
 	uint8_t random[ND_RANDOM_LEN];
+	uint8_t share[ND_SHARE_LEN];	/* ephemeral X25519 public key */
 	uint8_t verify[ND_HASH_LEN];
 };
 
@@ -282,31 +350,46 @@ static inline void nd_server_hello_encode(uint8_t *p,
 	nd_put16(p + 4, h->version);
 	nd_put16(p + 6, h->status);
 	nd_copy(p + 8, h->random, ND_RANDOM_LEN);
-	nd_copy(p + 40, h->verify, ND_HASH_LEN);
+	nd_copy(p + 40, h->share, ND_SHARE_LEN);
+	nd_copy(p + 72, h->verify, ND_HASH_LEN);
 }
 
 /*
- * The ServerHello is not authenticated: it may carry only the statuses a
- * server must answer before it can prove the key. Every other status comes
- * in the authenticated SessionInfo.
+ * The ServerHello is not authenticated: it may only say that the server
+ * speaks another version (its only error, the one a server must give
+ * before it can prove the key). Every other status comes in the
+ * authenticated SessionInfo.
  */
 static inline int nd_server_hello_status_valid(uint16_t status)
 {
-	return status == ND_OK || status == ND_ERR_NO_EXPORT ||
-	       status == ND_ERR_VERSION;
+	return status == ND_OK || status == ND_ERR_VERSION;
 }
 
-/* 0 on success, -1 on a bad magic or a status not allowed here. */
-static inline int nd_server_hello_decode(const uint8_t *p,
-					 struct nd_server_hello *h)
+/*
+ * Decodes the first ND_SERVER_HELLO_HEAD bytes: 0, or -1 on a bad magic or
+ * a status not allowed here. With ND_ERR_VERSION the client stops here
+ * (a version-1 server sends 72 bytes, a version-2 one 104).
+ */
+static inline int nd_server_hello_decode_head(const uint8_t *p,
+					      struct nd_server_hello *h)
 {
 	if (nd_get32(p) != ND_MAGIC)
 		return -1;
 	h->version = nd_get16(p + 4);
 	h->status = nd_get16(p + 6);
-	nd_copy(h->random, p + 8, ND_RANDOM_LEN);
-	nd_copy(h->verify, p + 40, ND_HASH_LEN);
 	return nd_server_hello_status_valid(h->status) ? 0 : -1;
+}
+
+/* Decodes a whole ServerHello: as _head, then random, share and verify. */
+static inline int nd_server_hello_decode(const uint8_t *p,
+					 struct nd_server_hello *h)
+{
+	if (nd_server_hello_decode_head(p, h))
+		return -1;
+	nd_copy(h->random, p + 8, ND_RANDOM_LEN);
+	nd_copy(h->share, p + 40, ND_SHARE_LEN);
+	nd_copy(h->verify, p + 72, ND_HASH_LEN);
+	return 0;
 }
 
 /* ---- ClientFinish (first client record) ---- */
@@ -314,7 +397,12 @@ struct nd_client_finish {
 	uint8_t verify[ND_HASH_LEN];
 	uint8_t token[ND_TOKEN_LEN];	/* all zero: new session */
 	uint32_t flags;			/* ND_CF_* */
-	uint32_t max_payload;
+	uint32_t max_payload;		/* 0: ND_DEFAULT_PAYLOAD */
+	uint16_t slot;			/* connection slot, < ND_MAX_SLOTS */
+	uint16_t reserved;		/* 0 */
+	uint32_t epoch;			/* >= 1, grows with every attempt per slot */
+	uint64_t resume_writer;		/* last_writer of the client's last session */
+	uint64_t resume_own;		/* write_epoch of the client's last session */
 };
 
 static inline void nd_client_finish_encode(uint8_t *p,
@@ -324,6 +412,11 @@ static inline void nd_client_finish_encode(uint8_t *p,
 	nd_copy(p + 32, f->token, ND_TOKEN_LEN);
 	nd_put32(p + 48, f->flags);
 	nd_put32(p + 52, f->max_payload);
+	nd_put16(p + 56, f->slot);
+	nd_put16(p + 58, f->reserved);
+	nd_put32(p + 60, f->epoch);
+	nd_put64(p + 64, f->resume_writer);
+	nd_put64(p + 72, f->resume_own);
 }
 
 static inline void nd_client_finish_decode(const uint8_t *p,
@@ -333,6 +426,33 @@ static inline void nd_client_finish_decode(const uint8_t *p,
 	nd_copy(f->token, p + 32, ND_TOKEN_LEN);
 	f->flags = nd_get32(p + 48);
 	f->max_payload = nd_get32(p + 52);
+	f->slot = nd_get16(p + 56);
+	f->reserved = nd_get16(p + 58);
+	f->epoch = nd_get32(p + 60);
+	f->resume_writer = nd_get64(p + 64);
+	f->resume_own = nd_get64(p + 72);
+}
+
+/*
+ * NULL if an authenticated ClientFinish's fields are acceptable, else what
+ * is wrong (the server answers ND_ERR_INVALID in SessionInfo).
+ */
+static inline const char *
+nd_client_finish_invalid(const struct nd_client_finish *f)
+{
+	if (f->flags & ~ND_CF_READ_ONLY)
+		return "unknown flags";
+	if (f->max_payload && (f->max_payload < ND_MIN_PAYLOAD ||
+			       f->max_payload > ND_MAX_PAYLOAD ||
+			       f->max_payload % ND_MIN_PAYLOAD))
+		return "max payload not a multiple of 4 KiB in 4 KiB..16 MiB";
+	if (f->slot >= ND_MAX_SLOTS)
+		return "slot out of range";
+	if (f->reserved)
+		return "reserved field not zero";
+	if (!f->epoch)
+		return "epoch 0";
+	return NULL;
 }
 
 /* ---- SessionInfo (first server record) ---- */
@@ -344,6 +464,8 @@ struct nd_session_info {
 	uint32_t max_payload;		/* negotiated */
 	uint8_t token[ND_TOKEN_LEN];
 	uint8_t export_id[ND_EXPORT_ID_LEN];
+	uint64_t write_epoch;		/* this session's writer number; 0: none */
+	uint64_t last_writer;		/* write_epoch of the export's last writer */
 };
 
 static inline void nd_session_info_encode(uint8_t *p,
@@ -357,6 +479,8 @@ static inline void nd_session_info_encode(uint8_t *p,
 	nd_put32(p + 20, s->max_payload);
 	nd_copy(p + 24, s->token, ND_TOKEN_LEN);
 	nd_copy(p + 40, s->export_id, ND_EXPORT_ID_LEN);
+	nd_put64(p + 56, s->write_epoch);
+	nd_put64(p + 64, s->last_writer);
 }
 
 /*
@@ -381,6 +505,8 @@ nd_session_info_invalid(const struct nd_session_info *s)
 	    s->max_payload > ND_MAX_PAYLOAD ||
 	    s->max_payload % ND_MIN_PAYLOAD)
 		return "max payload not a multiple of 4 KiB in 4 KiB..16 MiB";
+	if (!(s->flags & ND_EXP_READ_ONLY) != !!s->write_epoch)
+		return "write epoch on a read-only session, or none on a writable one";
 	return NULL;
 }
 
@@ -398,6 +524,8 @@ static inline int nd_session_info_decode(const uint8_t *p,
 	s->max_payload = nd_get32(p + 20);
 	nd_copy(s->token, p + 24, ND_TOKEN_LEN);
 	nd_copy(s->export_id, p + 40, ND_EXPORT_ID_LEN);
+	s->write_epoch = nd_get64(p + 56);
+	s->last_writer = nd_get64(p + 64);
 	return nd_session_info_invalid(s) ? -1 : 0;
 }
 
