@@ -43,6 +43,21 @@
  * ServerHello with status S (--status, default 11 "unknown session") and
  * are closed; later connections are forwarded untouched. Logged as
  * "ndproxy: conn C: forged server hello status S".
+ *
+ * --mode hold is the stale-request adversary of the fence test: in
+ * connection K (--conn, default 1; each connection has its own child) the
+ * first client record after record N (--after) that carries a WRITE of
+ * BYTES bytes of data (--hold-write: a record length of 24 + BYTES + 16;
+ * the proxy cannot decrypt) is held back, with every later client record
+ * of that connection (the server would reject them out of order). Replies
+ * still pass. The server-side connection stays open, also after the client
+ * gave up on its side. Once the file PATH exists (--release-file), the held
+ * bytes are sent to the server on that old connection; the proxy then
+ * keeps it open, discarding replies, until the server closes it or the
+ * proxy is stopped. Logged as "ndproxy: conn C c2s: holding record R ...",
+ * then "... released N held bytes ..." and "... the server answered after
+ * the release", or "... server had closed the connection ...". Other
+ * connections are passed untouched.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -66,9 +81,10 @@
 #include "netdisk_proto.h"
 
 enum mode { MODE_PASS, MODE_FLIP, MODE_REPLAY, MODE_REORDER, MODE_CUT,
-	    MODE_DROP, MODE_RANDOM, MODE_FORGE, MODE_COUNT };
+	    MODE_DROP, MODE_RANDOM, MODE_FORGE, MODE_HOLD, MODE_COUNT };
 static const char *const mode_names[] = { "pass", "flip", "replay", "reorder",
-					  "cut", "drop", "random", "forge" };
+					  "cut", "drop", "random", "forge",
+					  "hold" };
 
 enum fault { F_CUT, F_DELAY, F_STALL, F_CORRUPT, F_DUP, F_REORDER, F_COUNT };
 static const char *const fault_names[] = { "cut", "delay", "stall", "corrupt",
@@ -106,6 +122,10 @@ static uint64_t g_seed = 1, g_every = 32, g_stall_ms = 4000;
 static unsigned int g_faults = (1u << F_COUNT) - 1;
 static unsigned long g_forge = 2;	/* forge mode: connections to answer */
 static uint16_t g_status = ND_ERR_NO_SESSION;
+static unsigned long g_hold_conn = 1;	/* hold mode: the connection */
+static uint32_t g_hold_len;		/* record length field to hold */
+static const char *g_release;		/* hold mode: release when it exists */
+#define HOLD_POLL_MS	100		/* how often the release file is looked for */
 static unsigned long g_conn;	/* connection number, for logs and seeding */
 static uint64_t g_rng;
 
@@ -192,6 +212,11 @@ static bool on_record(struct dir *d, const uint8_t *rec, size_t len)
 {
 	uint64_t n = d->nrec++;
 
+	if (g_mode == MODE_HOLD && d->held.len) {
+		/* Behind the held record: the server wants them in order. */
+		buf_append(&d->held, rec, len);
+		return true;
+	}
 	if (d->held.len && !d->done) {
 		/* Reorder: the record after the held one goes first. */
 		emit(d, rec, len);
@@ -244,6 +269,15 @@ static bool on_record(struct dir *d, const uint8_t *rec, size_t len)
 			d->name, (unsigned long long)n);
 		d->done = true;
 		return false;
+	case MODE_HOLD:
+		if (nd_get32(rec) != g_hold_len) {
+			emit(d, rec, len);
+			return true;
+		}
+		buf_set(&d->held, rec, len);
+		fprintf(stderr, "ndproxy: %s: holding record %llu (%zu bytes) and all later ones\n",
+			d->name, (unsigned long long)n, len);
+		return true;
 	case MODE_DROP:
 		if (n == g_after)
 			fprintf(stderr, "ndproxy: %s: dropping record %llu and all later ones\n",
@@ -602,6 +636,103 @@ out:
 }
 
 /*
+ * --mode hold (see the top): like serve(), but the two sides live apart.
+ * The client may go (it timed out) while the server side stays open for
+ * the release of the held records; replies nobody reads are discarded.
+ */
+static void serve_hold(int cfd, int sfd, bool tamper)
+{
+	struct dir c = { .name = "c2s", .from = cfd, .to = sfd, .c2s = true,
+			 .tamper = tamper };
+	struct dir s = { .name = "s2c", .from = sfd, .to = cfd, .raw = true };
+	bool client = true, server = true, shut = false, answered = false;
+	char name[48];
+
+	snprintf(name, sizeof(name), "conn %lu c2s", g_conn);
+	c.name = name;
+	if (set_nonblock(cfd) || set_nonblock(sfd)) {
+		fprintf(stderr, "ndproxy: fcntl: %s\n", strerror(errno));
+		goto out;
+	}
+	while (!g_stop) {
+		bool waiting = c.held.len && !c.done;
+		struct pollfd pfd[2] = { { .fd = cfd }, { .fd = sfd } };
+
+		if (waiting && !access(g_release, F_OK)) {
+			c.done = true;
+			if (!server) {
+				fprintf(stderr, "ndproxy: %s: server had closed the connection, %zu held bytes not delivered\n",
+					c.name, c.held.len);
+				break;
+			}
+			emit(&c, c.held.p, c.held.len);
+			fprintf(stderr, "ndproxy: %s: released %zu held bytes to the server\n",
+				c.name, c.held.len);
+			c.held.len = 0;
+			waiting = false;
+		}
+		if (!server && !waiting)
+			break;
+		if (!client && !waiting && !c.out.len && server && !shut) {
+			/* Nothing held: pass the client's going on. */
+			shutdown(sfd, SHUT_WR);
+			shut = true;
+		}
+		if (client && c.out.len < OUT_HIGH)
+			pfd[0].events |= POLLIN;
+		if (client && s.out.len)
+			pfd[0].events |= POLLOUT;
+		if (server && s.out.len < OUT_HIGH)
+			pfd[1].events |= POLLIN;
+		if (server && c.out.len)
+			pfd[1].events |= POLLOUT;
+		if (!client)
+			pfd[0].fd = -1;
+		if (!server)
+			pfd[1].fd = -1;
+		if (poll(pfd, 2, waiting ? HOLD_POLL_MS : -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+			if (!fill_in(&c) || c.eof) {
+				client = false;
+				fprintf(stderr, "ndproxy: %s: the client closed its side%s\n",
+					c.name, waiting ? ", still holding" : "");
+			}
+			parse(&c);
+		}
+		if (pfd[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+			if (!fill_in(&s) || s.eof) {
+				server = false;
+				fprintf(stderr, "ndproxy: %s: the server closed its side\n",
+					c.name);
+			}
+			if (s.in.len && c.held.len == 0 && c.done && !answered) {
+				/* It ran the held requests (a test waits for this). */
+				answered = true;
+				fprintf(stderr, "ndproxy: %s: the server answered after the release\n",
+					c.name);
+			}
+			parse(&s);
+		}
+		if (client && !flush_out(&s))
+			client = false;
+		if (!client)
+			s.out.len = 0;	/* nobody reads these replies */
+		if (server && !flush_out(&c))
+			server = false;
+	}
+out:
+	close(cfd);
+	close(sfd);
+	dir_free(&c);
+	dir_free(&s);
+	fprintf(stderr, "ndproxy: conn %lu: connection closed\n", g_conn);
+}
+
+/*
  * Forge mode: answers a ClientHello with a ServerHello carrying g_status,
  * as anyone on the path can (no key proof is possible, none is sent).
  */
@@ -700,7 +831,9 @@ static void usage(FILE *f)
 		"               [--faults cut,delay,stall,corrupt,dup,reorder]\n"
 		"               [--dir c2s|s2c|both]\n"
 		"       ndproxy --listen [ADDR:]PORT --target HOST:PORT --mode forge\n"
-		"               [--after N] [--dir c2s|s2c|both] [--forge K] [--status S]\n");
+		"               [--after N] [--dir c2s|s2c|both] [--forge K] [--status S]\n"
+		"       ndproxy --listen [ADDR:]PORT --target HOST:PORT --mode hold\n"
+		"               --hold-write BYTES --release-file PATH [--conn K] [--after N]\n");
 }
 
 int main(int argc, char **argv)
@@ -717,6 +850,9 @@ int main(int argc, char **argv)
 		{ "stall-ms", required_argument, NULL, 'S' },
 		{ "forge", required_argument, NULL, 'F' },
 		{ "status", required_argument, NULL, 'X' },
+		{ "hold-write", required_argument, NULL, 'W' },
+		{ "release-file", required_argument, NULL, 'R' },
+		{ "conn", required_argument, NULL, 'C' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -747,7 +883,7 @@ int main(int argc, char **argv)
 				if (!strcmp(optarg, mode_names[i]))
 					break;
 			if (i == MODE_COUNT)
-				die("bad --mode (pass, flip, replay, reorder, cut, drop, random, forge)");
+				die("bad --mode (pass, flip, replay, reorder, cut, drop, random, forge, hold)");
 			g_mode = (enum mode)i;
 			break;
 		case 'a':
@@ -795,6 +931,23 @@ int main(int argc, char **argv)
 			g_status = (uint16_t)st;
 			break;
 		}
+		case 'W': {
+			unsigned long long b = strtoull(optarg, &end, 10);
+
+			if (*end || !*optarg || *optarg == '-' || !b ||
+			    b % ND_SECTOR_SIZE || b > ND_MAX_PAYLOAD)
+				die("bad --hold-write (a multiple of 512 up to 16 MiB)");
+			g_hold_len = (uint32_t)(ND_REQ_HDR_LEN + b + ND_TAG_LEN);
+			break;
+		}
+		case 'R':
+			g_release = optarg;
+			break;
+		case 'C':
+			g_hold_conn = strtoul(optarg, &end, 10);
+			if (*end || !*optarg || *optarg == '-' || !g_hold_conn)
+				die("bad --conn (1 or more)");
+			break;
 		case 'f': {
 			char *list = strdup(optarg), *tok, *save = NULL;
 
@@ -829,6 +982,8 @@ int main(int argc, char **argv)
 	}
 	if (g_mode == MODE_REPLAY && g_after == 0)
 		die("--mode replay needs --after >= 1 (a previous record)");
+	if (g_mode == MODE_HOLD && (!g_hold_len || !g_release))
+		die("--mode hold needs --hold-write and --release-file");
 	if (split_hostport(listen_s, lhost, sizeof(lhost), lport, sizeof(lport),
 			   "127.0.0.1") ||
 	    split_hostport(target_s, thost, sizeof(thost), tport, sizeof(tport),
@@ -838,7 +993,8 @@ int main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);	/* no SA_RESTART: poll/accept return EINTR */
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	if (g_mode == MODE_RANDOM || g_mode == MODE_DROP) {
+	if (g_mode == MODE_RANDOM || g_mode == MODE_DROP ||
+	    g_mode == MODE_HOLD) {
 		struct sigaction sc = { .sa_handler = on_child };
 
 		sigaction(SIGCHLD, &sc, NULL);
@@ -904,7 +1060,8 @@ int main(int argc, char **argv)
 			close(cfd);
 			continue;
 		}
-		if (g_mode != MODE_RANDOM && g_mode != MODE_DROP) {
+		if (g_mode != MODE_RANDOM && g_mode != MODE_DROP &&
+		    g_mode != MODE_HOLD) {
 			/* Forge mode tampers with its first connection only. */
 			bool tamper = g_mode != MODE_PASS &&
 				      (g_mode != MODE_FORGE || g_conn == 1);
@@ -926,7 +1083,10 @@ int main(int argc, char **argv)
 		if (pid == 0) {
 			close(lfd);
 			g_rng = g_seed * 0x100000001b3ull + g_conn;
-			serve(cfd, sfd, c2s, s2c);
+			if (g_mode == MODE_HOLD)
+				serve_hold(cfd, sfd, g_conn == g_hold_conn);
+			else
+				serve(cfd, sfd, c2s, s2c);
 			_exit(0);
 		}
 		if (pid < 0)
