@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Key schedule (SHA-256, HMAC, HKDF built from HMAC calls as fs/crypto does)
- * and the AES-256-GCM record layer, on the kernel crypto API.
+ * Key schedule (X25519 from the kernel's curve25519 library, as WireGuard
+ * uses it; SHA-256, HMAC and HKDF built from HMAC calls as fs/crypto does)
+ * and the AES-256-GCM record layer with its key ladder, on the kernel
+ * crypto API.
  */
 #include <crypto/aead.h>
+#include <crypto/curve25519.h>
 #include <crypto/hash.h>
 #include <linux/crypto.h>
 #include <linux/scatterlist.h>
@@ -88,9 +91,33 @@ static int nd_hkdf_expand(struct crypto_shash *hmac, const u8 *info1,
 	return err;
 }
 
-int nd_derive(const u8 psk[ND_KEY_LEN], const u8 crand[ND_RANDOM_LEN],
-	      const u8 srand[ND_RANDOM_LEN], const u8 th[ND_HASH_LEN],
-	      u8 prk[ND_HASH_LEN], u8 okm[ND_OKM_LEN])
+/* share = X25519(secret, 9); the secret is clamped as RFC 7748 says. */
+int nd_x25519_public(u8 share[ND_SHARE_LEN], const u8 secret[ND_SHARE_LEN])
+{
+	return curve25519_generate_public(share, secret) ? 0 : -EINVAL;
+}
+
+/* A fresh ephemeral X25519 key pair. */
+int nd_x25519_keypair(u8 secret[ND_SHARE_LEN], u8 share[ND_SHARE_LEN])
+{
+	curve25519_generate_secret(secret);
+	return nd_x25519_public(share, secret);
+}
+
+/*
+ * dh = X25519(secret, peer share). False if dh is all zero: the peer sent
+ * a low-order point, and the result would not depend on our secret.
+ */
+bool nd_x25519(u8 dh[ND_SHARE_LEN], const u8 secret[ND_SHARE_LEN],
+	       const u8 peer[ND_SHARE_LEN])
+{
+	return curve25519(dh, secret, peer);
+}
+
+int nd_derive(const u8 psk[ND_KEY_LEN], const u8 dh[ND_SHARE_LEN],
+	      const u8 crand[ND_RANDOM_LEN], const u8 srand[ND_RANDOM_LEN],
+	      const u8 th[ND_HASH_LEN], u8 prk[ND_HASH_LEN],
+	      u8 okm[ND_OKM_LEN])
 {
 	struct crypto_shash *hmac;
 	u8 salt[2 * ND_RANDOM_LEN];
@@ -101,9 +128,20 @@ int nd_derive(const u8 psk[ND_KEY_LEN], const u8 crand[ND_RANDOM_LEN],
 		return PTR_ERR(hmac);
 	memcpy(salt, crand, ND_RANDOM_LEN);
 	memcpy(salt + ND_RANDOM_LEN, srand, ND_RANDOM_LEN);
-	/* Extract: PRK = HMAC(salt, PSK); then Expand with PRK as key. */
-	err = crypto_shash_setkey(hmac, salt, sizeof(salt)) ?:
-	      crypto_shash_tfm_digest(hmac, psk, ND_KEY_LEN, prk) ?:
+	/* Extract: PRK = HMAC(salt, PSK || dh). */
+	err = crypto_shash_setkey(hmac, salt, sizeof(salt));
+	if (!err) {
+		SHASH_DESC_ON_STACK(desc, hmac);
+
+		desc->tfm = hmac;
+		err = crypto_shash_init(desc) ?:
+		      crypto_shash_update(desc, psk, ND_KEY_LEN) ?:
+		      crypto_shash_update(desc, dh, ND_SHARE_LEN) ?:
+		      crypto_shash_final(desc, prk);
+		shash_desc_zero(desc);
+	}
+	/* Expand with PRK as the key. */
+	err = err ?:
 	      crypto_shash_setkey(hmac, prk, ND_HASH_LEN) ?:
 	      nd_hkdf_expand(hmac, (const u8 *)ND_KDF_LABEL, ND_KDF_LABEL_LEN,
 			     th, ND_HASH_LEN, okm, ND_OKM_LEN);
@@ -111,7 +149,61 @@ int nd_derive(const u8 psk[ND_KEY_LEN], const u8 crand[ND_RANDOM_LEN],
 	return err;
 }
 
-int nd_dir_init(struct nd_dir *d, const u8 key[ND_KEY_LEN],
+/* out = HKDF-Expand(secret, label, 32), hmac as scratch. */
+static int nd_expand_label(struct crypto_shash *hmac,
+			   const u8 secret[ND_HASH_LEN], const char *label,
+			   size_t label_len, u8 out[ND_HASH_LEN])
+{
+	return crypto_shash_setkey(hmac, secret, ND_HASH_LEN) ?:
+	       nd_hkdf_expand(hmac, (const u8 *)label, label_len, NULL, 0,
+			      out, ND_HASH_LEN);
+}
+
+int nd_dir_key(struct nd_dir *d, u8 key[ND_KEY_LEN])
+{
+	return nd_expand_label(d->hmac, d->traffic, ND_KEY_LABEL,
+			       ND_KEY_LABEL_LEN, key);
+}
+
+/* Gives the AEAD key_g of the current traffic secret. */
+static int nd_dir_setkey(struct nd_dir *d)
+{
+	u8 key[ND_KEY_LEN];
+	int err;
+
+	err = nd_dir_key(d, key) ?:
+	      crypto_aead_setkey(d->aead, key, ND_KEY_LEN);
+	memzero_explicit(key, sizeof(key));
+	return err;
+}
+
+/*
+ * Moves to key generation seq / ND_REKEY_RECORDS (more than one step only
+ * for a direction that starts past record 0, as the self-test's does):
+ * traffic_g+1 = HKDF-Expand(traffic_g, traffic label), then key_g+1. Each
+ * superseded traffic secret is overwritten.
+ */
+static int nd_dir_advance(struct nd_dir *d)
+{
+	u64 want = d->seq / ND_REKEY_RECORDS;
+	u8 next[ND_KEY_LEN];
+	int err = 0;
+
+	if (want == d->gen)
+		return 0;
+	while (!err && d->gen < want) {
+		err = nd_expand_label(d->hmac, d->traffic, ND_TRAFFIC_LABEL,
+				      ND_TRAFFIC_LABEL_LEN, next);
+		if (!err) {
+			memcpy(d->traffic, next, ND_KEY_LEN);
+			d->gen++;
+		}
+	}
+	memzero_explicit(next, sizeof(next));
+	return err ?: nd_dir_setkey(d);
+}
+
+int nd_dir_init(struct nd_dir *d, const u8 traffic[ND_KEY_LEN],
 		const u8 iv[ND_IV_LEN], u64 seq)
 {
 	int err;
@@ -129,8 +221,13 @@ int nd_dir_init(struct nd_dir *d, const u8 key[ND_KEY_LEN],
 		d->hmac = NULL;
 		goto fail;
 	}
+	/* The traffic secret, not the AES key, leads to the next key. */
+	memcpy(d->traffic, traffic, ND_KEY_LEN);
+	memcpy(d->iv, iv, ND_IV_LEN);
+	d->seq = seq;
 	err = crypto_aead_setauthsize(d->aead, ND_TAG_LEN) ?:
-	      crypto_aead_setkey(d->aead, key, ND_KEY_LEN);
+	      nd_dir_setkey(d) ?:
+	      nd_dir_advance(d);
 	if (err)
 		goto fail;
 	d->req = aead_request_alloc(d->aead, GFP_KERNEL);
@@ -138,16 +235,13 @@ int nd_dir_init(struct nd_dir *d, const u8 key[ND_KEY_LEN],
 		err = -ENOMEM;
 		goto fail;
 	}
-	/* Kept only to derive the next key at rotation. */
-	memcpy(d->key, key, ND_KEY_LEN);
-	memcpy(d->iv, iv, ND_IV_LEN);
-	d->seq = seq;
 	return 0;
 fail:
 	nd_dir_free(d);
 	return err;
 }
 
+/* Frees the transforms (their key state is zeroed) and wipes the secret. */
 void nd_dir_free(struct nd_dir *d)
 {
 	if (d->req)
@@ -159,31 +253,13 @@ void nd_dir_free(struct nd_dir *d)
 	memzero_explicit(d, sizeof(*d));
 }
 
-/* Every ND_REKEY_RECORDS records: key = HKDF-Expand(key, rekey label, 32). */
-static int nd_rekey_if_due(struct nd_dir *d)
-{
-	u8 next[ND_KEY_LEN];
-	int err;
-
-	if (!d->seq || d->seq % ND_REKEY_RECORDS)
-		return 0;
-	err = crypto_shash_setkey(d->hmac, d->key, ND_KEY_LEN) ?:
-	      nd_hkdf_expand(d->hmac, (const u8 *)ND_REKEY_LABEL,
-			     ND_REKEY_LABEL_LEN, NULL, 0, next, ND_KEY_LEN) ?:
-	      crypto_aead_setkey(d->aead, next, ND_KEY_LEN);
-	if (!err)
-		memcpy(d->key, next, ND_KEY_LEN);
-	memzero_explicit(next, sizeof(next));
-	return err;
-}
-
 static int nd_aead_run(struct nd_dir *d, struct scatterlist *sg, u32 cryptlen,
 		       bool enc)
 {
 	DECLARE_CRYPTO_WAIT(wait);
 	int err;
 
-	err = nd_rekey_if_due(d);
+	err = nd_dir_advance(d);
 	if (err)
 		return err;
 	nd_nonce(d->nonce, d->iv, d->seq);

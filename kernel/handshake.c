@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Client side of the protocol v1 handshake (docs/PROTOCOL.md section 1) on
- * a connected socket with timeouts set: ClientHello, ServerHello with the
- * server's key proof, ClientFinish and SessionInfo in the first records.
+ * Client side of the protocol 2 handshake (docs/PROTOCOL.md section 1) on
+ * a connected socket with timeouts set: ClientHello with an ephemeral
+ * X25519 share, ServerHello with the server's share and key proof,
+ * ClientFinish and SessionInfo in the first records. The ephemeral secret,
+ * dh, PRK and OKM are wiped as soon as what follows from them is made.
  */
 #include <crypto/algapi.h>
+#include <linux/build_bug.h>
 #include <linux/fs.h>
 #include <linux/random.h>
 #include <linux/scatterlist.h>
@@ -15,19 +18,25 @@
 
 #include "netdisk.h"
 
+#define ND_HS_LOST "connection lost during handshake (server closed it or timed out)"
+
 /* Everything secret or sizeable lives here, on the heap, wiped at the end. */
 struct nd_hs {
 	struct nd_client_hello ch;
 	struct nd_server_hello sh;
 	struct nd_client_finish cf;
 	u8 ch_buf[ND_CLIENT_HELLO_MAX];
+	size_t ch_len;
 	u8 sh_buf[ND_SERVER_HELLO_LEN];
+	u8 secret[ND_SHARE_LEN];	/* our ephemeral X25519 private key */
+	u8 dh[ND_SHARE_LEN];
 	u8 th[ND_HASH_LEN];
 	u8 prk[ND_HASH_LEN];
 	u8 okm[ND_OKM_LEN];
 	u8 mac[ND_HASH_LEN];
 	/* One record: length, body (ClientFinish or SessionInfo), tag. */
-	u8 rec[ND_RECORD_HDR_LEN + ND_SESSION_INFO_LEN + ND_TAG_LEN];
+	u8 rec[ND_RECORD_HDR_LEN + ND_CLIENT_FINISH_LEN + ND_TAG_LEN];
+	unsigned long deadline;		/* jiffies: the whole handshake */
 };
 
 static void nd_hs_fail(struct nd_hs_result *r, struct nd_conn *c, u32 result,
@@ -45,46 +54,23 @@ static void nd_hs_fail(struct nd_hs_result *r, struct nd_conn *c, u32 result,
 		pr_err("%s: %s\n", c->dev->name, msg);
 }
 
-static int nd_hs_send_finish(struct nd_conn *c, const struct nd_conn_params *p,
-			     struct nd_hs *hs)
+/* A status the server answered with: ND_ATTACH_REFUSED, logged once. */
+static void nd_hs_refused(struct nd_hs_result *r, struct nd_conn *c,
+			  u16 status)
 {
-	struct scatterlist sg;
-	int err;
-
-	err = nd_hmac(hs->okm + ND_OKM_C_FINISH, ND_HASH_LEN, hs->th,
-		      ND_HASH_LEN, hs->cf.verify);
-	if (err)
-		return err;
-	memcpy(hs->cf.token, p->token, ND_TOKEN_LEN);
-	hs->cf.flags = p->flags;
-	hs->cf.max_payload = p->max_payload;
-	nd_client_finish_encode(hs->rec + ND_RECORD_HDR_LEN, &hs->cf);
-	sg_init_one(&sg, hs->rec, ND_RECORD_HDR_LEN + ND_CLIENT_FINISH_LEN +
-		    ND_TAG_LEN);
-	err = nd_seal(&c->tx, &sg, hs->rec, ND_CLIENT_FINISH_LEN);
-	if (err)
-		return err;
-	return nd_sock_send(c->sock, hs->rec, ND_RECORD_HDR_LEN +
-			    ND_CLIENT_FINISH_LEN + ND_TAG_LEN);
+	r->server_status = status;
+	nd_hs_fail(r, c, ND_ATTACH_REFUSED,
+		   status == ND_ERR_BUSY ? -EBUSY : -ECONNREFUSED, NULL);
+	if (!c->quiet)
+		pr_err("%s: server refused: %s\n", c->dev->name,
+		       nd_status_str(status));
 }
 
-void nd_handshake(struct nd_conn *c, const struct nd_conn_params *p,
-		  struct nd_hs_result *r)
+/* Sends the ClientHello with a fresh key share, reads the ServerHello. */
+static int nd_hs_hello(struct nd_conn *c, const struct nd_conn_params *p,
+		       struct nd_hs *hs, struct nd_hs_result *r)
 {
-	const u32 info_rec = ND_SESSION_INFO_LEN + ND_TAG_LEN;
-	unsigned long deadline = jiffies + ND_HANDSHAKE_TIMEOUT * HZ;
-	struct nd_session_info *info = &r->info;
-	struct scatterlist sg;
-	const char *why;
-	struct nd_hs *hs;
-	size_t ch_len;
 	int err;
-
-	hs = kzalloc(sizeof(*hs), GFP_KERNEL);
-	if (!hs) {
-		nd_hs_fail(r, c, ND_ATTACH_LOCAL, -ENOMEM, NULL);
-		return;
-	}
 
 	hs->ch.version = ND_VERSION;
 	hs->ch.timestamp = (u64)ktime_get_real_seconds();
@@ -93,47 +79,88 @@ void nd_handshake(struct nd_conn *c, const struct nd_conn_params *p,
 	hs->ch.export_len = p->export_len;
 	memcpy(hs->ch.identity, p->identity, p->identity_len);
 	memcpy(hs->ch.export_name, p->export_name, p->export_len);
-	ch_len = nd_client_hello_encode(hs->ch_buf, &hs->ch);
-
-	err = nd_sock_send(c->sock, hs->ch_buf, ch_len) ?:
-	      nd_sock_recv_until(c->sock, hs->sh_buf, ND_SERVER_HELLO_LEN,
-				 &deadline);
+	err = nd_x25519_keypair(hs->secret, hs->ch.share);
 	if (err) {
-		nd_hs_fail(r, c, ND_ATTACH_LOST, err,
-			   "connection lost during handshake (server closed it or timed out)");
-		goto out;
+		nd_hs_fail(r, c, ND_ATTACH_LOCAL, err, "crypto error");
+		return err;
+	}
+	hs->ch_len = nd_client_hello_encode(hs->ch_buf, &hs->ch);
+
+	/*
+	 * The first 8 bytes first: a version-1 server answers a 72-byte
+	 * hello whose status (9) is all we need of it.
+	 */
+	err = nd_sock_send(c->sock, hs->ch_buf, hs->ch_len) ?:
+	      nd_sock_recv_until(c->sock, hs->sh_buf, ND_SERVER_HELLO_HEAD,
+				 &hs->deadline);
+	if (err) {
+		nd_hs_fail(r, c, ND_ATTACH_LOST, err, ND_HS_LOST);
+		return err;
 	}
 	/*
 	 * Anyone on the path can forge a ServerHello: statuses that change
 	 * what we do next (busy, unknown session) count only in SessionInfo.
 	 */
-	if (nd_server_hello_decode(hs->sh_buf, &hs->sh)) {
+	if (nd_server_hello_decode_head(hs->sh_buf, &hs->sh)) {
 		nd_hs_fail(r, c, ND_ATTACH_PROTO, -EPROTO,
 			   nd_get32(hs->sh_buf) == ND_MAGIC ?
 			   "protocol error during handshake (status not allowed in server hello)" :
 			   "protocol error during handshake (not a netdisk server?)");
-		goto out;
+		return -EPROTO;
 	}
-	if (hs->sh.status != ND_OK) {
-		r->server_status = hs->sh.status;
-		nd_hs_fail(r, c, ND_ATTACH_REFUSED, -ECONNREFUSED, NULL);
+	if (hs->sh.status == ND_ERR_VERSION) {
 		if (!c->quiet)
-			pr_err("%s: %s\n", c->dev->name,
-			       nd_status_str(hs->sh.status));
-		goto out;
+			pr_err("%s: the server speaks protocol version %u, this driver %u\n",
+			       c->dev->name, hs->sh.version, ND_VERSION);
+		nd_hs_refused(r, c, hs->sh.status);
+		return -ECONNREFUSED;
 	}
 	if (hs->sh.version != ND_VERSION) {
 		nd_hs_fail(r, c, ND_ATTACH_PROTO, -EPROTO,
-			   "protocol error during handshake (unsupported version)");
+			   "protocol error during handshake (status 0 with another version)");
+		return -EPROTO;
+	}
+	err = nd_sock_recv_until(c->sock, hs->sh_buf + ND_SERVER_HELLO_HEAD,
+				 ND_SERVER_HELLO_LEN - ND_SERVER_HELLO_HEAD,
+				 &hs->deadline);
+	if (err) {
+		nd_hs_fail(r, c, ND_ATTACH_LOST, err, ND_HS_LOST);
+		return err;
+	}
+	nd_server_hello_decode(hs->sh_buf, &hs->sh);	/* head checked */
+	return 0;
+}
+
+/*
+ * Key schedule: dh, transcript, PRK, OKM; checks the server's proof and
+ * sets up both record directions. Ephemeral secret, dh, PRK and OKM are
+ * wiped here, on every path.
+ */
+static int nd_hs_keys(struct nd_conn *c, const struct nd_conn_params *p,
+		      struct nd_hs *hs, struct nd_hs_result *r)
+{
+	bool dh_ok;
+	int err;
+
+	dh_ok = nd_x25519(hs->dh, hs->secret, hs->sh.share);
+	memzero_explicit(hs->secret, sizeof(hs->secret));
+	if (!dh_ok) {
+		nd_hs_fail(r, c, ND_ATTACH_PROTO, -EPROTO,
+			   "protocol error during handshake (server key share is a low-order point)");
+		err = -EPROTO;
 		goto out;
 	}
-
-	err = nd_sha256(hs->ch_buf, ch_len, hs->sh_buf, ND_SERVER_HELLO_TH_LEN,
-			hs->th) ?:
-	      nd_derive(p->psk, hs->ch.random, hs->sh.random, hs->th, hs->prk,
-			hs->okm) ?:
+	err = nd_sha256(hs->ch_buf, hs->ch_len, hs->sh_buf,
+			ND_SERVER_HELLO_TH_LEN, hs->th) ?:
+	      nd_derive(p->psk, hs->dh, hs->ch.random, hs->sh.random, hs->th,
+			hs->prk, hs->okm);
+	memzero_explicit(hs->dh, sizeof(hs->dh));
+	memzero_explicit(hs->prk, sizeof(hs->prk));
+	err = err ?:
 	      nd_hmac(hs->okm + ND_OKM_S_FINISH, ND_HASH_LEN, hs->th,
-		      ND_HASH_LEN, hs->mac);
+		      ND_HASH_LEN, hs->mac) ?:
+	      nd_hmac(hs->okm + ND_OKM_C_FINISH, ND_HASH_LEN, hs->th,
+		      ND_HASH_LEN, hs->cf.verify);
 	if (err) {
 		nd_hs_fail(r, c, ND_ATTACH_LOCAL, err, "crypto error");
 		goto out;
@@ -142,54 +169,87 @@ void nd_handshake(struct nd_conn *c, const struct nd_conn_params *p,
 	if (crypto_memneq(hs->mac, hs->sh.verify, ND_HASH_LEN)) {
 		nd_hs_fail(r, c, ND_ATTACH_AUTH, -EACCES,
 			   "authentication failed (wrong key?)");
+		err = -EACCES;
 		goto out;
 	}
-
-	err = nd_dir_init(&c->tx, hs->okm + ND_OKM_C2S_KEY,
+	err = nd_dir_init(&c->tx, hs->okm + ND_OKM_C2S_TRAFFIC,
 			  hs->okm + ND_OKM_C2S_IV, 0) ?:
-	      nd_dir_init(&c->rx, hs->okm + ND_OKM_S2C_KEY,
+	      nd_dir_init(&c->rx, hs->okm + ND_OKM_S2C_TRAFFIC,
 			  hs->okm + ND_OKM_S2C_IV, 0);
+	if (err)
+		nd_hs_fail(r, c, ND_ATTACH_LOCAL, err, "crypto error");
+out:
+	memzero_explicit(hs->okm, sizeof(hs->okm));
+	return err;
+}
+
+/* Record c2s #0: the client's proof and what it asks of the session. */
+static int nd_hs_send_finish(struct nd_conn *c, const struct nd_conn_params *p,
+			     struct nd_hs *hs, struct nd_hs_result *r)
+{
+	struct scatterlist sg;
+	int err;
+
+	memcpy(hs->cf.token, p->token, ND_TOKEN_LEN);
+	hs->cf.flags = p->flags;
+	hs->cf.max_payload = p->max_payload;
+	hs->cf.slot = c->qid;
+	hs->cf.epoch = c->epoch;
+	hs->cf.resume_writer = p->resume_writer;
+	hs->cf.resume_own = p->resume_own;
+	nd_client_finish_encode(hs->rec + ND_RECORD_HDR_LEN, &hs->cf);
+	sg_init_one(&sg, hs->rec, ND_RECORD_HDR_LEN + ND_CLIENT_FINISH_LEN +
+		    ND_TAG_LEN);
+	err = nd_seal(&c->tx, &sg, hs->rec, ND_CLIENT_FINISH_LEN);
 	if (err) {
 		nd_hs_fail(r, c, ND_ATTACH_LOCAL, err, "crypto error");
-		goto out;
+		return err;
 	}
+	err = nd_sock_send(c->sock, hs->rec, ND_RECORD_HDR_LEN +
+			   ND_CLIENT_FINISH_LEN + ND_TAG_LEN);
+	if (err)
+		nd_hs_fail(r, c, ND_ATTACH_LOST, err, ND_HS_LOST);
+	return err;
+}
 
-	err = nd_hs_send_finish(c, p, hs);
-	if (!err)
-		err = nd_sock_recv_until(c->sock, hs->rec, ND_RECORD_HDR_LEN,
-					 &deadline);
+/* Record s2c #0: SessionInfo, the server's verdict. */
+static void nd_hs_session(struct nd_conn *c, const struct nd_conn_params *p,
+			  struct nd_hs *hs, struct nd_hs_result *r)
+{
+	const u32 info_rec = ND_SESSION_INFO_LEN + ND_TAG_LEN;
+	struct nd_session_info *info = &r->info;
+	struct scatterlist sg;
+	const char *why;
+	int err;
+
+	err = nd_sock_recv_until(c->sock, hs->rec, ND_RECORD_HDR_LEN,
+				 &hs->deadline);
 	if (!err && nd_get32(hs->rec) != info_rec) {
 		nd_hs_fail(r, c, ND_ATTACH_PROTO, -EPROTO,
 			   "protocol error during handshake (bad session info)");
-		goto out;
+		return;
 	}
 	if (!err)
 		err = nd_sock_recv_until(c->sock, hs->rec + ND_RECORD_HDR_LEN,
-					 info_rec, &deadline);
+					 info_rec, &hs->deadline);
 	if (err) {
-		nd_hs_fail(r, c, ND_ATTACH_LOST, err,
-			   "connection lost during handshake (server closed it or timed out)");
-		goto out;
+		nd_hs_fail(r, c, ND_ATTACH_LOST, err, ND_HS_LOST);
+		return;
 	}
 	sg_init_one(&sg, hs->rec, ND_RECORD_HDR_LEN + info_rec);
 	if (nd_open(&c->rx, &sg, info_rec)) {
 		nd_hs_fail(r, c, ND_ATTACH_PROTO, -EPROTO,
 			   "protocol error during handshake (bad session info)");
-		goto out;
+		return;
 	}
 	if (nd_session_info_decode(hs->rec + ND_RECORD_HDR_LEN, info)) {
 		why = nd_session_info_invalid(info);
 		goto bad_info;
 	}
+	/* Authenticated: every status here may change what we do. */
 	if (info->status != ND_OK) {
-		r->server_status = info->status;
-		nd_hs_fail(r, c, ND_ATTACH_REFUSED,
-			   info->status == ND_ERR_BUSY ? -EBUSY : -ECONNREFUSED,
-			   NULL);
-		if (!c->quiet)
-			pr_err("%s: %s\n", c->dev->name,
-			       nd_status_str(info->status));
-		goto out;
+		nd_hs_refused(r, c, info->status);
+		return;
 	}
 	why = "max payload above the one asked for";
 	if (info->max_payload > (p->max_payload ?: ND_DEFAULT_PAYLOAD))
@@ -200,14 +260,35 @@ void nd_handshake(struct nd_conn *c, const struct nd_conn_params *p,
 		goto bad_info;
 	r->result = ND_ATTACH_OK;
 	r->err = 0;
-	goto out;
+	return;
 bad_info:
 	nd_hs_fail(r, c, ND_ATTACH_PROTO, -EPROTO, NULL);
 	if (!c->quiet)
 		pr_err("%s: protocol error: unusable session info from the server (%s)\n",
 		       c->dev->name, why);
-out:
+}
+
+void nd_handshake(struct nd_conn *c, const struct nd_conn_params *p,
+		  struct nd_hs_result *r)
+{
+	struct nd_hs *hs;
+
+	BUILD_BUG_ON(ND_SESSION_INFO_LEN > ND_CLIENT_FINISH_LEN);
+	/* A new attempt for this slot: the server fences the older ones. */
+	c->epoch++;
+	hs = kzalloc(sizeof(*hs), GFP_KERNEL);
+	if (!hs) {
+		nd_hs_fail(r, c, ND_ATTACH_LOCAL, -ENOMEM, NULL);
+		return;
+	}
+	hs->deadline = jiffies + ND_HANDSHAKE_TIMEOUT * HZ;
+	/* Until the SessionInfo says OK. */
+	r->result = ND_ATTACH_PROTO;
+	r->err = -EPROTO;
+	if (!nd_hs_hello(c, p, hs, r) && !nd_hs_keys(c, p, hs, r) &&
+	    !nd_hs_send_finish(c, p, hs, r))
+		nd_hs_session(c, p, hs, r);
 	if (r->result != ND_ATTACH_OK)	/* a session we will not use */
-		memzero_explicit(info->token, ND_TOKEN_LEN);
+		memzero_explicit(r->info.token, ND_TOKEN_LEN);
 	kfree_sensitive(hs);
 }

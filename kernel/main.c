@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * netdisk.ko: encrypted network block device client (protocol v1).
+ * netdisk.ko: encrypted network block device client (protocol 2).
  * Loading creates no device; /dev/netdisk-control attaches exports.
  */
 #include <linux/blkdev.h>

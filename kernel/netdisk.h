@@ -33,14 +33,18 @@
 
 /* ---- crypto.c: key schedule and record layer ---- */
 
-/* One direction of the record layer. */
+/*
+ * One direction of the record layer. The AEAD holds key_gen; the traffic
+ * secret of that generation is kept to derive the next one, the key is not.
+ */
 struct nd_dir {
 	struct crypto_aead *aead;
 	struct aead_request *req;
-	struct crypto_shash *hmac;	/* for rekeying */
-	u8 key[ND_KEY_LEN];		/* current key, needed to derive the next */
+	struct crypto_shash *hmac;	/* HKDF-Expand of the key ladder */
+	u8 traffic[ND_KEY_LEN];		/* traffic secret of generation gen */
 	u8 iv[ND_IV_LEN];
 	u8 nonce[ND_IV_LEN];
+	u64 gen;			/* key generation: seq / ND_REKEY_RECORDS */
 	u64 seq;			/* next record number */
 };
 
@@ -48,12 +52,20 @@ int nd_sha256(const u8 *a, size_t alen, const u8 *b, size_t blen,
 	      u8 out[ND_HASH_LEN]);
 int nd_hmac(const u8 *key, size_t klen, const u8 *data, size_t dlen,
 	    u8 out[ND_HASH_LEN]);
-int nd_derive(const u8 psk[ND_KEY_LEN], const u8 crand[ND_RANDOM_LEN],
-	      const u8 srand[ND_RANDOM_LEN], const u8 th[ND_HASH_LEN],
-	      u8 prk[ND_HASH_LEN], u8 okm[ND_OKM_LEN]);
-int nd_dir_init(struct nd_dir *d, const u8 key[ND_KEY_LEN],
+int nd_x25519_public(u8 share[ND_SHARE_LEN], const u8 secret[ND_SHARE_LEN]);
+int nd_x25519_keypair(u8 secret[ND_SHARE_LEN], u8 share[ND_SHARE_LEN]);
+bool __must_check nd_x25519(u8 dh[ND_SHARE_LEN], const u8 secret[ND_SHARE_LEN],
+			    const u8 peer[ND_SHARE_LEN]);
+int nd_derive(const u8 psk[ND_KEY_LEN], const u8 dh[ND_SHARE_LEN],
+	      const u8 crand[ND_RANDOM_LEN], const u8 srand[ND_RANDOM_LEN],
+	      const u8 th[ND_HASH_LEN], u8 prk[ND_HASH_LEN],
+	      u8 okm[ND_OKM_LEN]);
+/* traffic: the direction's traffic secret of generation 0 (from OKM). */
+int nd_dir_init(struct nd_dir *d, const u8 traffic[ND_KEY_LEN],
 		const u8 iv[ND_IV_LEN], u64 seq);
 void nd_dir_free(struct nd_dir *d);
+/* The AES key of d's current generation (for the self-test). */
+int nd_dir_key(struct nd_dir *d, u8 key[ND_KEY_LEN]);
 /*
  * rec is [u32 length][body][tag] and sg maps at least that much of it.
  * nd_seal writes the length, encrypts body_len bytes of body in place and
@@ -113,6 +125,11 @@ struct nd_conn {
 	unsigned long reconnect_deadline;	/* jiffies */
 	unsigned int backoff_ms;
 	bool quiet;			/* retry: no repeated connect errors */
+	/*
+	 * ClientFinish epoch of the slot (qid): bumped before every handshake
+	 * attempt, so the server can fence this connection's predecessors.
+	 */
+	u32 epoch;
 };
 
 struct nd_conn_params {
@@ -127,6 +144,9 @@ struct nd_conn_params {
 	u8 export_len;
 	u8 psk[ND_KEY_LEN];
 	u8 token[ND_TOKEN_LEN];		/* session to join; zero: a new one */
+	/* ClientFinish resume_writer, resume_own of a new session; 0: none. */
+	u64 resume_writer;
+	u64 resume_own;
 };
 
 struct nd_conn *nd_conn_create(struct nd_device *dev, unsigned int qid);

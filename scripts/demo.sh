@@ -57,6 +57,8 @@ heading "Load the kernel module (runs its crypto self-test)"
 # As a normal boot's udev would: the AES-NI/CLMUL drivers behind gcm(aes).
 modprobe -q aesni_intel 2>/dev/null || true
 modprobe -q ghash_clmulni_intel 2>/dev/null || true
+# insmod loads no dependencies: the curve25519 library modules first.
+run modprobe -a $(modinfo -F depends "$REPO/kernel/netdisk.ko" | tr , ' ')
 run insmod "$REPO/kernel/netdisk.ko"
 dmesg | grep -i netdisk | sed 's/^\[[^]]*\] //'
 run ls -l /dev/netdisk-control

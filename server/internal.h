@@ -61,6 +61,7 @@ struct nd_session {
 	struct nd_export *exp;
 	uint32_t flags;			/* ND_EXP_* granted */
 	bool writer;			/* holds exp's write lock */
+	uint64_t write_epoch;		/* writer number (writer only), else 0 */
 	int nconns;
 	int64_t expire_ms;		/* monotonic; meaningful if nconns == 0 */
 };
@@ -211,11 +212,11 @@ struct nd_session_result {
 	uint32_t flags;			/* ND_EXP_* granted to this connection */
 	bool created;			/* a new session, not a join */
 };
+/* cf: the connection's authenticated, valid ClientFinish. */
 struct nd_session_result nd_session_attach(struct nd_server *s,
 					   const char *peer,
 					   const char *identity,
-					   const uint8_t token[ND_TOKEN_LEN],
-					   uint32_t cf_flags);
+					   const struct nd_client_finish *cf);
 /* clean: the connection ended with DISCONNECT. */
 void nd_session_detach(struct nd_server *s, struct nd_session *sess,
 		       bool clean);

@@ -94,9 +94,10 @@ static struct nd_session *session_new(struct nd_server *s,
 struct nd_session_result nd_session_attach(struct nd_server *s,
 					   const char *peer,
 					   const char *identity,
-					   const uint8_t token[ND_TOKEN_LEN],
-					   uint32_t cf_flags)
+					   const struct nd_client_finish *cf)
 {
+	const uint8_t *token = cf->token;
+	uint32_t cf_flags = cf->flags;
 	struct nd_session_result res = { ND_OK, NULL, 0, false };
 	struct nd_export *e = &s->exp;
 	struct nd_session *ss;
@@ -154,6 +155,7 @@ struct nd_session_result nd_session_attach(struct nd_server *s,
 	} else {
 		ss->flags = ND_EXP_FLUSH | ND_EXP_EXCLUSIVE | e->caps;
 		ss->writer = true;
+		ss->write_epoch = ++e->write_epoch_reserved;
 		e->writer = ss;
 	}
 	nd_info("client %s: new session %llu on '%s' (%s)", peer, ss->id,

@@ -21,7 +21,10 @@ if ! grep -q '^netdisk ' /proc/modules; then
 	modprobe -q aesni_intel 2>/dev/null || true
 	modprobe -q ghash_clmulni_intel 2>/dev/null || true
 	dmesg -C
-	if ! insmod "$REPO/kernel/netdisk.ko" 2>"$VMOUT/insmod.err"; then
+	# insmod loads no dependencies: the curve25519 library modules first.
+	if ! modprobe -a $(modinfo -F depends "$REPO/kernel/netdisk.ko" | tr , ' ') \
+		2>"$VMOUT/insmod.err" ||
+	   ! insmod "$REPO/kernel/netdisk.ko" 2>"$VMOUT/insmod.err"; then
 		echo "guest-run: insmod $REPO/kernel/netdisk.ko failed: $(cat "$VMOUT/insmod.err")"
 		dmesg | tail -n 20
 		for c in "$@"; do
