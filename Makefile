@@ -78,7 +78,10 @@ kernel: | $(DEPS_STAMP)
 sparse: | $(DEPS_STAMP)
 	$(MAKE) -C kernel KVER=$(KVER) C=2 O=
 
+# The vectors come from an independent Python implementation: regenerate
+# and compare, so nobody can update them from libnetdisk's output.
 unit: userspace
+	python3 tests/tools/gen-vectors.py | diff -u include/netdisk_vectors.h -
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
 integration: userspace

@@ -723,7 +723,7 @@ static void warm_up_crypto(void)
 	struct nd_crypto cr = { 0 };
 
 	if (!nd_random(th, sizeof(th)) &&
-	    !nd_derive(th, th, th, th, buf) && !nd_crypto_init(&cr, buf, true))
+	    !nd_derive(th, th, th, th, th, buf) && !nd_crypto_init(&cr, buf, true))
 		nd_crypto_free(&cr);
 	nd_wipe(buf, sizeof(buf));
 }
@@ -771,6 +771,9 @@ int nd_client_open(const struct nd_url *url, const uint8_t key[ND_KEY_LEN],
 	p.export_name = url->export_name;
 	p.flags = o.flags;
 	p.max_payload = o.max_payload;
+	/* One connection, one session: slot 0, first attempt. */
+	p.slot = 0;
+	p.epoch = 1;
 	p.timeout_ms = o.timeout_ms;
 	hs = nd_handshake_client(c->fd, &p, &c->cr, &c->info, &st);
 	switch (hs) {

@@ -85,6 +85,7 @@ struct nd_hs_state {
 	struct nd_client_hello ch;
 	struct nd_server_hello sh;
 	struct nd_client_finish cf;
+	uint8_t eph[ND_SHARE_LEN];	/* ephemeral X25519 private key */
 	uint8_t ch_buf[ND_CLIENT_HELLO_MAX];
 	uint8_t sh_buf[ND_SERVER_HELLO_LEN];
 	uint8_t th[ND_HASH_LEN];
@@ -115,30 +116,43 @@ static enum nd_hs_result nd_hs_run(int fd, const struct nd_client_params *p,
 	if (p->timeout_ms > 0)
 		deadline = hs_now_ms() + p->timeout_ms;
 
-	/* ClientHello */
+	/* ClientHello with a fresh key share */
 	s->ch.version = ND_VERSION;
 	s->ch.flags = 0;
 	s->ch.timestamp = (uint64_t)time(NULL);
-	if (nd_random(s->ch.random, ND_RANDOM_LEN))
+	s->ch.ext_len = 0;
+	if (nd_random(s->ch.random, ND_RANDOM_LEN) ||
+	    nd_x25519_keygen(s->eph, s->ch.share))
 		return ND_HS_IO;
 	ch_len = nd_client_hello_encode(s->ch_buf, &s->ch);
 	if (nd_write_full(fd, s->ch_buf, ch_len))
 		return ND_HS_IO;
 
-	/* ServerHello: the server proves the key first. */
-	if (hs_read(fd, s->sh_buf, sizeof(s->sh_buf), deadline))
+	/*
+	 * ServerHello, head first: "unsupported version" ends there (a
+	 * version-1 server's answer is shorter than ours).
+	 */
+	if (hs_read(fd, s->sh_buf, ND_SERVER_HELLO_HEAD, deadline))
 		return ND_HS_IO;
-	if (nd_server_hello_decode(s->sh_buf, &s->sh))
+	if (nd_server_hello_decode_head(s->sh_buf, &s->sh))
 		return ND_HS_PROTO;
-	if (s->sh.status != ND_OK) {
+	if (s->sh.status == ND_ERR_VERSION) {
 		*status = s->sh.status;
 		return ND_HS_REFUSED;
 	}
 	if (s->sh.version != ND_VERSION)
 		return ND_HS_PROTO;
+	if (hs_read(fd, s->sh_buf + ND_SERVER_HELLO_HEAD,
+		    sizeof(s->sh_buf) - ND_SERVER_HELLO_HEAD, deadline))
+		return ND_HS_IO;
+	nd_server_hello_decode(s->sh_buf, &s->sh);
+
+	/* The server proves the key first. */
 	nd_transcript(s->ch_buf, ch_len, s->sh_buf, s->th);
-	if (nd_derive(p->psk, s->ch.random, s->sh.random, s->th, s->okm) ||
-	    nd_hmac(s->okm + ND_OKM_S_FINISH, s->th, ND_HASH_LEN, s->expect))
+	if (nd_key_exchange(s->eph, s->sh.share, p->psk, s->ch.random,
+			    s->sh.random, s->th, s->okm))
+		return ND_HS_PROTO;	/* low-order share */
+	if (nd_hmac(s->okm + ND_OKM_S_FINISH, s->th, ND_HASH_LEN, s->expect))
 		return ND_HS_IO;
 	if (!nd_equal(s->expect, s->sh.verify, ND_HASH_LEN))
 		return ND_HS_AUTH;
@@ -148,10 +162,15 @@ static enum nd_hs_result nd_hs_run(int fd, const struct nd_client_params *p,
 		return ND_HS_IO;
 	if (nd_hmac(s->okm + ND_OKM_C_FINISH, s->th, ND_HASH_LEN, s->cf.verify))
 		return ND_HS_IO;
+	nd_wipe(s->okm, sizeof(s->okm));
 	if (p->token)
 		memcpy(s->cf.token, p->token, ND_TOKEN_LEN);
 	s->cf.flags = p->flags;
 	s->cf.max_payload = want_payload;
+	s->cf.slot = p->slot;
+	s->cf.epoch = p->epoch ? p->epoch : 1;
+	s->cf.resume_writer = p->resume_writer;
+	s->cf.resume_own = p->resume_own;
 	nd_client_finish_encode(s->cf_buf, &s->cf);
 	v.iov_base = s->cf_buf;
 	v.iov_len = sizeof(s->cf_buf);

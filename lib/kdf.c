@@ -1,5 +1,8 @@
 // SPDX-License-Identifier: MIT
-/* Key schedule: transcript hash, HKDF-SHA256, finish MACs, rekeying. */
+/*
+ * Key schedule: transcript hash, X25519, HKDF-SHA256, finish MACs and the
+ * per-direction traffic-secret ladder (docs/PROTOCOL.md §1-2).
+ */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,10 +91,12 @@ int nd_hkdf_expand(const uint8_t prk[ND_HASH_LEN], const uint8_t *info,
 int nd_derive(const uint8_t psk[ND_KEY_LEN],
 	      const uint8_t client_random[ND_RANDOM_LEN],
 	      const uint8_t server_random[ND_RANDOM_LEN],
+	      const uint8_t dh[ND_SHARE_LEN],
 	      const uint8_t th[ND_HASH_LEN], uint8_t okm[ND_OKM_LEN])
 {
 	uint8_t salt[2 * ND_RANDOM_LEN];
 	uint8_t info[ND_KDF_LABEL_LEN + ND_HASH_LEN];
+	uint8_t ikm[ND_KEY_LEN + ND_SHARE_LEN];
 	uint8_t prk[ND_HASH_LEN];
 	int ret;
 
@@ -99,12 +104,97 @@ int nd_derive(const uint8_t psk[ND_KEY_LEN],
 	memcpy(salt + ND_RANDOM_LEN, server_random, ND_RANDOM_LEN);
 	memcpy(info, ND_KDF_LABEL, ND_KDF_LABEL_LEN);
 	memcpy(info + ND_KDF_LABEL_LEN, th, ND_HASH_LEN);
-	ret = nd_hkdf_extract(salt, sizeof(salt), psk, ND_KEY_LEN, prk);
+	memcpy(ikm, psk, ND_KEY_LEN);
+	memcpy(ikm + ND_KEY_LEN, dh, ND_SHARE_LEN);
+	ret = nd_hkdf_extract(salt, sizeof(salt), ikm, sizeof(ikm), prk);
+	OPENSSL_cleanse(ikm, sizeof(ikm));
 	if (!ret)
 		ret = nd_hkdf_expand(prk, info, sizeof(info), okm, ND_OKM_LEN);
 	OPENSSL_cleanse(prk, sizeof(prk));
 	if (ret)
 		OPENSSL_cleanse(okm, ND_OKM_LEN);
+	return ret;
+}
+
+/* X25519 with a raw private key; OpenSSL clamps it (RFC 7748 §5). */
+static EVP_PKEY *nd_x25519_key(const uint8_t priv[ND_SHARE_LEN])
+{
+	return EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, NULL, priv,
+					    ND_SHARE_LEN);
+}
+
+int nd_x25519_keygen(uint8_t priv[ND_SHARE_LEN], uint8_t share[ND_SHARE_LEN])
+{
+	if (nd_random(priv, ND_SHARE_LEN))
+		return -1;
+	if (nd_x25519_public(priv, share)) {
+		OPENSSL_cleanse(priv, ND_SHARE_LEN);
+		return -1;
+	}
+	return 0;
+}
+
+int nd_x25519_public(const uint8_t priv[ND_SHARE_LEN],
+		     uint8_t share[ND_SHARE_LEN])
+{
+	EVP_PKEY *k = nd_x25519_key(priv);
+	size_t len = ND_SHARE_LEN;
+	int ret = -1;
+
+	if (k && EVP_PKEY_get_raw_public_key(k, share, &len) == 1 &&
+	    len == ND_SHARE_LEN)
+		ret = 0;
+	EVP_PKEY_free(k);	/* clears its copy of the private key */
+	return ret;
+}
+
+int nd_x25519(const uint8_t priv[ND_SHARE_LEN],
+	      const uint8_t peer_share[ND_SHARE_LEN], uint8_t dh[ND_SHARE_LEN])
+{
+	EVP_PKEY *k = nd_x25519_key(priv);
+	EVP_PKEY *peer = EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, NULL,
+						     peer_share, ND_SHARE_LEN);
+	EVP_PKEY_CTX *ctx = k ? EVP_PKEY_CTX_new(k, NULL) : NULL;
+	size_t len = ND_SHARE_LEN;
+	uint8_t acc = 0;
+	int ret = -1;
+
+	/*
+	 * OpenSSL itself refuses an all-zero result; the explicit check
+	 * below keeps the rule independent of the library version.
+	 */
+	if (ctx && peer && EVP_PKEY_derive_init(ctx) == 1 &&
+	    EVP_PKEY_derive_set_peer(ctx, peer) == 1 &&
+	    EVP_PKEY_derive(ctx, dh, &len) == 1 && len == ND_SHARE_LEN) {
+		for (size_t i = 0; i < ND_SHARE_LEN; i++)
+			acc |= dh[i];
+		ret = acc ? 0 : -1;
+	}
+	if (ret)
+		OPENSSL_cleanse(dh, ND_SHARE_LEN);
+	EVP_PKEY_CTX_free(ctx);
+	EVP_PKEY_free(peer);
+	EVP_PKEY_free(k);
+	return ret;
+}
+
+int nd_key_exchange(uint8_t priv[ND_SHARE_LEN],
+		    const uint8_t peer_share[ND_SHARE_LEN],
+		    const uint8_t psk[ND_KEY_LEN],
+		    const uint8_t client_random[ND_RANDOM_LEN],
+		    const uint8_t server_random[ND_RANDOM_LEN],
+		    const uint8_t th[ND_HASH_LEN], uint8_t okm[ND_OKM_LEN])
+{
+	uint8_t dh[ND_SHARE_LEN];
+	int ret;
+
+	ret = nd_x25519(priv, peer_share, dh);
+	OPENSSL_cleanse(priv, ND_SHARE_LEN);
+	if (!ret)
+		ret = nd_derive(psk, client_random, server_random, dh, th, okm);
+	else
+		OPENSSL_cleanse(okm, ND_OKM_LEN);
+	OPENSSL_cleanse(dh, sizeof(dh));
 	return ret;
 }
 
@@ -126,23 +216,43 @@ void nd_finish_mac(const uint8_t finish_key[ND_HASH_LEN],
 		nd_crypto_fatal("HMAC-SHA256");
 }
 
-int nd_rekey_checked(const uint8_t old_key[ND_KEY_LEN],
-		     uint8_t new_key[ND_KEY_LEN])
+/* HKDF-Expand(secret, label, 32) into out; out may alias secret. */
+static int nd_ladder_step(const uint8_t secret[ND_KEY_LEN], const char *label,
+			  size_t label_len, uint8_t out[ND_KEY_LEN])
 {
 	uint8_t tmp[ND_KEY_LEN];
 
-	/* Through tmp so old_key and new_key may alias. */
-	if (nd_hkdf_expand(old_key, (const uint8_t *)ND_REKEY_LABEL,
-			   ND_REKEY_LABEL_LEN, tmp, sizeof(tmp)))
+	if (nd_hkdf_expand(secret, (const uint8_t *)label, label_len, tmp,
+			   sizeof(tmp)))
 		return -1;
-	memcpy(new_key, tmp, ND_KEY_LEN);
+	memcpy(out, tmp, ND_KEY_LEN);
 	OPENSSL_cleanse(tmp, sizeof(tmp));
 	return 0;
 }
 
-void nd_rekey(const uint8_t old_key[ND_KEY_LEN], uint8_t new_key[ND_KEY_LEN])
+int nd_traffic_key_checked(const uint8_t traffic[ND_KEY_LEN],
+			   uint8_t key[ND_KEY_LEN])
 {
-	if (nd_rekey_checked(old_key, new_key))
+	return nd_ladder_step(traffic, ND_KEY_LABEL, ND_KEY_LABEL_LEN, key);
+}
+
+int nd_traffic_next_checked(const uint8_t traffic[ND_KEY_LEN],
+			    uint8_t next[ND_KEY_LEN])
+{
+	return nd_ladder_step(traffic, ND_TRAFFIC_LABEL, ND_TRAFFIC_LABEL_LEN,
+			      next);
+}
+
+void nd_traffic_key(const uint8_t traffic[ND_KEY_LEN], uint8_t key[ND_KEY_LEN])
+{
+	if (nd_traffic_key_checked(traffic, key))
+		nd_crypto_fatal("HKDF");
+}
+
+void nd_traffic_next(const uint8_t traffic[ND_KEY_LEN],
+		     uint8_t next[ND_KEY_LEN])
+{
+	if (nd_traffic_next_checked(traffic, next))
 		nd_crypto_fatal("HKDF");
 }
 

@@ -15,7 +15,9 @@ int nd_hkdf_expand(const uint8_t prk[ND_HASH_LEN], const uint8_t *info,
 		   size_t info_len, uint8_t *out, size_t out_len);
 int nd_hmac(const uint8_t key[ND_HASH_LEN], const uint8_t *msg, size_t len,
 	    uint8_t out[ND_HASH_LEN]);
-int nd_rekey_checked(const uint8_t old_key[ND_KEY_LEN],
-		     uint8_t new_key[ND_KEY_LEN]);
+int nd_traffic_key_checked(const uint8_t traffic[ND_KEY_LEN],
+			   uint8_t key[ND_KEY_LEN]);
+int nd_traffic_next_checked(const uint8_t traffic[ND_KEY_LEN],
+			    uint8_t next[ND_KEY_LEN]);
 
 #endif /* ND_INTERNAL_H */

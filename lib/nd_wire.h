@@ -35,30 +35,63 @@ void nd_wipe(void *p, size_t len);
 
 /* ---- key schedule (kdf.c) ---- */
 
-/* th = SHA-256(client_hello || server_hello[0..40)). */
+/* th = SHA-256(client_hello || server_hello[0..72)): all but the proof. */
 void nd_transcript(const uint8_t *client_hello, size_t ch_len,
 		   const uint8_t server_hello_th[ND_SERVER_HELLO_TH_LEN],
 		   uint8_t th[ND_HASH_LEN]);
 /*
- * PRK = HKDF-Extract(salt = client_random || server_random, IKM = psk)
+ * Ephemeral X25519 (RFC 7748) on raw 32-byte keys, so callers keep the
+ * private key where they can wipe it. keygen: a fresh private key from the
+ * CSPRNG and its public share. x25519: dh = X25519(priv, peer_share); -1 if
+ * OpenSSL fails or the result is all zero (a low-order peer share), and dh
+ * is then zero. All 0 or -1.
+ */
+int nd_x25519_keygen(uint8_t priv[ND_SHARE_LEN], uint8_t share[ND_SHARE_LEN]);
+int nd_x25519_public(const uint8_t priv[ND_SHARE_LEN],
+		     uint8_t share[ND_SHARE_LEN]);
+int nd_x25519(const uint8_t priv[ND_SHARE_LEN],
+	      const uint8_t peer_share[ND_SHARE_LEN], uint8_t dh[ND_SHARE_LEN]);
+/*
+ * PRK = HKDF-Extract(salt = client_random || server_random, IKM = psk || dh)
  * OKM = HKDF-Expand(PRK, ND_KDF_LABEL || th, ND_OKM_LEN)
+ * PRK and the IKM copy are wiped before it returns; dh is the caller's.
  */
 int nd_derive(const uint8_t psk[ND_KEY_LEN],
 	      const uint8_t client_random[ND_RANDOM_LEN],
 	      const uint8_t server_random[ND_RANDOM_LEN],
+	      const uint8_t dh[ND_SHARE_LEN],
 	      const uint8_t th[ND_HASH_LEN], uint8_t okm[ND_OKM_LEN]);
+/*
+ * One side's whole key exchange: dh = X25519(priv, peer_share), then
+ * nd_derive. priv and dh are wiped before it returns, whatever the
+ * outcome. -1 (okm zero) if the peer's share is low-order or OpenSSL fails.
+ */
+int nd_key_exchange(uint8_t priv[ND_SHARE_LEN],
+		    const uint8_t peer_share[ND_SHARE_LEN],
+		    const uint8_t psk[ND_KEY_LEN],
+		    const uint8_t client_random[ND_RANDOM_LEN],
+		    const uint8_t server_random[ND_RANDOM_LEN],
+		    const uint8_t th[ND_HASH_LEN], uint8_t okm[ND_OKM_LEN]);
 /* verify = HMAC-SHA256(finish_key, th) */
 void nd_finish_mac(const uint8_t finish_key[ND_HASH_LEN],
 		   const uint8_t th[ND_HASH_LEN], uint8_t out[ND_HASH_LEN]);
-/* new_key = HKDF-Expand(old_key, ND_REKEY_LABEL, 32) */
-void nd_rekey(const uint8_t old_key[ND_KEY_LEN], uint8_t new_key[ND_KEY_LEN]);
+/*
+ * The traffic-secret ladder of one direction (§2):
+ *   key_g = HKDF-Expand(traffic_g, ND_KEY_LABEL, 32)        nd_traffic_key
+ *   traffic_g+1 = HKDF-Expand(traffic_g, ND_TRAFFIC_LABEL, 32) nd_traffic_next
+ * Output may alias input.
+ */
+void nd_traffic_key(const uint8_t traffic[ND_KEY_LEN], uint8_t key[ND_KEY_LEN]);
+void nd_traffic_next(const uint8_t traffic[ND_KEY_LEN],
+		     uint8_t next[ND_KEY_LEN]);
 /* Constant-time comparison: 1 if equal. */
 int nd_equal(const void *a, const void *b, size_t len);
 
 /* ---- record layer (record.c) ---- */
 
 struct nd_dir {
-	uint8_t key[ND_KEY_LEN];
+	uint8_t traffic[ND_KEY_LEN];	/* traffic secret of key generation */
+	uint8_t key[ND_KEY_LEN];	/* AES key of generation seq / 4096 */
 	uint8_t iv[ND_IV_LEN];
 	uint64_t seq;			/* next record number */
 	void *ctx;			/* EVP_CIPHER_CTX */
@@ -68,7 +101,10 @@ struct nd_crypto {
 	struct nd_dir tx, rx;
 };
 
-/* Sets up both directions from OKM; is_client picks which half is tx. */
+/*
+ * Sets up both directions from OKM (traffic secrets and IVs; key_0 of
+ * each); is_client picks which half is tx.
+ */
 int nd_crypto_init(struct nd_crypto *c, const uint8_t okm[ND_OKM_LEN],
 		   bool is_client);
 /* Frees contexts and wipes keys. Safe on a zeroed or freed struct. */
@@ -77,7 +113,8 @@ void nd_crypto_free(struct nd_crypto *c);
 /*
  * Seals one record whose plaintext body is the concatenation of iov[0..n):
  * encrypts the iov buffers IN PLACE, writes the 4-byte length header into
- * hdr and the tag into tag. Advances tx.seq (and rekeys when due).
+ * hdr and the tag into tag. Advances d->seq and, every ND_REKEY_RECORDS
+ * records, moves the direction to its next traffic secret and key.
  */
 int nd_seal(struct nd_dir *d, uint8_t hdr[ND_RECORD_HDR_LEN],
 	    const struct iovec *iov, int n, uint8_t tag[ND_TAG_LEN]);
@@ -150,13 +187,19 @@ struct nd_client_params {
 	const uint8_t *token;		/* join this session, or NULL */
 	uint32_t flags;			/* ND_CF_* */
 	uint32_t max_payload;		/* 0: ND_DEFAULT_PAYLOAD */
+	uint16_t slot;			/* connection slot (queue), < ND_MAX_SLOTS */
+	uint32_t epoch;			/* attempt number for the slot; 0: 1 */
+	uint64_t resume_writer;		/* previous writable session's last_writer */
+	uint64_t resume_own;		/* and its write_epoch; 0 0: not checked */
 	int timeout_ms;			/* whole handshake; 0: socket timeouts only */
 };
 
 /*
  * Client side of the handshake on a connected blocking socket. On ND_HS_OK
- * fills c and info. On ND_HS_REFUSED *status holds the server's status
- * (busy, no export, version, clock skew, ...). On ND_HS_BAD_INFO info holds
+ * fills c and info. On ND_HS_REFUSED *status holds the server's status:
+ * ND_ERR_VERSION from the unauthenticated ServerHello (also a version-1
+ * server's), any other (busy, no export, clock skew, ...) only from the
+ * authenticated SessionInfo. A low-order server share is ND_HS_PROTO. On ND_HS_BAD_INFO info holds
  * the unusable export description (nd_session_info_invalid says what is
  * wrong; if nothing, max_payload is above the one asked for), minus token.
  */

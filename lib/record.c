@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: MIT
 /*
  * Record layer: AES-256-GCM with one EVP_CIPHER_CTX per direction. The key
- * is set once (and again on rekey); each record only sets the nonce.
+ * is set once per generation; each record only sets the nonce.
  *
- * Invariant: d->key is the key for record number d->seq. After a record
- * succeeds seq advances, and when it reaches a multiple of ND_REKEY_RECORDS
- * the key is rotated right away, so a failed record never rotates it twice.
+ * Invariant: d->traffic and d->key belong to generation d->seq /
+ * ND_REKEY_RECORDS. After a record succeeds seq advances, and when it
+ * reaches a multiple of ND_REKEY_RECORDS the direction moves to the next
+ * traffic secret right away (the old secret and key overwritten), so a
+ * failed record never moves it twice.
  */
 #include <limits.h>
 #include <string.h>
@@ -19,19 +21,21 @@
 /* EVP takes int lengths; feed large buffers in slices. */
 #define ND_EVP_CHUNK	(1 << 30)
 
-static int nd_dir_init(struct nd_dir *d, const uint8_t *key,
+static int nd_dir_init(struct nd_dir *d, const uint8_t *traffic,
 		       const uint8_t *iv, int enc)
 {
 	EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
 
 	if (!ctx)
 		return -1;
-	if (EVP_CipherInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, NULL,
+	memcpy(d->traffic, traffic, ND_KEY_LEN);
+	if (nd_traffic_key_checked(d->traffic, d->key) ||
+	    EVP_CipherInit_ex(ctx, EVP_aes_256_gcm(), NULL, d->key, NULL,
 			      enc) != 1) {
 		EVP_CIPHER_CTX_free(ctx);
+		OPENSSL_cleanse(d, sizeof(*d));
 		return -1;
 	}
-	memcpy(d->key, key, ND_KEY_LEN);
 	memcpy(d->iv, iv, ND_IV_LEN);
 	d->seq = 0;
 	d->ctx = ctx;
@@ -41,8 +45,8 @@ static int nd_dir_init(struct nd_dir *d, const uint8_t *key,
 int nd_crypto_init(struct nd_crypto *c, const uint8_t okm[ND_OKM_LEN],
 		   bool is_client)
 {
-	const uint8_t *c2s_key = okm + ND_OKM_C2S_KEY;
-	const uint8_t *s2c_key = okm + ND_OKM_S2C_KEY;
+	const uint8_t *c2s_key = okm + ND_OKM_C2S_TRAFFIC;
+	const uint8_t *s2c_key = okm + ND_OKM_S2C_TRAFFIC;
 	const uint8_t *c2s_iv = okm + ND_OKM_C2S_IV;
 	const uint8_t *s2c_iv = okm + ND_OKM_S2C_IV;
 
@@ -104,7 +108,7 @@ static int nd_crypt_in_place(EVP_CIPHER_CTX *ctx, uint8_t *buf, size_t len)
 	return 0;
 }
 
-/* Record done: next number, and a fresh key at every ND_REKEY_RECORDS. */
+/* Record done: next number, and the next generation at every ND_REKEY_RECORDS. */
 static int nd_record_advance(struct nd_dir *d)
 {
 	EVP_CIPHER_CTX *ctx = d->ctx;
@@ -112,7 +116,8 @@ static int nd_record_advance(struct nd_dir *d)
 	d->seq++;
 	if (d->seq % ND_REKEY_RECORDS)
 		return 0;
-	if (nd_rekey_checked(d->key, d->key) ||
+	if (nd_traffic_next_checked(d->traffic, d->traffic) ||
+	    nd_traffic_key_checked(d->traffic, d->key) ||
 	    EVP_CipherInit_ex(ctx, NULL, NULL, d->key, NULL, -1) != 1) {
 		/* Unusable from now on rather than reusing a nonce. */
 		d->seq = UINT64_MAX;

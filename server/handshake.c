@@ -4,9 +4,11 @@
  * connection between accept and SessionInfo, driven by the listener thread
  * over non-blocking sockets (nd_server_run's epoll loop). A pending
  * handshake holds no thread and no buffer beyond its small slot in a fixed
- * pool: the ClientHello as received, the server random and the ClientFinish
- * record. Keys are derived again from those when the ClientFinish arrives,
- * so no key material waits in the pool. Once the client has proven the key
+ * pool: the ClientHello as received, the ClientFinish record, and between
+ * the two the record secrets and the expected client proof. The server's
+ * ephemeral key lives only while the ServerHello is made (forward secrecy:
+ * nothing in the pool reproduces a key once the slot is wiped). Once the
+ * client has proven the key
  * the connection gets its threads and buffers (nd_conn_start), and its own
  * thread sends the SessionInfo (nd_hs_send_session_info).
  *
@@ -19,7 +21,8 @@
  *
  * Steps: hs_read_client_hello → hs_send_server_hello → hs_check_client_finish
  * → hs_open_session. Nothing but the ServerHello leaves before the client
- * has proven the key.
+ * has proven the key; every refusal but the version (unknown export
+ * included) goes in the authenticated SessionInfo.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -47,6 +50,8 @@
 #define ND_HS_LOG_INTERVAL_MS	10000
 
 enum hs_step { HS_CLIENT_HELLO, HS_CLIENT_FINISH };
+/* The ClientHello's parts, read one after the other. */
+enum hs_hello_part { HS_CH_FIXED, HS_CH_NAMES, HS_CH_TAIL, HS_CH_EXT };
 
 /* Why an unauthenticated handshake ended (the summary line's counters). */
 enum hs_failure {
@@ -69,10 +74,17 @@ struct nd_hs {
 	int fd;				/* -1: slot free */
 	int src;			/* index in nd_hs_pool.src */
 	enum hs_step step;
+	enum hs_hello_part part;
 	int64_t deadline;
 	size_t have, need;		/* bytes of the current message */
 	uint8_t hello[ND_CLIENT_HELLO_MAX];
-	uint8_t server_random[ND_RANDOM_LEN];
+	/*
+	 * After the ServerHello: OKM with the finish keys zeroed (traffic
+	 * secrets and IVs for nd_crypto_init) and the expected client_verify.
+	 * Secret: wiped with the slot.
+	 */
+	uint8_t okm[ND_OKM_LEN];
+	uint8_t client_verify[ND_HASH_LEN];
 	uint8_t finish[ND_CF_RECORD_LEN];	/* decrypted in place: wiped */
 	char peer[64];
 };
@@ -235,6 +247,8 @@ static void hs_release(struct nd_server *s, struct nd_hs *h)
 		p->newest = h->older;
 	p->src[h->src].n--;
 	nd_wipe(h->finish, sizeof(h->finish));
+	nd_wipe(h->okm, sizeof(h->okm));
+	nd_wipe(h->client_verify, sizeof(h->client_verify));
 	h->fd = -1;
 	h->older = NULL;
 	h->newer = p->free;
@@ -356,13 +370,13 @@ static int hs_write(int fd, const void *buf, size_t len)
 	return -1;
 }
 
-/* ServerHello carrying only an error status; no key proof. */
-static void send_hello_status(int fd, uint16_t status)
+/* The answer to another protocol version: version 2, status 9, zeros. */
+static void send_hello_version(int fd)
 {
-	struct nd_server_hello h = { .version = ND_VERSION, .status = status };
+	struct nd_server_hello h = { .version = ND_VERSION,
+				     .status = ND_ERR_VERSION };
 	uint8_t buf[ND_SERVER_HELLO_LEN];
 
-	nd_random(h.random, sizeof(h.random));
 	nd_server_hello_encode(buf, &h);
 	(void)hs_write(fd, buf, sizeof(buf));
 }
@@ -398,24 +412,42 @@ enum hs_next {
 };
 
 /* The complete ClientHello in h->hello, decoded; identity/export as C strings. */
-static void hello_decode(const struct nd_hs *h, struct nd_client_hello *ch,
-			 char identity[ND_NAME_MAX + 1],
-			 char export_name[ND_NAME_MAX + 1])
+static size_t hello_decode(const struct nd_hs *h, struct nd_client_hello *ch,
+			   char identity[ND_NAME_MAX + 1],
+			   char export_name[ND_NAME_MAX + 1])
 {
-	nd_client_hello_decode_fixed(h->hello, ch);
+	size_t o = ND_CLIENT_HELLO_FIXED;
+
+	o += (size_t)nd_client_hello_decode_fixed(h->hello, ch);
 	nd_client_hello_decode_names(h->hello + ND_CLIENT_HELLO_FIXED, ch);
+	nd_client_hello_decode_tail(h->hello + o, ch);
+	o += ND_CLIENT_HELLO_TAIL;
+	nd_client_hello_decode_ext(h->hello + o, ch);
 	memcpy(identity, ch->identity, ch->identity_len);
 	identity[ch->identity_len] = 0;
 	memcpy(export_name, ch->export_name, ch->export_len);
 	export_name[ch->export_len] = 0;
+	return o + ch->ext_len;
 }
 
+static enum hs_next hs_malformed(struct nd_server *s, struct nd_hs *h,
+				 const char *what)
+{
+	hs_fail(s, h, HS_F_MALFORMED, "%s, closing", what);
+	return HS_DROPPED;
+}
+
+/*
+ * Reads the ClientHello part by part: fixed part, names, share and ext_len,
+ * extensions. A malformed one is closed without an answer; another version
+ * gets the version answer (only the fixed part and names are read, which
+ * every version shares).
+ */
 static enum hs_next hs_read_client_hello(struct nd_server *s, struct nd_hs *h)
 {
 	struct nd_client_hello ch;
-	char identity[ND_NAME_MAX + 1], export_name[ND_NAME_MAX + 1];
 	uint8_t *p = h->hello;
-	int r, names;
+	int r, n;
 
 	for (;;) {
 		r = hs_fill(h, p);
@@ -425,72 +457,61 @@ static enum hs_next hs_read_client_hello(struct nd_server *s, struct nd_hs *h)
 			hs_fail_io(s, h, "client hello");
 			return HS_DROPPED;
 		}
-		if (h->need > ND_CLIENT_HELLO_FIXED)
-			break;		/* the names are in too */
-		if (nd_get32(p) != ND_MAGIC) {
-			hs_fail(s, h, HS_F_MALFORMED,
-				"not a netdisk client (bad magic), closing");
-			return HS_DROPPED;
-		}
-		if (nd_get16(p + 4) != ND_VERSION) {
-			/*
-			 * Take the names too, so closing sends FIN, not RST;
-			 * only when their lengths fit (unchecked here).
-			 */
-			names = p[ND_CH_IDENTITY_LEN_OFF] +
-				p[ND_CH_EXPORT_LEN_OFF];
-			if (p[ND_CH_IDENTITY_LEN_OFF] > ND_NAME_MAX ||
-			    p[ND_CH_EXPORT_LEN_OFF] > ND_NAME_MAX || !names)
-				break;
-		} else {
-			names = nd_client_hello_decode_fixed(p, &ch);
-			if (names < 0) {
-				hs_fail(s, h, HS_F_MALFORMED,
-					"malformed client hello, closing");
+		switch (h->part) {
+		case HS_CH_FIXED:
+			if (nd_get32(p) != ND_MAGIC)
+				return hs_malformed(s, h,
+					"not a netdisk client (bad magic)");
+			n = nd_client_hello_decode_fixed(p, &ch);
+			if (n < 0 && ch.version == ND_VERSION)
+				return hs_malformed(s, h,
+					"malformed client hello (name length)");
+			if (n < 0) {
+				/* Answer at once: the names cannot be read. */
+				n = 0;
+			}
+			h->part = HS_CH_NAMES;
+			h->need += (size_t)n;
+			break;
+		case HS_CH_NAMES:
+			if (nd_get16(p + 4) != ND_VERSION) {
+				send_hello_version(h->fd);
+				hs_fail(s, h, HS_F_REFUSED,
+					"unsupported protocol version %u",
+					nd_get16(p + 4));
 				return HS_DROPPED;
 			}
+			nd_client_hello_decode_fixed(p, &ch);
+			if (nd_client_hello_decode_names(
+				    p + ND_CLIENT_HELLO_FIXED, &ch) < 0)
+				return hs_malformed(s, h,
+					"invalid identity or export name");
+			h->part = HS_CH_TAIL;
+			h->need += ND_CLIENT_HELLO_TAIL;
+			break;
+		case HS_CH_TAIL:
+			n = nd_client_hello_decode_tail(p + h->need -
+							ND_CLIENT_HELLO_TAIL,
+							&ch);
+			if (n < 0)
+				return hs_malformed(s, h,
+					"client hello extension area over 512 bytes");
+			h->part = HS_CH_EXT;
+			h->need += (size_t)n;
+			break;
+		case HS_CH_EXT:
+			n = ND_CLIENT_HELLO_FIXED + p[ND_CH_IDENTITY_LEN_OFF] +
+			    p[ND_CH_EXPORT_LEN_OFF];
+			ch.ext_len = nd_get16(p + n + ND_SHARE_LEN);
+			/* Unknown extension types are ignored; framing counts. */
+			if (nd_client_hello_decode_ext(p + n +
+						       ND_CLIENT_HELLO_TAIL,
+						       &ch) < 0)
+				return hs_malformed(s, h,
+					"client hello extensions badly framed");
+			return HS_DONE;
 		}
-		h->need += (size_t)names;
 	}
-
-	if (nd_get16(p + 4) != ND_VERSION) {
-		send_hello_status(h->fd, ND_ERR_VERSION);
-		hs_fail(s, h, HS_F_REFUSED, "unsupported protocol version %u",
-			nd_get16(p + 4));
-		return HS_DROPPED;
-	}
-	nd_client_hello_decode_fixed(p, &ch);
-	if (nd_client_hello_decode_names(p + ND_CLIENT_HELLO_FIXED, &ch) < 0) {
-		hs_fail(s, h, HS_F_MALFORMED,
-			"invalid identity or export name, closing");
-		return HS_DROPPED;
-	}
-	hello_decode(h, &ch, identity, export_name);
-	if (strcmp(export_name, s->exp.name) != 0) {
-		send_hello_status(h->fd, ND_ERR_NO_EXPORT);
-		hs_fail(s, h, HS_F_REFUSED, "no such export '%s'",
-			export_name);
-		return HS_DROPPED;
-	}
-	return HS_DONE;
-}
-
-/*
- * Derives the handshake keys for h's ClientHello and server random with
- * key; th and okm are the caller's to wipe.
- */
-static int hs_derive(const struct nd_hs *h, const uint8_t key[ND_KEY_LEN],
-		     uint8_t sh[ND_SERVER_HELLO_LEN], uint8_t th[ND_HASH_LEN],
-		     uint8_t okm[ND_OKM_LEN])
-{
-	struct nd_server_hello shm = { .version = ND_VERSION };
-	struct nd_client_hello ch;
-	int names = nd_client_hello_decode_fixed(h->hello, &ch);
-
-	memcpy(shm.random, h->server_random, ND_RANDOM_LEN);
-	nd_server_hello_encode(sh, &shm);
-	nd_transcript(h->hello, ND_CLIENT_HELLO_FIXED + (size_t)names, sh, th);
-	return nd_derive(key, ch.random, shm.random, th, okm);
 }
 
 static bool identity_known(const struct nd_server *s, const struct nd_hs *h)
@@ -502,28 +523,46 @@ static bool identity_known(const struct nd_server *s, const struct nd_hs *h)
 	return strcmp(identity, s->identity) == 0;
 }
 
-/* ServerHello with the server's key proof. */
+/*
+ * ServerHello with a fresh key share and the server's key proof. The
+ * ephemeral private key and dh are gone when this returns; what the
+ * ClientFinish needs stays in h (record secrets, expected proof).
+ */
 static enum hs_next hs_send_server_hello(struct nd_server *s, struct nd_hs *h)
 {
-	uint8_t key[ND_KEY_LEN], th[ND_HASH_LEN], okm[ND_OKM_LEN];
+	uint8_t key[ND_KEY_LEN], eph[ND_SHARE_LEN], th[ND_HASH_LEN];
 	uint8_t sh[ND_SERVER_HELLO_LEN];
+	struct nd_server_hello shm = { .version = ND_VERSION };
+	struct nd_client_hello ch;
+	char identity[ND_NAME_MAX + 1], export_name[ND_NAME_MAX + 1];
 	enum hs_next next = HS_DROPPED;
+	size_t ch_len = hello_decode(h, &ch, identity, export_name);
 
 	/*
 	 * The key is looked up by identity. An unknown identity gets a random
 	 * key, so on the wire it looks exactly like a wrong key.
 	 */
-	if (identity_known(s, h))
+	if (strcmp(identity, s->identity) == 0)
 		memcpy(key, s->key, sizeof(key));
 	else if (nd_random(key, sizeof(key)) < 0)
 		goto fail;
-	if (nd_random(h->server_random, sizeof(h->server_random)) < 0)
-		goto fail;
-	if (hs_derive(h, key, sh, th, okm) < 0) {
-		nd_err("client %s: key derivation failed", h->peer);
+	if (nd_random(shm.random, sizeof(shm.random)) < 0 ||
+	    nd_x25519_keygen(eph, shm.share) < 0) {
+		nd_err("client %s: no randomness or X25519 key", h->peer);
 		goto fail;
 	}
-	nd_finish_mac(okm + ND_OKM_S_FINISH, th, sh + ND_SERVER_HELLO_TH_LEN);
+	nd_server_hello_encode(sh, &shm);
+	nd_transcript(h->hello, ch_len, sh, th);
+	/* Wipes eph. Fails on a low-order client share (dh all zero). */
+	if (nd_key_exchange(eph, ch.share, key, ch.random, shm.random, th,
+			    h->okm) < 0) {
+		hs_fail(s, h, HS_F_MALFORMED,
+			"client key share rejected (low-order point), closing");
+		goto out;
+	}
+	nd_finish_mac(h->okm + ND_OKM_S_FINISH, th, sh + ND_SERVER_HELLO_TH_LEN);
+	nd_finish_mac(h->okm + ND_OKM_C_FINISH, th, h->client_verify);
+	nd_wipe(h->okm + ND_OKM_S_FINISH, 2 * ND_HASH_LEN);
 	if (hs_write(h->fd, sh, sizeof(sh)) < 0) {
 		hs_fail(s, h, HS_F_CLOSED,
 			"handshake failed sending server hello: %s",
@@ -540,26 +579,24 @@ fail:
 	hs_release(s, h);
 out:
 	nd_wipe(key, sizeof(key));
-	nd_wipe(okm, sizeof(okm));
+	nd_wipe(eph, sizeof(eph));
 	nd_wipe(th, sizeof(th));
 	return next;
 }
 
 /*
- * Reads and checks the ClientFinish: a 72-byte record that opens with the
- * c2s key and carries client_verify (compared in constant time). On
- * HS_DONE crypto is set up and cf decoded; both are the caller's to wipe.
+ * Reads and checks the ClientFinish: a record of exactly 80 bytes of body
+ * that opens with the c2s key and carries client_verify (compared in
+ * constant time). On HS_DONE crypto is set up and cf decoded; both are the
+ * caller's to wipe.
  */
 static enum hs_next hs_check_client_finish(struct nd_server *s,
 					   struct nd_hs *h,
 					   struct nd_crypto *crypto,
 					   struct nd_client_finish *cf)
 {
-	uint8_t sh[ND_SERVER_HELLO_LEN], th[ND_HASH_LEN], okm[ND_OKM_LEN];
-	uint8_t verify[ND_HASH_LEN];
 	uint8_t *rec = h->finish;
 	enum hs_next next = HS_DROPPED;
-	bool known;
 	int r;
 
 	for (;;) {
@@ -586,20 +623,17 @@ static enum hs_next hs_check_client_finish(struct nd_server *s,
 		h->need = ND_CF_RECORD_LEN;
 	}
 
-	known = identity_known(s, h);
-	if (!known) {
+	if (!identity_known(s, h)) {
 		hs_fail(s, h, HS_F_AUTH,
 			"authentication failed (unknown identity)");
 		return HS_DROPPED;
 	}
-	if (hs_derive(h, s->key, sh, th, okm) < 0 ||
-	    nd_crypto_init(crypto, okm, false) < 0) {
+	if (nd_crypto_init(crypto, h->okm, false) < 0) {
 		nd_err("client %s: key setup failed", h->peer);
 		close(h->fd);
 		hs_release(s, h);
 		goto out;
 	}
-	nd_finish_mac(okm + ND_OKM_C_FINISH, th, verify);
 	if (nd_open(&crypto->rx, rec, rec + ND_RECORD_HDR_LEN,
 		    ND_CLIENT_FINISH_LEN,
 		    rec + ND_RECORD_HDR_LEN + ND_CLIENT_FINISH_LEN) < 0) {
@@ -608,7 +642,7 @@ static enum hs_next hs_check_client_finish(struct nd_server *s,
 		goto out;
 	}
 	nd_client_finish_decode(rec + ND_RECORD_HDR_LEN, cf);
-	if (!nd_equal(cf->verify, verify, ND_HASH_LEN)) {
+	if (!nd_equal(cf->verify, h->client_verify, ND_HASH_LEN)) {
 		nd_crypto_free(crypto);
 		hs_fail(s, h, HS_F_AUTH, "authentication failed");
 		goto out;
@@ -616,9 +650,6 @@ static enum hs_next hs_check_client_finish(struct nd_server *s,
 	next = HS_DONE;
 out:
 	nd_wipe(rec, ND_CF_RECORD_LEN);
-	nd_wipe(okm, sizeof(okm));
-	nd_wipe(th, sizeof(th));
-	nd_wipe(verify, sizeof(verify));
 	return next;
 }
 
@@ -646,6 +677,7 @@ static void hs_open_session(struct nd_server *s, struct nd_hs *h,
 	struct nd_client_hello ch;
 	struct nd_conn *c;
 	uint16_t status;
+	const char *why;
 	uint32_t want;
 	time_t now = time(NULL);
 	int fd = h->fd, nconns;
@@ -659,16 +691,25 @@ static void hs_open_session(struct nd_server *s, struct nd_hs *h,
 		goto refuse;
 	}
 
+	why = nd_client_finish_invalid(cf);
+	if (why) {
+		nd_warn("client %s: invalid client finish (%s: flags 0x%x, max payload %u, slot %u, epoch %u), refused",
+			h->peer, why, cf->flags, cf->max_payload, cf->slot,
+			cf->epoch);
+		send_session_status(fd, crypto, ND_ERR_INVALID);
+		goto refuse;
+	}
+	/* Only now: nothing unauthenticated learns which exports exist. */
+	if (strcmp(export_name, s->exp.name) != 0) {
+		nd_warn("client %s: no such export '%s'", h->peer, export_name);
+		send_session_status(fd, crypto, ND_ERR_NO_EXPORT);
+		goto refuse;
+	}
+
 	want = cf->max_payload ? cf->max_payload : ND_DEFAULT_PAYLOAD;
 	if (want > s->max_payload)
 		want = s->max_payload;
 	want -= want % ND_MIN_PAYLOAD;
-	if (want < ND_MIN_PAYLOAD) {
-		nd_warn("client %s: max payload %u below %u bytes, refused",
-			h->peer, cf->max_payload, ND_MIN_PAYLOAD);
-		send_session_status(fd, crypto, ND_ERR_INVALID);
-		goto refuse;
-	}
 
 	pthread_mutex_lock(&s->lock);
 	nconns = s->nconns;
@@ -753,6 +794,7 @@ void nd_hs_add(struct nd_server *s, int fd,
 	h->src = source_get(p, key);
 	p->src[h->src].n++;
 	h->step = HS_CLIENT_HELLO;
+	h->part = HS_CH_FIXED;
 	h->have = 0;
 	h->need = ND_CLIENT_HELLO_FIXED;
 	h->deadline = nd_now_ms() + s->handshake_timeout_ms;

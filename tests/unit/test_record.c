@@ -74,10 +74,12 @@ static void close_writer(struct pair *p)
 static void test_vector_c2s(void **state)
 {
 	struct pair *p = *state;
-	uint8_t rec[64], body[64];
-	struct nd_request r;
+	uint8_t rec[128], body[128];
+	struct nd_client_finish cf;
 	size_t len;
 
+	assert_memory_equal(p->cli.tx.key, nd_vec_c2s_key0, ND_KEY_LEN);
+	assert_memory_equal(p->srv.rx.key, nd_vec_c2s_key0, ND_KEY_LEN);
 	len = seal_to(&p->cli.tx, nd_vec_c2s_plain, sizeof(nd_vec_c2s_plain),
 		      rec);
 	assert_int_equal(len, sizeof(nd_vec_c2s_record));
@@ -90,15 +92,28 @@ static void test_vector_c2s(void **state)
 				 nd_vec_c2s_record + 4 +
 				 sizeof(nd_vec_c2s_plain)), 0);
 	assert_memory_equal(body, nd_vec_c2s_plain, sizeof(nd_vec_c2s_plain));
-	assert_int_equal(nd_request_decode(body, sizeof(nd_vec_c2s_plain),
-					   ND_DEFAULT_PAYLOAD, &r), ND_OK);
-	assert_int_equal(r.op, ND_OP_READ);
-	assert_int_equal(r.length, 4096);
-	assert_int_equal(r.handle, 1);
-	assert_int_equal(r.offset, 8192);
+	/* It is a ClientFinish: every field in its place. */
+	assert_int_equal(sizeof(nd_vec_c2s_plain), ND_CLIENT_FINISH_LEN);
+	nd_client_finish_decode(body, &cf);
+	assert_memory_equal(cf.verify, nd_vec_client_verify, ND_HASH_LEN);
+	assert_int_equal(cf.flags, 0);
+	assert_int_equal(cf.max_payload, 1u << 20);
+	assert_int_equal(cf.slot, 3);
+	assert_int_equal(cf.reserved, 0);
+	assert_int_equal(cf.epoch, 7);
+	assert_int_equal(cf.resume_writer, 5);
+	assert_int_equal(cf.resume_own, 6);
+	assert_null(nd_client_finish_invalid(&cf));
+	nd_client_finish_encode(rec, &cf);
+	assert_memory_equal(rec, nd_vec_c2s_plain, ND_CLIENT_FINISH_LEN);
 }
 
-static void test_vector_s2c_rekeyed(void **state)
+/*
+ * Records 0..4095 are sealed under key_0, 4096.. under key_1: the vector
+ * record 4096 comes out of a direction that sealed 4096 records before it,
+ * with the key changing exactly between 4095 and 4096.
+ */
+static void test_vector_s2c_generation1(void **state)
 {
 	struct pair *p = *state;
 	uint8_t okm[ND_OKM_LEN], rec[64], body[64];
@@ -106,22 +121,34 @@ static void test_vector_s2c_rekeyed(void **state)
 	uint64_t i;
 	size_t len;
 
-	/* From a fresh start: 65536 records, then the vector record. */
+	assert_memory_equal(p->srv.tx.key, nd_vec_s2c_key0, ND_KEY_LEN);
 	for (i = 0; i < ND_REKEY_RECORDS; i++) {
-		assert_memory_not_equal(p->srv.tx.key, nd_vec_s2c_rekeyed_key,
-					ND_KEY_LEN);
+		assert_memory_equal(p->srv.tx.key, nd_vec_s2c_key0, ND_KEY_LEN);
+		assert_memory_equal(p->srv.tx.traffic,
+				    nd_vec_okm + ND_OKM_S2C_TRAFFIC,
+				    ND_KEY_LEN);
 		assert_int_equal(nd_seal(&p->srv.tx, rec, NULL, 0, rec + 4), 0);
+		/* The receiver keeps in step, record by record. */
+		assert_int_equal(nd_open(&p->cli.rx, rec, NULL, 0, rec + 4), 0);
 	}
 	assert_int_equal(p->srv.tx.seq, ND_VEC_S2C_SEQ);
-	assert_memory_equal(p->srv.tx.key, nd_vec_s2c_rekeyed_key, ND_KEY_LEN);
+	assert_memory_equal(p->srv.tx.key, nd_vec_s2c_key1, ND_KEY_LEN);
+	assert_memory_equal(p->srv.tx.traffic, nd_vec_s2c_traffic1, ND_KEY_LEN);
+	assert_memory_equal(p->cli.rx.key, nd_vec_s2c_key1, ND_KEY_LEN);
 	len = seal_to(&p->srv.tx, nd_vec_s2c_plain, sizeof(nd_vec_s2c_plain),
 		      rec);
 	assert_int_equal(len, sizeof(nd_vec_s2c_record));
 	assert_memory_equal(rec, nd_vec_s2c_record, len);
+	memcpy(body, nd_vec_s2c_record + 4, sizeof(nd_vec_s2c_plain));
+	assert_int_equal(nd_open(&p->cli.rx, nd_vec_s2c_record, body,
+				 sizeof(nd_vec_s2c_plain),
+				 nd_vec_s2c_record + 4 +
+				 sizeof(nd_vec_s2c_plain)), 0);
+	assert_memory_equal(body, nd_vec_s2c_plain, sizeof(nd_vec_s2c_plain));
 
-	/* A receiver already at seq 65536 with the rotated key opens it. */
+	/* A receiver started from traffic_1 at record 4096 opens it. */
 	memcpy(okm, nd_vec_okm, sizeof(okm));
-	memcpy(okm + ND_OKM_S2C_KEY, nd_vec_s2c_rekeyed_key, ND_KEY_LEN);
+	memcpy(okm + ND_OKM_S2C_TRAFFIC, nd_vec_s2c_traffic1, ND_KEY_LEN);
 	assert_int_equal(nd_crypto_init(&c, okm, true), 0);
 	c.rx.seq = ND_VEC_S2C_SEQ;
 	memcpy(body, nd_vec_s2c_record + 4, sizeof(nd_vec_s2c_plain));
@@ -132,13 +159,15 @@ static void test_vector_s2c_rekeyed(void **state)
 	assert_memory_equal(body, nd_vec_s2c_plain, sizeof(nd_vec_s2c_plain));
 	nd_crypto_free(&c);
 
-	/* One that forgot to rotate (old key at seq 65536) must fail. */
-	p->cli.rx.seq = ND_VEC_S2C_SEQ;
+	/* One still on key_0 at record 4096 must fail. */
+	assert_int_equal(nd_crypto_init(&c, nd_vec_okm, true), 0);
+	c.rx.seq = ND_VEC_S2C_SEQ;
 	memcpy(body, nd_vec_s2c_record + 4, sizeof(nd_vec_s2c_plain));
-	assert_int_equal(nd_open(&p->cli.rx, nd_vec_s2c_record, body,
+	assert_int_equal(nd_open(&c.rx, nd_vec_s2c_record, body,
 				 sizeof(nd_vec_s2c_plain),
 				 nd_vec_s2c_record + 4 +
 				 sizeof(nd_vec_s2c_plain)), -1);
+	nd_crypto_free(&c);
 }
 
 struct sender {
@@ -567,7 +596,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_vector_c2s, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_vector_s2c_rekeyed, setup,
+		cmocka_unit_test_setup_teardown(test_vector_s2c_generation1, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_roundtrip_sizes, setup,
 						teardown),
