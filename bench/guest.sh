@@ -121,7 +121,8 @@ if [ ! -x "$ND" ] || [ ! -x "$NDD" ] || [ ! -f "$KO" ]; then
 else
 	"$ND" keygen "$W/key" >/dev/null || err "kernel netdisk: keygen failed"
 	env "${ndd_env[@]}" "$NDD" --file "$W/disk.img" --key-file "$W/key" --listen 127.0.0.1 \
-		--port "$ND_PORT" --grace 0 --log-level warn >"$W/netdiskd.log" 2>&1 &
+		--port "$ND_PORT" --grace 0 --log-level warn --state-dir "$W/state" \
+		>"$W/netdiskd.log" 2>&1 &
 	pids+=($!)
 	ndd_pid=${pids[-1]}
 	if ! wait_port "$ND_PORT" "$ndd_pid"; then

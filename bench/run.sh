@@ -226,7 +226,8 @@ host_side() {
 	(umask 077 && echo "alice:$(tr -d ' \n' <"$W/key")" >"$W/psk")
 
 	start netdiskd "$P_ND" "$NDD" --file "$DATA/disk.img" --key-file "$W/key" \
-		--listen 127.0.0.1 --port "$P_ND" --grace 0 --log-level warn
+		--listen 127.0.0.1 --port "$P_ND" --grace 0 --log-level warn \
+		--state-dir "$W/state"
 	nd_pid=$last_pid
 	start nbdkit "$P_NBD" nbdkit -f -i 127.0.0.1 -p "$P_NBD" file "$DATA/disk.img"
 	nbd_pid=$last_pid

@@ -69,9 +69,9 @@ run ls -l $W/key
 
 heading "Start the server on a fresh 256 MiB image"
 run truncate -s 256M $W/disk.img
-echo "# netdiskd --file $W/disk.img --key-file $W/key --listen 127.0.0.1 --port 26547 --export demo &"
+echo "# netdiskd --file $W/disk.img --key-file $W/key --listen 127.0.0.1 --port 26547 --export demo --state-dir $W/state &"
 netdiskd --file $W/disk.img --key-file $W/key --listen 127.0.0.1 --port 26547 \
-	--export demo 2>$W/netdiskd.log &
+	--export demo --state-dir $W/state 2>$W/netdiskd.log &
 srv=$!
 wait_port 26547
 

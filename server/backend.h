@@ -71,8 +71,6 @@ struct nd_export {
 	uint8_t id[ND_EXPORT_ID_LEN];	/* stable identity of the data */
 	/* Session holding the write lock; protected by the session lock. */
 	struct nd_session *writer;
-	/* Last write_epoch handed out (session lock); in memory only. */
-	uint64_t write_epoch_reserved;
 };
 
 /*

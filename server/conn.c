@@ -550,6 +550,12 @@ static enum rx_end rx_loop(struct nd_conn *c, struct rx_batch *batch)
 		pthread_mutex_unlock(&c->lock);
 
 		q->status = check_request(c, &r);
+		/* The write epoch is stored before the session's first write. */
+		if (q->status == ND_OK && (r.op == ND_OP_WRITE ||
+					   r.op == ND_OP_TRIM ||
+					   r.op == ND_OP_WRITE_ZEROES) &&
+		    nd_session_first_write(s, c->sess) < 0)
+			q->status = ND_ERR_IO;
 		if (q->status != ND_OK) {
 			batch_add(batch, q);
 		} else if (r.op == ND_OP_READ && e->ops->pread_nowait &&
@@ -682,12 +688,16 @@ void *nd_conn_main(void *arg)
 	struct nd_server *s = c->srv;
 	enum rx_end end = RX_CLOSED;
 	struct nd_req *q;
-	bool idle;
+	uint16_t status;
+	bool idle, fenced;
 
 	tune_socket(c->fd);
 	c->rbuf = malloc(ND_SRV_RXBUF);
 	if (!c->rbuf) {
 		nd_err("client %s: out of memory, closing", c->peer);
+	} else if ((status = nd_session_ready(s, c)) != ND_OK) {
+		if (status != ND_SESSION_CLOSE)
+			nd_hs_send_session_status(c, status);
 	} else if (nd_hs_send_session_info(c) < 0) {
 		nd_info("client %s: handshake failed sending session info: %s",
 			c->peer, strerror(errno));
@@ -706,9 +716,16 @@ void *nd_conn_main(void *arg)
 				pthread_mutex_unlock(&c->lock);
 			}
 			batch_flush(c, &batch);
-			/* On shutdown (reads cut by us) work is finished. */
+			pthread_mutex_lock(&c->lock);
+			fenced = c->fenced;
+			pthread_mutex_unlock(&c->lock);
+			/*
+			 * On shutdown (reads cut by us) work is finished; a
+			 * fenced connection's never is (PROTOCOL.md §1).
+			 */
 			if (end != RX_DISCONNECT &&
-			    !__atomic_load_n(&s->stopping, __ATOMIC_RELAXED))
+			    (fenced ||
+			     !__atomic_load_n(&s->stopping, __ATOMIC_RELAXED)))
 				drop_queued(c);
 		} else {
 			nd_err("client %s: cannot start sender thread, closing",
@@ -735,13 +752,23 @@ void *nd_conn_main(void *arg)
 		pthread_join(c->tx_thread, NULL);
 
 	/*
+	 * Every request of c has finished. A fenced connection is closed
+	 * before the one replacing it may answer (its fd stays ours until
+	 * the close below).
+	 */
+	pthread_mutex_lock(&c->lock);
+	fenced = c->fenced;
+	pthread_mutex_unlock(&c->lock);
+	if (fenced)
+		shutdown(c->fd, SHUT_RDWR);
+	/*
 	 * A session whose token never reached its client cannot be resumed:
 	 * keeping its write lock for the grace period would only refuse the
 	 * client's retry (BUSY). It ends now, as on DISCONNECT.
 	 */
 	if (c->sess)
-		nd_session_detach(s, c->sess,
-				  end == RX_DISCONNECT || c->sess_unknown);
+		nd_session_detach(s, c, end == RX_DISCONNECT ||
+				  c->sess_unknown);
 	nd_crypto_free(&c->crypto);
 	while ((q = c->free_reqs)) {
 		c->free_reqs = q->next;

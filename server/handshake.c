@@ -675,8 +675,8 @@ static void hs_open_session(struct nd_server *s, struct nd_hs *h,
 {
 	char identity[ND_NAME_MAX + 1], export_name[ND_NAME_MAX + 1];
 	struct nd_client_hello ch;
-	struct nd_session_result sr;
 	struct nd_conn *c;
+	uint16_t status;
 	const char *why;
 	uint32_t want;
 	time_t now = time(NULL);
@@ -725,25 +725,21 @@ static void hs_open_session(struct nd_server *s, struct nd_hs *h,
 		goto refuse;
 	}
 
-	sr = nd_session_attach(s, h->peer, identity, cf);
-	if (sr.status != ND_OK) {
-		send_session_status(fd, crypto, sr.status);
-		goto refuse;
-	}
-
 	c = nd_conn_create(s, fd, h->peer);
 	if (!c) {
 		nd_err("client %s: out of memory, closing", h->peer);
-		nd_session_detach(s, sr.sess, sr.created);
+		goto refuse;
+	}
+	status = nd_session_attach(s, c, identity, cf);
+	if (status != ND_OK) {
+		nd_conn_destroy(c);
+		send_session_status(fd, crypto, status);
 		goto refuse;
 	}
 	c->crypto = *crypto;
 	nd_wipe(crypto, sizeof(*crypto));	/* moved: keys live in c */
-	c->sess = sr.sess;
-	c->flags = sr.flags;
-	c->read_only = sr.flags & ND_EXP_READ_ONLY;
-	c->sess_unknown = sr.created;
 	c->max_payload = want;
+	c->hs_deadline = h->deadline;
 	/* The connection's threads own the socket now, blocking. */
 	epoll_ctl(s->epfd, EPOLL_CTL_DEL, fd, NULL);
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
@@ -752,7 +748,7 @@ static void hs_open_session(struct nd_server *s, struct nd_hs *h,
 	if (nd_conn_start(c) < 0) {
 		nd_err("client %s: cannot start a connection thread, dropping connection",
 		       c->peer);
-		nd_session_detach(s, c->sess, c->sess_unknown);
+		nd_session_detach(s, c, c->sess_unknown);
 		nd_crypto_free(&c->crypto);
 		close(fd);
 		nd_conn_destroy(c);
@@ -902,12 +898,17 @@ int nd_hs_send_session_info(struct nd_conn *c)
 	};
 	int rc;
 
-	/* Per connection: a read-only join of a writer's session may not write. */
-	if (!(c->flags & ND_EXP_READ_ONLY))
-		si.write_epoch = c->sess->write_epoch;
 	memcpy(si.token, c->sess->token, ND_TOKEN_LEN);
 	memcpy(si.export_id, e->id, ND_EXPORT_ID_LEN);
+	/* A read-only connection in a writer's session may not write. */
+	si.write_epoch = c->read_only ? 0 : c->sess->write_epoch;
+	si.last_writer = c->sess->last_writer;
 	rc = send_session_info(c->fd, &c->crypto, &si);
 	nd_wipe(&si, sizeof(si));
 	return rc;
+}
+
+void nd_hs_send_session_status(struct nd_conn *c, uint16_t status)
+{
+	send_session_status(c->fd, &c->crypto, status);
 }

@@ -53,6 +53,18 @@
 #define ND_SRV_CONN_STACK	(128 * 1024)
 #define ND_SRV_WORKER_STACK	(256 * 1024)
 
+struct nd_conn;
+
+/*
+ * A connection slot of a session (PROTOCOL.md "Fenced reconnects"):
+ * protected by the session lock.
+ */
+struct nd_slot {
+	uint32_t epoch;			/* highest accepted; 0: none yet */
+	struct nd_conn *conn;		/* the current connection, or NULL */
+	int draining;			/* fenced connections not yet finished */
+};
+
 struct nd_session {
 	struct nd_session *next;
 	uint8_t token[ND_TOKEN_LEN];	/* secret: never logged */
@@ -61,12 +73,14 @@ struct nd_session {
 	struct nd_export *exp;
 	uint32_t flags;			/* ND_EXP_* granted */
 	bool writer;			/* holds exp's write lock */
-	uint64_t write_epoch;		/* writer number (writer only), else 0 */
 	int nconns;
 	int64_t expire_ms;		/* monotonic; meaningful if nconns == 0 */
+	uint64_t write_epoch;		/* 0: the session may not write */
+	uint64_t last_writer;		/* `written` when the session began */
+	/* written == write_epoch is durable; set under state_lock. */
+	bool wrote;
+	struct nd_slot slots[ND_MAX_SLOTS];
 };
-
-struct nd_conn;
 
 struct nd_req {
 	struct nd_req *next;
@@ -100,6 +114,16 @@ struct nd_conn {
 	 * gone out: nobody knows the token, so nobody can resume it.
 	 */
 	bool sess_unknown;
+	/* The write epoch reserved for sess must be stored before SessionInfo. */
+	bool store_epoch;
+	uint16_t slot;
+	uint32_t epoch;
+	/*
+	 * A newer connection took the slot (under the session lock): no more
+	 * requests are read, queued ones are dropped, no reply is sent.
+	 */
+	bool fenced;
+	int64_t hs_deadline;		/* monotonic: SessionInfo due by then */
 
 	/*
 	 * Owns crypto.tx: replies are sealed by the thread that produced
@@ -152,9 +176,25 @@ struct nd_server {
 	int nconns;
 	bool stopping;
 
-	pthread_mutex_t sess_lock;	/* sessions and exp.writer */
+	pthread_mutex_t sess_lock;	/* sessions, exp.writer, ws counters */
+	pthread_cond_t sess_cond;	/* a fenced connection finished */
 	struct nd_session *sessions;
 	unsigned long long last_session_id;
+
+	/*
+	 * Write epochs of a read-write export (PROTOCOL.md "No silent change
+	 * of writer"): reserved and written in memory (sess_lock), stored
+	 * in the state file under state_lock, which serialises the stores.
+	 */
+	struct {
+		bool enabled;		/* read-write export */
+		char dir[4096];
+		char path[4096];
+		uint64_t reserved, written;
+		/* What the file holds (state_lock). */
+		uint64_t stored_reserved, stored_written;
+	} ws;
+	pthread_mutex_t state_lock;
 
 	pthread_mutex_t wq_lock;
 	pthread_cond_t wq_cond;
@@ -190,6 +230,8 @@ void nd_hs_expire(struct nd_server *s);
 void nd_hs_close_all(struct nd_server *s);
 /* The connection's first record, from its own thread. 0 or -1 (errno). */
 int nd_hs_send_session_info(struct nd_conn *c);
+/* A SessionInfo carrying only an error status, from the connection's thread. */
+void nd_hs_send_session_status(struct nd_conn *c, uint16_t status);
 
 /* conn.c */
 struct nd_conn *nd_conn_create(struct nd_server *s, int fd, const char *peer);
@@ -206,20 +248,41 @@ void *nd_worker_main(void *arg);
 void nd_conn_reply(struct nd_conn *c, struct nd_req *q);
 
 /* session.c; all take sess_lock themselves. */
-struct nd_session_result {
-	uint16_t status;
-	struct nd_session *sess;
-	uint32_t flags;			/* ND_EXP_* granted to this connection */
-	bool created;			/* a new session, not a join */
-};
-/* cf: the connection's authenticated, valid ClientFinish. */
-struct nd_session_result nd_session_attach(struct nd_server *s,
-					   const char *peer,
-					   const char *identity,
-					   const struct nd_client_finish *cf);
-/* clean: the connection ended with DISCONNECT. */
-void nd_session_detach(struct nd_server *s, struct nd_session *sess,
-		       bool clean);
+/*
+ * Attaches c (created, not started) to a new or joined session as the
+ * ClientFinish cf asks: sets c->sess, flags, read_only, slot, epoch and
+ * sess_unknown, and fences the connection c replaces in its slot. Returns
+ * ND_OK or the status to refuse c with (then c holds no session).
+ */
+uint16_t nd_session_attach(struct nd_server *s, struct nd_conn *c,
+			   const char *identity,
+			   const struct nd_client_finish *cf);
+/* nd_session_ready: close without an answer, as on a handshake timeout. */
+#define ND_SESSION_CLOSE	0xffff
+/*
+ * On c's own thread before its SessionInfo: waits until the connections
+ * c's slot fenced have finished (until c's handshake deadline at most),
+ * stores a new writable session's write epoch. ND_OK or the status to
+ * refuse c with.
+ */
+uint16_t nd_session_ready(struct nd_server *s, struct nd_conn *c);
+/*
+ * Before the session's first WRITE, TRIM or WRITE_ZEROES runs: stores
+ * written = its write epoch, once. 0, or -1 if that could not be stored.
+ */
+int nd_session_first_write(struct nd_server *s, struct nd_session *ss);
+/*
+ * c is over and all its requests have finished. clean: it ended with
+ * DISCONNECT (or its session never reached the client).
+ */
+void nd_session_detach(struct nd_server *s, struct nd_conn *c, bool clean);
 void nd_session_expire(struct nd_server *s, bool all);
+
+/* state.c: the write-epoch state file of a read-write export. */
+/* Loads (or creates) the state of s->exp; -1 with a one-line reason. */
+int nd_state_open(struct nd_server *s, const char *dir, char *err,
+		  size_t errlen);
+/* Stores the counters durably if they changed; state_lock held. 0 or -1. */
+int nd_state_store_locked(struct nd_server *s);
 
 #endif /* ND_SRV_INTERNAL_H */

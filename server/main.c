@@ -16,6 +16,7 @@
 #include "server.h"
 
 #define ND_SRV_VERSION	"0.1.0"
+#define ND_SRV_STATE_DIR	"/var/lib/netdisk"
 
 static struct nd_server *g_srv;
 
@@ -40,10 +41,13 @@ static void usage(FILE *f)
 "                          can reconnect (default %d; 0 releases at once)\n"
 "      --max-payload BYTES largest READ/WRITE, multiple of 4096,\n"
 "                          4096..16777216 (default 1048576; K/M suffixes)\n"
+"  -s, --state-dir DIR     where a read-write export's write epochs are kept\n"
+"                          (DIR/<export id>.state; default %s,\n"
+"                          created 0700; must be writable and persistent)\n"
 "  -h, --help              show this help\n"
 "  -V, --version           show the version\n",
 		ND_DEFAULT_PORT, ND_SRV_MAX_WORKERS, nd_server_default_workers(),
-		ND_SRV_DEFAULT_GRACE);
+		ND_SRV_DEFAULT_GRACE, ND_SRV_STATE_DIR);
 }
 
 /* Parses a decimal integer in [min, max] with an optional K/M suffix. */
@@ -117,6 +121,7 @@ int main(int argc, char **argv)
 		{ "workers", required_argument, NULL, 'w' },
 		{ "grace", required_argument, NULL, 'g' },
 		{ "max-payload", required_argument, NULL, 'M' },
+		{ "state-dir", required_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -126,6 +131,7 @@ int main(int argc, char **argv)
 		.workers = 0,
 		.grace_ms = ND_SRV_DEFAULT_GRACE * 1000,
 		.max_payload = ND_DEFAULT_PAYLOAD,
+		.state_dir = ND_SRV_STATE_DIR,
 	};
 	const char *file = NULL, *key_file = NULL, *export_name = "default";
 	struct nd_export exp = { 0 };
@@ -140,7 +146,7 @@ int main(int argc, char **argv)
 	int c, rc;
 
 	opterr = 0;	/* our own one-line messages */
-	while ((c = getopt_long(argc, argv, ":f:k:l:p:re:L:w:g:hV", opts,
+	while ((c = getopt_long(argc, argv, ":f:k:l:p:re:L:w:g:s:hV", opts,
 				NULL)) != -1) {
 		switch (c) {
 		case 'f':
@@ -211,6 +217,13 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			cfg.max_payload = (uint32_t)v;
+			break;
+		case 's':
+			if (!*optarg) {
+				fprintf(stderr, "netdiskd: empty state directory\n");
+				return 2;
+			}
+			cfg.state_dir = optarg;
 			break;
 		case 'h':
 			usage(stdout);

@@ -333,9 +333,13 @@ struct nd_server *nd_server_create(const struct nd_server_config *cfg,
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cond, NULL);
 	pthread_mutex_init(&s->sess_lock, NULL);
+	pthread_cond_init(&s->sess_cond, NULL);
+	pthread_mutex_init(&s->state_lock, NULL);
 	pthread_mutex_init(&s->wq_lock, NULL);
 	pthread_cond_init(&s->wq_cond, NULL);
 
+	if (nd_state_open(s, cfg->state_dir, err, errlen) < 0)
+		goto fail;
 	if (pipe2(s->stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
 		snprintf(err, errlen, "pipe: %s", strerror(errno));
 		goto fail;
@@ -518,6 +522,10 @@ int nd_server_run(struct nd_server *s)
 	close(s->lfd);
 	s->lfd = -1;
 	__atomic_store_n(&s->stopping, true, __ATOMIC_RELAXED);
+	/* Connections waiting for a fence give up (nd_session_ready). */
+	pthread_mutex_lock(&s->sess_lock);
+	pthread_cond_broadcast(&s->sess_cond);
+	pthread_mutex_unlock(&s->sess_lock);
 	/*
 	 * Stop reading requests; each connection then finishes what it has
 	 * accepted, sends the replies and closes. A client that does not read
@@ -562,6 +570,8 @@ void nd_server_destroy(struct nd_server *s)
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->cond);
 	pthread_mutex_destroy(&s->sess_lock);
+	pthread_cond_destroy(&s->sess_cond);
+	pthread_mutex_destroy(&s->state_lock);
 	pthread_mutex_destroy(&s->wq_lock);
 	pthread_cond_destroy(&s->wq_cond);
 	free(s);

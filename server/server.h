@@ -36,6 +36,12 @@ struct nd_server_config {
 	int max_pending;		/* 0: ND_SRV_MAX_PENDING */
 	int max_pending_src;		/* 0: ND_SRV_MAX_PENDING_SRC */
 	int drain_ms;			/* shutdown wait for replies; 0: 10 s */
+	/*
+	 * Where a read-write export's write epochs are kept durably
+	 * (DIR/<export id>.state; created 0700 if missing). Required for a
+	 * read-write export: nd_server_create fails if it cannot be written.
+	 */
+	const char *state_dir;
 	/* Single identity for now; the key is looked up by identity. */
 	const char *identity;		/* NULL: "default" */
 	const uint8_t *key;		/* ND_KEY_LEN bytes, copied */

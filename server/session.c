@@ -4,10 +4,20 @@
  * handshake without a token and joined by later connections presenting its
  * token (multi-queue). It outlives its last connection by the grace period
  * so a client can reconnect and keep the write lock.
+ *
+ * Each connection holds a slot of its session. A connection with a newer
+ * epoch for a slot fences the slot's current one (fence_locked) and gets
+ * its SessionInfo only once that one has finished every request it
+ * started (nd_session_ready, on the new connection's own thread, so no
+ * other handshake waits). A session ends only when its last connection
+ * has, so its write lock is never released under a running request.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <sys/socket.h>
 
 #include "internal.h"
 #include "log.h"
@@ -85,93 +95,255 @@ static struct nd_session *session_new(struct nd_server *s,
 	ss->id = ++s->last_session_id;
 	snprintf(ss->identity, sizeof(ss->identity), "%s", identity);
 	ss->exp = &s->exp;
-	ss->nconns = 1;
 	ss->next = s->sessions;
 	s->sessions = ss;
 	return ss;
 }
 
-struct nd_session_result nd_session_attach(struct nd_server *s,
-					   const char *peer,
-					   const char *identity,
-					   const struct nd_client_finish *cf)
+/*
+ * c takes its slot in ss: a newer epoch than the slot's, so the slot's
+ * connection is cut off now (no more requests read, no replies) and c
+ * waits for it to finish (nd_session_ready). sess_lock held.
+ */
+static void slot_take_locked(struct nd_server *s, struct nd_session *ss,
+			     struct nd_conn *c)
 {
-	const uint8_t *token = cf->token;
-	uint32_t cf_flags = cf->flags;
-	struct nd_session_result res = { ND_OK, NULL, 0, false };
-	struct nd_export *e = &s->exp;
+	struct nd_slot *sl = &ss->slots[c->slot];
+	struct nd_conn *old = sl->conn;
+
+	if (old) {
+		pthread_mutex_lock(&old->lock);
+		old->fenced = true;
+		old->dead = true;
+		pthread_cond_broadcast(&old->rx_cond);
+		pthread_mutex_unlock(&old->lock);
+		/*
+		 * Both directions: its receiver stops at once, and a sender
+		 * blocked on a client that stopped reading fails instead of
+		 * holding the fence up. Its fd stays open until it detaches.
+		 */
+		shutdown(old->fd, SHUT_RDWR);
+		sl->draining++;
+		/* It may itself be waiting in nd_session_ready. */
+		pthread_cond_broadcast(&s->sess_cond);
+		nd_info("client %s: session %llu slot %u: replaces connection %s (epoch %u -> %u), fencing it",
+			c->peer, ss->id, c->slot, old->peer, sl->epoch,
+			c->epoch);
+	}
+	sl->epoch = c->epoch;
+	sl->conn = c;
+	ss->nconns++;
+	c->sess = ss;
+}
+
+static uint16_t join_locked(struct nd_server *s, struct nd_conn *c,
+			    const char *identity,
+			    const struct nd_client_finish *cf)
+{
 	struct nd_session *ss;
 
-	pthread_mutex_lock(&s->sess_lock);
-	expire_locked(s, false);
-
-	if (!token_is_zero(token)) {
-		for (ss = s->sessions; ss; ss = ss->next)
-			if (nd_equal(ss->token, token, ND_TOKEN_LEN) &&
-			    strcmp(ss->identity, identity) == 0)
-				break;
-		if (!ss) {
-			nd_warn("client %s: unknown or expired session token",
-				peer);
-			res.status = ND_ERR_NO_SESSION;
-			goto out;
-		}
-		ss->nconns++;
-		res.flags = ss->flags;
-		/*
-		 * A connection asking for read-only access gets it, even in a
-		 * writer's session: the token must not upgrade it. Not
-		 * EXCLUSIVE either, as for a read-only session beside a writer.
-		 */
-		if ((cf_flags & ND_CF_READ_ONLY) &&
-		    !(res.flags & ND_EXP_READ_ONLY))
-			res.flags = ND_EXP_READ_ONLY | ND_EXP_FLUSH;
-		nd_info("client %s: joined session %llu (%s%s, %d connection%s)",
-			peer, ss->id, mode_str(ss),
-			res.flags != ss->flags ? ", this connection read-only" :
-			"", ss->nconns, ss->nconns == 1 ? "" : "s");
-		res.sess = ss;
-		goto out;
+	for (ss = s->sessions; ss; ss = ss->next)
+		if (nd_equal(ss->token, cf->token, ND_TOKEN_LEN) &&
+		    strcmp(ss->identity, identity) == 0)
+			break;
+	if (!ss) {
+		nd_warn("client %s: unknown or expired session token",
+			c->peer);
+		return ND_ERR_NO_SESSION;
 	}
+	if (cf->epoch <= ss->slots[cf->slot].epoch) {
+		nd_warn("client %s: session %llu slot %u: epoch %u not above %u, superseded",
+			c->peer, ss->id, cf->slot, cf->epoch,
+			ss->slots[cf->slot].epoch);
+		return ND_ERR_SUPERSEDED;
+	}
+	c->flags = ss->flags;
+	/*
+	 * A connection asking for read-only access gets it, even in a
+	 * writer's session: the token must not upgrade it. Not EXCLUSIVE
+	 * either, as for a read-only session beside a writer.
+	 */
+	if ((cf->flags & ND_CF_READ_ONLY) && !(c->flags & ND_EXP_READ_ONLY))
+		c->flags = ND_EXP_READ_ONLY | ND_EXP_FLUSH;
+	slot_take_locked(s, ss, c);
+	nd_info("client %s: joined session %llu (%s%s, slot %u, %d connection%s)",
+		c->peer, ss->id, mode_str(ss),
+		c->flags != ss->flags ? ", this connection read-only" : "",
+		c->slot, ss->nconns, ss->nconns == 1 ? "" : "s");
+	return ND_OK;
+}
 
-	if (!e->read_only && !(cf_flags & ND_CF_READ_ONLY) && e->writer) {
+static uint16_t create_locked(struct nd_server *s, struct nd_conn *c,
+			      const char *identity,
+			      const struct nd_client_finish *cf)
+{
+	struct nd_export *e = &s->exp;
+	bool resume = cf->resume_writer || cf->resume_own;
+	struct nd_session *ss;
+
+	/*
+	 * The client's previous session wrote the export, or began when its
+	 * last writer had: anything else means another writer came between
+	 * (a read-only export records none: written stays 0).
+	 */
+	if (resume && s->ws.written != cf->resume_writer &&
+	    s->ws.written != cf->resume_own) {
+		nd_warn("client %s (identity '%s'): export '%s' was written by write epoch %llu since this client's session (epoch %llu, last writer then %llu): refused, written by another client",
+			c->peer, identity, e->name,
+			(unsigned long long)s->ws.written,
+			(unsigned long long)cf->resume_own,
+			(unsigned long long)cf->resume_writer);
+		return ND_ERR_WRITTEN;
+	}
+	if (!e->read_only && !(cf->flags & ND_CF_READ_ONLY) && e->writer) {
 		nd_warn("client %s: export '%s' busy: write lock held by session %llu",
-			peer, e->name, e->writer->id);
-		res.status = ND_ERR_BUSY;
-		goto out;
+			c->peer, e->name, e->writer->id);
+		return ND_ERR_BUSY;
 	}
 	ss = session_new(s, identity);
 	if (!ss) {
 		nd_err("client %s: cannot create session: out of memory or no randomness",
-		       peer);
-		res.status = ND_ERR_IO;
-		goto out;
+		       c->peer);
+		return ND_ERR_IO;
 	}
+	ss->last_writer = s->ws.written;
 	if (e->read_only) {
 		/* Nobody can write: the client may cache freely. */
 		ss->flags = ND_EXP_READ_ONLY | ND_EXP_FLUSH | ND_EXP_EXCLUSIVE;
-	} else if (cf_flags & ND_CF_READ_ONLY) {
+	} else if (cf->flags & ND_CF_READ_ONLY) {
 		ss->flags = ND_EXP_READ_ONLY | ND_EXP_FLUSH;
 	} else {
 		ss->flags = ND_EXP_FLUSH | ND_EXP_EXCLUSIVE | e->caps;
 		ss->writer = true;
-		ss->write_epoch = ++e->write_epoch_reserved;
 		e->writer = ss;
+		/* Stored by nd_session_ready before the SessionInfo. */
+		ss->write_epoch = ++s->ws.reserved;
+		c->store_epoch = true;
 	}
-	nd_info("client %s: new session %llu on '%s' (%s)", peer, ss->id,
-		e->name, mode_str(ss));
-	res.sess = ss;
-	res.flags = ss->flags;
-	res.created = true;
-out:
-	pthread_mutex_unlock(&s->sess_lock);
-	return res;
+	c->flags = ss->flags;
+	c->sess_unknown = true;
+	slot_take_locked(s, ss, c);
+	if (ss->writer)
+		nd_info("client %s: new session %llu on '%s' (%s, write epoch %llu, last writer %llu)",
+			c->peer, ss->id, e->name, mode_str(ss),
+			(unsigned long long)ss->write_epoch,
+			(unsigned long long)ss->last_writer);
+	else
+		nd_info("client %s: new session %llu on '%s' (%s)", c->peer,
+			ss->id, e->name, mode_str(ss));
+	return ND_OK;
 }
 
-void nd_session_detach(struct nd_server *s, struct nd_session *ss,
-		       bool clean)
+uint16_t nd_session_attach(struct nd_server *s, struct nd_conn *c,
+			   const char *identity,
+			   const struct nd_client_finish *cf)
 {
+	uint16_t status;
+
+	c->slot = cf->slot;
+	c->epoch = cf->epoch;
 	pthread_mutex_lock(&s->sess_lock);
+	expire_locked(s, false);
+	if (token_is_zero(cf->token))
+		status = create_locked(s, c, identity, cf);
+	else
+		status = join_locked(s, c, identity, cf);
+	pthread_mutex_unlock(&s->sess_lock);
+	if (status == ND_OK)
+		c->read_only = c->flags & ND_EXP_READ_ONLY;
+	return status;
+}
+
+uint16_t nd_session_ready(struct nd_server *s, struct nd_conn *c)
+{
+	struct nd_session *ss = c->sess;
+	struct nd_slot *sl = &ss->slots[c->slot];
+	uint16_t status = ND_OK;
+
+	pthread_mutex_lock(&s->sess_lock);
+	if (sl->draining && !c->fenced)
+		nd_debug("client %s: waiting for the connection it replaces to finish its requests",
+			 c->peer);
+	/*
+	 * Only this slot's older connections count: a newer one would have
+	 * fenced c. Bounded by c's handshake deadline: a request that never
+	 * finishes (a hung disk) keeps the slot fenced, and c is closed like
+	 * any handshake that takes too long; the client retries.
+	 */
+	while (sl->draining && !c->fenced &&
+	       !__atomic_load_n(&s->stopping, __ATOMIC_RELAXED)) {
+		int64_t left = c->hs_deadline - nd_now_ms();
+		struct timespec ts;
+
+		if (left <= 0)
+			break;
+		ts = nd_abstime_in_ms(left);
+		pthread_cond_timedwait(&s->sess_cond, &s->sess_lock, &ts);
+	}
+	if (c->fenced) {
+		status = ND_ERR_SUPERSEDED;
+	} else if (sl->draining) {
+		nd_warn("client %s: session %llu slot %u: the connection it replaces still has requests running at the handshake timeout, closing",
+			c->peer, ss->id, c->slot);
+		status = ND_SESSION_CLOSE;
+	}
+	pthread_mutex_unlock(&s->sess_lock);
+	if (status != ND_OK || !c->store_epoch)
+		return status;
+
+	pthread_mutex_lock(&s->state_lock);
+	if (nd_state_store_locked(s) < 0) {
+		nd_err("client %s: write epoch %llu of session %llu not stored, refused",
+		       c->peer, (unsigned long long)ss->write_epoch, ss->id);
+		status = ND_ERR_IO;
+	}
+	pthread_mutex_unlock(&s->state_lock);
+	return status;
+}
+
+int nd_session_first_write(struct nd_server *s, struct nd_session *ss)
+{
+	int rc = 0;
+
+	if (__atomic_load_n(&ss->wrote, __ATOMIC_ACQUIRE))
+		return 0;
+	/* Other first writes of the session wait here until it is stored. */
+	pthread_mutex_lock(&s->state_lock);
+	if (!ss->wrote) {
+		uint64_t prev;
+
+		pthread_mutex_lock(&s->sess_lock);
+		prev = s->ws.written;
+		s->ws.written = ss->write_epoch;
+		pthread_mutex_unlock(&s->sess_lock);
+		rc = nd_state_store_locked(s);
+		if (rc == 0) {
+			__atomic_store_n(&ss->wrote, true, __ATOMIC_RELEASE);
+		} else {
+			pthread_mutex_lock(&s->sess_lock);
+			s->ws.written = prev;
+			pthread_mutex_unlock(&s->sess_lock);
+			nd_err("session %llu: write epoch not stored, its write refused",
+			       ss->id);
+		}
+	}
+	pthread_mutex_unlock(&s->state_lock);
+	return rc;
+}
+
+void nd_session_detach(struct nd_server *s, struct nd_conn *c, bool clean)
+{
+	struct nd_session *ss = c->sess;
+	struct nd_slot *sl = &ss->slots[c->slot];
+
+	pthread_mutex_lock(&s->sess_lock);
+	if (sl->conn == c)
+		sl->conn = NULL;
+	if (c->fenced) {
+		/* Its requests have all finished: the slot's new one may go. */
+		sl->draining--;
+		pthread_cond_broadcast(&s->sess_cond);
+	}
 	if (--ss->nconns == 0) {
 		/*
 		 * A DISCONNECT on the last connection means the client is

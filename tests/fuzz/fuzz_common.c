@@ -104,6 +104,19 @@ const uint8_t *fz_take(struct fz_in *in, size_t want, size_t *got)
 /* ---- the in-process servers ---- */
 
 static struct nd_server *servers[2];
+/* The write-epoch state directory of the read-write server. */
+static char state_dir[64];
+static char state_file[128];
+
+/* Nothing is left behind: the state file and its directory go at exit. */
+static void state_cleanup(void)
+{
+	if (state_file[0])
+		unlink(state_file);
+	if (state_dir[0])
+		rmdir(state_dir);
+}
+
 static pthread_t server_threads[2];
 /* Client connections of the current input not yet ended. */
 static int open_conns;
@@ -140,6 +153,19 @@ static struct nd_server *server_create(bool read_only)
 		fz_fail("nd_file_open: %s", err);
 	unlink(path);
 	snprintf(e.name, sizeof(e.name), "default");
+	if (!read_only) {
+		snprintf(state_dir, sizeof(state_dir),
+			 "%s/netdisk-fuzz-state-XXXXXX", fz_tmpdir());
+		if (!mkdtemp(state_dir))
+			fz_fail("cannot create state dir: %s", strerror(errno));
+		snprintf(state_file, sizeof(state_file), "%s/", state_dir);
+		for (int i = 0; i < ND_EXPORT_ID_LEN; i++)
+			snprintf(state_file + strlen(state_file), 3, "%02x",
+				 e.id[i]);
+		strcat(state_file, ".state");
+		atexit(state_cleanup);
+		cfg.state_dir = state_dir;
+	}
 	s = nd_server_create(&cfg, &e, err, sizeof(err));
 	if (!s)
 		fz_fail("nd_server_create: %s", err);

@@ -99,7 +99,8 @@ sum() { sha256sum "$1" | cut -d' ' -f1; }
 start_server() {
 	local var=$1 log=$T/server-$1.log pid port i
 	shift
-	$SRV_WRAP "$NDD" --listen 127.0.0.1 --port 0 --grace 0 "$@" 2>"$log" &
+	$SRV_WRAP "$NDD" --listen 127.0.0.1 --port 0 --grace 0 \
+		--state-dir "$T/state" "$@" 2>"$log" &
 	pid=$!
 	PIDS="$PIDS $pid"
 	port=""
@@ -201,7 +202,7 @@ chmod 600 key1000
 truncate -s 4M small.img
 for k in key644 emptykey key1000; do
 	run "netdiskd-refuses-$k" "$NDD" --listen 127.0.0.1 --port 0 \
-		--file small.img --key-file "$k"
+		--state-dir "$T/state" --file small.img --key-file "$k"
 	if [ "$RC" -ne 0 ] && [ "$RC" -ne 124 ] && [ -s "$ERR" ]; then
 		ok "netdiskd refuses key file $k (exit $RC: $(head -n1 "$ERR"))"
 	else
@@ -210,7 +211,7 @@ for k in key644 emptykey key1000; do
 done
 head -c 1000 /dev/zero >odd.img
 run netdiskd-refuses-unaligned "$NDD" --listen 127.0.0.1 --port 0 \
-	--file odd.img --key-file key
+	--state-dir "$T/state" --file odd.img --key-file key
 if [ "$RC" -ne 0 ] && [ "$RC" -ne 124 ] && [ -s "$ERR" ]; then
 	ok "netdiskd refuses a 1000-byte export file (exit $RC)"
 else
@@ -224,7 +225,8 @@ fi
 expect_locked() {
 	local name=$1 pat=$2
 	shift 2
-	timeout -k 1 10 "$NDD" --listen 127.0.0.1 --port 0 "$@" \
+	timeout -k 1 10 "$NDD" --listen 127.0.0.1 --port 0 \
+		--state-dir "$T/state" "$@" \
 		>"$T/$name.out" 2>"$T/$name.err"
 	RC=$?
 	if [ "$RC" -ne 1 ]; then

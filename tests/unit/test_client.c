@@ -6,6 +6,7 @@
  * (more than one batch's worth, nested, and more requests than slots while
  * plugged), writes read back, and close releasing the write lock at once.
  */
+#include <dirent.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -27,12 +28,39 @@
 
 struct fixture {
 	char path[64];
+	char state_dir[64];
 	uint8_t key[ND_KEY_LEN];
 	struct nd_server *srv;
 	pthread_t thread;
 	struct nd_url url;
 	uint8_t *image;		/* what the file holds */
 };
+
+/* A fresh directory for the server's write-epoch state files. */
+static void state_dir_make(char *dir, size_t n)
+{
+	snprintf(dir, n, "/tmp/nd-test-state-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+}
+
+/* Removes the state directory and the files in it. */
+static void state_dir_remove(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	char p[512];
+
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
+		unlink(p);
+	}
+	closedir(d);
+	rmdir(dir);
+}
 
 static void *run_server(void *arg)
 {
@@ -66,6 +94,8 @@ static int setup(void **state)
 	close(fd);
 	assert_int_equal(nd_random(f->key, sizeof(f->key)), 0);
 	cfg.key = f->key;
+	state_dir_make(f->state_dir, sizeof(f->state_dir));
+	cfg.state_dir = f->state_dir;
 	assert_int_equal(nd_file_open(&e, f->path, false, err, sizeof(err)), 0);
 	snprintf(e.name, sizeof(e.name), "default");
 	f->srv = nd_server_create(&cfg, &e, err, sizeof(err));
@@ -87,6 +117,7 @@ static int teardown(void **state)
 	pthread_join(f->thread, NULL);
 	nd_server_destroy(f->srv);
 	unlink(f->path);
+	state_dir_remove(f->state_dir);
 	free(f->image);
 	free(f);
 	return 0;

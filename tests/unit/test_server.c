@@ -5,6 +5,7 @@
  * (nd_handshake_client, nd_send_record, nd_recv_record) or, for hostile
  * cases, by hand.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <arpa/inet.h>
@@ -59,6 +60,7 @@ struct gate {
 
 struct fixture {
 	char path[64];
+	char state_dir[64];		/* the server's --state-dir */
 	struct gate *gate;		/* if set, the export's backend */
 	uint8_t key[ND_KEY_LEN];
 	struct nd_server *srv;
@@ -239,6 +241,32 @@ static void logcap_stop(struct logcap *lc)
 	pthread_cond_destroy(&lc->cond);
 }
 
+/* A fresh directory for the server's write-epoch state files. */
+static void state_dir_make(char *dir, size_t n)
+{
+	snprintf(dir, n, "/tmp/nd-test-state-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+}
+
+/* Removes the state directory and the files in it. */
+static void state_dir_remove(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	char p[512];
+
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
+		unlink(p);
+	}
+	closedir(d);
+	rmdir(dir);
+}
+
 static void *run_server(void *arg)
 {
 	struct fixture *f = arg;
@@ -260,6 +288,7 @@ static void start_server(struct fixture *f)
 		.drain_ms = 500 * scale,
 		.max_payload = f->max_payload,
 		.key = f->key,
+		.state_dir = f->state_dir,
 	};
 	struct nd_export e = { 0 };
 	char err[256];
@@ -310,6 +339,7 @@ static int setup_common(void **state, bool read_only, const char *dir,
 				 (ssize_t)sizeof(block));
 	}
 	close(fd);
+	state_dir_make(f->state_dir, sizeof(f->state_dir));
 	assert_int_equal(nd_random(f->key, sizeof(f->key)), 0);
 	f->read_only = read_only;
 	f->gate = gate;
@@ -393,6 +423,7 @@ static int teardown(void **state)
 		free(f->gate);
 	}
 	unlink(f->path);
+	state_dir_remove(f->state_dir);
 	free(f);
 	return 0;
 }

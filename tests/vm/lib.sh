@@ -60,7 +60,8 @@ srv_pid() { echo "${1#* }"; }
 serve_on() {
 	local var=$1 port=$2 pid
 	shift 2
-	"$NDD" --listen 127.0.0.1 --port "$port" "$@" \
+	"$NDD" --listen 127.0.0.1 --port "$port" --state-dir "$CASE_DIR/state" \
+		"$@" \
 		>>"$CASE_DIR/netdiskd-$port.log" 2>&1 &
 	pid=$!
 	echo "$pid" >>"$CASE_DIR/pids"

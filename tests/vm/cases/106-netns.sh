@@ -26,7 +26,7 @@ serve_ns() {	# netdiskd on 127.0.0.1:$port inside the namespace; sets srv
 	local i
 	# Not through in_ns: $! must be netdiskd (ip netns exec execs it).
 	ip netns exec "$ns" "$NDD" --listen 127.0.0.1 --port "$port" \
-		--file "$D/disk.img" --key-file "$D/key" --grace 30 \
+		--state-dir "$D/state" --file "$D/disk.img" --key-file "$D/key" --grace 30 \
 		>>"$D/netdiskd.log" 2>&1 &
 	srv=$!
 	echo "$srv" >>"$D/pids"

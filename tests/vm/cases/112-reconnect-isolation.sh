@@ -24,7 +24,7 @@ ip link set "$link" up
 ip addr add 10.213.0.1/24 dev "$link"
 
 port=$((_nd_port + 90))
-"$NDD" --listen 10.213.0.1 --port "$port" --file "$D/a.img" \
+"$NDD" --listen 10.213.0.1 --port "$port" --state-dir "$D/state" --file "$D/a.img" \
 	--key-file "$D/key" >>"$D/netdiskd-a.log" 2>&1 &
 sa=$!
 echo "$sa" >>"$D/pids"

@@ -1,0 +1,222 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The write-epoch state of a read-write export (PROTOCOL.md "No silent
+ * change of writer"): the counters reserved and written, kept durably in
+ * DIR/<export id in hex>.state. Replaced whole (temporary file, fsync,
+ * rename, fsync of the directory), so a crash leaves the old or the new
+ * contents, never a mix. One server per read-write export (its file is
+ * locked), so one writer per state file.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "log.h"
+
+#define ND_STATE_HEADER	"netdisk write epochs 1\n"
+
+static int write_all(int fd, const char *p, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, p, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -1;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* Replaces the file with the counters; -1 with errno and what failed. */
+static int state_write(const char *dir, const char *path, uint64_t reserved,
+		       uint64_t written, const char **what)
+{
+	char tmp[4096 + 8], buf[128];
+	int fd, dfd, n, e;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	n = snprintf(buf, sizeof(buf), ND_STATE_HEADER "reserved %" PRIu64
+		     "\nwritten %" PRIu64 "\n", reserved, written);
+	*what = "create";
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -1;
+	*what = "write";
+	if (write_all(fd, buf, (size_t)n) < 0 || fsync(fd) < 0) {
+		e = errno;
+		close(fd);
+		unlink(tmp);
+		errno = e;
+		return -1;
+	}
+	if (close(fd) < 0) {
+		e = errno;
+		unlink(tmp);
+		errno = e;
+		return -1;
+	}
+	*what = "rename";
+	if (rename(tmp, path) < 0) {
+		e = errno;
+		unlink(tmp);
+		errno = e;
+		return -1;
+	}
+	/* The rename itself must survive a crash. */
+	*what = "sync the directory of";
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -1;
+	if (fsync(dfd) < 0) {
+		e = errno;
+		close(dfd);
+		errno = e;
+		return -1;
+	}
+	close(dfd);
+	return 0;
+}
+
+int nd_state_store_locked(struct nd_server *s)
+{
+	uint64_t reserved, written;
+	const char *what;
+
+	if (!s->ws.enabled)
+		return 0;
+	pthread_mutex_lock(&s->sess_lock);
+	reserved = s->ws.reserved;
+	written = s->ws.written;
+	pthread_mutex_unlock(&s->sess_lock);
+	if (reserved == s->ws.stored_reserved &&
+	    written == s->ws.stored_written)
+		return 0;
+	if (state_write(s->ws.dir, s->ws.path, reserved, written, &what) < 0) {
+		nd_err("state file %s: cannot %s it: %s", s->ws.path, what,
+		       strerror(errno));
+		return -1;
+	}
+	s->ws.stored_reserved = reserved;
+	s->ws.stored_written = written;
+	return 0;
+}
+
+/* Parses the file's contents: exactly what state_write writes. */
+static int state_parse(const char *buf, uint64_t *reserved,
+		       uint64_t *written)
+{
+	const char *p = buf;
+	char *end;
+	size_t hl = strlen(ND_STATE_HEADER);
+
+	if (strncmp(p, ND_STATE_HEADER, hl))
+		return -1;
+	p += hl;
+	if (strncmp(p, "reserved ", 9) || p[9] < '0' || p[9] > '9')
+		return -1;
+	errno = 0;
+	*reserved = strtoull(p + 9, &end, 10);
+	if (errno || strncmp(end, "\nwritten ", 9) || end[9] < '0' ||
+	    end[9] > '9')
+		return -1;
+	p = end + 9;
+	*written = strtoull(p, &end, 10);
+	if (errno || strcmp(end, "\n") || *written > *reserved)
+		return -1;
+	return 0;
+}
+
+int nd_state_open(struct nd_server *s, const char *dir, char *err,
+		  size_t errlen)
+{
+	char hex[2 * ND_EXPORT_ID_LEN + 1], buf[256];
+	struct stat st;
+	const char *what;
+	ssize_t n;
+	int fd, rc;
+
+	if (s->exp.read_only)
+		return 0;	/* nobody writes it: written stays 0 */
+	if (!dir || !*dir) {
+		snprintf(err, errlen, "a read-write export needs a state directory");
+		return -1;
+	}
+	for (int i = 0; i < ND_EXPORT_ID_LEN; i++)
+		snprintf(hex + 2 * i, 3, "%02x", s->exp.id[i]);
+	rc = snprintf(s->ws.dir, sizeof(s->ws.dir), "%s", dir);
+	if (rc < 0 || (size_t)rc >= sizeof(s->ws.dir) ||
+	    (size_t)snprintf(s->ws.path, sizeof(s->ws.path), "%s/%s.state",
+			     dir, hex) >= sizeof(s->ws.path)) {
+		snprintf(err, errlen, "state directory %s: path too long", dir);
+		return -1;
+	}
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		snprintf(err, errlen, "state directory %s: cannot create it: %s",
+			 dir, strerror(errno));
+		return -1;
+	}
+	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		snprintf(err, errlen, "state directory %s: not a directory",
+			 dir);
+		return -1;
+	}
+
+	fd = open(s->ws.path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (n < 0) {
+			snprintf(err, errlen, "state file %s: cannot read it: %s",
+				 s->ws.path, strerror(errno));
+			return -1;
+		}
+		buf[n] = 0;
+		/* Never start over: old epochs would be handed out again. */
+		if (state_parse(buf, &s->ws.reserved, &s->ws.written) < 0) {
+			snprintf(err, errlen,
+				 "state file %s: malformed (not netdiskd's write epochs); move it away only if no client may resume a session on this export",
+				 s->ws.path);
+			return -1;
+		}
+	} else if (errno == ENOENT) {
+		uint32_t r;
+
+		/*
+		 * A new file starts at a random epoch, so a lost state file
+		 * does not hand out the numbers of earlier sessions again.
+		 */
+		if (nd_random(&r, sizeof(r)) < 0) {
+			snprintf(err, errlen, "no randomness");
+			return -1;
+		}
+		s->ws.reserved = r;
+		s->ws.written = 0;
+	} else {
+		snprintf(err, errlen, "state file %s: cannot open it: %s",
+			 s->ws.path, strerror(errno));
+		return -1;
+	}
+	/* Written once now: a state dir we cannot write fails at start. */
+	if (state_write(s->ws.dir, s->ws.path, s->ws.reserved,
+			s->ws.written, &what) < 0) {
+		snprintf(err, errlen, "state file %s: cannot %s it: %s",
+			 s->ws.path, what, strerror(errno));
+		return -1;
+	}
+	s->ws.stored_reserved = s->ws.reserved;
+	s->ws.stored_written = s->ws.written;
+	s->ws.enabled = true;
+	nd_info("export '%s': write epochs in %s (reserved %llu, written %llu)",
+		s->exp.name, s->ws.path, (unsigned long long)s->ws.reserved,
+		(unsigned long long)s->ws.written);
+	return 0;
+}
