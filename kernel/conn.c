@@ -527,18 +527,27 @@ static bool nd_same_export(const struct nd_session_info *a,
 	       !memcmp(a->export_id, b->export_id, ND_EXPORT_ID_LEN);
 }
 
-/* One connect + handshake; tx_lock held. 0, -EAGAIN (retry) or -ESTALE. */
+/*
+ * One connect + handshake; tx_lock held. 0, -EAGAIN (retry; also for
+ * "superseded": the next attempt has a larger epoch), -ESTALE (another
+ * export) or -EUCLEAN (another client wrote the export meanwhile).
+ */
 static int nd_reconnect_once(struct nd_conn *c, struct nd_hs_result *r)
 {
 	struct nd_device *dev = c->dev;
+	struct nd_conn_params *p = dev->params;
 	int tries;
 
+	/*
+	 * Serialised, so that one connection starts the new session (with the
+	 * write epochs of the old one) and the others join it.
+	 */
 	mutex_lock(&dev->session_lock);
 	for (tries = 0; tries < 2; tries++) {
 		nd_conn_drop_sock(c);
 		nd_dir_free(&c->tx);
 		nd_dir_free(&c->rx);
-		nd_conn_connect(c, dev->params, r);
+		nd_conn_connect(c, p, r);
 		/* Authenticated: only SessionInfo may carry this status. */
 		if (r->result != ND_ATTACH_REFUSED ||
 		    r->server_status != ND_ERR_NO_SESSION)
@@ -546,13 +555,29 @@ static int nd_reconnect_once(struct nd_conn *c, struct nd_hs_result *r)
 		/* Server restarted or grace expired: a new session. */
 		pr_info("%s: session unknown to the server, starting a new one\n",
 			dev->name);
-		memset(dev->params->token, 0, ND_TOKEN_LEN);
+		memset(p->token, 0, ND_TOKEN_LEN);
+		/*
+		 * The server refuses the new session if anyone else wrote the
+		 * export since the old one began: a writable session says
+		 * which writer it followed and which it was.
+		 */
+		p->resume_writer = dev->info.write_epoch ?
+				   dev->info.last_writer : 0;
+		p->resume_own = dev->info.write_epoch;
 		/* Others may have written meanwhile: before any resend. */
 		nd_cache_drop(dev->cache);
 	}
-	if (r->result == ND_ATTACH_OK && nd_same_export(&dev->info, &r->info))
-		memcpy(dev->params->token, r->info.token, ND_TOKEN_LEN);
+	if (r->result == ND_ATTACH_OK && nd_same_export(&dev->info, &r->info) &&
+	    memcmp(p->token, r->info.token, ND_TOKEN_LEN)) {
+		/* A new session: the next one is checked against it. */
+		memcpy(p->token, r->info.token, ND_TOKEN_LEN);
+		dev->info.write_epoch = r->info.write_epoch;
+		dev->info.last_writer = r->info.last_writer;
+	}
 	mutex_unlock(&dev->session_lock);
+	if (r->result == ND_ATTACH_REFUSED &&
+	    r->server_status == ND_ERR_WRITTEN)
+		return -EUCLEAN;
 	if (r->result != ND_ATTACH_OK)
 		return -EAGAIN;
 	if (!nd_same_export(&dev->info, &r->info)) {
@@ -591,6 +616,9 @@ static void nd_reconnect_work(struct work_struct *work)
 		mutex_unlock(&c->tx_lock);
 		if (err == -ESTALE)
 			nd_dev_fail(dev, "export changed on the server, giving up");
+		else if (err == -EUCLEAN)
+			/* Its filesystem's view of the disk may be stale. */
+			nd_dev_fail(dev, "export was written by another client while disconnected, giving up");
 		else if (time_after(jiffies, c->reconnect_deadline))
 			nd_dev_fail(dev, "reconnect timeout expired, failing I/O");
 		else if (!nd_conn_dead(c))
