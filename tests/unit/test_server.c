@@ -482,12 +482,19 @@ static enum nd_hs_result try_open(struct fixture *f, struct conn *cn,
 				  uint32_t flags, const char *export_name,
 				  uint32_t max_payload, uint16_t *status)
 {
+	/*
+	 * Every join takes a slot of its own (cycling through 1..63), so it
+	 * adds a queue to the session rather than replace (fence) one.
+	 */
+	static unsigned int joins;
 	struct nd_client_params p = {
 		.psk = key ? key : f->key,
 		.export_name = export_name,
 		.token = token,
 		.flags = flags,
 		.max_payload = max_payload,
+		.slot = token ? (uint16_t)(1 + joins++ % (ND_MAX_SLOTS - 1)) : 0,
+		.epoch = 1,
 	};
 	enum nd_hs_result r;
 
