@@ -258,6 +258,56 @@ start_server LK4 --file lock.img --key-file key || exit 1
 ok "lock: released when the servers exit"
 stop_server LK4
 
+# ------------------------------------------------ state directory
+# A read-write export's write epochs live in --state-dir: one that cannot
+# be written stops netdiskd at once with one line; read-only needs none.
+: >statefile
+expect_locked state-dir-is-a-file "state directory .*statefile: not a directory" \
+	--file lock.img --key-file key --state-dir "$T/statefile"
+expect_locked state-dir-uncreatable "state directory .*statefile/sub: cannot create it" \
+	--file lock.img --key-file key --state-dir "$T/statefile/sub"
+start_server SDRO --file lock.img --key-file key --read-only \
+	--state-dir "$T/statefile/sub" || exit 1
+expect_ok state-dir-not-needed-read-only "$ND" info \
+	"netdisk://127.0.0.1:$SDRO_PORT" --key-file key
+stop_server SDRO
+
+# ------------------------------------------------ write epochs survive kill -9
+# state_get FILE: "RESERVED WRITTEN" from a state file.
+state_get() {
+	sed -n 's/^reserved \([0-9]*\)$/\1/p; s/^written \([0-9]*\)$/\1/p' "$1" |
+		tr '\n' ' '
+}
+truncate -s 4M ep.img
+start_server EP --file ep.img --key-file key --state-dir "$T/epstate" || exit 1
+expect_ok epoch-writer "$ND" copy small.img "netdisk://127.0.0.1:$EP_PORT" \
+	--key-file key
+kill -KILL "$EP_PID"
+wait "$EP_PID" 2>/dev/null
+EP_PID=
+ep_files=("$T"/epstate/*)
+ep_file=${ep_files[0]}
+if [ ${#ep_files[@]} -eq 1 ] && [ "${ep_file%.state}" != "$ep_file" ]; then
+	read -r ep_r ep_w <<<"$(state_get "$ep_file")"
+	if [ -n "$ep_w" ] && [ "$ep_w" -ne 0 ] && [ "$ep_w" = "$ep_r" ]; then
+		ok "epoch: state file after kill -9 names the writer (reserved $ep_r, written $ep_w)"
+	else
+		bad "epoch: state file after kill -9: $(cat "$ep_file")"
+	fi
+	start_server EP2 --file ep.img --key-file key --state-dir "$T/epstate" || exit 1
+	grep -q "reserved $ep_r, written $ep_w)" "$EP2_LOG" &&
+		ok "epoch: restarted server loads it" ||
+		bad "epoch: restarted server: $(grep 'write epochs' "$EP2_LOG")"
+	expect_ok epoch-next-writer "$ND" copy small.img \
+		"netdisk://127.0.0.1:$EP2_PORT" --key-file key
+	stop_server EP2
+	[ "$(state_get "$ep_file")" = "$((ep_r + 1)) $((ep_r + 1)) " ] &&
+		ok "epoch: the next writer counted" ||
+		bad "epoch: after the next writer: $(cat "$ep_file")"
+else
+	bad "epoch: state dir holds ${ep_files[*]}"
+fi
+
 # ------------------------------------------------ descriptor limit
 # 1024 connections and 128 pending handshakes need more descriptors than
 # the usual soft limit: netdiskd raises it to the hard limit, and says so
