@@ -682,6 +682,21 @@ static void drop_queued(struct nd_conn *c)
 			n == 1 ? "" : "s");
 }
 
+/*
+ * Decides, against a concurrent fence, whether c answers OK: false if a
+ * newer connection of its slot has fenced it already.
+ */
+static bool serve_start(struct nd_conn *c)
+{
+	bool ok;
+
+	pthread_mutex_lock(&c->lock);
+	ok = !c->fenced;
+	c->serving = ok;
+	pthread_mutex_unlock(&c->lock);
+	return ok;
+}
+
 void *nd_conn_main(void *arg)
 {
 	struct nd_conn *c = arg;
@@ -695,7 +710,10 @@ void *nd_conn_main(void *arg)
 	c->rbuf = malloc(ND_SRV_RXBUF);
 	if (!c->rbuf) {
 		nd_err("client %s: out of memory, closing", c->peer);
-	} else if ((status = nd_session_ready(s, c)) != ND_OK) {
+	} else if ((status = nd_session_ready(s, c)) != ND_OK ||
+		   !serve_start(c)) {
+		if (status == ND_OK)
+			status = ND_ERR_SUPERSEDED;
 		if (status != ND_SESSION_CLOSE)
 			nd_hs_send_session_status(c, status);
 	} else if (nd_hs_send_session_info(c) < 0) {

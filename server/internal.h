@@ -123,6 +123,8 @@ struct nd_conn {
 	 * requests are read, queued ones are dropped, no reply is sent.
 	 */
 	bool fenced;
+	/* Its SessionInfo OK is going out (c->lock): a fence cuts it off. */
+	bool serving;
 	int64_t hs_deadline;		/* monotonic: SessionInfo due by then */
 
 	/*

@@ -112,17 +112,22 @@ static void slot_take_locked(struct nd_server *s, struct nd_session *ss,
 	struct nd_conn *old = sl->conn;
 
 	if (old) {
+		bool serving;
+
 		pthread_mutex_lock(&old->lock);
 		old->fenced = true;
 		old->dead = true;
+		serving = old->serving;
 		pthread_cond_broadcast(&old->rx_cond);
 		pthread_mutex_unlock(&old->lock);
 		/*
 		 * Both directions: its receiver stops at once, and a sender
 		 * blocked on a client that stopped reading fails instead of
 		 * holding the fence up. Its fd stays open until it detaches.
+		 * One still waiting for its own fence answers superseded.
 		 */
-		shutdown(old->fd, SHUT_RDWR);
+		if (serving)
+			shutdown(old->fd, SHUT_RDWR);
 		sl->draining++;
 		/* It may itself be waiting in nd_session_ready. */
 		pthread_cond_broadcast(&s->sess_cond);
@@ -305,7 +310,7 @@ int nd_session_first_write(struct nd_server *s, struct nd_session *ss)
 {
 	int rc = 0;
 
-	if (__atomic_load_n(&ss->wrote, __ATOMIC_ACQUIRE))
+	if (!ss->write_epoch || __atomic_load_n(&ss->wrote, __ATOMIC_ACQUIRE))
 		return 0;
 	/* Other first writes of the session wait here until it is stored. */
 	pthread_mutex_lock(&s->state_lock);

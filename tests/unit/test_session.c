@@ -508,6 +508,41 @@ static void test_fence_waits_and_drops(void **state)
 }
 
 /*
+ * A reconnect still waiting for its fence is overtaken by a newer one: it
+ * gets superseded, the newer one OK once the old write has finished.
+ */
+static void test_fence_waiting_superseded(void **state)
+{
+	struct fixture *f = *state;
+	struct bg_attach b2 = { .f = f }, b3 = { .f = f };
+	struct conn a;
+	uint8_t buf[BS];
+
+	attach_ok(f, &a, &(struct attempt){ .slot = 5, .epoch = 1 });
+	memset(buf, 0xa1, sizeof(buf));
+	send_req(&a, ND_OP_WRITE, BS, 1, 10 * BS, buf);
+	assert_true(gate_wait_started(f->gate, 1));
+	b2.a = (struct attempt){ .token = a.info.token, .slot = 5, .epoch = 2 };
+	assert_int_equal(pthread_create(&b2.t, NULL, bg_attach_main, &b2), 0);
+	/* b2 is parked (or about to be): the gate is still closed. */
+	usleep(100000);
+	b3.a = (struct attempt){ .token = a.info.token, .slot = 5, .epoch = 3 };
+	assert_int_equal(pthread_create(&b3.t, NULL, bg_attach_main, &b3), 0);
+	pthread_join(b2.t, NULL);
+	assert_int_equal(b2.status, ND_ERR_SUPERSEDED);
+	assert_int_equal(b2.gate_finished, 0);
+	usleep(100000);
+	gate_open(f->gate);
+	pthread_join(b3.t, NULL);
+	assert_int_equal(b3.status, ND_OK);
+	assert_int_equal(b3.gate_finished, 1);
+	assert_int_equal(write_block(&b3.cn, 10, 0xb3), ND_OK);
+	assert_true(block_is(f, 10, 0xb3));
+	conn_close(&b3.cn);
+	conn_close(&a);
+}
+
+/*
  * The replaced connection's write never finishes within the reconnect's
  * handshake timeout: the reconnect is closed without an answer (it must
  * not be told OK while the old write may still land), and a later one
@@ -778,6 +813,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_fence_waits_and_drops,
+						setup_gated, teardown),
+		cmocka_unit_test_setup_teardown(test_fence_waiting_superseded,
 						setup_gated, teardown),
 		cmocka_unit_test_setup_teardown(test_fence_bounded_by_handshake_timeout,
 						setup_gated, teardown),
