@@ -54,6 +54,7 @@ struct fixture {
 	uint16_t port;
 	bool read_only;
 	int hs_timeout_ms;
+	bool no_grace;			/* --grace 0 */
 };
 
 struct conn {
@@ -166,7 +167,7 @@ static void start_server(struct fixture *f)
 	struct nd_server_config cfg = {
 		.listen_addr = "127.0.0.1",
 		.workers = 1,		/* one stuck write holds the queue */
-		.grace_ms = 30000,
+		.grace_ms = f->no_grace ? 0 : 30000,
 		.handshake_timeout_ms = f->hs_timeout_ms ? f->hs_timeout_ms :
 					5000 * scale,
 		.drain_ms = 500 * scale,
@@ -572,6 +573,44 @@ static void test_fence_bounded_by_handshake_timeout(void **state)
 	conn_close(&a);
 }
 
+/*
+ * A writer that goes away with a write stuck in the disk (no grace
+ * period): its session, and so the write lock, ends only once that write
+ * has finished; until then a new writer is busy.
+ */
+static void test_lock_outlives_running_write(void **state)
+{
+	struct fixture *f = *state;
+	struct conn a, b;
+	uint8_t buf[BS];
+	int status = -1;
+
+	stop_server(f);
+	f->no_grace = true;
+	start_server(f);
+	attach_ok(f, &a, &(struct attempt){ .slot = 0, .epoch = 1 });
+	memset(buf, 0xa1, sizeof(buf));
+	send_req(&a, ND_OP_WRITE, BS, 1, 10 * BS, buf);
+	assert_true(gate_wait_started(f->gate, 1));
+	conn_close(&a);
+	usleep(200000);		/* time to (wrongly) end the session */
+	assert_int_equal(try_attach(f, &b, &(struct attempt){ .slot = 0,
+							      .epoch = 1 }),
+			 ND_ERR_BUSY);
+	gate_open(f->gate);
+	/* The session ends right after the write: soon, not at once. */
+	for (int i = 0; i < 100 * scale; i++) {
+		status = try_attach(f, &b, &(struct attempt){ .slot = 0,
+							      .epoch = 1 });
+		if (status != ND_ERR_BUSY)
+			break;
+		usleep(20000);
+	}
+	assert_int_equal(status, ND_OK);
+	assert_true(block_is(f, 10, 0xa1));
+	conn_close(&b);
+}
+
 /* ---- write epochs ---- */
 
 /* The counters in the export's state file. */
@@ -817,6 +856,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_fence_waiting_superseded,
 						setup_gated, teardown),
 		cmocka_unit_test_setup_teardown(test_fence_bounded_by_handshake_timeout,
+						setup_gated, teardown),
+		cmocka_unit_test_setup_teardown(test_lock_outlives_running_write,
 						setup_gated, teardown),
 		cmocka_unit_test_setup_teardown(test_write_epochs, setup_rw,
 						teardown),
