@@ -46,7 +46,7 @@ static const struct vec outputs[] = {
 	V(s2c_record, "record s2c #4096, the first of key generation 1 (s2c key_1, s2c_iv, seq 4096), carrying s2c_plain"),
 };
 
-static void print_vec(const struct vec *v)
+static void print_vec(const struct vec *v, int last)
 {
 	size_t i;
 
@@ -54,7 +54,8 @@ static void print_vec(const struct vec *v)
 	for (i = 0; i < v->len; i++)
 		printf("%02x%s", v->data[i],
 		       (i % 32 == 31 || i + 1 == v->len) ? "\n" : "");
-	printf("```\n\n");
+	/* No blank line after the last: the file ends there. */
+	printf("```\n%s", last ? "" : "\n");
 }
 
 int main(void)
@@ -66,9 +67,10 @@ int main(void)
 	       "export `%s`, no extensions; ServerHello status 0.\n\n",
 	       ND_VEC_TIMESTAMP, ND_VEC_IDENTITY, ND_VEC_EXPORT);
 	for (i = 0; i < sizeof(inputs) / sizeof(inputs[0]); i++)
-		print_vec(&inputs[i]);
+		print_vec(&inputs[i], 0);
 	printf("### Outputs\n\n");
 	for (i = 0; i < sizeof(outputs) / sizeof(outputs[0]); i++)
-		print_vec(&outputs[i]);
+		print_vec(&outputs[i],
+			  i + 1 == sizeof(outputs) / sizeof(outputs[0]));
 	return ferror(stdout) ? 1 : 0;
 }
