@@ -6,17 +6,15 @@
  * so a client can reconnect and keep the write lock.
  *
  * Each connection holds a slot of its session. A connection with a newer
- * epoch for a slot fences the slot's current one (fence_locked) and gets
+ * epoch for a slot fences the slot's current one (slot_take_locked) and gets
  * its SessionInfo only once that one has finished every request it
  * started (nd_session_ready, on the new connection's own thread, so no
  * other handshake waits). A session ends only when its last connection
  * has, so its write lock is never released under a running request.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
 #include <sys/socket.h>
 
 #include "internal.h"
