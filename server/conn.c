@@ -658,8 +658,10 @@ void nd_conn_destroy(struct nd_conn *c)
  * write done now could land after the client resent it on a new
  * connection and wrote again on top. Requests no worker has started are
  * dropped unexecuted; running ones finish and their replies are dropped.
+ * Also called by the fence of a newer connection of c's slot, from the
+ * listener thread, so that nothing queued starts after the fence.
  */
-static void drop_queued(struct nd_conn *c)
+void nd_conn_drop_queued(struct nd_conn *c)
 {
 	struct nd_req *q, *list;
 	int n = 0;
@@ -741,10 +743,10 @@ void *nd_conn_main(void *arg)
 			 * On shutdown (reads cut by us) work is finished; a
 			 * fenced connection's never is (PROTOCOL.md §1).
 			 */
-			if (end != RX_DISCONNECT &&
-			    (fenced ||
-			     !__atomic_load_n(&s->stopping, __ATOMIC_RELAXED)))
-				drop_queued(c);
+			if (fenced || (end != RX_DISCONNECT &&
+				       !__atomic_load_n(&s->stopping,
+							__ATOMIC_RELAXED)))
+				nd_conn_drop_queued(c);
 		} else {
 			nd_err("client %s: cannot start sender thread, closing",
 			       c->peer);

@@ -124,8 +124,10 @@ static void slot_take_locked(struct nd_server *s, struct nd_session *ss,
 		 * holding the fence up. Its fd stays open until it detaches.
 		 * One still waiting for its own fence answers superseded.
 		 */
-		if (serving)
+		if (serving) {
 			shutdown(old->fd, SHUT_RDWR);
+			nd_conn_drop_queued(old);
+		}
 		sl->draining++;
 		/* It may itself be waiting in nd_session_ready. */
 		pthread_cond_broadcast(&s->sess_cond);
