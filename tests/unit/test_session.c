@@ -248,6 +248,23 @@ static int setup_gated(void **state)
 	return setup_common(state, true);
 }
 
+static void state_dir_remove(const char *dir);
+
+/* A read-only export, with an empty state directory. */
+static int setup_ro(void **state)
+{
+	struct fixture *f;
+
+	setup_common(state, false);
+	f = *state;
+	stop_server(f);
+	state_dir_remove(f->state_dir);
+	assert_int_equal(mkdir(f->state_dir, 0700), 0);
+	f->read_only = true;
+	start_server(f);
+	return 0;
+}
+
 static void state_dir_remove(const char *dir)
 {
 	DIR *d = opendir(dir);
@@ -736,6 +753,34 @@ static void test_write_epochs(void **state)
 	conn_close(&x);
 }
 
+/* A read-only export keeps no state: no writer, epoch 0, no file. */
+static void test_read_only_export_no_state(void **state)
+{
+	struct fixture *f = *state;
+	struct conn a;
+	DIR *d;
+	struct dirent *de;
+	int n = 0;
+
+	attach_ok(f, &a, &(struct attempt){ .slot = 0, .epoch = 1 });
+	assert_int_equal(a.info.write_epoch, 0);
+	assert_int_equal(a.info.last_writer, 0);
+	conn_close(&a);
+	/* Nobody can have written it since: resuming passes at 0. */
+	attach_ok(f, &a, &(struct attempt){ .slot = 0, .epoch = 1,
+					    .resume_writer = 0,
+					    .resume_own = 7 });
+	conn_close(&a);
+	/* The read-only server wrote nothing there. */
+	d = opendir(f->state_dir);
+	assert_non_null(d);
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(d);
+	assert_int_equal(n, 0);
+}
+
 /* The first writes of a session on several connections at once. */
 struct bg_write {
 	struct conn *cn;
@@ -861,6 +906,8 @@ int main(void)
 						setup_gated, teardown),
 		cmocka_unit_test_setup_teardown(test_write_epochs, setup_rw,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_read_only_export_no_state,
+						setup_ro, teardown),
 		cmocka_unit_test_setup_teardown(test_first_writes_concurrent,
 						setup_rw, teardown),
 		cmocka_unit_test_setup_teardown(test_state_dir_errors,
