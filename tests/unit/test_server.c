@@ -1051,6 +1051,7 @@ struct man {
 	const char *export_name;	/* NULL: "default" */
 	const uint8_t *key;		/* NULL: the fixture's */
 	uint64_t timestamp;		/* 0: now */
+	uint16_t flags;			/* ClientHello flags */
 	const uint8_t *ext;		/* extension area as sent */
 	uint16_t ext_len;
 	enum man_share share;
@@ -1070,6 +1071,7 @@ static uint16_t manual_hs(struct fixture *f, struct man *m, int *fd_out)
 	const char *exp = m->export_name ? m->export_name : "default";
 	struct nd_client_hello ch = {
 		.version = ND_VERSION,
+		.flags = m->flags,
 		.timestamp = m->timestamp ? m->timestamp :
 					    (uint64_t)time(NULL),
 		.identity_len = 7, .export_len = (uint8_t)strlen(exp),
@@ -1293,7 +1295,7 @@ static void test_hello_extensions_ignored(void **state)
 			  .cf = { .flags = ND_CF_READ_ONLY } };
 	assert_int_equal(manual_hs(f, &m, &fd), ND_OK);
 	close(fd);
-	m = (struct man){ .ext = ext, .ext_len = 14,
+	m = (struct man){ .ext = ext, .ext_len = 14, .flags = 0xffff,
 			  .cf = { .flags = ND_CF_READ_ONLY } };
 	assert_int_equal(manual_hs(f, &m, &fd), ND_OK);
 	close(fd);
