@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * Prints the protocol test vectors of include/netdisk_vectors.h as the
- * markdown of docs/PROTOCOL.md section 4, so the spec and the tests share
+ * markdown of docs/PROTOCOL.md section 5, so the spec and the tests share
  * one source.
  */
 #include <stdio.h>

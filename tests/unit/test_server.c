@@ -1448,6 +1448,92 @@ static void test_pending_budget(void **state)
 	close(d);
 }
 
+/* Sends a raw request header (and body_extra zero bytes) as one record. */
+static void send_raw_req(struct conn *cn, const uint8_t hdr[ND_REQ_HDR_LEN],
+			 size_t body_extra)
+{
+	uint8_t buf[ND_REQ_HDR_LEN + 1024] = { 0 };
+	struct iovec v = { buf, ND_REQ_HDR_LEN + body_extra };
+
+	assert_true(body_extra <= 1024);
+	memcpy(buf, hdr, ND_REQ_HDR_LEN);
+	assert_int_equal(nd_send_record(cn->fd, &cn->c.tx, &v, 1), 0);
+}
+
+/*
+ * PROTOCOL.md section 4, "Server, requests", row by row: every malformed
+ * header closes the connection (and only it); the other invalid requests
+ * get their status and the connection goes on.
+ */
+static void test_invalid_request_table(void **state)
+{
+	struct fixture *f = *state;
+	static const struct {
+		const char *what;
+		uint8_t op, flags, reserved;
+		uint32_t len;
+		uint64_t off;
+		size_t body;		/* data bytes after the header */
+	} closing[] = {
+		{ "unknown op", 6, 0, 0, 512, 0, 0 },
+		{ "unknown flag", ND_OP_READ, 0x2, 0, 512, 0, 0 },
+		{ "reserved not 0", ND_OP_READ, 0, 1, 512, 0, 0 },
+		{ "unaligned offset", ND_OP_READ, 0, 0, 512, 100, 0 },
+		{ "unaligned length", ND_OP_READ, 0, 0, 600, 0, 0 },
+		{ "READ of length 0", ND_OP_READ, 0, 0, 0, 0, 0 },
+		{ "WRITE of length 0", ND_OP_WRITE, 0, 0, 0, 0, 0 },
+		{ "READ over max_payload", ND_OP_READ, 0, 0,
+		  ND_DEFAULT_PAYLOAD + 512, 0, 0 },
+		{ "FLUSH with a length", ND_OP_FLUSH, 0, 0, 512, 0, 0 },
+		{ "FLUSH with an offset", ND_OP_FLUSH, 0, 0, 0, 512, 0 },
+		{ "DISCONNECT with a length", ND_OP_DISCONNECT, 0, 0, 512, 0,
+		  0 },
+		{ "WRITE body shorter than its length", ND_OP_WRITE, 0, 0,
+		  1024, 0, 512 },
+		{ "READ with a body", ND_OP_READ, 0, 0, 512, 0, 512 },
+		{ "TRIM with a body", ND_OP_TRIM, 0, 0, 512, 0, 512 },
+	};
+	uint8_t buf[4096] = { 0 };
+	struct conn a, keep;
+
+	open_ok(f, &keep, NULL, 0);
+	for (size_t i = 0; i < sizeof(closing) / sizeof(closing[0]); i++) {
+		uint8_t hdr[ND_REQ_HDR_LEN];
+		struct nd_request r = {
+			.op = closing[i].op, .flags = closing[i].flags,
+			.length = closing[i].len, .handle = 7,
+			.offset = closing[i].off,
+		};
+
+		open_ok(f, &a, keep.info.token, 0);
+		nd_request_encode(hdr, &r);
+		hdr[3] = closing[i].reserved;
+		send_raw_req(&a, hdr, closing[i].body);
+		if (!closed_by_server(a.fd))
+			fail_msg("%s: connection not closed", closing[i].what);
+		conn_close(&a);
+	}
+	/* The session's other connection is untouched by all of that. */
+	assert_int_equal(do_req(&keep, ND_OP_READ, 0, 512, 0, buf), ND_OK);
+
+	/* Statuses: the connection stays. */
+	assert_int_equal(do_req(&keep, ND_OP_TRIM, 0, 0, 0, NULL),
+			 ND_ERR_INVALID);
+	assert_int_equal(do_req(&keep, ND_OP_WRITE_ZEROES, 0, 0, 0, NULL),
+			 ND_ERR_INVALID);
+	assert_int_equal(do_req(&keep, ND_OP_READ, 0, 512, 1ull << 40, buf),
+			 ND_ERR_RANGE);
+	assert_int_equal(do_req(&keep, ND_OP_WRITE, 0, 512, 1ull << 40, buf),
+			 ND_ERR_RANGE);
+	/* FUA on READ and FLUSH is ignored, not refused. */
+	assert_int_equal(do_req(&keep, ND_OP_READ, ND_REQ_FUA, 512, 0, buf),
+			 ND_OK);
+	assert_int_equal(do_req(&keep, ND_OP_FLUSH, ND_REQ_FUA, 0, 0, NULL),
+			 ND_OK);
+	assert_int_equal(do_req(&keep, ND_OP_READ, 0, 4096, 0, buf), ND_OK);
+	conn_close(&keep);
+}
+
 static void test_malformed_closes_only_that_conn(void **state)
 {
 	struct fixture *f = *state;
@@ -2306,6 +2392,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_malformed_closes_only_that_conn,
 						setup_rw, teardown),
 		cmocka_unit_test_setup_teardown(test_malformed_log_line,
+						setup_rw, teardown),
+		cmocka_unit_test_setup_teardown(test_invalid_request_table,
 						setup_rw, teardown),
 		cmocka_unit_test_setup_teardown(test_pending_budget,
 						setup_rw_budget, teardown),
