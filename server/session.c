@@ -186,6 +186,11 @@ static uint16_t create_locked(struct nd_server *s, struct nd_conn *c,
 	bool resume = cf->resume_writer || cf->resume_own;
 	struct nd_session *ss;
 
+	if (!e->read_only && !(cf->flags & ND_CF_READ_ONLY) && e->writer) {
+		nd_warn("client %s: export '%s' busy: write lock held by session %llu",
+			c->peer, e->name, e->writer->id);
+		return ND_ERR_BUSY;
+	}
 	/*
 	 * The client's previous session wrote the export, or began when its
 	 * last writer had: anything else means another writer came between
@@ -199,11 +204,6 @@ static uint16_t create_locked(struct nd_server *s, struct nd_conn *c,
 			(unsigned long long)cf->resume_own,
 			(unsigned long long)cf->resume_writer);
 		return ND_ERR_WRITTEN;
-	}
-	if (!e->read_only && !(cf->flags & ND_CF_READ_ONLY) && e->writer) {
-		nd_warn("client %s: export '%s' busy: write lock held by session %llu",
-			c->peer, e->name, e->writer->id);
-		return ND_ERR_BUSY;
 	}
 	ss = session_new(s, identity);
 	if (!ss) {

@@ -745,6 +745,10 @@ static void test_write_epochs(void **state)
 	conn_close(&x);
 	attach_ok(f, &x, &(struct attempt){ .slot = 0, .epoch = 1 });
 	assert_int_equal(x.info.last_writer, written);
+	/* Busy is checked first (PROTOCOL.md §4): the lock is held. */
+	assert_int_equal(try_attach(f, &a, &(struct attempt){
+		.slot = 0, .epoch = 1, .resume_writer = e1, .resume_own = e2 }),
+		ND_ERR_BUSY);
 	/* Joins ignore the resume fields. */
 	attach_ok(f, &b, &(struct attempt){ .token = x.info.token, .slot = 1,
 					    .epoch = 1, .resume_writer = 1,
