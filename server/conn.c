@@ -658,8 +658,10 @@ void nd_conn_destroy(struct nd_conn *c)
  * write done now could land after the client resent it on a new
  * connection and wrote again on top. Requests no worker has started are
  * dropped unexecuted; running ones finish and their replies are dropped.
+ * Also called by the fence of a newer connection of c's slot, from the
+ * listener thread, so that nothing queued starts after the fence.
  */
-static void drop_queued(struct nd_conn *c)
+void nd_conn_drop_queued(struct nd_conn *c)
 {
 	struct nd_req *q, *list;
 	int n = 0;
@@ -682,6 +684,21 @@ static void drop_queued(struct nd_conn *c)
 			n == 1 ? "" : "s");
 }
 
+/*
+ * Decides, against a concurrent fence, whether c answers OK: false if a
+ * newer connection of its slot has fenced it already.
+ */
+static bool serve_start(struct nd_conn *c)
+{
+	bool ok;
+
+	pthread_mutex_lock(&c->lock);
+	ok = !c->fenced;
+	c->serving = ok;
+	pthread_mutex_unlock(&c->lock);
+	return ok;
+}
+
 void *nd_conn_main(void *arg)
 {
 	struct nd_conn *c = arg;
@@ -695,7 +712,10 @@ void *nd_conn_main(void *arg)
 	c->rbuf = malloc(ND_SRV_RXBUF);
 	if (!c->rbuf) {
 		nd_err("client %s: out of memory, closing", c->peer);
-	} else if ((status = nd_session_ready(s, c)) != ND_OK) {
+	} else if ((status = nd_session_ready(s, c)) != ND_OK ||
+		   !serve_start(c)) {
+		if (status == ND_OK)
+			status = ND_ERR_SUPERSEDED;
 		if (status != ND_SESSION_CLOSE)
 			nd_hs_send_session_status(c, status);
 	} else if (nd_hs_send_session_info(c) < 0) {
@@ -723,10 +743,10 @@ void *nd_conn_main(void *arg)
 			 * On shutdown (reads cut by us) work is finished; a
 			 * fenced connection's never is (PROTOCOL.md §1).
 			 */
-			if (end != RX_DISCONNECT &&
-			    (fenced ||
-			     !__atomic_load_n(&s->stopping, __ATOMIC_RELAXED)))
-				drop_queued(c);
+			if (fenced || (end != RX_DISCONNECT &&
+				       !__atomic_load_n(&s->stopping,
+							__ATOMIC_RELAXED)))
+				nd_conn_drop_queued(c);
 		} else {
 			nd_err("client %s: cannot start sender thread, closing",
 			       c->peer);

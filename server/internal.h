@@ -123,6 +123,8 @@ struct nd_conn {
 	 * requests are read, queued ones are dropped, no reply is sent.
 	 */
 	bool fenced;
+	/* Its SessionInfo OK is going out (c->lock): a fence cuts it off. */
+	bool serving;
 	int64_t hs_deadline;		/* monotonic: SessionInfo due by then */
 
 	/*
@@ -238,6 +240,8 @@ struct nd_conn *nd_conn_create(struct nd_server *s, int fd, const char *peer);
 /* Registers c with the server and starts its thread; -1: not started. */
 int nd_conn_start(struct nd_conn *c);
 void nd_conn_destroy(struct nd_conn *c);
+/* Marks c dead and drops its requests no worker has started. */
+void nd_conn_drop_queued(struct nd_conn *c);
 void *nd_conn_main(void *arg);
 /* server.c: hand a request to the worker pool. */
 void nd_work_submit(struct nd_server *s, struct nd_req *q);

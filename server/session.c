@@ -6,17 +6,15 @@
  * so a client can reconnect and keep the write lock.
  *
  * Each connection holds a slot of its session. A connection with a newer
- * epoch for a slot fences the slot's current one (fence_locked) and gets
+ * epoch for a slot fences the slot's current one (slot_take_locked) and gets
  * its SessionInfo only once that one has finished every request it
  * started (nd_session_ready, on the new connection's own thread, so no
  * other handshake waits). A session ends only when its last connection
  * has, so its write lock is never released under a running request.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
 #include <sys/socket.h>
 
 #include "internal.h"
@@ -112,17 +110,24 @@ static void slot_take_locked(struct nd_server *s, struct nd_session *ss,
 	struct nd_conn *old = sl->conn;
 
 	if (old) {
+		bool serving;
+
 		pthread_mutex_lock(&old->lock);
 		old->fenced = true;
 		old->dead = true;
+		serving = old->serving;
 		pthread_cond_broadcast(&old->rx_cond);
 		pthread_mutex_unlock(&old->lock);
 		/*
 		 * Both directions: its receiver stops at once, and a sender
 		 * blocked on a client that stopped reading fails instead of
 		 * holding the fence up. Its fd stays open until it detaches.
+		 * One still waiting for its own fence answers superseded.
 		 */
-		shutdown(old->fd, SHUT_RDWR);
+		if (serving) {
+			shutdown(old->fd, SHUT_RDWR);
+			nd_conn_drop_queued(old);
+		}
 		sl->draining++;
 		/* It may itself be waiting in nd_session_ready. */
 		pthread_cond_broadcast(&s->sess_cond);
@@ -181,6 +186,11 @@ static uint16_t create_locked(struct nd_server *s, struct nd_conn *c,
 	bool resume = cf->resume_writer || cf->resume_own;
 	struct nd_session *ss;
 
+	if (!e->read_only && !(cf->flags & ND_CF_READ_ONLY) && e->writer) {
+		nd_warn("client %s: export '%s' busy: write lock held by session %llu",
+			c->peer, e->name, e->writer->id);
+		return ND_ERR_BUSY;
+	}
 	/*
 	 * The client's previous session wrote the export, or began when its
 	 * last writer had: anything else means another writer came between
@@ -194,11 +204,6 @@ static uint16_t create_locked(struct nd_server *s, struct nd_conn *c,
 			(unsigned long long)cf->resume_own,
 			(unsigned long long)cf->resume_writer);
 		return ND_ERR_WRITTEN;
-	}
-	if (!e->read_only && !(cf->flags & ND_CF_READ_ONLY) && e->writer) {
-		nd_warn("client %s: export '%s' busy: write lock held by session %llu",
-			c->peer, e->name, e->writer->id);
-		return ND_ERR_BUSY;
 	}
 	ss = session_new(s, identity);
 	if (!ss) {
@@ -305,7 +310,7 @@ int nd_session_first_write(struct nd_server *s, struct nd_session *ss)
 {
 	int rc = 0;
 
-	if (__atomic_load_n(&ss->wrote, __ATOMIC_ACQUIRE))
+	if (!ss->write_epoch || __atomic_load_n(&ss->wrote, __ATOMIC_ACQUIRE))
 		return 0;
 	/* Other first writes of the session wait here until it is stored. */
 	pthread_mutex_lock(&s->state_lock);

@@ -20,6 +20,7 @@
 #include "log.h"
 
 #define ND_STATE_HEADER	"netdisk write epochs 1\n"
+#define ND_STATE_HINT	" (a read-write export needs a writable --state-dir)"
 
 static int write_all(int fd, const char *p, size_t n)
 {
@@ -160,13 +161,14 @@ int nd_state_open(struct nd_server *s, const char *dir, char *err,
 		return -1;
 	}
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
-		snprintf(err, errlen, "state directory %s: cannot create it: %s",
+		snprintf(err, errlen,
+			 "state directory %s: cannot create it: %s" ND_STATE_HINT,
 			 dir, strerror(errno));
 		return -1;
 	}
 	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
-		snprintf(err, errlen, "state directory %s: not a directory",
-			 dir);
+		snprintf(err, errlen,
+			 "state directory %s: not a directory" ND_STATE_HINT, dir);
 		return -1;
 	}
 
@@ -208,7 +210,8 @@ int nd_state_open(struct nd_server *s, const char *dir, char *err,
 	/* Written once now: a state dir we cannot write fails at start. */
 	if (state_write(s->ws.dir, s->ws.path, s->ws.reserved,
 			s->ws.written, &what) < 0) {
-		snprintf(err, errlen, "state file %s: cannot %s it: %s",
+		snprintf(err, errlen,
+			 "state file %s: cannot %s it: %s" ND_STATE_HINT,
 			 s->ws.path, what, strerror(errno));
 		return -1;
 	}

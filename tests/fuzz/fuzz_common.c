@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../../server/internal.h"
@@ -154,10 +155,12 @@ static struct nd_server *server_create(bool read_only)
 	unlink(path);
 	snprintf(e.name, sizeof(e.name), "default");
 	if (!read_only) {
+		/* Named by pid: run.sh removes those of dead harnesses. */
 		snprintf(state_dir, sizeof(state_dir),
-			 "%s/netdisk-fuzz-state-XXXXXX", fz_tmpdir());
-		if (!mkdtemp(state_dir))
-			fz_fail("cannot create state dir: %s", strerror(errno));
+			 "%s/netdisk-fuzz-state-%d", fz_tmpdir(), (int)getpid());
+		if (mkdir(state_dir, 0700) < 0)
+			fz_fail("cannot create state dir %s: %s", state_dir,
+				strerror(errno));
 		snprintf(state_file, sizeof(state_file), "%s/", state_dir);
 		for (int i = 0; i < ND_EXPORT_ID_LEN; i++)
 			snprintf(state_file + strlen(state_file), 3, "%02x",

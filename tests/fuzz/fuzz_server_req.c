@@ -56,7 +56,7 @@ static void *phase_main(void *arg)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static const uint32_t payloads[4] = { 0, ND_MIN_PAYLOAD, 12345,
+	static const uint32_t payloads[4] = { 0, ND_MIN_PAYLOAD, 5 * 4096,
 					      ND_MAX_PAYLOAD };
 	struct fz_in in = { data, size };
 	uint8_t ctl = fz_u8(&in);
@@ -80,6 +80,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		memcpy(token, a.info.token, sizeof(token));
 		p.token = token;
+		p.slot = 1;	/* a second queue, not a reconnect of the first */
 		login(&b, s, &p, ctl);
 		if (memcmp(b.info.token, token, sizeof(token)) ||
 		    b.info.flags != a.info.flags)

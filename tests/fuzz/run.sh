@@ -34,11 +34,12 @@ max_len() {
 	esac
 }
 
-# Scratch key files of harness processes that died before their cleanup.
+# Scratch key files and state dirs of harnesses that died before their cleanup.
 clean_scratch() {
-	for f in /dev/shm/netdisk-fuzz-key-* /tmp/netdisk-fuzz-key-*; do
+	for f in /dev/shm/netdisk-fuzz-key-* /tmp/netdisk-fuzz-key-* \
+		 /dev/shm/netdisk-fuzz-state-* /tmp/netdisk-fuzz-state-*; do
 		[ -e "$f" ] || continue
-		kill -0 "${f##*-}" 2>/dev/null || rm -f "$f"
+		kill -0 "${f##*-}" 2>/dev/null || rm -rf "$f"
 	done
 }
 

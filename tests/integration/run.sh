@@ -258,6 +258,56 @@ start_server LK4 --file lock.img --key-file key || exit 1
 ok "lock: released when the servers exit"
 stop_server LK4
 
+# ------------------------------------------------ state directory
+# A read-write export's write epochs live in --state-dir: one that cannot
+# be written stops netdiskd at once with one line; read-only needs none.
+: >statefile
+expect_locked state-dir-is-a-file "state directory .*statefile: not a directory" \
+	--file lock.img --key-file key --state-dir "$T/statefile"
+expect_locked state-dir-uncreatable "state directory .*statefile/sub: cannot create it" \
+	--file lock.img --key-file key --state-dir "$T/statefile/sub"
+start_server SDRO --file lock.img --key-file key --read-only \
+	--state-dir "$T/statefile/sub" || exit 1
+expect_ok state-dir-not-needed-read-only "$ND" info \
+	"netdisk://127.0.0.1:$SDRO_PORT" --key-file key
+stop_server SDRO
+
+# ------------------------------------------------ write epochs survive kill -9
+# state_get FILE: "RESERVED WRITTEN" from a state file.
+state_get() {
+	sed -n 's/^reserved \([0-9]*\)$/\1/p; s/^written \([0-9]*\)$/\1/p' "$1" |
+		tr '\n' ' '
+}
+truncate -s 4M ep.img
+start_server EP --file ep.img --key-file key --state-dir "$T/epstate" || exit 1
+expect_ok epoch-writer "$ND" copy small.img "netdisk://127.0.0.1:$EP_PORT" \
+	--key-file key
+kill -KILL "$EP_PID"
+wait "$EP_PID" 2>/dev/null
+EP_PID=
+ep_files=("$T"/epstate/*)
+ep_file=${ep_files[0]}
+if [ ${#ep_files[@]} -eq 1 ] && [ "${ep_file%.state}" != "$ep_file" ]; then
+	read -r ep_r ep_w <<<"$(state_get "$ep_file")"
+	if [ -n "$ep_w" ] && [ "$ep_w" -ne 0 ] && [ "$ep_w" = "$ep_r" ]; then
+		ok "epoch: state file after kill -9 names the writer (reserved $ep_r, written $ep_w)"
+	else
+		bad "epoch: state file after kill -9: $(cat "$ep_file")"
+	fi
+	start_server EP2 --file ep.img --key-file key --state-dir "$T/epstate" || exit 1
+	grep -q "reserved $ep_r, written $ep_w)" "$EP2_LOG" &&
+		ok "epoch: restarted server loads it" ||
+		bad "epoch: restarted server: $(grep 'write epochs' "$EP2_LOG")"
+	expect_ok epoch-next-writer "$ND" copy small.img \
+		"netdisk://127.0.0.1:$EP2_PORT" --key-file key
+	stop_server EP2
+	[ "$(state_get "$ep_file")" = "$((ep_r + 1)) $((ep_r + 1)) " ] &&
+		ok "epoch: the next writer counted" ||
+		bad "epoch: after the next writer: $(cat "$ep_file")"
+else
+	bad "epoch: state dir holds ${ep_files[*]}"
+fi
+
 # ------------------------------------------------ descriptor limit
 # 1024 connections and 128 pending handshakes need more descriptors than
 # the usual soft limit: netdiskd raises it to the hard limit, and says so
@@ -370,6 +420,34 @@ expect_ok url-default-export "$ND" info "netdisk://127.0.0.1:$RW_PORT/" --key-fi
 # ------------------------------------------------ no such export, no server
 expect_err no-such-export 8 "no such export" \
 	"$ND" info "netdisk://127.0.0.1:$RW_PORT/nope" --key-file key
+# Without the key nothing tells whether an export exists.
+expect_err no-such-export-wrong-key 4 "authentication failed" \
+	"$ND" info "netdisk://127.0.0.1:$RW_PORT/nope" --key-file wrongkey
+expect_err existing-export-wrong-key 4 "authentication failed" \
+	"$ND" info "netdisk://127.0.0.1:$RW_PORT/default" --key-file wrongkey
+
+# ------------------------------------------------ a protocol-1 client
+# Its ClientHello is the prefix every version shares; the answer is a
+# 104-byte ServerHello (version 2, status 9 "unsupported version", zeros),
+# then the server closes: no hang.
+python3 - "$RW_PORT" >"$T/v1.out" 2>&1 <<'PY'
+import os, socket, struct, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.settimeout(5)
+s.sendall(struct.pack(">IHH", 0x4E44534B, 1, 0) + os.urandom(32) +
+          struct.pack(">QBB", int(time.time()), 7, 7) + b"defaultdefault")
+got = b""
+while True:
+    b = s.recv(4096)
+    if not b:
+        break
+    got += b
+print(len(got), got[:8].hex(), got[8:].count(0))
+PY
+[ "$(cat "$T/v1.out")" = "104 4e44534b00020009 96" ] &&
+	ok "v1 client: 104-byte version-2 status-9 answer, then EOF" ||
+	bad "v1 client: got '$(cat "$T/v1.out")'"
+alive RW && ok "v1 client: server alive" || bad "v1 client: server died"
 stop_server RW
 expect_err cannot-connect 3 "connect" "$ND" info "$URL" --key-file key
 
@@ -561,6 +639,15 @@ for mode in size-huge size-unaligned block-size payload-zero payload-huge \
 	evil_case "$mode" "protocol error: unusable session info" "$ND" info URL
 done
 evil_case hello-trickle "timed out during handshake" "$ND" info URL
+# A protocol-1 server's refusal is 72 bytes and it then waits: the client
+# reads 8 and reports the version at once.
+start_evil v1-server
+t0=$SECONDS
+expect_err evil-v1-server 11 "unsupported protocol version" \
+	"$ND" info "netdisk://127.0.0.1:$EV_PORT" --key-file key --timeout 10
+[ $((SECONDS - t0)) -le 5 ] ||
+	bad "evil-v1-server: took $((SECONDS - t0)) s with --timeout 10"
+stop_evil
 
 # Someone on the path without the key answers with a forged ServerHello
 # "unknown session": a malformed hello, not a refusal from the server.
