@@ -80,8 +80,11 @@ sparse: | $(DEPS_STAMP)
 
 # The vectors come from an independent Python implementation: regenerate
 # and compare, so nobody can update them from libnetdisk's output.
+# PROTOCOL.md §4 must be what nd-vectors prints from that header.
 unit: userspace
 	python3 tests/tools/gen-vectors.py | diff -u include/netdisk_vectors.h -
+	sed -n '/^### Inputs/,$$p' docs/PROTOCOL.md > $(O)/vectors.md
+	$(O)/tools/nd-vectors | diff -u $(O)/vectors.md -
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
 integration: userspace

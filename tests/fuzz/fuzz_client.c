@@ -8,9 +8,9 @@
  * reported successful must hold the data the server sent for it.
  *
  * Input:
- *   hello_mode  0: good, 1: status from input, 2: raw 72 bytes, 3: bad proof
- *   [status[2] | raw[72]]
- *   info_mode   0: consistent fields from input, 1: 56 bytes as given,
+ *   hello_mode  0: good, 1: status from input, 2: raw 104 bytes, 3: bad proof
+ *   [status[2] | raw[104]]
+ *   info_mode   0: consistent fields from input, 1: 72 bytes as given,
  *               2: sealed body of any length, 3: raw bytes
  *   ... then reply chunks: kind 0: well-formed reply to request k with a
  *   status; 1: header from input (handle of request k) plus data; 2: any
@@ -98,7 +98,7 @@ static void serve(int fd, struct fake *f)
 {
 	struct fz_in *in = &f->in;
 	uint8_t ch[ND_CLIENT_HELLO_MAX], sh_buf[ND_SERVER_HELLO_LEN];
-	uint8_t th[ND_HASH_LEN], okm[ND_OKM_LEN];
+	uint8_t th[ND_HASH_LEN], okm[ND_OKM_LEN], eph[ND_SHARE_LEN];
 	uint8_t rec[ND_REQ_HDR_LEN + 4096 + ND_TAG_LEN];
 	uint8_t si[ND_SESSION_INFO_LEN];
 	struct nd_server_hello sh = { .version = ND_VERSION };
@@ -111,10 +111,12 @@ static void serve(int fd, struct fake *f)
 
 	if (nd_read_full(fd, ch, ND_CLIENT_HELLO_FIXED) < 0)
 		return;
-	ch_len = ND_CLIENT_HELLO_FIXED + (size_t)ch[48] + ch[49];
-	if (ch_len > sizeof(ch) ||
+	ch_len = ND_CLIENT_HELLO_FIXED + (size_t)ch[48] + ch[49] +
+		 ND_CLIENT_HELLO_TAIL;
+	if (ch_len > sizeof(ch) - ND_EXT_MAX ||
 	    nd_read_full(fd, ch + ND_CLIENT_HELLO_FIXED,
-			 ch_len - ND_CLIENT_HELLO_FIXED) < 0)
+			 ch_len - ND_CLIENT_HELLO_FIXED) < 0 ||
+	    nd_get16(ch + ch_len - 2) != 0)
 		fz_fail("client sent a malformed hello");
 
 	mode = fz_u8(in) & 3;
@@ -127,10 +129,13 @@ static void serve(int fd, struct fake *f)
 	}
 	if (mode == 1)
 		sh.status = fz_u16(in);
+	if (nd_x25519_keygen(eph, sh.share) < 0)
+		fz_fail("keygen failed");
 	nd_server_hello_encode(sh_buf, &sh);
 	nd_transcript(ch, ch_len, sh_buf, th);
-	if (nd_derive(fz_key, ch + 8, sh.random, th, okm) < 0)
-		fz_fail("nd_derive failed");
+	if (nd_key_exchange(eph, ch + ch_len - ND_CLIENT_HELLO_TAIL, fz_key,
+			    ch + 8, sh.random, th, okm) < 0)
+		fz_fail("client share rejected");
 	nd_finish_mac(okm + ND_OKM_S_FINISH, th, sh.verify);
 	if (mode == 3)
 		sh.verify[0] ^= 1;
@@ -156,6 +161,7 @@ static void serve(int fd, struct fake *f)
 			.block_size = 512,
 			.max_payload = want - want % ND_MIN_PAYLOAD,
 		};
+		info.write_epoch = info.flags & ND_EXP_READ_ONLY ? 0 : 1;
 		nd_session_info_encode(si, &info);
 		seal_send(fd, &c.tx, si, sizeof(si));
 	} else if (mode == 1) {

@@ -27,7 +27,8 @@ static void client_hello(const uint8_t *p, size_t n)
 {
 	struct nd_client_hello h;
 	uint8_t out[ND_CLIENT_HELLO_MAX];
-	int names;
+	size_t o, len;
+	int names, ext, off;
 
 	if (n < ND_CLIENT_HELLO_FIXED)
 		return;
@@ -38,15 +39,32 @@ static void client_hello(const uint8_t *p, size_t n)
 	if (names < 2 || names > 2 * ND_NAME_MAX ||
 	    names != h.identity_len + h.export_len)
 		fz_fail("client hello: %d name bytes", names);
-	if (n < ND_CLIENT_HELLO_FIXED + (size_t)names)
+	o = ND_CLIENT_HELLO_FIXED + (size_t)names;
+	if (n < o + ND_CLIENT_HELLO_TAIL)
 		return;
 	if (nd_client_hello_decode_names(p + ND_CLIENT_HELLO_FIXED, &h) < 0)
 		return;
 	if (!nd_name_valid(h.identity, h.identity_len) ||
 	    !nd_name_valid(h.export_name, h.export_len))
 		fz_fail("client hello: invalid name accepted");
-	if (nd_client_hello_encode(out, &h) != ND_CLIENT_HELLO_FIXED +
-	    (size_t)names || memcmp(out, p, ND_CLIENT_HELLO_FIXED + names))
+	ext = nd_client_hello_decode_tail(p + o, &h);
+	if (ext < 0)
+		return;
+	if (ext > ND_EXT_MAX || ext != h.ext_len)
+		fz_fail("client hello: ext_len %d accepted", ext);
+	o += ND_CLIENT_HELLO_TAIL;
+	if (n < o + (size_t)ext ||
+	    nd_client_hello_decode_ext(p + o, &h) < 0)
+		return;
+	/* The framing the decoder accepted: headers that fill ext_len exactly. */
+	for (off = 0; off < ext; off += 4 + nd_get16(h.ext + off + 2))
+		if (ext - off < 4)
+			fz_fail("client hello: cut extension header accepted");
+	if (off != ext)
+		fz_fail("client hello: extension overrunning ext_len accepted");
+	len = nd_client_hello_encode(out, &h);
+	if (len != o + (size_t)ext || len != nd_client_hello_len(&h) ||
+	    memcmp(out, p, len))
 		fz_fail("client hello: re-encoding differs");
 }
 
@@ -55,6 +73,11 @@ static void server_hello(const uint8_t *p, size_t n)
 	struct nd_server_hello h;
 	uint8_t out[ND_SERVER_HELLO_LEN];
 
+	if (n >= ND_SERVER_HELLO_HEAD &&
+	    (nd_server_hello_decode_head(p, &h) < 0) !=
+	    (nd_get32(p) != ND_MAGIC ||
+	     !nd_server_hello_status_valid(nd_get16(p + 6))))
+		fz_fail("server hello: head decoder disagrees");
 	if (n < ND_SERVER_HELLO_LEN || nd_server_hello_decode(p, &h) < 0)
 		return;
 	nd_server_hello_encode(out, &h);
@@ -77,6 +100,13 @@ static void client_finish(const uint8_t *p, size_t n)
 	nd_client_finish_encode(out, &f);
 	if (memcmp(out, p, sizeof(out)))
 		fz_fail("client finish: re-encoding differs");
+	if (nd_client_finish_invalid(&f))
+		return;
+	if ((f.flags & ~ND_CF_READ_ONLY) || f.slot >= ND_MAX_SLOTS ||
+	    f.reserved || !f.epoch ||
+	    (f.max_payload && (f.max_payload % ND_MIN_PAYLOAD ||
+			       f.max_payload > ND_MAX_PAYLOAD)))
+		fz_fail("client finish: invalid fields accepted");
 }
 
 static void session_info(const uint8_t *p, size_t n)
@@ -97,7 +127,8 @@ static void session_info(const uint8_t *p, size_t n)
 	if (s.size == 0 || s.size >= ND_EXPORT_SIZE_LIMIT ||
 	    s.size % s.block_size ||
 	    s.max_payload < ND_MIN_PAYLOAD || s.max_payload > ND_MAX_PAYLOAD ||
-	    s.max_payload % ND_MIN_PAYLOAD)
+	    s.max_payload % ND_MIN_PAYLOAD ||
+	    !(s.flags & ND_EXP_READ_ONLY) != (s.write_epoch != 0))
 		fz_fail("session info: inconsistent fields accepted");
 }
 

@@ -2,18 +2,22 @@
 /*
  * netdiskd handshake: the fuzzer writes the ClientHello itself, byte for
  * byte, to the real server (its listener loop accepts and runs the
- * handshake). When the server answers with a ServerHello the harness derives
- * the keys with the fixed PSK (as a client would) and sends a ClientFinish
- * whose token, flags and max payload come from the input, with a right or
- * wrong key proof; an accepted session then goes on to the request phase.
+ * handshake). Unless told otherwise the harness puts its own ephemeral key
+ * share into it. When the server answers with a ServerHello the harness
+ * derives the keys with the fixed PSK (as a client would) and sends a
+ * ClientFinish whose token, flags, max payload, slot and epoch come from
+ * the input, with a right or wrong key proof; an accepted session then goes
+ * on to the request phase.
  *
  * Input:
  *   ctl       bit 0: set the hello's timestamp to now + 4 * (int8)delta
+ *             bit 1: keep the hello's key share (no keys can be derived)
  *   delta
- *   hello     50 bytes + the name lengths at its offsets 48 and 49
+ *   hello     50 bytes + the name lengths at offsets 48 and 49 + 34 bytes
+ *             (share, ext_len) + ext_len bytes (at most 512 are taken)
  *   fin_ctl   0: right proof, 1: wrong proof, 2: raw finish record,
  *             3: no finish, the rest is raw bytes
- *   token[16] flags[4] max_payload[4]
+ *   token[16] flags[4] max_payload[4] slot[2] epoch[4]
  *   chunks    as in fz_request_phase
  * An input too short for the hello is sent raw and then closed.
  */
@@ -53,29 +57,39 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct nd_session_info info;
 	struct nd_crypto c;
 	struct fz_conn fc;
-	bool known, good_proof;
-	size_t ch_len, got;
+	uint8_t eph[ND_SHARE_LEN] = { 0 };
+	bool known, export_ok, good_proof;
+	size_t ch_len, got, names, tail, ext;
 	const uint8_t *p;
 	uint8_t fin_ctl;
 	uint64_t ts;
 	long n;
 
 	fz_conn_start(&fc, fz_server(0));
-	if (in.n < ND_CLIENT_HELLO_FIXED ||
-	    in.n < ND_CLIENT_HELLO_FIXED + (size_t)in.p[48] + in.p[49] ||
-	    ND_CLIENT_HELLO_FIXED + (size_t)in.p[48] + in.p[49] >
-	    ND_CLIENT_HELLO_MAX) {
+	names = in.n >= ND_CLIENT_HELLO_FIXED ? (size_t)in.p[48] + in.p[49] : 0;
+	tail = ND_CLIENT_HELLO_FIXED + names;
+	if (in.n < tail + ND_CLIENT_HELLO_TAIL ||
+	    tail + ND_CLIENT_HELLO_TAIL > ND_CLIENT_HELLO_MAX - ND_EXT_MAX) {
 		finish_raw(&fc, &in);
 		return 0;
 	}
-	ch_len = ND_CLIENT_HELLO_FIXED + (size_t)in.p[48] + in.p[49];
+	ext = nd_get16(in.p + tail + ND_SHARE_LEN);
+	ch_len = tail + ND_CLIENT_HELLO_TAIL + (ext > ND_EXT_MAX ? 0 : ext);
+	if (in.n < ch_len) {
+		finish_raw(&fc, &in);
+		return 0;
+	}
 	p = fz_take(&in, ch_len, &got);
 	memcpy(ch, p, ch_len);
 	if (ctl & 1)
 		nd_put64(ch + 40, (uint64_t)((int64_t)time(NULL) + 4 * delta));
+	if (!(ctl & 2) && nd_x25519_keygen(eph, ch + tail) < 0)
+		fz_fail("keygen failed");
 	ts = nd_get64(ch + 40);
 	/* Only the identity "default" has the key; others get a random one. */
 	known = ch[48] == 7 && memcmp(ch + 50, "default", 7) == 0;
+	/* Only the export "default" exists (said after authentication). */
+	export_ok = ch[49] == 7 && memcmp(ch + 50 + ch[48], "default", 7) == 0;
 	fz_write(fc.fd, ch, ch_len);
 
 	/* A complete hello always gets a ServerHello or a close. */
@@ -87,12 +101,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (sh.version != ND_VERSION)
 		fz_fail("server hello version %u", sh.version);
 	if (sh.status != ND_OK) {
+		static const uint8_t zero[ND_SERVER_HELLO_LEN - 8];
+
+		if (sh.status != ND_ERR_VERSION || nd_get16(ch + 4) == ND_VERSION)
+			fz_fail("server hello status %u for version %u",
+				sh.status, nd_get16(ch + 4));
+		if (memcmp(sh_buf + 8, zero, sizeof(zero)))
+			fz_fail("version answer not zero after its status");
+		finish_raw(&fc, &in);
+		return 0;
+	}
+	if (nd_get16(ch + 4) != ND_VERSION)
+		fz_fail("version %u answered OK", nd_get16(ch + 4));
+	if (ctl & 2) {
 		finish_raw(&fc, &in);
 		return 0;
 	}
 	nd_transcript(ch, ch_len, sh_buf, th);
-	if (nd_derive(fz_key, ch + 8, sh.random, th, okm) < 0)
-		fz_fail("nd_derive failed");
+	if (nd_key_exchange(eph, sh.share, fz_key, ch + 8, sh.random, th,
+			    okm) < 0)
+		fz_fail("server share rejected");
 	nd_finish_mac(okm + ND_OKM_S_FINISH, th, expect);
 	if (known != nd_equal(expect, sh.verify, ND_HASH_LEN))
 		fz_fail("server key proof %s for identity %s",
@@ -111,6 +139,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(cf.token, p, got);
 	cf.flags = fz_u32(&in);
 	cf.max_payload = fz_u32(&in);
+	cf.slot = fz_u16(&in);
+	cf.epoch = fz_u32(&in);
 	if (fin_ctl == 1)
 		cf.verify[cf.flags % ND_HASH_LEN] ^= 1;
 	if (fin_ctl == 2) {
@@ -147,6 +177,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fz_fail("no session info after a good key proof (%ld)", n);
 	if (nd_session_info_decode(si_buf, &info) < 0)
 		fz_fail("inconsistent session info");
+	if (info.status == ND_ERR_INVALID && !nd_client_finish_invalid(&cf))
+		fz_fail("valid client finish answered invalid");
 	if (info.status == ND_OK) {
 		uint32_t want = cf.max_payload ? cf.max_payload :
 			ND_DEFAULT_PAYLOAD;
@@ -162,6 +194,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (int i = 0; i < ND_TOKEN_LEN; i++)
 			if (cf.token[i])
 				fz_fail("unknown session token accepted");
+		if (nd_client_finish_invalid(&cf))
+			fz_fail("invalid client finish accepted (%s)",
+				nd_client_finish_invalid(&cf));
+		if (!export_ok)
+			fz_fail("session on an unknown export");
 		if ((cf.flags & ND_CF_READ_ONLY) &&
 		    !(info.flags & ND_EXP_READ_ONLY))
 			fz_fail("read-only request granted write access");

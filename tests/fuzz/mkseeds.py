@@ -15,10 +15,20 @@ def put(name, seed, data):
         f.write(data)
 
 
-def hello(identity=b"default", export=b"default", version=1, ts=0):
+def ext_area(*exts):
+    return b"".join(struct.pack(">HH", t, len(v)) + v for t, v in exts)
+
+
+# The X25519 base point (u = 9): a valid share.
+SHARE9 = b"\x09" + bytes(31)
+
+
+def hello(identity=b"default", export=b"default", version=2, ts=0,
+          share=SHARE9, ext=b"", ext_len=None):
     return (struct.pack(">IHH", MAGIC, version, 0) + bytes(range(32)) +
             struct.pack(">QBB", ts, len(identity), len(export)) +
-            identity + export)
+            identity + export + share +
+            struct.pack(">H", len(ext) if ext_len is None else ext_len) + ext)
 
 
 def req(op, length=0, offset=0, handle=1, flags=0):
@@ -44,12 +54,17 @@ every_op = (chunk_friendly(WRITE, 7, 3, 1) + chunk_friendly(READ, 7, 3, 2) +
 
 # ---- proto: byte 0 picks the decoder
 put("proto", "client_hello", b"\x00" + hello(ts=1700000000))
-put("proto", "server_hello", b"\x01" + struct.pack(">IHH", MAGIC, 1, 0) +
-    bytes(64))
+put("proto", "client_hello_ext", b"\x00" + hello(
+    ts=1700000000, ext=ext_area((0xfe00, b"abc"), (1, b""))))
+put("proto", "server_hello", b"\x01" + struct.pack(">IHH", MAGIC, 2, 0) +
+    bytes(96))
+put("proto", "server_hello_version", b"\x01" +
+    struct.pack(">IHH", MAGIC, 1, 9) + bytes(64))
 put("proto", "client_finish", b"\x02" + bytes(48) +
-    struct.pack(">II", 1, 1 << 20))
+    struct.pack(">IIHHIQQ", 1, 1 << 20, 3, 0, 7, 5, 6))
 put("proto", "session_info", b"\x03" + struct.pack(
-    ">HHIQII", 0, 0, 0x23, 1 << 30, 512, 1 << 20) + bytes(32))
+    ">HHIQII", 0, 0, 0x23, 1 << 30, 512, 1 << 20) + bytes(32) +
+    struct.pack(">QQ", 4, 3))
 put("proto", "request_write", b"\x04" + struct.pack(">I", 1 << 20) +
     req(WRITE, 512, 4096) + bytes(512))
 put("proto", "request_flush", b"\x04" + struct.pack(">I", 4096) + req(FLUSH))
@@ -86,22 +101,33 @@ put("record", "toobig", struct.pack(">QH", 0, 20) + rec(0, b"0123456789"))
 put("record", "seq_end", struct.pack(">QH", 0xFFFFFFFFFFFFFFFF, 64) +
     rec(0, b"a") + rec(0, b"b"))
 
-# ---- server_hs: ctl delta hello fin_ctl token[16] flags[4] mp[4] chunks
-fin = b"\x00" + bytes(16) + struct.pack(">II", 0, 0)
+# ---- server_hs: ctl delta hello fin_ctl token[16] flags[4] mp[4] slot[2]
+# epoch[4] chunks
+def finish(ctl=0, token=bytes(16), flags=0, mp=0, slot=0, epoch=1):
+    return bytes([ctl]) + token + struct.pack(">IIHI", flags, mp, slot, epoch)
+
+
+fin = finish()
 put("server_hs", "good", b"\x01\x00" + hello() + fin + every_op)
-put("server_hs", "read_only", b"\x01\x00" + hello() + b"\x00" + bytes(16) +
-    struct.pack(">II", 1, 8192) + chunk_friendly(READ, 1, 0, 1))
+put("server_hs", "read_only", b"\x01\x00" + hello() +
+    finish(flags=1, mp=8192) + chunk_friendly(READ, 1, 0, 1))
 put("server_hs", "skew", b"\x01\x50" + hello() + fin)
-put("server_hs", "bad_proof", b"\x01\x00" + hello() + b"\x01" + bytes(24))
-put("server_hs", "token", b"\x01\x00" + hello() + b"\x00" + b"\x01" * 16 +
-    bytes(8))
-put("server_hs", "small_payload", b"\x01\x00" + hello() + b"\x00" +
-    bytes(16) + struct.pack(">II", 0, 100))
+put("server_hs", "bad_proof", b"\x01\x00" + hello() + finish(ctl=1))
+put("server_hs", "token", b"\x01\x00" + hello() +
+    finish(token=b"\x01" * 16))
+put("server_hs", "small_payload", b"\x01\x00" + hello() + finish(mp=100))
+put("server_hs", "bad_slot", b"\x01\x00" + hello() + finish(slot=64))
+put("server_hs", "epoch0", b"\x01\x00" + hello() + finish(epoch=0))
 put("server_hs", "unknown_identity", b"\x01\x00" + hello(b"other") + fin)
 put("server_hs", "no_export", b"\x01\x00" + hello(export=b"nope") + fin)
-put("server_hs", "version", b"\x01\x00" + hello(version=2))
+put("server_hs", "version", b"\x01\x00" + hello(version=1))
 put("server_hs", "bad_name", b"\x01\x00" + hello(b"a b"))
-put("server_hs", "raw_finish", b"\x01\x00" + hello() + b"\x02" + bytes(24))
+put("server_hs", "ext", b"\x01\x00" + hello(
+    ext=ext_area((0x7777, b"x" * 10), (0, b""))) + fin)
+put("server_hs", "bad_ext", b"\x01\x00" + hello(
+    ext=ext_area((1, b"abc"))[:-1], ext_len=7) + fin)
+put("server_hs", "low_order", b"\x03\x00" + hello(share=bytes(32)) + fin)
+put("server_hs", "raw_finish", b"\x01\x00" + hello() + finish(ctl=2))
 put("server_hs", "short", b"\x00\x00" + hello()[:30])
 
 # ---- server_req: ctl chunks
@@ -132,10 +158,13 @@ put("client", "errors", b"\x00" + info_ok +
     b"".join(friendly_reply(k, k + 1) for k in range(6)))
 put("client", "refused", b"\x01" + struct.pack(">H", 7))
 put("client", "bad_proof", b"\x03")
-put("client", "raw_hello", b"\x02" + struct.pack(">IHH", MAGIC, 1, 0) +
+put("client", "raw_hello", b"\x02" + struct.pack(">IHH", MAGIC, 2, 0) +
+    bytes(96))
+put("client", "v1_refusal", b"\x02" + struct.pack(">IHH", MAGIC, 1, 9) +
     bytes(64))
 put("client", "raw_info", b"\x00\x01" + struct.pack(
-    ">HHIQII", 0, 0, 0, 1 << 20, 512, 1 << 30) + bytes(32))
+    ">HHIQII", 0, 0, 0, 1 << 20, 512, 1 << 30) + bytes(32) +
+    struct.pack(">QQ", 1, 0))
 put("client", "duplicate", b"\x00" + info_ok + friendly_reply(0) +
     friendly_reply(0))
 put("client", "bad_length", b"\x00" + info_ok + b"\x01\x00" +

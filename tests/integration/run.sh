@@ -368,6 +368,34 @@ expect_ok url-default-export "$ND" info "netdisk://127.0.0.1:$RW_PORT/" --key-fi
 # ------------------------------------------------ no such export, no server
 expect_err no-such-export 8 "no such export" \
 	"$ND" info "netdisk://127.0.0.1:$RW_PORT/nope" --key-file key
+# Without the key nothing tells whether an export exists.
+expect_err no-such-export-wrong-key 4 "authentication failed" \
+	"$ND" info "netdisk://127.0.0.1:$RW_PORT/nope" --key-file wrongkey
+expect_err existing-export-wrong-key 4 "authentication failed" \
+	"$ND" info "netdisk://127.0.0.1:$RW_PORT/default" --key-file wrongkey
+
+# ------------------------------------------------ a protocol-1 client
+# Its ClientHello is the prefix every version shares; the answer is a
+# 104-byte ServerHello (version 2, status 9 "unsupported version", zeros),
+# then the server closes: no hang.
+python3 - "$RW_PORT" >"$T/v1.out" 2>&1 <<'PY'
+import os, socket, struct, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.settimeout(5)
+s.sendall(struct.pack(">IHH", 0x4E44534B, 1, 0) + os.urandom(32) +
+          struct.pack(">QBB", int(time.time()), 7, 7) + b"defaultdefault")
+got = b""
+while True:
+    b = s.recv(4096)
+    if not b:
+        break
+    got += b
+print(len(got), got[:8].hex(), got[8:].count(0))
+PY
+[ "$(cat "$T/v1.out")" = "104 4e44534b00020009 96" ] &&
+	ok "v1 client: 104-byte version-2 status-9 answer, then EOF" ||
+	bad "v1 client: got '$(cat "$T/v1.out")'"
+alive RW && ok "v1 client: server alive" || bad "v1 client: server died"
 stop_server RW
 expect_err cannot-connect 3 "connect" "$ND" info "$URL" --key-file key
 
@@ -559,6 +587,15 @@ for mode in size-huge size-unaligned block-size payload-zero payload-huge \
 	evil_case "$mode" "protocol error: unusable session info" "$ND" info URL
 done
 evil_case hello-trickle "timed out during handshake" "$ND" info URL
+# A protocol-1 server's refusal is 72 bytes and it then waits: the client
+# reads 8 and reports the version at once.
+start_evil v1-server
+t0=$SECONDS
+expect_err evil-v1-server 11 "unsupported protocol version" \
+	"$ND" info "netdisk://127.0.0.1:$EV_PORT" --key-file key --timeout 10
+[ $((SECONDS - t0)) -le 5 ] ||
+	bad "evil-v1-server: took $((SECONDS - t0)) s with --timeout 10"
+stop_evil
 
 # Someone on the path without the key answers with a forged ServerHello
 # "unknown session": a malformed hello, not a refusal from the server.

@@ -33,7 +33,9 @@
  *   not a multiple of it), block-size (3), payload-zero, payload-huge
  *   (0xffffffff), payload-raise (16 MiB, above what the client asked),
  *   info-status (SessionInfo status 0x7777), hello-trickle (ServerHello and
- *   SessionInfo one byte every MS).
+ *   SessionInfo one byte every MS), v1-server (answers the ClientHello as a
+ *   protocol-1 server does: a 72-byte ServerHello, version 1, status 9
+ *   "unsupported version", and keeps the connection open).
  * Each misbehaviour is logged on stderr as "ndevil: conn C: MODE ...". With
  * PORT 0 the chosen port is printed on stdout as "port N". SIGTERM/SIGINT
  * exit 0.
@@ -66,6 +68,7 @@ enum mode {
 	/* handshake modes */
 	M_SIZE_HUGE, M_SIZE_UNALIGNED, M_BLOCK_SIZE, M_PAYLOAD_ZERO,
 	M_PAYLOAD_HUGE, M_PAYLOAD_RAISE, M_INFO_STATUS, M_HELLO_TRICKLE,
+	M_V1_SERVER,
 	M_COUNT
 };
 static const char *const mode_names[M_COUNT] = {
@@ -73,6 +76,7 @@ static const char *const mode_names[M_COUNT] = {
 	"long-read", "empty-read", "bad-status", "garbage", "stall", "trickle",
 	"size-huge", "size-unaligned", "block-size", "payload-zero",
 	"payload-huge", "payload-raise", "info-status", "hello-trickle",
+	"v1-server",
 };
 
 #define BAD_STATUS	0x7777
@@ -324,12 +328,14 @@ static int handshake(struct conn *c)
 {
 	uint8_t ch_buf[ND_CLIENT_HELLO_MAX], sh_buf[ND_SERVER_HELLO_LEN];
 	uint8_t th[ND_HASH_LEN], okm[ND_OKM_LEN], mac[ND_HASH_LEN];
+	uint8_t eph[ND_SHARE_LEN];
 	uint8_t buf[ND_CLIENT_FINISH_LEN + ND_TAG_LEN], si[ND_SESSION_INFO_LEN];
 	struct nd_server_hello sh = { .version = ND_VERSION };
 	struct nd_session_info info = {
 		.flags = ND_EXP_FLUSH | ND_EXP_EXCLUSIVE, .size = g_size,
-		.block_size = ND_SECTOR_SIZE,
+		.block_size = ND_SECTOR_SIZE, .write_epoch = 1,
 	};
+	size_t o;
 	struct nd_client_hello ch;
 	struct nd_client_finish cf;
 	bool slow = g_mode == M_HELLO_TRICKLE;
@@ -339,15 +345,39 @@ static int handshake(struct conn *c)
 	if (nd_read_full(c->fd, ch_buf, ND_CLIENT_HELLO_FIXED))
 		return -1;
 	names = nd_client_hello_decode_fixed(ch_buf, &ch);
-	if (names < 0 || ch.version != ND_VERSION ||
+	if (names < 0 ||
 	    nd_read_full(c->fd, ch_buf + ND_CLIENT_HELLO_FIXED, (size_t)names) ||
 	    nd_client_hello_decode_names(ch_buf + ND_CLIENT_HELLO_FIXED, &ch))
 		return -1;
-	if (nd_random(sh.random, sizeof(sh.random)))
+	if (g_mode == M_V1_SERVER) {
+		/* Version 1's ServerHello: magic, version 1, status, 64 bytes. */
+		memset(sh_buf, 0, sizeof(sh_buf));
+		nd_put32(sh_buf, ND_MAGIC);
+		nd_put16(sh_buf + 4, 1);
+		nd_put16(sh_buf + 6, ND_ERR_VERSION);
+		fprintf(stderr, "ndevil: conn %lu: v1-server: 72-byte version-1 server hello, status 9\n",
+			c->id);
+		if (nd_write_full(c->fd, sh_buf, 72))
+			return -1;
+		/* A v1 server would wait for the rest; so do we, until EOF. */
+		while (read(c->fd, buf, sizeof(buf)) > 0)
+			;
+		return -1;
+	}
+	o = ND_CLIENT_HELLO_FIXED + (size_t)names;
+	if (ch.version != ND_VERSION ||
+	    nd_read_full(c->fd, ch_buf + o, ND_CLIENT_HELLO_TAIL) ||
+	    nd_client_hello_decode_tail(ch_buf + o, &ch) < 0 ||
+	    nd_read_full(c->fd, ch_buf + o + ND_CLIENT_HELLO_TAIL, ch.ext_len) ||
+	    nd_client_hello_decode_ext(ch_buf + o + ND_CLIENT_HELLO_TAIL, &ch))
+		return -1;
+	if (nd_random(sh.random, sizeof(sh.random)) ||
+	    nd_x25519_keygen(eph, sh.share))
 		return -1;
 	nd_server_hello_encode(sh_buf, &sh);
 	nd_transcript(ch_buf, nd_client_hello_len(&ch), sh_buf, th);
-	if (nd_derive(g_key, ch.random, sh.random, th, okm))
+	if (nd_key_exchange(eph, ch.share, g_key, ch.random, sh.random, th,
+			    okm))
 		goto out;
 	nd_finish_mac(okm + ND_OKM_S_FINISH, th, sh.verify);
 	nd_server_hello_encode(sh_buf, &sh);
@@ -401,7 +431,8 @@ static int handshake(struct conn *c)
 	default:
 		break;
 	}
-	if (g_mode >= M_SIZE_HUGE && g_mode != M_HELLO_TRICKLE)
+	if (g_mode >= M_SIZE_HUGE && g_mode != M_HELLO_TRICKLE &&
+	    g_mode != M_V1_SERVER)
 		fprintf(stderr, "ndevil: conn %lu: %s: session info size %llu, block size %u, max payload %u, status %u\n",
 			c->id, mode_names[g_mode],
 			(unsigned long long)info.size, info.block_size,

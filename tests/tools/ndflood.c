@@ -89,6 +89,8 @@ static void send_some(int fd, int kind)
 		memcpy(ch.export_name, "default", 7);
 		for (int i = 0; i < ND_RANDOM_LEN; i++)
 			ch.random[i] = (uint8_t)rand();
+		/* u = 9, the X25519 base point: a share the server accepts. */
+		ch.share[0] = 9;
 		len = nd_client_hello_encode(buf, &ch);
 		if (kind == 2)
 			len = 20;

@@ -368,9 +368,15 @@ static bool parse(struct dir *d)
 		}
 		if (!d->hello_done) {
 			if (d->c2s) {
+				/* Fixed part, names, share and ext_len, extensions. */
 				need = ND_CLIENT_HELLO_FIXED;
-				if (d->in.len >= ND_CLIENT_HELLO_FIXED)
-					need += (size_t)d->in.p[48] + d->in.p[49];
+				if (d->in.len >= need)
+					need += (size_t)d->in.p[48] +
+						d->in.p[49] +
+						ND_CLIENT_HELLO_TAIL;
+				if (d->in.len >= need &&
+				    need > ND_CLIENT_HELLO_FIXED)
+					need += nd_get16(d->in.p + need - 2);
 			} else {
 				need = ND_SERVER_HELLO_LEN;
 			}
@@ -608,7 +614,7 @@ static void forge_hello(int cfd)
 	uint8_t ch[ND_CLIENT_HELLO_MAX], sh[ND_SERVER_HELLO_LEN];
 	struct timeval tv = { .tv_sec = 10 };
 	size_t need = ND_CLIENT_HELLO_FIXED, got = 0;
-	unsigned int i;
+	unsigned int i, tail_read = 0;
 
 	setsockopt(cfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	while (got < need) {
@@ -620,9 +626,14 @@ static void forge_hello(int cfd)
 			return;
 		}
 		got += (size_t)n;
+		/* The whole hello, so closing afterwards sends no reset. */
 		if (got == ND_CLIENT_HELLO_FIXED)
 			need += (size_t)(ch[48] > ND_NAME_MAX ? 0 : ch[48]) +
-				(ch[49] > ND_NAME_MAX ? 0 : ch[49]);
+				(ch[49] > ND_NAME_MAX ? 0 : ch[49]) +
+				ND_CLIENT_HELLO_TAIL;
+		else if (got == need && !tail_read++ &&
+			 nd_get16(ch + need - 2) <= ND_EXT_MAX)
+			need += nd_get16(ch + need - 2);
 	}
 	for (i = 0; i < ND_RANDOM_LEN; i++)
 		h.random[i] = (uint8_t)rnd(256);

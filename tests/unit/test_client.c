@@ -143,6 +143,8 @@ static void read_many(struct fixture *f, unsigned int slots, int n,
 	uint8_t **bufs = calloc((size_t)n, sizeof(*bufs));
 	int i;
 
+	/* Read-only: no writer number. */
+	assert_true(nd_client_info(c)->write_epoch == 0);
 	assert_non_null(bufs);
 	for (i = 0; i < n; i++) {
 		bufs[i] = malloc(req_len(i));
@@ -199,6 +201,7 @@ static void test_write_read_back_and_close(void **state)
 	struct nd_client *c = open_client(f, 8, 0), *c2;
 	uint8_t *w = malloc(1u << 20), *r = malloc(1u << 20);
 	uint8_t *copy = malloc(1u << 20);
+	uint64_t epoch;
 	int i;
 
 	assert_non_null(w);
@@ -217,9 +220,13 @@ static void test_write_read_back_and_close(void **state)
 		assert_memory_equal(r, copy, len);
 	}
 	assert_int_equal(nd_client_flush(c), 0);
+	/* A writable session has a writer number, a new one for each writer. */
+	epoch = nd_client_info(c)->write_epoch;
+	assert_true(epoch != 0);
 	assert_int_equal(nd_client_close(c), 0);
 	/* The close was clean: a new writer gets the lock (grace is 60 s). */
 	c2 = open_client(f, 8, 0);
+	assert_true(nd_client_info(c2)->write_epoch > epoch);
 	assert_int_equal(nd_client_read(c2, r, 0, 4096), 0);
 	assert_int_equal(nd_client_close(c2), 0);
 	free(w);

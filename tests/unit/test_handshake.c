@@ -2,7 +2,8 @@
 /*
  * nd_handshake_client against a minimal server written here from the lib
  * primitives, over a socketpair: success, every refusal and failure path,
- * and a session that rotates keys in both directions.
+ * a version-1 server's refusal, low-order key shares, forward secrecy of a
+ * recorded session, and a session that rotates keys in both directions.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -19,6 +20,7 @@
 #include <cmocka.h>
 
 #include "nd_wire.h"
+#include "nd_internal.h"
 #include "netdisk_vectors.h"
 
 enum srv_mode {
@@ -27,8 +29,13 @@ enum srv_mode {
 	SRV_CLOSE,		/* close without a word */
 	SRV_HELLO_SHORT,	/* half a ServerHello */
 	SRV_HELLO_MAGIC,
-	SRV_HELLO_VERSION,	/* status 0 but version 2 */
-	SRV_HELLO_STATUS,	/* no such export */
+	SRV_HELLO_VERSION,	/* status 0 but version 3 */
+	SRV_HELLO_STATUS,	/* "no such export" forged in the hello */
+	SRV_V1_REFUSAL,		/* a version-1 server: 72 bytes, version 1, status 9 */
+	SRV_V2_REFUSAL,		/* 104 bytes, version 2, status 9, zeros */
+	SRV_ZERO_SHARE,		/* all-zero server share */
+	SRV_LOW_ORDER_SHARE,	/* u = 1: a low-order point */
+	SRV_INFO_NO_EXPORT,	/* "no such export" in the SessionInfo */
 	SRV_HELLO_NO_SESSION,	/* "unknown session" forged in the hello */
 	SRV_HELLO_BUSY,		/* "busy" forged in the hello */
 	SRV_BAD_VERIFY,		/* right key, corrupted proof */
@@ -54,22 +61,29 @@ struct srv {
 	uint64_t echoed;
 	uint8_t tx_key0[ND_KEY_LEN], rx_key0[ND_KEY_LEN];
 	uint8_t token[ND_TOKEN_LEN];
+	/* The wire as recorded, and (for the control) the server's eph key. */
+	uint8_t ch_buf[ND_CLIENT_HELLO_MAX], sh_buf[ND_SERVER_HELLO_LEN];
+	size_t ch_len;
+	uint8_t cf_rec[ND_RECORD_HDR_LEN + ND_CLIENT_FINISH_LEN + ND_TAG_LEN];
+	uint8_t eph_copy[ND_SHARE_LEN];
 	char err[160];
 };
 
 static void *srv_main(void *arg)
 {
 	struct srv *s = arg;
-	uint8_t ch_buf[ND_CLIENT_HELLO_MAX], sh_buf[ND_SERVER_HELLO_LEN];
+	uint8_t *ch_buf = s->ch_buf, *sh_buf = s->sh_buf;
 	uint8_t th[ND_HASH_LEN], okm[ND_OKM_LEN], mac[ND_HASH_LEN];
+	uint8_t eph[ND_SHARE_LEN];
 	uint8_t buf[256], si[ND_SESSION_INFO_LEN + 8] = { 0 };
 	struct nd_server_hello sh = { .version = ND_VERSION };
 	struct nd_session_info info = {
 		.status = ND_OK, .flags = ND_EXP_FLUSH | ND_EXP_EXCLUSIVE,
-		.size = 1 << 20, .block_size = 4096,
+		.size = 1 << 20, .block_size = 4096, .write_epoch = 1,
 	};
 	struct nd_crypto c;
 	struct iovec v;
+	size_t o;
 	int names;
 	long n;
 
@@ -81,14 +95,38 @@ static void *srv_main(void *arg)
 		goto out;
 	}
 	names = nd_client_hello_decode_fixed(ch_buf, &s->ch);
+	o = ND_CLIENT_HELLO_FIXED + (size_t)(names < 0 ? 0 : names);
 	if (names < 0 ||
 	    nd_read_full(s->fd, ch_buf + ND_CLIENT_HELLO_FIXED, (size_t)names) ||
 	    nd_client_hello_decode_names(ch_buf + ND_CLIENT_HELLO_FIXED,
-					 &s->ch)) {
+					 &s->ch) ||
+	    nd_read_full(s->fd, ch_buf + o, ND_CLIENT_HELLO_TAIL) ||
+	    nd_client_hello_decode_tail(ch_buf + o, &s->ch) < 0 ||
+	    nd_read_full(s->fd, ch_buf + o + ND_CLIENT_HELLO_TAIL,
+			 s->ch.ext_len) ||
+	    nd_client_hello_decode_ext(ch_buf + o + ND_CLIENT_HELLO_TAIL,
+				       &s->ch)) {
 		snprintf(s->err, sizeof(s->err), "bad ClientHello");
 		goto out;
 	}
+	s->ch_len = nd_client_hello_len(&s->ch);
+	if (s->mode == SRV_V1_REFUSAL || s->mode == SRV_V2_REFUSAL) {
+		sh.version = s->mode == SRV_V1_REFUSAL ? 1 : 2;
+		sh.status = ND_ERR_VERSION;
+		nd_server_hello_encode(sh_buf, &sh);
+		/* A version-1 ServerHello was 72 bytes. */
+		nd_write_full(s->fd, sh_buf, s->mode == SRV_V1_REFUSAL ?
+			      72 : ND_SERVER_HELLO_LEN);
+		/* Whatever the client does next, it must not be a record. */
+		s->after_hello = nd_read_full(s->fd, buf, 1) ? ND_RECV_EOF : 1;
+		goto out;
+	}
 	nd_random(sh.random, ND_RANDOM_LEN);
+	if (nd_x25519_keygen(eph, sh.share)) {
+		snprintf(s->err, sizeof(s->err), "keygen failed");
+		goto out;
+	}
+	memcpy(s->eph_copy, eph, ND_SHARE_LEN);
 	if (s->mode == SRV_HELLO_STATUS)
 		sh.status = ND_ERR_NO_EXPORT;
 	if (s->mode == SRV_HELLO_NO_SESSION)
@@ -96,11 +134,24 @@ static void *srv_main(void *arg)
 	if (s->mode == SRV_HELLO_BUSY)
 		sh.status = ND_ERR_BUSY;
 	if (s->mode == SRV_HELLO_VERSION)
-		sh.version = 2;
+		sh.version = 3;
+	if (s->mode == SRV_ZERO_SHARE)
+		memset(sh.share, 0, ND_SHARE_LEN);
+	if (s->mode == SRV_LOW_ORDER_SHARE) {
+		memset(sh.share, 0, ND_SHARE_LEN);
+		sh.share[0] = 1;
+	}
 	nd_server_hello_encode(sh_buf, &sh);
-	nd_transcript(ch_buf, nd_client_hello_len(&s->ch), sh_buf, th);
-	if (nd_derive(s->psk, s->ch.random, sh.random, th, okm)) {
-		snprintf(s->err, sizeof(s->err), "derive failed");
+	nd_transcript(ch_buf, s->ch_len, sh_buf, th);
+	if (s->mode == SRV_ZERO_SHARE || s->mode == SRV_LOW_ORDER_SHARE) {
+		/* No dh to be had: prove the key over PSK || zeros. */
+		static const uint8_t zero[ND_SHARE_LEN];
+
+		nd_derive(s->psk, s->ch.random, sh.random, zero, th, okm);
+		nd_wipe(eph, sizeof(eph));
+	} else if (nd_key_exchange(eph, s->ch.share, s->psk, s->ch.random,
+				   sh.random, th, okm)) {
+		snprintf(s->err, sizeof(s->err), "key exchange failed");
 		goto out;
 	}
 	nd_finish_mac(okm + ND_OKM_S_FINISH, th, sh.verify);
@@ -121,12 +172,24 @@ static void *srv_main(void *arg)
 	memcpy(s->tx_key0, c.tx.key, ND_KEY_LEN);
 	memcpy(s->rx_key0, c.rx.key, ND_KEY_LEN);
 
-	n = nd_recv_record(s->fd, &c.rx, buf, sizeof(buf));
-	if (n != ND_CLIENT_FINISH_LEN) {
-		s->after_hello = n;
+	/* The ClientFinish record, kept as it came over the wire. */
+	if (nd_read_full(s->fd, s->cf_rec, ND_RECORD_HDR_LEN)) {
+		s->after_hello = ND_RECV_EOF;
 		goto out;
 	}
-	nd_client_finish_decode(buf, &s->cf);
+	if (nd_get32(s->cf_rec) != ND_CLIENT_FINISH_LEN + ND_TAG_LEN ||
+	    nd_read_full(s->fd, s->cf_rec + ND_RECORD_HDR_LEN,
+			 ND_CLIENT_FINISH_LEN + ND_TAG_LEN)) {
+		s->after_hello = ND_RECV_IO;
+		goto out;
+	}
+	memcpy(buf, s->cf_rec, sizeof(s->cf_rec));
+	if (nd_open(&c.rx, buf, buf + ND_RECORD_HDR_LEN, ND_CLIENT_FINISH_LEN,
+		    buf + ND_RECORD_HDR_LEN + ND_CLIENT_FINISH_LEN)) {
+		s->after_hello = ND_RECV_AUTH;
+		goto out;
+	}
+	nd_client_finish_decode(buf + ND_RECORD_HDR_LEN, &s->cf);
 	nd_finish_mac(okm + ND_OKM_C_FINISH, th, mac);
 	s->finish_ok = nd_equal(mac, s->cf.verify, ND_HASH_LEN);
 	if (!s->finish_ok)
@@ -138,6 +201,8 @@ static void *srv_main(void *arg)
 	nd_random(info.export_id, ND_EXPORT_ID_LEN);
 	if (s->mode == SRV_INFO_BUSY)
 		info.status = ND_ERR_BUSY;
+	if (s->mode == SRV_INFO_NO_EXPORT)
+		info.status = ND_ERR_NO_EXPORT;
 	if (s->mode == SRV_INFO_BAD)
 		info.block_size = 513;
 	if (s->mode == SRV_INFO_HUGE)
@@ -272,12 +337,18 @@ static void test_ok_defaults(void **state)
 	assert_memory_equal(h.srv.ch.export_name, "default", 7);
 	assert_true(h.srv.ch.timestamp + 5 >= now &&
 		    h.srv.ch.timestamp <= now + 5);
+	assert_int_equal(h.srv.ch.ext_len, 0);
 	assert_int_equal(h.srv.cf.flags, 0);
 	assert_int_equal(h.srv.cf.max_payload, ND_DEFAULT_PAYLOAD);
+	assert_int_equal(h.srv.cf.slot, 0);
+	assert_int_equal(h.srv.cf.epoch, 1);
+	assert_true(h.srv.cf.resume_writer == 0 && h.srv.cf.resume_own == 0);
+	assert_null(nd_client_finish_invalid(&h.srv.cf));
 	{
-		static const uint8_t zero[ND_TOKEN_LEN];
+		static const uint8_t zero[ND_SHARE_LEN];
 
 		assert_memory_equal(h.srv.cf.token, zero, ND_TOKEN_LEN);
+		assert_memory_not_equal(h.srv.ch.share, zero, ND_SHARE_LEN);
 	}
 	h.thread = pthread_self();	/* already joined */
 	close(h.fd[0]);
@@ -294,6 +365,7 @@ static void test_ok_params(void **state)
 		.psk = nd_vec_psk, .identity = "alice.example-1",
 		.export_name = "disk_0", .token = token,
 		.flags = ND_CF_READ_ONLY, .max_payload = 64 * 1024,
+		.slot = 5, .epoch = 9, .resume_writer = 3, .resume_own = 4,
 	};
 	struct hs h;
 
@@ -310,6 +382,9 @@ static void test_ok_params(void **state)
 	assert_memory_equal(h.srv.cf.token, token, ND_TOKEN_LEN);
 	assert_int_equal(h.srv.cf.flags, ND_CF_READ_ONLY);
 	assert_int_equal(h.srv.cf.max_payload, 64 * 1024);
+	assert_int_equal(h.srv.cf.slot, 5);
+	assert_int_equal(h.srv.cf.epoch, 9);
+	assert_true(h.srv.cf.resume_writer == 3 && h.srv.cf.resume_own == 4);
 	close(h.fd[0]);
 	close(h.fd[1]);
 	nd_crypto_free(&h.c);
@@ -413,12 +488,147 @@ static void test_bad_server_hello(void **state)
 	 */
 	expect(SRV_HELLO_NO_SESSION, ND_HS_PROTO, ND_OK);
 	expect(SRV_HELLO_BUSY, ND_HS_PROTO, ND_OK);
+	/* Whether an export exists is said only after authentication. */
+	expect(SRV_HELLO_STATUS, ND_HS_PROTO, ND_OK);
+}
+
+/*
+ * A low-order server share (dh all zero) is refused before the client
+ * sends anything encrypted, even with a server proof made for it.
+ */
+static void test_low_order_server_share(void **state)
+{
+	static const enum srv_mode modes[] = { SRV_ZERO_SHARE,
+					       SRV_LOW_ORDER_SHARE };
+
+	for (size_t i = 0; i < 2; i++) {
+		struct hs h;
+
+		start(&h, modes[i], NULL);
+		assert_int_equal(client(&h, NULL), ND_HS_PROTO);
+		assert_null(h.c.tx.ctx);
+		finish(&h);
+		assert_int_equal(h.srv.after_hello, ND_RECV_EOF);
+		assert_false(h.srv.finish_ok);
+	}
 }
 
 static void test_refused(void **state)
 {
-	expect(SRV_HELLO_STATUS, ND_HS_REFUSED, ND_ERR_NO_EXPORT);
+	expect(SRV_INFO_NO_EXPORT, ND_HS_REFUSED, ND_ERR_NO_EXPORT);
 	expect(SRV_INFO_BUSY, ND_HS_REFUSED, ND_ERR_BUSY);
+}
+
+/*
+ * "Unsupported version" is the one refusal a ServerHello carries: from a
+ * version-2 server (104 bytes) and from a version-1 server, whose answer
+ * was 72 bytes (the client reads 8 and stops, so it cannot hang waiting
+ * for 104). No record follows: the server sees the client close.
+ */
+static void test_version_refusal(void **state)
+{
+	static const enum srv_mode modes[] = { SRV_V2_REFUSAL, SRV_V1_REFUSAL };
+
+	for (size_t i = 0; i < 2; i++) {
+		struct nd_client_params p = { .psk = nd_vec_psk,
+					      .timeout_ms = 5000 };
+		struct hs h;
+
+		start(&h, modes[i], NULL);
+		assert_int_equal(client(&h, &p), ND_HS_REFUSED);
+		assert_int_equal(h.status, ND_ERR_VERSION);
+		assert_string_equal(nd_status_str(h.status),
+				    "unsupported protocol version");
+		assert_null(h.c.tx.ctx);
+		finish(&h);
+		assert_int_equal(h.srv.after_hello, ND_RECV_EOF);
+	}
+}
+
+/* Opens a copy of the recorded ClientFinish with keys from okm: 0 or -1. */
+static int open_recorded(const struct srv *s, const uint8_t okm[ND_OKM_LEN])
+{
+	uint8_t rec[sizeof(s->cf_rec)];
+	struct nd_crypto c;
+	int r;
+
+	memcpy(rec, s->cf_rec, sizeof(rec));
+	assert_int_equal(nd_crypto_init(&c, okm, false), 0);
+	r = nd_open(&c.rx, rec, rec + ND_RECORD_HDR_LEN, ND_CLIENT_FINISH_LEN,
+		    rec + ND_RECORD_HDR_LEN + ND_CLIENT_FINISH_LEN);
+	nd_crypto_free(&c);
+	return r;
+}
+
+/* Version 1's schedule: PRK from the PSK alone, with either label. */
+static void v1_okm(const struct srv *s, const uint8_t th[ND_HASH_LEN],
+		   const char *label, uint8_t okm[ND_OKM_LEN])
+{
+	uint8_t salt[2 * ND_RANDOM_LEN], prk[ND_HASH_LEN], info[64];
+	struct nd_server_hello sh;
+
+	assert_int_equal(nd_server_hello_decode(s->sh_buf, &sh), 0);
+	memcpy(salt, s->ch.random, ND_RANDOM_LEN);
+	memcpy(salt + ND_RANDOM_LEN, sh.random, ND_RANDOM_LEN);
+	assert_int_equal(nd_hkdf_extract(salt, sizeof(salt), s->psk,
+					 ND_KEY_LEN, prk), 0);
+	memcpy(info, label, strlen(label));
+	memcpy(info + strlen(label), th, ND_HASH_LEN);
+	assert_int_equal(nd_hkdf_expand(prk, info, strlen(label) + ND_HASH_LEN,
+					okm, ND_OKM_LEN), 0);
+}
+
+/*
+ * Forward secrecy: someone who recorded a session (both hellos with their
+ * randoms and shares, the first client record) and later learns the PSK
+ * still cannot open the record: the version-1 schedule from the transcript
+ * fails, and so does version 2 with anything but the real DH secret. With
+ * the server's ephemeral key (which the real implementations wipe) it
+ * opens: the recording is good, the ephemeral secret is what is missing.
+ */
+static void test_forward_secrecy(void **state)
+{
+	static const uint8_t zero[ND_SHARE_LEN];
+	uint8_t th[ND_HASH_LEN], okm[ND_OKM_LEN], eph[ND_SHARE_LEN];
+	struct nd_server_hello sh;
+	struct hs h;
+
+	start(&h, SRV_OK, NULL);
+	assert_int_equal(client(&h, NULL), ND_HS_OK);
+	pthread_join(h.thread, NULL);
+	h.thread = pthread_self();
+	assert_true(h.srv.finish_ok);
+	assert_int_equal(nd_server_hello_decode(h.srv.sh_buf, &sh), 0);
+	nd_transcript(h.srv.ch_buf, h.srv.ch_len, h.srv.sh_buf, th);
+
+	v1_okm(&h.srv, th, "netdisk/1 keys", okm);
+	assert_int_equal(open_recorded(&h.srv, okm), -1);
+	v1_okm(&h.srv, th, ND_KDF_LABEL, okm);
+	assert_int_equal(open_recorded(&h.srv, okm), -1);
+	/* dh guessed as zero, or as either public share. */
+	assert_int_equal(nd_derive(nd_vec_psk, h.srv.ch.random, sh.random,
+				   zero, th, okm), 0);
+	assert_int_equal(open_recorded(&h.srv, okm), -1);
+	assert_int_equal(nd_derive(nd_vec_psk, h.srv.ch.random, sh.random,
+				   h.srv.ch.share, th, okm), 0);
+	assert_int_equal(open_recorded(&h.srv, okm), -1);
+	assert_int_equal(nd_derive(nd_vec_psk, h.srv.ch.random, sh.random,
+				   sh.share, th, okm), 0);
+	assert_int_equal(open_recorded(&h.srv, okm), -1);
+
+	/* Control: with the ephemeral secret it opens. */
+	memcpy(eph, h.srv.eph_copy, sizeof(eph));
+	assert_int_equal(nd_key_exchange(eph, h.srv.ch.share, nd_vec_psk,
+					 h.srv.ch.random, sh.random, th, okm),
+			 0);
+	assert_memory_equal(eph, zero, ND_SHARE_LEN);
+	assert_int_equal(open_recorded(&h.srv, okm), 0);
+
+	close(h.fd[0]);
+	close(h.fd[1]);
+	nd_crypto_free(&h.c);
+	if (h.srv.err[0])
+		fail_msg("server: %s", h.srv.err);
 }
 
 static void test_bad_session_info(void **state)
@@ -449,6 +659,7 @@ static void test_rekey_both_ways(void **state)
 {
 	const uint64_t total = 2 * ND_REKEY_RECORDS + 5, batch = 256;
 	uint8_t tx0[ND_KEY_LEN], rx0[ND_KEY_LEN], k[ND_KEY_LEN];
+	uint8_t txt[ND_KEY_LEN], rxt[ND_KEY_LEN];
 	uint64_t sent = 0, got = 0;
 	struct hs h;
 
@@ -456,6 +667,8 @@ static void test_rekey_both_ways(void **state)
 	assert_int_equal(client(&h, NULL), ND_HS_OK);
 	memcpy(tx0, h.c.tx.key, ND_KEY_LEN);
 	memcpy(rx0, h.c.rx.key, ND_KEY_LEN);
+	memcpy(txt, h.c.tx.traffic, ND_KEY_LEN);
+	memcpy(rxt, h.c.rx.traffic, ND_KEY_LEN);
 	while (got < total) {
 		uint64_t end = sent + batch < total ? sent + batch : total;
 
@@ -485,12 +698,15 @@ static void test_rekey_both_ways(void **state)
 	assert_int_equal(h.c.rx.seq, total + 1);
 	assert_memory_not_equal(h.c.tx.key, tx0, ND_KEY_LEN);
 	assert_memory_not_equal(h.c.rx.key, rx0, ND_KEY_LEN);
-	/* Two rotations: key == rekey(rekey(initial)). */
-	nd_rekey(tx0, k);
-	nd_rekey(k, k);
+	/* Two generations on: key_2 from traffic_2 = next(next(traffic_0)). */
+	nd_traffic_next(txt, k);
+	nd_traffic_next(k, k);
+	assert_memory_equal(h.c.tx.traffic, k, ND_KEY_LEN);
+	nd_traffic_key(k, k);
 	assert_memory_equal(h.c.tx.key, k, ND_KEY_LEN);
-	nd_rekey(rx0, k);
-	nd_rekey(k, k);
+	nd_traffic_next(rxt, k);
+	nd_traffic_next(k, k);
+	nd_traffic_key(k, k);
 	assert_memory_equal(h.c.rx.key, k, ND_KEY_LEN);
 	{
 		struct nd_request r = { .op = ND_OP_DISCONNECT,
@@ -521,7 +737,10 @@ int main(void)
 		cmocka_unit_test(test_invalid_params),
 		cmocka_unit_test(test_server_closes),
 		cmocka_unit_test(test_bad_server_hello),
+		cmocka_unit_test(test_low_order_server_share),
 		cmocka_unit_test(test_refused),
+		cmocka_unit_test(test_version_refusal),
+		cmocka_unit_test(test_forward_secrecy),
 		cmocka_unit_test(test_bad_session_info),
 		cmocka_unit_test(test_rekey_both_ways),
 	};

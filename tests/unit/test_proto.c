@@ -60,6 +60,8 @@ static struct nd_client_hello sample_hello(void)
 
 	for (i = 0; i < ND_RANDOM_LEN; i++)
 		h.random[i] = (uint8_t)(0xa0 + i);
+	for (i = 0; i < ND_SHARE_LEN; i++)
+		h.share[i] = (uint8_t)(0x40 + i);
 	memcpy(h.identity, "alice", 5);
 	memcpy(h.export_name, "vol", 3);
 	return h;
@@ -71,8 +73,10 @@ static void test_client_hello_roundtrip(void **state)
 	uint8_t b[ND_CLIENT_HELLO_MAX];
 	size_t len = nd_client_hello_encode(b, &h);
 
-	assert_int_equal(len, ND_CLIENT_HELLO_FIXED + 8);
+	assert_int_equal(len, ND_CLIENT_HELLO_FIXED + 8 + ND_CLIENT_HELLO_TAIL);
 	assert_int_equal(nd_client_hello_len(&h), len);
+	assert_memory_equal(b + 58, h.share, ND_SHARE_LEN);
+	assert_int_equal(nd_get16(b + 90), 0);
 	assert_memory_equal(b, "NDSK", 4);
 	assert_int_equal(nd_get16(b + 4), ND_VERSION);
 	assert_true(nd_get64(b + 40) == 1700000000ull);
@@ -88,14 +92,68 @@ static void test_client_hello_roundtrip(void **state)
 	assert_memory_equal(d.random, h.random, ND_RANDOM_LEN);
 	assert_memory_equal(d.identity, "alice", 5);
 	assert_memory_equal(d.export_name, "vol", 3);
+	assert_int_equal(nd_client_hello_decode_tail(b + 58, &d), 0);
+	assert_memory_equal(d.share, h.share, ND_SHARE_LEN);
+	assert_int_equal(d.ext_len, 0);
+	assert_int_equal(nd_client_hello_decode_ext(b + 92, &d), 0);
 
-	/* Longest names. */
+	/* Longest names and a full extension area of unknown types. */
 	h.identity_len = h.export_len = ND_NAME_MAX;
 	memset(h.identity, 'i', ND_NAME_MAX);
 	memset(h.export_name, 'e', ND_NAME_MAX);
+	h.ext_len = ND_EXT_MAX;
+	nd_put16(h.ext, 0xfe01);
+	nd_put16(h.ext + 2, 100);
+	nd_put16(h.ext + 104, 0x0000);
+	nd_put16(h.ext + 106, ND_EXT_MAX - 108);
 	assert_int_equal(nd_client_hello_encode(b, &h), ND_CLIENT_HELLO_MAX);
 	assert_int_equal(nd_client_hello_decode_fixed(b, &d), 2 * ND_NAME_MAX);
 	assert_int_equal(nd_client_hello_decode_names(b + 50, &d), 0);
+	assert_int_equal(nd_client_hello_decode_tail(b + 50 + 2 * ND_NAME_MAX,
+						     &d), ND_EXT_MAX);
+	assert_int_equal(nd_client_hello_decode_ext(b + 50 + 2 * ND_NAME_MAX +
+						    ND_CLIENT_HELLO_TAIL, &d),
+			 0);
+	assert_memory_equal(d.ext, h.ext, ND_EXT_MAX);
+}
+
+/* Extension framing: {u16 type, u16 len, value} filling ext_len exactly. */
+static int ext_check(const uint8_t *ext, uint16_t len)
+{
+	struct nd_client_hello d = { .ext_len = len };
+
+	return nd_client_hello_decode_ext(ext, &d);
+}
+
+static void test_client_hello_extensions(void **state)
+{
+	uint8_t e[ND_EXT_MAX + 8] = { 0 }, t[ND_CLIENT_HELLO_TAIL];
+	struct nd_client_hello d;
+
+	/* Empty, one empty extension, two, any type. */
+	assert_int_equal(ext_check(e, 0), 0);
+	assert_int_equal(ext_check(e, 4), 0);
+	nd_put16(e, 0xffff);
+	nd_put16(e + 2, 3);
+	nd_put16(e + 7, 0x1234);
+	nd_put16(e + 9, 1);
+	assert_int_equal(ext_check(e, 12), 0);
+	/* Broken framing: a header cut short, a value running past the end. */
+	assert_int_equal(ext_check(e, 1), -1);
+	assert_int_equal(ext_check(e, 3), -1);
+	assert_int_equal(ext_check(e, 6), -1);
+	assert_int_equal(ext_check(e, 11), -1);
+	assert_int_equal(ext_check(e, 13), -1);	/* trailing byte */
+	nd_put16(e + 2, 0xffff);
+	assert_int_equal(ext_check(e, 12), -1);
+	/* ext_len over 512 is refused before any extension is read. */
+	memset(t, 0, sizeof(t));
+	nd_put16(t + ND_SHARE_LEN, ND_EXT_MAX);
+	assert_int_equal(nd_client_hello_decode_tail(t, &d), ND_EXT_MAX);
+	nd_put16(t + ND_SHARE_LEN, ND_EXT_MAX + 1);
+	assert_int_equal(nd_client_hello_decode_tail(t, &d), -1);
+	nd_put16(t + ND_SHARE_LEN, 0xffff);
+	assert_int_equal(nd_client_hello_decode_tail(t, &d), -1);
 }
 
 static void test_client_hello_malformed(void **state)
@@ -143,44 +201,61 @@ static void test_client_hello_malformed(void **state)
 
 static void test_server_hello(void **state)
 {
-	struct nd_server_hello h = { .version = 1, .status = ND_ERR_VERSION },
+	struct nd_server_hello h = { .version = ND_VERSION, .status = ND_OK },
 			       d;
 	uint8_t b[ND_SERVER_HELLO_LEN];
 	int i;
 
 	for (i = 0; i < ND_RANDOM_LEN; i++) {
 		h.random[i] = (uint8_t)i;
+		h.share[i] = (uint8_t)(100 + i);
 		h.verify[i] = (uint8_t)(255 - i);
 	}
 	nd_server_hello_encode(b, &h);
 	assert_int_equal(nd_get32(b), ND_MAGIC);
-	assert_int_equal(nd_get16(b + 6), ND_ERR_VERSION);
+	assert_int_equal(nd_get16(b + 4), ND_VERSION);
+	assert_int_equal(nd_get16(b + 6), ND_OK);
+	assert_memory_equal(b + 40, h.share, ND_SHARE_LEN);
+	assert_memory_equal(b + 72, h.verify, ND_HASH_LEN);
 	assert_int_equal(nd_server_hello_decode(b, &d), 0);
-	assert_int_equal(d.version, 1);
-	assert_int_equal(d.status, ND_ERR_VERSION);
+	assert_int_equal(d.version, ND_VERSION);
+	assert_int_equal(d.status, ND_OK);
 	assert_memory_equal(d.random, h.random, ND_RANDOM_LEN);
+	assert_memory_equal(d.share, h.share, ND_SHARE_LEN);
 	assert_memory_equal(d.verify, h.verify, ND_HASH_LEN);
+	memset(&d, 0, sizeof(d));
+	assert_int_equal(nd_server_hello_decode_head(b, &d), 0);
+	assert_int_equal(d.version, ND_VERSION);
 	b[3] ^= 0x80;
 	assert_int_equal(nd_server_hello_decode(b, &d), -1);
+	assert_int_equal(nd_server_hello_decode_head(b, &d), -1);
+
+	/* A version-1 server's refusal: its first 8 bytes are all we read. */
+	memcpy(b, "NDSK\x00\x01\x00\x09", 8);
+	assert_int_equal(nd_server_hello_decode_head(b, &d), 0);
+	assert_int_equal(d.version, 1);
+	assert_int_equal(d.status, ND_ERR_VERSION);
 }
 
 /*
- * A ServerHello is unauthenticated: only OK, no such export and version
- * may come in it; busy, unknown session and the rest only in SessionInfo.
+ * A ServerHello is unauthenticated: only OK and unsupported version may
+ * come in it; no such export, busy, unknown session and the rest only in
+ * SessionInfo.
  */
 static void test_server_hello_status(void **state)
 {
-	struct nd_server_hello h = { .version = 1 }, d;
+	struct nd_server_hello h = { .version = ND_VERSION }, d;
 	uint8_t b[ND_SERVER_HELLO_LEN];
 	unsigned int st;
 
 	for (st = 0; st <= ND_ERR__COUNT + 1; st++) {
-		int ok = st == ND_OK || st == ND_ERR_NO_EXPORT ||
-			 st == ND_ERR_VERSION;
+		int ok = st == ND_OK || st == ND_ERR_VERSION;
 
 		h.status = (uint16_t)st;
 		nd_server_hello_encode(b, &h);
 		assert_int_equal(nd_server_hello_decode(b, &d), ok ? 0 : -1);
+		assert_int_equal(nd_server_hello_decode_head(b, &d),
+				 ok ? 0 : -1);
 	}
 	h.status = 0xffff;
 	nd_server_hello_encode(b, &h);
@@ -190,7 +265,10 @@ static void test_server_hello_status(void **state)
 static void test_client_finish(void **state)
 {
 	struct nd_client_finish f = { .flags = ND_CF_READ_ONLY,
-				      .max_payload = 65536 }, d;
+				      .max_payload = 65536, .slot = 63,
+				      .epoch = 0x89abcdefu,
+				      .resume_writer = 0x0102030405060708ull,
+				      .resume_own = UINT64_MAX }, d;
 	uint8_t b[ND_CLIENT_FINISH_LEN];
 
 	memset(f.verify, 0x5a, ND_HASH_LEN);
@@ -198,11 +276,63 @@ static void test_client_finish(void **state)
 	nd_client_finish_encode(b, &f);
 	assert_int_equal(nd_get32(b + 48), ND_CF_READ_ONLY);
 	assert_int_equal(nd_get32(b + 52), 65536);
+	assert_int_equal(nd_get16(b + 56), 63);
+	assert_int_equal(nd_get16(b + 58), 0);
+	assert_int_equal(nd_get32(b + 60), 0x89abcdefu);
+	assert_true(nd_get64(b + 64) == 0x0102030405060708ull);
+	assert_true(nd_get64(b + 72) == UINT64_MAX);
 	nd_client_finish_decode(b, &d);
 	assert_memory_equal(&d.verify, f.verify, ND_HASH_LEN);
 	assert_memory_equal(&d.token, f.token, ND_TOKEN_LEN);
 	assert_int_equal(d.flags, f.flags);
 	assert_int_equal(d.max_payload, f.max_payload);
+	assert_int_equal(d.slot, f.slot);
+	assert_int_equal(d.reserved, 0);
+	assert_int_equal(d.epoch, f.epoch);
+	assert_true(d.resume_writer == f.resume_writer);
+	assert_true(d.resume_own == f.resume_own);
+	assert_null(nd_client_finish_invalid(&d));
+}
+
+/* What the server answers with status invalid (4). */
+static void test_client_finish_invalid(void **state)
+{
+	static const uint32_t good_mp[] = { 0, 4096, 8192, 1u << 20,
+					    ND_MAX_PAYLOAD };
+	static const uint32_t bad_mp[] = { 512, 4095, 5000, 4096 + 512,
+					   ND_MAX_PAYLOAD + 4096, UINT32_MAX };
+	struct nd_client_finish f = { .epoch = 1 }, t;
+	size_t i;
+
+	assert_null(nd_client_finish_invalid(&f));
+	for (i = 0; i < sizeof(good_mp) / sizeof(good_mp[0]); i++) {
+		t = f;
+		t.max_payload = good_mp[i];
+		assert_null(nd_client_finish_invalid(&t));
+	}
+	for (i = 0; i < sizeof(bad_mp) / sizeof(bad_mp[0]); i++) {
+		t = f;
+		t.max_payload = bad_mp[i];
+		assert_non_null(nd_client_finish_invalid(&t));
+	}
+	t = f;
+	t.slot = ND_MAX_SLOTS - 1;
+	assert_null(nd_client_finish_invalid(&t));
+	t.slot = ND_MAX_SLOTS;
+	assert_string_equal(nd_client_finish_invalid(&t), "slot out of range");
+	t = f;
+	t.epoch = 0;
+	assert_string_equal(nd_client_finish_invalid(&t), "epoch 0");
+	t = f;
+	t.reserved = 1;
+	assert_non_null(nd_client_finish_invalid(&t));
+	t = f;
+	t.flags = 0x2;
+	assert_string_equal(nd_client_finish_invalid(&t), "unknown flags");
+	/* Resume fields are any value. */
+	t = f;
+	t.resume_writer = t.resume_own = UINT64_MAX;
+	assert_null(nd_client_finish_invalid(&t));
 }
 
 static struct nd_session_info sample_info(void)
@@ -211,6 +341,7 @@ static struct nd_session_info sample_info(void)
 		.status = ND_OK, .flags = ND_EXP_FLUSH | ND_EXP_FUA,
 		.size = 1ull << 40, .block_size = 4096,
 		.max_payload = ND_DEFAULT_PAYLOAD,
+		.write_epoch = 0x1122334455667788ull, .last_writer = 9,
 	};
 
 	memset(s.token, 0x11, ND_TOKEN_LEN);
@@ -245,6 +376,22 @@ static void test_session_info(void **state)
 	assert_int_equal(d.max_payload, s.max_payload);
 	assert_memory_equal(d.token, s.token, ND_TOKEN_LEN);
 	assert_memory_equal(d.export_id, s.export_id, ND_EXPORT_ID_LEN);
+	assert_true(nd_get64(b + 56) == s.write_epoch);
+	assert_true(nd_get64(b + 64) == 9);
+	assert_true(d.write_epoch == s.write_epoch);
+	assert_true(d.last_writer == s.last_writer);
+
+	/* write_epoch is non-zero exactly when the session may write. */
+	s = sample_info();
+	s.write_epoch = 0;
+	assert_int_equal(info_decodes(&s), -1);
+	s.flags |= ND_EXP_READ_ONLY;
+	assert_int_equal(info_decodes(&s), 0);
+	s.write_epoch = 1;
+	assert_int_equal(info_decodes(&s), -1);
+	s = sample_info();
+	s.last_writer = 0;
+	assert_int_equal(info_decodes(&s), 0);
 
 	for (i = 0; i < 4; i++) {
 		s = sample_info();
@@ -533,7 +680,9 @@ int main(void)
 		cmocka_unit_test(test_client_hello_malformed),
 		cmocka_unit_test(test_server_hello),
 		cmocka_unit_test(test_server_hello_status),
+		cmocka_unit_test(test_client_hello_extensions),
 		cmocka_unit_test(test_client_finish),
+		cmocka_unit_test(test_client_finish_invalid),
 		cmocka_unit_test(test_session_info),
 		cmocka_unit_test(test_request_roundtrip),
 		cmocka_unit_test(test_request_malformed),

@@ -986,6 +986,14 @@ static void test_wrong_key_and_export(void **state)
 	bad[5] ^= 1;
 	assert_int_equal(try_open(f, &b, bad, NULL, 0, NULL, 0, &status),
 			 ND_HS_AUTH);
+	/*
+	 * A prober without the key learns nothing about which exports
+	 * exist: a missing one fails authentication just the same.
+	 */
+	assert_int_equal(try_open(f, &b, bad, NULL, 0, "nope", 0, &status),
+			 ND_HS_AUTH);
+	assert_int_equal(status, ND_OK);
+	/* With the key, "no such export" comes in the SessionInfo. */
 	assert_int_equal(try_open(f, &b, NULL, NULL, 0, "nope", 0, &status),
 			 ND_HS_REFUSED);
 	assert_int_equal(status, ND_ERR_NO_EXPORT);
@@ -995,67 +1003,109 @@ static void test_wrong_key_and_export(void **state)
 }
 
 /*
- * Hand-made client hello and finish, to send what nd_handshake_client
- * never would: a wrong version, a skewed clock, a bad client proof.
+ * Hand-made ClientHello and ClientFinish, to send what nd_handshake_client
+ * never would: another version, extensions, bad shares, a skewed clock, a
+ * bad client proof, invalid ClientFinish fields.
  */
-enum manual_mode { MAN_VERSION, MAN_SKEW, MAN_BAD_PROOF, MAN_SMALL_PAYLOAD };
+enum man_share { MAN_SHARE_OK, MAN_SHARE_ZERO, MAN_SHARE_ONE };
 
-static uint16_t manual_handshake_ts(struct fixture *f, enum manual_mode mode,
-				    uint64_t timestamp, int *fd_out)
-{
-	struct nd_client_hello ch = {
-		.version = mode == MAN_VERSION ? 2 : ND_VERSION,
-		.timestamp = timestamp,
-		.identity_len = 7, .export_len = 7,
-	};
-	struct nd_client_finish cf = { .max_payload = 0 };
-	struct nd_server_hello sh;
+struct man {
+	const char *export_name;	/* NULL: "default" */
+	const uint8_t *key;		/* NULL: the fixture's */
+	uint64_t timestamp;		/* 0: now */
+	uint16_t flags;			/* ClientHello flags */
+	const uint8_t *ext;		/* extension area as sent */
+	uint16_t ext_len;
+	enum man_share share;
+	bool bad_proof;
+	struct nd_client_finish cf;	/* verify is filled in; epoch 0: 1 */
+	/* results */
+	size_t sh_len;			/* ServerHello bytes received */
 	struct nd_session_info si;
+};
+
+#define MAN_NO_HELLO	0xfffe		/* closed without a ServerHello */
+#define MAN_NO_INFO	0xffff		/* closed without a SessionInfo */
+#define MAN_AUTH	0xfffd		/* the server's proof did not verify */
+
+static uint16_t manual_hs(struct fixture *f, struct man *m, int *fd_out)
+{
+	const char *exp = m->export_name ? m->export_name : "default";
+	struct nd_client_hello ch = {
+		.version = ND_VERSION,
+		.flags = m->flags,
+		.timestamp = m->timestamp ? m->timestamp :
+					    (uint64_t)time(NULL),
+		.identity_len = 7, .export_len = (uint8_t)strlen(exp),
+		.ext_len = m->ext_len,
+	};
+	struct nd_client_finish cf = m->cf;
+	struct nd_server_hello sh;
 	struct nd_crypto c;
 	uint8_t chb[ND_CLIENT_HELLO_MAX], shb[ND_SERVER_HELLO_LEN];
 	uint8_t th[ND_HASH_LEN], okm[ND_OKM_LEN], mac[ND_HASH_LEN];
+	uint8_t eph[ND_SHARE_LEN];
 	uint8_t cfb[ND_CLIENT_FINISH_LEN], sib[ND_SESSION_INFO_LEN + 16];
 	struct iovec v = { cfb, sizeof(cfb) };
 	size_t len;
+	ssize_t r;
 	long n;
 	int fd = tcp_connect(f->port);
 
 	*fd_out = fd;
 	memcpy(ch.identity, "default", 7);
-	memcpy(ch.export_name, "default", 7);
+	memcpy(ch.export_name, exp, ch.export_len);
+	if (m->ext_len)
+		memcpy(ch.ext, m->ext, m->ext_len);
 	assert_int_equal(nd_random(ch.random, sizeof(ch.random)), 0);
+	assert_int_equal(nd_x25519_keygen(eph, ch.share), 0);
+	if (m->share != MAN_SHARE_OK) {
+		memset(ch.share, 0, ND_SHARE_LEN);
+		ch.share[0] = m->share == MAN_SHARE_ONE;
+	}
 	len = nd_client_hello_encode(chb, &ch);
 	assert_int_equal(nd_write_full(fd, chb, len), 0);
-	assert_int_equal(nd_read_full(fd, shb, sizeof(shb)), 0);
+	for (m->sh_len = 0; m->sh_len < sizeof(shb); m->sh_len += (size_t)r) {
+		r = read(fd, shb + m->sh_len, sizeof(shb) - m->sh_len);
+		if (r <= 0)
+			break;
+	}
+	if (m->sh_len == 0)
+		return MAN_NO_HELLO;
+	assert_int_equal(m->sh_len, ND_SERVER_HELLO_LEN);
 	assert_int_equal(nd_server_hello_decode(shb, &sh), 0);
 	if (sh.status != ND_OK)
 		return sh.status;
 	nd_transcript(chb, len, shb, th);
-	assert_int_equal(nd_derive(f->key, ch.random, sh.random, th, okm), 0);
+	assert_int_equal(nd_key_exchange(eph, sh.share,
+					 m->key ? m->key : f->key, ch.random,
+					 sh.random, th, okm), 0);
 	nd_finish_mac(okm + ND_OKM_S_FINISH, th, mac);
-	assert_memory_equal(mac, sh.verify, ND_HASH_LEN);
+	if (!nd_equal(mac, sh.verify, ND_HASH_LEN))
+		return MAN_AUTH;
 	assert_int_equal(nd_crypto_init(&c, okm, true), 0);
 	nd_finish_mac(okm + ND_OKM_C_FINISH, th, cf.verify);
-	if (mode == MAN_BAD_PROOF)
+	if (m->bad_proof)
 		cf.verify[0] ^= 1;
-	if (mode == MAN_SMALL_PAYLOAD)
-		cf.max_payload = 1000;
+	if (!cf.epoch)
+		cf.epoch = 1;
 	nd_client_finish_encode(cfb, &cf);
 	assert_int_equal(nd_send_record(fd, &c.tx, &v, 1), 0);
 	n = nd_recv_record(fd, &c.rx, sib, sizeof(sib));
 	nd_crypto_free(&c);
 	if (n < 0)
-		return 0xffff;	/* closed without a SessionInfo */
+		return MAN_NO_INFO;
 	assert_int_equal(n, ND_SESSION_INFO_LEN);
-	nd_session_info_decode(sib, &si);
-	return si.status;
+	assert_int_equal(nd_session_info_decode(sib, &m->si), 0);
+	return m->si.status;
 }
 
-static uint16_t manual_handshake(struct fixture *f, enum manual_mode mode,
-				 int *fd_out)
+static uint16_t manual_handshake_ts(struct fixture *f, uint64_t timestamp,
+				    int *fd_out)
 {
-	return manual_handshake_ts(f, mode, (uint64_t)time(NULL) +
-				   (mode == MAN_SKEW ? 3600 : 0), fd_out);
+	struct man m = { .timestamp = timestamp };
+
+	return manual_hs(f, &m, fd_out);
 }
 
 /*
@@ -1068,45 +1118,197 @@ static void test_timestamp_extremes(void **state)
 	uint64_t now = (uint64_t)time(NULL);
 	const uint64_t bad[] = {
 		1ull << 63, (1ull << 63) + now, (1ull << 63) - 1, UINT64_MAX,
-		UINT64_MAX - now, 0, now + ND_CLOCK_SKEW_MAX + 5,
-		now - ND_CLOCK_SKEW_MAX - 5,
+		UINT64_MAX - now, now + ND_CLOCK_SKEW_MAX + 5,
+		now - ND_CLOCK_SKEW_MAX - 5, 1,
 	};
 	int fd;
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		assert_int_equal(manual_handshake_ts(f, MAN_SKEW, bad[i], &fd),
+		assert_int_equal(manual_handshake_ts(f, bad[i], &fd),
 				 ND_ERR_CLOCK_SKEW);
 		close(fd);
 	}
 	/* Within the window either way: accepted. */
-	assert_int_equal(manual_handshake_ts(f, MAN_SKEW,
-					     now + ND_CLOCK_SKEW_MAX - 5, &fd),
-			 ND_OK);
+	assert_int_equal(manual_handshake_ts(f, now + ND_CLOCK_SKEW_MAX - 5,
+					     &fd), ND_OK);
 	close(fd);
-	assert_int_equal(manual_handshake_ts(f, MAN_SKEW,
-					     now - ND_CLOCK_SKEW_MAX + 5, &fd),
-			 ND_OK);
+	assert_int_equal(manual_handshake_ts(f, now - ND_CLOCK_SKEW_MAX + 5,
+					     &fd), ND_OK);
 	close(fd);
 }
 
 static void test_handshake_refusals(void **state)
 {
 	struct fixture *f = *state;
+	struct man m;
 	int fd;
 
-	assert_int_equal(manual_handshake(f, MAN_VERSION, &fd),
-			 ND_ERR_VERSION);
-	assert_true(closed_by_server(fd));
-	close(fd);
-	assert_int_equal(manual_handshake(f, MAN_SKEW, &fd),
-			 ND_ERR_CLOCK_SKEW);
+	m = (struct man){ .timestamp = (uint64_t)time(NULL) + 3600 };
+	assert_int_equal(manual_hs(f, &m, &fd), ND_ERR_CLOCK_SKEW);
 	assert_true(closed_by_server(fd));
 	close(fd);
 	/* A wrong client proof gets nothing, not even a SessionInfo. */
-	assert_int_equal(manual_handshake(f, MAN_BAD_PROOF, &fd), 0xffff);
+	m = (struct man){ .bad_proof = true };
+	assert_int_equal(manual_hs(f, &m, &fd), MAN_NO_INFO);
 	close(fd);
-	assert_int_equal(manual_handshake(f, MAN_SMALL_PAYLOAD, &fd),
-			 ND_ERR_INVALID);
+	/* Unknown export: a full handshake, then status 8, then close. */
+	m = (struct man){ .export_name = "vol.b" };
+	assert_int_equal(manual_hs(f, &m, &fd), ND_ERR_NO_EXPORT);
+	assert_true(closed_by_server(fd));
+	close(fd);
+}
+
+/* Authenticated ClientFinish fields out of range: status invalid, close. */
+static void test_client_finish_invalid(void **state)
+{
+	struct fixture *f = *state;
+	static const struct nd_client_finish bad[] = {
+		{ .max_payload = 5000 },
+		{ .max_payload = 1000 },
+		{ .max_payload = ND_MAX_PAYLOAD + 4096 },
+		{ .slot = ND_MAX_SLOTS },
+		{ .slot = 0xffff },
+		{ .flags = 0x80 },
+		{ .reserved = 1 },
+	};
+	struct man m;
+	int fd;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		m = (struct man){ .cf = bad[i] };
+		assert_int_equal(manual_hs(f, &m, &fd), ND_ERR_INVALID);
+		assert_true(closed_by_server(fd));
+		close(fd);
+	}
+	/* The last slot and the largest payload are fine. */
+	m = (struct man){ .cf = { .slot = ND_MAX_SLOTS - 1,
+				  .max_payload = ND_MAX_PAYLOAD,
+				  .flags = ND_CF_READ_ONLY } };
+	assert_int_equal(manual_hs(f, &m, &fd), ND_OK);
+	assert_true(m.si.write_epoch == 0);
+	close(fd);
+}
+
+/*
+ * A version-1 client (its ClientHello is the common 50-byte prefix and the
+ * names) gets a 104-byte ServerHello: version 2, status 9, the rest zero;
+ * then the server closes. Also a future version, and one whose name
+ * lengths are out of range.
+ */
+static void test_version_refusal(void **state)
+{
+	struct fixture *f = *state;
+	static const uint16_t versions[] = { 1, 3, 0xffff };
+	uint8_t ch[ND_CLIENT_HELLO_FIXED + 14], sh[ND_SERVER_HELLO_LEN + 8];
+	uint8_t zero[ND_SERVER_HELLO_LEN] = { 0 };
+
+	for (size_t i = 0; i < 4; i++) {
+		size_t got = 0, len = sizeof(ch);
+		ssize_t r;
+		int fd = tcp_connect(f->port);
+
+		memset(ch, 0, sizeof(ch));
+		nd_put32(ch, ND_MAGIC);
+		nd_put16(ch + 4, versions[i % 3]);
+		assert_int_equal(nd_random(ch + 8, ND_RANDOM_LEN), 0);
+		nd_put64(ch + 40, (uint64_t)time(NULL));
+		ch[48] = 7;
+		ch[49] = 7;
+		memcpy(ch + 50, "defaultdefault", 14);
+		if (i == 3) {
+			/* Version 1 with an empty identity: answered at once. */
+			nd_put16(ch + 4, 1);
+			ch[48] = 0;
+			len = ND_CLIENT_HELLO_FIXED;
+		}
+		assert_int_equal(nd_write_full(fd, ch, len), 0);
+		while (got < sizeof(sh)) {
+			r = read(fd, sh + got, sizeof(sh) - got);
+			if (r <= 0)
+				break;
+			got += (size_t)r;
+		}
+		/* Exactly 104 bytes, then EOF: no hang, no more. */
+		assert_int_equal(got, ND_SERVER_HELLO_LEN);
+		assert_int_equal(nd_get32(sh), ND_MAGIC);
+		assert_int_equal(nd_get16(sh + 4), ND_VERSION);
+		assert_int_equal(nd_get16(sh + 6), ND_ERR_VERSION);
+		assert_memory_equal(sh + 8, zero, ND_SERVER_HELLO_LEN - 8);
+		close(fd);
+	}
+}
+
+/* Unknown extension types and ClientHello flags are ignored. */
+static void test_hello_extensions_ignored(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t ext[ND_EXT_MAX];
+	struct man m;
+	int fd;
+
+	memset(ext, 0x5a, sizeof(ext));
+	nd_put16(ext, 0x7777);
+	nd_put16(ext + 2, 10);
+	nd_put16(ext + 14, 0);
+	nd_put16(ext + 16, 0);
+	nd_put16(ext + 18, 0xffff);
+	nd_put16(ext + 20, ND_EXT_MAX - 22);
+	m = (struct man){ .ext = ext, .ext_len = ND_EXT_MAX,
+			  .cf = { .flags = ND_CF_READ_ONLY } };
+	assert_int_equal(manual_hs(f, &m, &fd), ND_OK);
+	close(fd);
+	m = (struct man){ .ext = ext, .ext_len = 14, .flags = 0xffff,
+			  .cf = { .flags = ND_CF_READ_ONLY } };
+	assert_int_equal(manual_hs(f, &m, &fd), ND_OK);
+	close(fd);
+}
+
+/*
+ * Broken ClientHellos are closed without any answer: bad extension
+ * framing, ext_len over 512, a low-order key share.
+ */
+static void test_hello_malformed_closed(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t ext[16] = { 0 };
+	struct man m;
+	int fd;
+
+	nd_put16(ext + 2, 13);		/* runs one byte past ext_len 16 */
+	m = (struct man){ .ext = ext, .ext_len = 16 };
+	assert_int_equal(manual_hs(f, &m, &fd), MAN_NO_HELLO);
+	close(fd);
+	m = (struct man){ .ext = ext, .ext_len = 3 };	/* header cut */
+	assert_int_equal(manual_hs(f, &m, &fd), MAN_NO_HELLO);
+	close(fd);
+	m = (struct man){ .share = MAN_SHARE_ZERO };
+	assert_int_equal(manual_hs(f, &m, &fd), MAN_NO_HELLO);
+	close(fd);
+	m = (struct man){ .share = MAN_SHARE_ONE };
+	assert_int_equal(manual_hs(f, &m, &fd), MAN_NO_HELLO);
+	close(fd);
+	{
+		/* ext_len 513 */
+		uint8_t ch[ND_CLIENT_HELLO_FIXED + 14 + ND_CLIENT_HELLO_TAIL];
+		uint8_t b[8];
+
+		memset(ch, 0, sizeof(ch));
+		nd_put32(ch, ND_MAGIC);
+		nd_put16(ch + 4, ND_VERSION);
+		nd_put64(ch + 40, (uint64_t)time(NULL));
+		ch[48] = 7;
+		ch[49] = 7;
+		memcpy(ch + 50, "defaultdefault", 14);
+		memset(ch + 64, 9, ND_SHARE_LEN);
+		nd_put16(ch + 64 + ND_SHARE_LEN, ND_EXT_MAX + 1);
+		fd = tcp_connect(f->port);
+		assert_int_equal(nd_write_full(fd, ch, sizeof(ch)), 0);
+		assert_int_equal(read(fd, b, sizeof(b)), 0);
+		close(fd);
+	}
+	/* The server is fine. */
+	m = (struct man){ 0 };
+	assert_int_equal(manual_hs(f, &m, &fd), ND_OK);
 	close(fd);
 }
 
@@ -1950,9 +2152,10 @@ static void open_and_reset(struct fixture *f)
 		.identity_len = 7,
 		.export_len = 7,
 	};
-	struct nd_client_finish cf = { .max_payload = ND_DEFAULT_PAYLOAD };
+	struct nd_client_finish cf = { .max_payload = ND_DEFAULT_PAYLOAD,
+				       .epoch = 1 };
 	uint8_t chb[ND_CLIENT_HELLO_MAX], shb[ND_SERVER_HELLO_LEN];
-	uint8_t th[ND_HASH_LEN], okm[ND_OKM_LEN];
+	uint8_t th[ND_HASH_LEN], okm[ND_OKM_LEN], eph[ND_SHARE_LEN];
 	uint8_t cfb[ND_CLIENT_FINISH_LEN];
 	struct iovec v = { cfb, sizeof(cfb) };
 	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
@@ -1964,13 +2167,15 @@ static void open_and_reset(struct fixture *f)
 	memcpy(ch.identity, "default", 7);
 	memcpy(ch.export_name, "default", 7);
 	assert_int_equal(nd_random(ch.random, sizeof(ch.random)), 0);
+	assert_int_equal(nd_x25519_keygen(eph, ch.share), 0);
 	chl = nd_client_hello_encode(chb, &ch);
 	assert_int_equal(write(fd, chb, chl), (ssize_t)chl);
 	assert_int_equal(nd_read_full(fd, shb, sizeof(shb)), 0);
 	assert_int_equal(nd_server_hello_decode(shb, &sh), 0);
 	assert_int_equal(sh.status, ND_OK);
 	nd_transcript(chb, chl, shb, th);
-	assert_int_equal(nd_derive(f->key, ch.random, sh.random, th, okm), 0);
+	assert_int_equal(nd_key_exchange(eph, sh.share, f->key, ch.random,
+					 sh.random, th, okm), 0);
 	assert_int_equal(nd_crypto_init(&c, okm, true), 0);
 	nd_finish_mac(okm + ND_OKM_C_FINISH, th, cf.verify);
 	nd_client_finish_encode(cfb, &cf);
@@ -2049,6 +2254,14 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_wrong_key_and_export,
 						setup_rw, teardown),
 		cmocka_unit_test_setup_teardown(test_handshake_refusals,
+						setup_rw, teardown),
+		cmocka_unit_test_setup_teardown(test_client_finish_invalid,
+						setup_rw, teardown),
+		cmocka_unit_test_setup_teardown(test_version_refusal,
+						setup_rw, teardown),
+		cmocka_unit_test_setup_teardown(test_hello_extensions_ignored,
+						setup_rw, teardown),
+		cmocka_unit_test_setup_teardown(test_hello_malformed_closed,
 						setup_rw, teardown),
 		cmocka_unit_test_setup_teardown(test_handshake_timeout,
 						setup_rw, teardown),
