@@ -38,22 +38,32 @@ log "nobody listening"
 try 3 'connect|refused' "netdisk://127.0.0.1:$((port + 500))/e1" --key-file "$D/key"
 log "no such export"
 try 8 'export' "netdisk://127.0.0.1:$port/nope" --key-file "$D/key"
+# evil MODE: tests/tools/ndevil (holds the key) on a fresh port; sets eport.
+head -c 1M /dev/zero >"$D/evil.img"
+evil() {
+	local i
+	eport=""
+	"$O/tools/ndevil" --listen 127.0.0.1:0 --key-file "$D/key" \
+		--file "$D/evil.img" --mode "$1" >"$D/evil.out" 2>>"$D/evil.log" &
+	echo "$!" >>"$D/pids"
+	evil_pid=$!
+	for ((i = 0; i < 100; i++)); do
+		eport=$(sed -n 's/^port //p' "$D/evil.out")
+		[ -n "$eport" ] && return 0
+		sleep 0.1
+	done
+	fail "ndevil --mode $1 did not start: $(cat "$D/evil.log")"
+}
 log "a protocol-1 server: unsupported protocol version"
-"$O/tools/nd-fake-hello" >"$D/fake.out" 2>&1 &
-echo "$!" >>"$D/pids"
-fake=$!
-for ((i = 0; i < 100; i++)); do
-	fport=$(sed -n 's/^port //p' "$D/fake.out")
-	[ -n "$fport" ] && break
-	sleep 0.1
-done
-[ -n "$fport" ] || fail "nd-fake-hello did not start"
-try 11 'unsupported protocol version' "netdisk://127.0.0.1:$fport/v1" --key-file "$D/key"
+evil v1-server
+try 11 'unsupported protocol version' "netdisk://127.0.0.1:$eport/e1" --key-file "$D/key"
 dmesg | grep -q 'speaks protocol version 1' || fail "no version line in the kernel log"
+kill "$evil_pid"
 log "a low-order server key share: protocol error before any key proof"
-try 11 'protocol error' "netdisk://127.0.0.1:$fport/low-order" --key-file "$D/key"
+evil low-order-share
+try 11 'protocol error' "netdisk://127.0.0.1:$eport/e1" --key-file "$D/key"
 dmesg | grep -q 'low-order point' || fail "no low-order line in the kernel log"
-kill "$fake"
+kill "$evil_pid"
 log "bad URL"
 try 2 'url|invalid|usage' "http://127.0.0.1:$port/e1" --key-file "$D/key"
 log "key file missing / world-readable / malformed"
