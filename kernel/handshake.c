@@ -109,7 +109,7 @@ static int nd_hs_hello(struct nd_conn *c, const struct nd_conn_params *p,
 		return -EPROTO;
 	}
 	if (hs->sh.status == ND_ERR_VERSION) {
-		if (!c->quiet)
+		if (!c->quiet && hs->sh.version != ND_VERSION)
 			pr_err("%s: the server speaks protocol version %u, this driver %u\n",
 			       c->dev->name, hs->sh.version, ND_VERSION);
 		nd_hs_refused(r, c, hs->sh.status);

@@ -35,7 +35,9 @@
  *   info-status (SessionInfo status 0x7777), hello-trickle (ServerHello and
  *   SessionInfo one byte every MS), v1-server (answers the ClientHello as a
  *   protocol-1 server does: a 72-byte ServerHello, version 1, status 9
- *   "unsupported version", and keeps the connection open).
+ *   "unsupported version", and keeps the connection open), low-order-share
+ *   (a ServerHello whose X25519 share is 0, a low-order point: the
+ *   client's dh would be 0).
  * Each misbehaviour is logged on stderr as "ndevil: conn C: MODE ...". With
  * PORT 0 the chosen port is printed on stdout as "port N". SIGTERM/SIGINT
  * exit 0.
@@ -68,7 +70,7 @@ enum mode {
 	/* handshake modes */
 	M_SIZE_HUGE, M_SIZE_UNALIGNED, M_BLOCK_SIZE, M_PAYLOAD_ZERO,
 	M_PAYLOAD_HUGE, M_PAYLOAD_RAISE, M_INFO_STATUS, M_HELLO_TRICKLE,
-	M_V1_SERVER,
+	M_V1_SERVER, M_LOW_ORDER_SHARE,
 	M_COUNT
 };
 static const char *const mode_names[M_COUNT] = {
@@ -76,7 +78,7 @@ static const char *const mode_names[M_COUNT] = {
 	"long-read", "empty-read", "bad-status", "garbage", "stall", "trickle",
 	"size-huge", "size-unaligned", "block-size", "payload-zero",
 	"payload-huge", "payload-raise", "info-status", "hello-trickle",
-	"v1-server",
+	"v1-server", "low-order-share",
 };
 
 #define BAD_STATUS	0x7777
@@ -374,6 +376,11 @@ static int handshake(struct conn *c)
 	if (nd_random(sh.random, sizeof(sh.random)) ||
 	    nd_x25519_keygen(eph, sh.share))
 		return -1;
+	if (g_mode == M_LOW_ORDER_SHARE) {
+		memset(sh.share, 0, sizeof(sh.share));
+		fprintf(stderr, "ndevil: conn %lu: low-order-share: server hello with share 0\n",
+			c->id);
+	}
 	nd_server_hello_encode(sh_buf, &sh);
 	nd_transcript(ch_buf, nd_client_hello_len(&ch), sh_buf, th);
 	if (nd_key_exchange(eph, ch.share, g_key, ch.random, sh.random, th,
@@ -432,7 +439,7 @@ static int handshake(struct conn *c)
 		break;
 	}
 	if (g_mode >= M_SIZE_HUGE && g_mode != M_HELLO_TRICKLE &&
-	    g_mode != M_V1_SERVER)
+	    g_mode != M_V1_SERVER && g_mode != M_LOW_ORDER_SHARE)
 		fprintf(stderr, "ndevil: conn %lu: %s: session info size %llu, block size %u, max payload %u, status %u\n",
 			c->id, mode_names[g_mode],
 			(unsigned long long)info.size, info.block_size,

@@ -1,8 +1,11 @@
 #!/bin/bash
 # timeout: 240
 # Failed attaches exit with their documented code and a clear message, and
-# leave no device behind: wrong key (4), nobody listening (3), no such
-# export (8), export busy (5), unreadable/bad key file, bad URL (2).
+# leave no device behind: wrong key (4, also for an export that does not
+# exist: nothing before authentication tells), nobody listening (3), no
+# such export (8), export busy (5), unreadable/bad key file, bad URL (2),
+# a protocol-1 server (11, unsupported protocol version), a server key
+# share that is a low-order point (11).
 set -eu
 . "$REPO/tests/vm/lib.sh"
 trap nd_cleanup EXIT
@@ -29,10 +32,38 @@ try() {
 
 log "wrong key"
 try 4 'authentication failed' "netdisk://127.0.0.1:$port/e1" --key-file "$D/other"
+log "wrong key for an export that does not exist: still authentication failed"
+try 4 'authentication failed' "netdisk://127.0.0.1:$port/nope" --key-file "$D/other"
 log "nobody listening"
 try 3 'connect|refused' "netdisk://127.0.0.1:$((port + 500))/e1" --key-file "$D/key"
 log "no such export"
 try 8 'export' "netdisk://127.0.0.1:$port/nope" --key-file "$D/key"
+# evil MODE: tests/tools/ndevil (holds the key) on a fresh port; sets eport.
+head -c 1M /dev/zero >"$D/evil.img"
+evil() {
+	local i
+	eport=""
+	"$O/tools/ndevil" --listen 127.0.0.1:0 --key-file "$D/key" \
+		--file "$D/evil.img" --mode "$1" >"$D/evil.out" 2>>"$D/evil.log" &
+	echo "$!" >>"$D/pids"
+	evil_pid=$!
+	for ((i = 0; i < 100; i++)); do
+		eport=$(sed -n 's/^port //p' "$D/evil.out")
+		[ -n "$eport" ] && return 0
+		sleep 0.1
+	done
+	fail "ndevil --mode $1 did not start: $(cat "$D/evil.log")"
+}
+log "a protocol-1 server: unsupported protocol version"
+evil v1-server
+try 11 'unsupported protocol version' "netdisk://127.0.0.1:$eport/e1" --key-file "$D/key"
+dmesg | grep -q 'speaks protocol version 1' || fail "no version line in the kernel log"
+kill "$evil_pid"
+log "a low-order server key share: protocol error before any key proof"
+evil low-order-share
+try 11 'protocol error' "netdisk://127.0.0.1:$eport/e1" --key-file "$D/key"
+dmesg | grep -q 'low-order point' || fail "no low-order line in the kernel log"
+kill "$evil_pid"
 log "bad URL"
 try 2 'url|invalid|usage' "http://127.0.0.1:$port/e1" --key-file "$D/key"
 log "key file missing / world-readable / malformed"
