@@ -561,7 +561,14 @@ static enum hs_next hs_send_server_hello(struct nd_server *s, struct nd_hs *h)
 		goto fail;
 	}
 	nd_server_hello_encode(sh, &shm);
-	nd_transcript(h->hello, ch_len, sh, th);
+	/*
+	 * An OpenSSL failure (out of memory) costs this connection only, never
+	 * the server and its sessions; nothing is sent without a real proof.
+	 */
+	if (nd_transcript_checked(h->hello, ch_len, sh, th) < 0) {
+		nd_err("client %s: SHA-256 failed, closing", h->peer);
+		goto fail;
+	}
 	/* Wipes eph. Fails on a low-order client share (dh all zero). */
 	if (nd_key_exchange(eph, ch.share, key, ch.random, shm.random, th,
 			    h->okm) < 0) {
@@ -569,8 +576,13 @@ static enum hs_next hs_send_server_hello(struct nd_server *s, struct nd_hs *h)
 			"client key share rejected (low-order point), closing");
 		goto out;
 	}
-	nd_finish_mac(h->okm + ND_OKM_S_FINISH, th, sh + ND_SERVER_HELLO_TH_LEN);
-	nd_finish_mac(h->okm + ND_OKM_C_FINISH, th, h->client_verify);
+	if (nd_finish_mac_checked(h->okm + ND_OKM_S_FINISH, th,
+				  sh + ND_SERVER_HELLO_TH_LEN) < 0 ||
+	    nd_finish_mac_checked(h->okm + ND_OKM_C_FINISH, th,
+				  h->client_verify) < 0) {
+		nd_err("client %s: HMAC failed, closing", h->peer);
+		goto fail;
+	}
 	nd_wipe(h->okm + ND_OKM_S_FINISH, 2 * ND_HASH_LEN);
 	if (hs_write(h->fd, sh, sizeof(sh)) < 0) {
 		hs_fail(s, h, HS_F_CLOSED,

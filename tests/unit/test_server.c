@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <openssl/crypto.h>
 
 #include "nd_wire.h"
 #include "../../server/backend.h"
@@ -1135,6 +1136,84 @@ static void test_timestamp_extremes(void **state)
 	assert_int_equal(manual_handshake_ts(f, now - ND_CLOCK_SKEW_MAX + 5,
 					     &fd), ND_OK);
 	close(fd);
+}
+
+/*
+ * OpenSSL's allocations, with a failure injected on one thread: the
+ * countdown-th allocation there after arming fails.
+ */
+static pthread_t oom_thread;
+static int oom_countdown;	/* 0: disarmed */
+static int oom_hit;
+
+static bool oom_now(void)
+{
+	if (!__atomic_load_n(&oom_countdown, __ATOMIC_ACQUIRE) ||
+	    !pthread_equal(pthread_self(), oom_thread) ||
+	    __atomic_sub_fetch(&oom_countdown, 1, __ATOMIC_ACQ_REL))
+		return false;
+	__atomic_store_n(&oom_hit, 1, __ATOMIC_RELEASE);
+	return true;
+}
+
+static void *oom_malloc(size_t n, const char *file, int line)
+{
+	return oom_now() ? NULL : malloc(n);
+}
+
+static void *oom_realloc(void *p, size_t n, const char *file, int line)
+{
+	return oom_now() ? NULL : realloc(p, n);
+}
+
+static void oom_free(void *p, const char *file, int line)
+{
+	free(p);
+}
+
+/*
+ * An OpenSSL failure in the server's handshake (here: each allocation of
+ * the listener thread in turn fails) drops that connection only: no abort,
+ * no hang, no session, and the next client gets in.
+ */
+static void test_handshake_openssl_failure(void **state)
+{
+	struct fixture *f = *state;
+	struct conn cn;
+	int k, hits = 0;
+
+	/* Once first, so OpenSSL's lazy set-up is not what fails. */
+	open_ok(f, &cn, NULL, ND_CF_READ_ONLY);
+	conn_close(&cn);
+	oom_thread = f->thread;
+	for (k = 1; k < 1000; k++) {
+		struct nd_client_params p = {
+			.psk = f->key, .flags = ND_CF_READ_ONLY,
+			.timeout_ms = 5000 * scale,
+		};
+		enum nd_hs_result r;
+		uint16_t status;
+		int fd;
+
+		__atomic_store_n(&oom_hit, 0, __ATOMIC_RELEASE);
+		__atomic_store_n(&oom_countdown, k, __ATOMIC_RELEASE);
+		memset(&cn, 0, sizeof(cn));
+		fd = tcp_connect(f->port);
+		r = nd_handshake_client(fd, &p, &cn.c, &cn.info, &status);
+		__atomic_store_n(&oom_countdown, 0, __ATOMIC_RELEASE);
+		close(fd);
+		if (r == ND_HS_OK)
+			nd_crypto_free(&cn.c);
+		if (!__atomic_load_n(&oom_hit, __ATOMIC_ACQUIRE))
+			break;	/* past the handshake's last allocation */
+		hits++;
+		/* Closed, never answered with anything forged or a hang. */
+		assert_true(r == ND_HS_OK || r == ND_HS_IO);
+	}
+	assert_true(hits > 3);
+	assert_true(k < 1000);
+	open_ok(f, &cn, NULL, ND_CF_READ_ONLY);
+	conn_close(&cn);
 }
 
 static void test_handshake_refusals(void **state)
@@ -2341,6 +2420,8 @@ int main(void)
 						setup_rw, teardown),
 		cmocka_unit_test_setup_teardown(test_handshake_refusals,
 						setup_rw, teardown),
+		cmocka_unit_test_setup_teardown(test_handshake_openssl_failure,
+						setup_rw, teardown),
 		cmocka_unit_test_setup_teardown(test_client_finish_invalid,
 						setup_rw, teardown),
 		cmocka_unit_test_setup_teardown(test_version_refusal,
@@ -2396,6 +2477,11 @@ int main(void)
 						setup_gated, teardown),
 	};
 
+	/* Before OpenSSL allocates anything (it refuses afterwards). */
+	if (!CRYPTO_set_mem_functions(oom_malloc, oom_realloc, oom_free)) {
+		fprintf(stderr, "CRYPTO_set_mem_functions failed\n");
+		return 1;
+	}
 	signal(SIGPIPE, SIG_IGN);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
