@@ -1019,6 +1019,7 @@ struct man {
 	uint16_t ext_len;
 	enum man_share share;
 	bool bad_proof;
+	bool trickle;			/* hello and finish 1 byte per write */
 	struct nd_client_finish cf;	/* verify is filled in; epoch 0: 1 */
 	/* results */
 	size_t sh_len;			/* ServerHello bytes received */
@@ -1028,6 +1029,19 @@ struct man {
 #define MAN_NO_HELLO	0xfffe		/* closed without a ServerHello */
 #define MAN_NO_INFO	0xffff		/* closed without a SessionInfo */
 #define MAN_AUTH	0xfffd		/* the server's proof did not verify */
+
+/* One byte per segment, so the server reads every part in pieces. */
+static void write_trickle(int fd, const uint8_t *p, size_t len)
+{
+	int one = 1;
+
+	assert_int_equal(setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
+				    sizeof(one)), 0);
+	for (size_t i = 0; i < len; i++) {
+		assert_int_equal(write(fd, p + i, 1), 1);
+		usleep(200);
+	}
+}
 
 static uint16_t manual_hs(struct fixture *f, struct man *m, int *fd_out)
 {
@@ -1065,7 +1079,10 @@ static uint16_t manual_hs(struct fixture *f, struct man *m, int *fd_out)
 		ch.share[0] = m->share == MAN_SHARE_ONE;
 	}
 	len = nd_client_hello_encode(chb, &ch);
-	assert_int_equal(nd_write_full(fd, chb, len), 0);
+	if (m->trickle)
+		write_trickle(fd, chb, len);
+	else
+		assert_int_equal(nd_write_full(fd, chb, len), 0);
 	for (m->sh_len = 0; m->sh_len < sizeof(shb); m->sh_len += (size_t)r) {
 		r = read(fd, shb + m->sh_len, sizeof(shb) - m->sh_len);
 		if (r <= 0)
@@ -1091,7 +1108,16 @@ static uint16_t manual_hs(struct fixture *f, struct man *m, int *fd_out)
 	if (!cf.epoch)
 		cf.epoch = 1;
 	nd_client_finish_encode(cfb, &cf);
-	assert_int_equal(nd_send_record(fd, &c.tx, &v, 1), 0);
+	if (m->trickle) {
+		uint8_t rec[ND_RECORD_HDR_LEN + sizeof(cfb) + ND_TAG_LEN];
+
+		assert_int_equal(nd_seal(&c.tx, rec, &v, 1,
+					 rec + sizeof(rec) - ND_TAG_LEN), 0);
+		memcpy(rec + ND_RECORD_HDR_LEN, cfb, sizeof(cfb));
+		write_trickle(fd, rec, sizeof(rec));
+	} else {
+		assert_int_equal(nd_send_record(fd, &c.tx, &v, 1), 0);
+	}
 	n = nd_recv_record(fd, &c.rx, sib, sizeof(sib));
 	nd_crypto_free(&c);
 	if (n < 0)
@@ -1339,6 +1365,15 @@ static void test_hello_extensions_ignored(void **state)
 	m = (struct man){ .ext = ext, .ext_len = 14, .flags = 0xffff,
 			  .cf = { .flags = ND_CF_READ_ONLY } };
 	assert_int_equal(manual_hs(f, &m, &fd), ND_OK);
+	close(fd);
+	/* In pieces: every part of the hello and of the finish read partially. */
+	m = (struct man){ .ext = ext, .ext_len = 14, .trickle = true,
+			  .cf = { .flags = ND_CF_READ_ONLY } };
+	assert_int_equal(manual_hs(f, &m, &fd), ND_OK);
+	close(fd);
+	m = (struct man){ .ext = ext, .ext_len = 16, .trickle = true };
+	nd_put16(ext + 2, 13);		/* one byte past ext_len: closed */
+	assert_int_equal(manual_hs(f, &m, &fd), MAN_NO_HELLO);
 	close(fd);
 }
 
