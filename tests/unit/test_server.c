@@ -28,7 +28,9 @@
 #include <cmocka.h>
 #include <openssl/crypto.h>
 
+#include "client.h"
 #include "nd_wire.h"
+#include "url.h"
 #include "../../server/backend.h"
 #include "../../server/log.h"
 #include "../../server/server.h"
@@ -1197,6 +1199,15 @@ static void oom_free(void *p, const char *file, int line)
 	free(p);
 }
 
+/* Once first, so OpenSSL's lazy set-up is not what fails. */
+static void open_ok_ro_warm(struct fixture *f)
+{
+	struct conn cn;
+
+	open_ok(f, &cn, NULL, ND_CF_READ_ONLY);
+	conn_close(&cn);
+}
+
 /*
  * An OpenSSL failure in the server's handshake (here: each allocation of
  * the listener thread in turn fails) drops that connection only: no abort,
@@ -1208,9 +1219,7 @@ static void test_handshake_openssl_failure(void **state)
 	struct conn cn;
 	int k, hits = 0;
 
-	/* Once first, so OpenSSL's lazy set-up is not what fails. */
-	open_ok(f, &cn, NULL, ND_CF_READ_ONLY);
-	conn_close(&cn);
+	open_ok_ro_warm(f);
 	oom_thread = f->thread;
 	for (k = 1; k < 1000; k++) {
 		struct nd_client_params p = {
@@ -1240,6 +1249,41 @@ static void test_handshake_openssl_failure(void **state)
 	assert_true(k < 1000);
 	open_ok(f, &cn, NULL, ND_CF_READ_ONLY);
 	conn_close(&cn);
+}
+
+/*
+ * A connection the server closes during the handshake (here: an OpenSSL
+ * failure on its first handshake; in real life a flood of pending
+ * handshakes or the connection limit) is retried by nd_client_open, as
+ * PROTOCOL.md §1 asks, instead of failing the command.
+ */
+static void test_client_retries_closed_handshake(void **state)
+{
+	struct fixture *f = *state;
+	struct nd_client_opts o = { .flags = ND_CF_READ_ONLY };
+	struct nd_client *c = NULL;
+	struct nd_url url;
+	char err[256] = "", text[64];
+
+	snprintf(text, sizeof(text), "netdisk://127.0.0.1:%u", f->port);
+	assert_int_equal(nd_url_parse(text, &url, err, sizeof(err)), 0);
+	open_ok_ro_warm(f);
+	oom_thread = f->thread;
+	/* Each allocation of the first attempt in turn. */
+	for (int k = 1; k < 1000; k++) {
+		int rc;
+
+		__atomic_store_n(&oom_hit, 0, __ATOMIC_RELEASE);
+		__atomic_store_n(&oom_countdown, k, __ATOMIC_RELEASE);
+		rc = nd_client_open(&url, f->key, &o, &c, NULL, err,
+				    sizeof(err));
+		__atomic_store_n(&oom_countdown, 0, __ATOMIC_RELEASE);
+		if (rc)
+			fail_msg("allocation %d failed: %s", k, err);
+		assert_int_equal(nd_client_close(c), 0);
+		if (!__atomic_load_n(&oom_hit, __ATOMIC_ACQUIRE))
+			break;
+	}
 }
 
 static void test_handshake_refusals(void **state)
@@ -2456,6 +2500,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_handshake_refusals,
 						setup_rw, teardown),
 		cmocka_unit_test_setup_teardown(test_handshake_openssl_failure,
+						setup_rw, teardown),
+		cmocka_unit_test_setup_teardown(test_client_retries_closed_handshake,
 						setup_rw, teardown),
 		cmocka_unit_test_setup_teardown(test_client_finish_invalid,
 						setup_rw, teardown),
