@@ -89,7 +89,7 @@ struct nd_client {
 /* How often a receiver that is getting data checks the deadlines. */
 #define RX_CHECK_MS	100
 /* Connection attempts while the server closes them during the handshake. */
-#define HS_ATTEMPTS	3
+#define HS_ATTEMPTS	3u
 
 static long long now_ms(void)
 {
@@ -749,6 +749,8 @@ int nd_client_open(const struct nd_url *url, const uint8_t key[ND_KEY_LEN],
 		o.max_inflight = 64;
 	if (!o.timeout_ms)
 		o.timeout_ms = 30000;
+	if (!o.hs_attempts)
+		o.hs_attempts = HS_ATTEMPTS;
 
 	c = calloc(1, sizeof(*c));
 	if (!c)
@@ -783,7 +785,7 @@ int nd_client_open(const struct nd_url *url, const uint8_t key[ND_KEY_LEN],
 		 * a flood of pending handshakes, or its connection limit):
 		 * retried a few times, as the protocol asks.
 		 */
-		if (hs != ND_HS_IO || p.epoch >= HS_ATTEMPTS ||
+		if (hs != ND_HS_IO || p.epoch >= o.hs_attempts ||
 		    (rc != 0 && rc != ECONNRESET && rc != EPIPE))
 			break;
 		close(c->fd);
