@@ -88,6 +88,8 @@ struct nd_client {
 #define RX_SLICE_MS	500
 /* How often a receiver that is getting data checks the deadlines. */
 #define RX_CHECK_MS	100
+/* Connection attempts while the server closes them during the handshake. */
+#define HS_ATTEMPTS	3u
 
 static long long now_ms(void)
 {
@@ -747,6 +749,8 @@ int nd_client_open(const struct nd_url *url, const uint8_t key[ND_KEY_LEN],
 		o.max_inflight = 64;
 	if (!o.timeout_ms)
 		o.timeout_ms = 30000;
+	if (!o.hs_attempts)
+		o.hs_attempts = HS_ATTEMPTS;
 
 	c = calloc(1, sizeof(*c));
 	if (!c)
@@ -758,24 +762,36 @@ int nd_client_open(const struct nd_url *url, const uint8_t key[ND_KEY_LEN],
 	pthread_cond_init(&c->cv, NULL);
 
 	warm_up_crypto();
-	c->fd = nd_url_connect(url, o.timeout_ms, err, errlen);
-	if (c->fd < 0) {
-		free_client(c);
-		return ND_CE_CONNECT;
-	}
-	/* Bounds the handshake and any stall in the middle of a record. */
-	set_timeouts(c->fd, o.timeout_ms);
-
 	p.psk = key;
 	p.identity = o.identity ? o.identity : "default";
 	p.export_name = url->export_name;
 	p.flags = o.flags;
 	p.max_payload = o.max_payload;
-	/* One connection, one session: slot 0, first attempt. */
-	p.slot = 0;
-	p.epoch = 1;
 	p.timeout_ms = o.timeout_ms;
-	hs = nd_handshake_client(c->fd, &p, &c->cr, &c->info, &st);
+	/* One connection, one session: slot 0, epoch = attempt. */
+	p.slot = 0;
+	for (p.epoch = 1;; p.epoch++) {
+		c->fd = nd_url_connect(url, o.timeout_ms, err, errlen);
+		if (c->fd < 0) {
+			free_client(c);
+			return ND_CE_CONNECT;
+		}
+		/* Bounds the handshake and any stall in the middle of a record. */
+		set_timeouts(c->fd, o.timeout_ms);
+		hs = nd_handshake_client(c->fd, &p, &c->cr, &c->info, &st);
+		rc = errno;
+		/*
+		 * Closed by the server during the handshake (PROTOCOL.md §1:
+		 * a flood of pending handshakes, or its connection limit):
+		 * retried a few times, as the protocol asks.
+		 */
+		if (hs != ND_HS_IO || p.epoch >= o.hs_attempts ||
+		    (rc != 0 && rc != ECONNRESET && rc != EPIPE))
+			break;
+		close(c->fd);
+		c->fd = -1;
+		usleep(100000u * p.epoch);
+	}
 	switch (hs) {
 	case ND_HS_OK:
 		break;
@@ -802,7 +818,6 @@ int nd_client_open(const struct nd_url *url, const uint8_t key[ND_KEY_LEN],
 			    why ? why : "max payload above the one asked for");
 	}
 	default:
-		rc = errno;
 		free_client(c);
 		if (rc == EAGAIN || rc == EWOULDBLOCK || rc == ETIMEDOUT)
 			return fail(err, errlen, ND_CE_TIMEOUT,

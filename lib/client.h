@@ -38,6 +38,8 @@ struct nd_client_opts {
 	uint32_t max_payload;		/* 0: server default */
 	unsigned int max_inflight;	/* 0: 64 */
 	int timeout_ms;			/* connect, handshake, each request; 0: 30 s */
+	/* Connections tried while the server closes them in the handshake; 0: 3 */
+	unsigned int hs_attempts;
 };
 
 /*

@@ -148,7 +148,8 @@ static enum nd_hs_result nd_hs_run(int fd, const struct nd_client_params *p,
 	nd_server_hello_decode(s->sh_buf, &s->sh);
 
 	/* The server proves the key first. */
-	nd_transcript(s->ch_buf, ch_len, s->sh_buf, s->th);
+	if (nd_transcript_checked(s->ch_buf, ch_len, s->sh_buf, s->th))
+		return ND_HS_IO;
 	if (nd_key_exchange(s->eph, s->sh.share, p->psk, s->ch.random,
 			    s->sh.random, s->th, s->okm))
 		return ND_HS_PROTO;	/* low-order share */

@@ -24,19 +24,29 @@ static void nd_crypto_fatal(const char *what)
 	abort();
 }
 
+int nd_transcript_checked(const uint8_t *client_hello, size_t ch_len,
+			  const uint8_t server_hello_th[ND_SERVER_HELLO_TH_LEN],
+			  uint8_t th[ND_HASH_LEN])
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	unsigned int len = 0;
+	int ret = -1;
+
+	if (md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
+	    EVP_DigestUpdate(md, client_hello, ch_len) == 1 &&
+	    EVP_DigestUpdate(md, server_hello_th, ND_SERVER_HELLO_TH_LEN) == 1 &&
+	    EVP_DigestFinal_ex(md, th, &len) == 1 && len == ND_HASH_LEN)
+		ret = 0;
+	EVP_MD_CTX_free(md);
+	return ret;
+}
+
 void nd_transcript(const uint8_t *client_hello, size_t ch_len,
 		   const uint8_t server_hello_th[ND_SERVER_HELLO_TH_LEN],
 		   uint8_t th[ND_HASH_LEN])
 {
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	unsigned int len = 0;
-
-	if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
-	    EVP_DigestUpdate(md, client_hello, ch_len) != 1 ||
-	    EVP_DigestUpdate(md, server_hello_th, ND_SERVER_HELLO_TH_LEN) != 1 ||
-	    EVP_DigestFinal_ex(md, th, &len) != 1 || len != ND_HASH_LEN)
+	if (nd_transcript_checked(client_hello, ch_len, server_hello_th, th))
 		nd_crypto_fatal("SHA-256");
-	EVP_MD_CTX_free(md);
 }
 
 /* One HKDF step; mode is EVP_KDF_HKDF_MODE_EXTRACT_ONLY or _EXPAND_ONLY. */
@@ -207,6 +217,13 @@ int nd_hmac(const uint8_t key[ND_HASH_LEN], const uint8_t *msg, size_t len,
 	    olen != ND_HASH_LEN)
 		return -1;
 	return 0;
+}
+
+int nd_finish_mac_checked(const uint8_t finish_key[ND_HASH_LEN],
+			  const uint8_t th[ND_HASH_LEN],
+			  uint8_t out[ND_HASH_LEN])
+{
+	return nd_hmac(finish_key, th, ND_HASH_LEN, out);
 }
 
 void nd_finish_mac(const uint8_t finish_key[ND_HASH_LEN],

@@ -35,7 +35,14 @@ void nd_wipe(void *p, size_t len);
 
 /* ---- key schedule (kdf.c) ---- */
 
-/* th = SHA-256(client_hello || server_hello[0..72)): all but the proof. */
+/*
+ * th = SHA-256(client_hello || server_hello[0..72)): all but the proof.
+ * nd_transcript aborts if OpenSSL fails (tests, tools); _checked returns -1,
+ * for a server that must drop one connection rather than exit.
+ */
+int nd_transcript_checked(const uint8_t *client_hello, size_t ch_len,
+			  const uint8_t server_hello_th[ND_SERVER_HELLO_TH_LEN],
+			  uint8_t th[ND_HASH_LEN]);
 void nd_transcript(const uint8_t *client_hello, size_t ch_len,
 		   const uint8_t server_hello_th[ND_SERVER_HELLO_TH_LEN],
 		   uint8_t th[ND_HASH_LEN]);
@@ -72,7 +79,10 @@ int nd_key_exchange(uint8_t priv[ND_SHARE_LEN],
 		    const uint8_t client_random[ND_RANDOM_LEN],
 		    const uint8_t server_random[ND_RANDOM_LEN],
 		    const uint8_t th[ND_HASH_LEN], uint8_t okm[ND_OKM_LEN]);
-/* verify = HMAC-SHA256(finish_key, th) */
+/* verify = HMAC-SHA256(finish_key, th); _checked: -1 if OpenSSL fails. */
+int nd_finish_mac_checked(const uint8_t finish_key[ND_HASH_LEN],
+			  const uint8_t th[ND_HASH_LEN],
+			  uint8_t out[ND_HASH_LEN]);
 void nd_finish_mac(const uint8_t finish_key[ND_HASH_LEN],
 		   const uint8_t th[ND_HASH_LEN], uint8_t out[ND_HASH_LEN]);
 /*

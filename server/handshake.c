@@ -523,6 +523,14 @@ static bool identity_known(const struct nd_server *s, const struct nd_hs *h)
 	return strcmp(identity, s->identity) == 0;
 }
 
+/* The log says which identity was unknown; the wire never does. */
+static void hs_fail_auth(struct nd_server *s, struct nd_hs *h)
+{
+	hs_fail(s, h, HS_F_AUTH, identity_known(s, h) ?
+		"authentication failed" :
+		"authentication failed (unknown identity)");
+}
+
 /*
  * ServerHello with a fresh key share and the server's key proof. The
  * ephemeral private key and dh are gone when this returns; what the
@@ -540,19 +548,27 @@ static enum hs_next hs_send_server_hello(struct nd_server *s, struct nd_hs *h)
 
 	/*
 	 * The key is looked up by identity. An unknown identity gets a random
-	 * key, so on the wire it looks exactly like a wrong key.
+	 * key, so on the wire it looks exactly like a wrong key; the random
+	 * bytes are drawn for every identity, so the work is the same too.
 	 */
+	if (nd_random(key, sizeof(key)) < 0)
+		goto fail;
 	if (strcmp(identity, s->identity) == 0)
 		memcpy(key, s->key, sizeof(key));
-	else if (nd_random(key, sizeof(key)) < 0)
-		goto fail;
 	if (nd_random(shm.random, sizeof(shm.random)) < 0 ||
 	    nd_x25519_keygen(eph, shm.share) < 0) {
 		nd_err("client %s: no randomness or X25519 key", h->peer);
 		goto fail;
 	}
 	nd_server_hello_encode(sh, &shm);
-	nd_transcript(h->hello, ch_len, sh, th);
+	/*
+	 * An OpenSSL failure (out of memory) costs this connection only, never
+	 * the server and its sessions; nothing is sent without a real proof.
+	 */
+	if (nd_transcript_checked(h->hello, ch_len, sh, th) < 0) {
+		nd_err("client %s: SHA-256 failed, closing", h->peer);
+		goto fail;
+	}
 	/* Wipes eph. Fails on a low-order client share (dh all zero). */
 	if (nd_key_exchange(eph, ch.share, key, ch.random, shm.random, th,
 			    h->okm) < 0) {
@@ -560,8 +576,13 @@ static enum hs_next hs_send_server_hello(struct nd_server *s, struct nd_hs *h)
 			"client key share rejected (low-order point), closing");
 		goto out;
 	}
-	nd_finish_mac(h->okm + ND_OKM_S_FINISH, th, sh + ND_SERVER_HELLO_TH_LEN);
-	nd_finish_mac(h->okm + ND_OKM_C_FINISH, th, h->client_verify);
+	if (nd_finish_mac_checked(h->okm + ND_OKM_S_FINISH, th,
+				  sh + ND_SERVER_HELLO_TH_LEN) < 0 ||
+	    nd_finish_mac_checked(h->okm + ND_OKM_C_FINISH, th,
+				  h->client_verify) < 0) {
+		nd_err("client %s: HMAC failed, closing", h->peer);
+		goto fail;
+	}
 	nd_wipe(h->okm + ND_OKM_S_FINISH, 2 * ND_HASH_LEN);
 	if (hs_write(h->fd, sh, sizeof(sh)) < 0) {
 		hs_fail(s, h, HS_F_CLOSED,
@@ -623,11 +644,11 @@ static enum hs_next hs_check_client_finish(struct nd_server *s,
 		h->need = ND_CF_RECORD_LEN;
 	}
 
-	if (!identity_known(s, h)) {
-		hs_fail(s, h, HS_F_AUTH,
-			"authentication failed (unknown identity)");
-		return HS_DROPPED;
-	}
+	/*
+	 * An unknown identity's record is opened like any other (under the
+	 * random key it fails): closing it at once would take measurably less
+	 * time than a wrong key and tell a prober which identities exist.
+	 */
 	if (nd_crypto_init(crypto, h->okm, false) < 0) {
 		nd_err("client %s: key setup failed", h->peer);
 		close(h->fd);
@@ -638,13 +659,13 @@ static enum hs_next hs_check_client_finish(struct nd_server *s,
 		    ND_CLIENT_FINISH_LEN,
 		    rec + ND_RECORD_HDR_LEN + ND_CLIENT_FINISH_LEN) < 0) {
 		nd_crypto_free(crypto);
-		hs_fail(s, h, HS_F_AUTH, "authentication failed");
+		hs_fail_auth(s, h);
 		goto out;
 	}
 	nd_client_finish_decode(rec + ND_RECORD_HDR_LEN, cf);
 	if (!nd_equal(cf->verify, h->client_verify, ND_HASH_LEN)) {
 		nd_crypto_free(crypto);
-		hs_fail(s, h, HS_F_AUTH, "authentication failed");
+		hs_fail_auth(s, h);
 		goto out;
 	}
 	next = HS_DONE;

@@ -288,7 +288,9 @@ static void done_cb(void *arg, int status)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct nd_client_opts o = { .max_inflight = 8, .timeout_ms = 5000 };
+	/* One attempt: the fake server answers one connection per input. */
+	struct nd_client_opts o = { .max_inflight = 8, .timeout_ms = 5000,
+				    .hs_attempts = 1 };
 	struct fake f = { .in = { data, size } };
 	struct done d[NREQ] = { 0 };
 	bool submitted[NREQ] = { 0 };

@@ -27,8 +27,11 @@
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <openssl/crypto.h>
 
+#include "client.h"
 #include "nd_wire.h"
+#include "url.h"
 #include "../../server/backend.h"
 #include "../../server/log.h"
 #include "../../server/server.h"
@@ -1056,6 +1059,7 @@ struct man {
 	uint16_t ext_len;
 	enum man_share share;
 	bool bad_proof;
+	bool trickle;			/* hello and finish 1 byte per write */
 	struct nd_client_finish cf;	/* verify is filled in; epoch 0: 1 */
 	/* results */
 	size_t sh_len;			/* ServerHello bytes received */
@@ -1065,6 +1069,19 @@ struct man {
 #define MAN_NO_HELLO	0xfffe		/* closed without a ServerHello */
 #define MAN_NO_INFO	0xffff		/* closed without a SessionInfo */
 #define MAN_AUTH	0xfffd		/* the server's proof did not verify */
+
+/* One byte per segment, so the server reads every part in pieces. */
+static void write_trickle(int fd, const uint8_t *p, size_t len)
+{
+	int one = 1;
+
+	assert_int_equal(setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
+				    sizeof(one)), 0);
+	for (size_t i = 0; i < len; i++) {
+		assert_int_equal(write(fd, p + i, 1), 1);
+		usleep(200);
+	}
+}
 
 static uint16_t manual_hs(struct fixture *f, struct man *m, int *fd_out)
 {
@@ -1102,7 +1119,10 @@ static uint16_t manual_hs(struct fixture *f, struct man *m, int *fd_out)
 		ch.share[0] = m->share == MAN_SHARE_ONE;
 	}
 	len = nd_client_hello_encode(chb, &ch);
-	assert_int_equal(nd_write_full(fd, chb, len), 0);
+	if (m->trickle)
+		write_trickle(fd, chb, len);
+	else
+		assert_int_equal(nd_write_full(fd, chb, len), 0);
 	for (m->sh_len = 0; m->sh_len < sizeof(shb); m->sh_len += (size_t)r) {
 		r = read(fd, shb + m->sh_len, sizeof(shb) - m->sh_len);
 		if (r <= 0)
@@ -1128,7 +1148,16 @@ static uint16_t manual_hs(struct fixture *f, struct man *m, int *fd_out)
 	if (!cf.epoch)
 		cf.epoch = 1;
 	nd_client_finish_encode(cfb, &cf);
-	assert_int_equal(nd_send_record(fd, &c.tx, &v, 1), 0);
+	if (m->trickle) {
+		uint8_t rec[ND_RECORD_HDR_LEN + sizeof(cfb) + ND_TAG_LEN];
+
+		assert_int_equal(nd_seal(&c.tx, rec, &v, 1,
+					 rec + sizeof(rec) - ND_TAG_LEN), 0);
+		memcpy(rec + ND_RECORD_HDR_LEN, cfb, sizeof(cfb));
+		write_trickle(fd, rec, sizeof(rec));
+	} else {
+		assert_int_equal(nd_send_record(fd, &c.tx, &v, 1), 0);
+	}
 	n = nd_recv_record(fd, &c.rx, sib, sizeof(sib));
 	nd_crypto_free(&c);
 	if (n < 0)
@@ -1173,6 +1202,126 @@ static void test_timestamp_extremes(void **state)
 	assert_int_equal(manual_handshake_ts(f, now - ND_CLOCK_SKEW_MAX + 5,
 					     &fd), ND_OK);
 	close(fd);
+}
+
+/*
+ * OpenSSL's allocations, with a failure injected on one thread: the
+ * countdown-th allocation there after arming fails.
+ */
+static pthread_t oom_thread;
+static int oom_countdown;	/* 0: disarmed */
+static int oom_hit;
+
+static bool oom_now(void)
+{
+	if (!__atomic_load_n(&oom_countdown, __ATOMIC_ACQUIRE) ||
+	    !pthread_equal(pthread_self(), oom_thread) ||
+	    __atomic_sub_fetch(&oom_countdown, 1, __ATOMIC_ACQ_REL))
+		return false;
+	__atomic_store_n(&oom_hit, 1, __ATOMIC_RELEASE);
+	return true;
+}
+
+static void *oom_malloc(size_t n, const char *file, int line)
+{
+	return oom_now() ? NULL : malloc(n);
+}
+
+static void *oom_realloc(void *p, size_t n, const char *file, int line)
+{
+	return oom_now() ? NULL : realloc(p, n);
+}
+
+static void oom_free(void *p, const char *file, int line)
+{
+	free(p);
+}
+
+/* Once first, so OpenSSL's lazy set-up is not what fails. */
+static void open_ok_ro_warm(struct fixture *f)
+{
+	struct conn cn;
+
+	open_ok(f, &cn, NULL, ND_CF_READ_ONLY);
+	conn_close(&cn);
+}
+
+/*
+ * An OpenSSL failure in the server's handshake (here: each allocation of
+ * the listener thread in turn fails) drops that connection only: no abort,
+ * no hang, no session, and the next client gets in.
+ */
+static void test_handshake_openssl_failure(void **state)
+{
+	struct fixture *f = *state;
+	struct conn cn;
+	int k, hits = 0;
+
+	open_ok_ro_warm(f);
+	oom_thread = f->thread;
+	for (k = 1; k < 1000; k++) {
+		struct nd_client_params p = {
+			.psk = f->key, .flags = ND_CF_READ_ONLY,
+			.timeout_ms = 5000 * scale,
+		};
+		enum nd_hs_result r;
+		uint16_t status;
+		int fd;
+
+		__atomic_store_n(&oom_hit, 0, __ATOMIC_RELEASE);
+		__atomic_store_n(&oom_countdown, k, __ATOMIC_RELEASE);
+		memset(&cn, 0, sizeof(cn));
+		fd = tcp_connect(f->port);
+		r = nd_handshake_client(fd, &p, &cn.c, &cn.info, &status);
+		__atomic_store_n(&oom_countdown, 0, __ATOMIC_RELEASE);
+		close(fd);
+		if (r == ND_HS_OK)
+			nd_crypto_free(&cn.c);
+		if (!__atomic_load_n(&oom_hit, __ATOMIC_ACQUIRE))
+			break;	/* past the handshake's last allocation */
+		hits++;
+		/* Closed, never answered with anything forged or a hang. */
+		assert_true(r == ND_HS_OK || r == ND_HS_IO);
+	}
+	assert_true(hits > 3);
+	assert_true(k < 1000);
+	open_ok(f, &cn, NULL, ND_CF_READ_ONLY);
+	conn_close(&cn);
+}
+
+/*
+ * A connection the server closes during the handshake (here: an OpenSSL
+ * failure on its first handshake; in real life a flood of pending
+ * handshakes or the connection limit) is retried by nd_client_open, as
+ * PROTOCOL.md §1 asks, instead of failing the command.
+ */
+static void test_client_retries_closed_handshake(void **state)
+{
+	struct fixture *f = *state;
+	struct nd_client_opts o = { .flags = ND_CF_READ_ONLY };
+	struct nd_client *c = NULL;
+	struct nd_url url;
+	char err[256] = "", text[64];
+
+	snprintf(text, sizeof(text), "netdisk://127.0.0.1:%u", f->port);
+	assert_int_equal(nd_url_parse(text, &url, err, sizeof(err)), 0);
+	open_ok_ro_warm(f);
+	oom_thread = f->thread;
+	/* Each allocation of the first attempt in turn. */
+	for (int k = 1; k < 1000; k++) {
+		int rc;
+
+		__atomic_store_n(&oom_hit, 0, __ATOMIC_RELEASE);
+		__atomic_store_n(&oom_countdown, k, __ATOMIC_RELEASE);
+		rc = nd_client_open(&url, f->key, &o, &c, NULL, err,
+				    sizeof(err));
+		__atomic_store_n(&oom_countdown, 0, __ATOMIC_RELEASE);
+		if (rc)
+			fail_msg("allocation %d failed: %s", k, err);
+		assert_int_equal(nd_client_close(c), 0);
+		if (!__atomic_load_n(&oom_hit, __ATOMIC_ACQUIRE))
+			break;
+	}
 }
 
 static void test_handshake_refusals(void **state)
@@ -1298,6 +1447,15 @@ static void test_hello_extensions_ignored(void **state)
 	m = (struct man){ .ext = ext, .ext_len = 14, .flags = 0xffff,
 			  .cf = { .flags = ND_CF_READ_ONLY } };
 	assert_int_equal(manual_hs(f, &m, &fd), ND_OK);
+	close(fd);
+	/* In pieces: every part of the hello and of the finish read partially. */
+	m = (struct man){ .ext = ext, .ext_len = 14, .trickle = true,
+			  .cf = { .flags = ND_CF_READ_ONLY } };
+	assert_int_equal(manual_hs(f, &m, &fd), ND_OK);
+	close(fd);
+	m = (struct man){ .ext = ext, .ext_len = 16, .trickle = true };
+	nd_put16(ext + 2, 13);		/* one byte past ext_len: closed */
+	assert_int_equal(manual_hs(f, &m, &fd), MAN_NO_HELLO);
 	close(fd);
 }
 
@@ -2379,6 +2537,10 @@ int main(void)
 						setup_rw, teardown),
 		cmocka_unit_test_setup_teardown(test_handshake_refusals,
 						setup_rw, teardown),
+		cmocka_unit_test_setup_teardown(test_handshake_openssl_failure,
+						setup_rw, teardown),
+		cmocka_unit_test_setup_teardown(test_client_retries_closed_handshake,
+						setup_rw, teardown),
 		cmocka_unit_test_setup_teardown(test_client_finish_invalid,
 						setup_rw, teardown),
 		cmocka_unit_test_setup_teardown(test_version_refusal,
@@ -2434,6 +2596,11 @@ int main(void)
 						setup_gated, teardown),
 	};
 
+	/* Before OpenSSL allocates anything (it refuses afterwards). */
+	if (!CRYPTO_set_mem_functions(oom_malloc, oom_realloc, oom_free)) {
+		fprintf(stderr, "CRYPTO_set_mem_functions failed\n");
+		return 1;
+	}
 	signal(SIGPIPE, SIG_IGN);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
