@@ -189,6 +189,8 @@ static int nd_dir_advance(struct nd_dir *d)
 	u8 next[ND_KEY_LEN];
 	int err = 0;
 
+	if (d->broken)
+		return -EIO;
 	if (want == d->gen)
 		return 0;
 	while (!err && d->gen < want) {
@@ -200,7 +202,12 @@ static int nd_dir_advance(struct nd_dir *d)
 		}
 	}
 	memzero_explicit(next, sizeof(next));
-	return err ?: nd_dir_setkey(d);
+	if (!err)
+		err = nd_dir_setkey(d);
+	/* gen has moved on: the old AES key must never seal again. */
+	if (err)
+		d->broken = true;
+	return err;
 }
 
 int nd_dir_init(struct nd_dir *d, const u8 traffic[ND_KEY_LEN],
@@ -270,8 +277,11 @@ static int nd_aead_run(struct nd_dir *d, struct scatterlist *sg, u32 cryptlen,
 	aead_request_set_crypt(d->req, sg, sg, cryptlen, d->nonce);
 	err = crypto_wait_req(enc ? crypto_aead_encrypt(d->req) :
 				    crypto_aead_decrypt(d->req), &wait);
-	if (err)
+	if (err) {
+		/* seq did not move: a retry would reuse the nonce. */
+		d->broken = true;
 		return err;
+	}
 	d->seq++;
 	return 0;
 }

@@ -46,6 +46,7 @@ struct nd_dir {
 	u8 nonce[ND_IV_LEN];
 	u64 gen;			/* key generation: seq / ND_REKEY_RECORDS */
 	u64 seq;			/* next record number */
+	bool broken;			/* a key step failed: no more records */
 };
 
 int nd_sha256(const u8 *a, size_t alen, const u8 *b, size_t blen,

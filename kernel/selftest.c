@@ -214,6 +214,10 @@ static int nd_st_s2c(struct nd_selftest *t)
 	t->buf[len - 1] ^= 1;
 	err = nd_open(&t->dir, &sg, nd_get32(t->buf));
 	ND_CHECK(err == -EBADMSG, "altered record was accepted");
+	/* A failed record ends the direction: nothing opens after it. */
+	memcpy(t->buf, nd_vec_s2c_record, len);
+	err = nd_open(&t->dir, &sg, nd_get32(t->buf));
+	ND_CHECK(err == -EIO, "direction still usable after a failed record");
 	err = 0;
 out:
 	nd_dir_free(&t->dir);
