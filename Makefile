@@ -72,11 +72,14 @@ $(O)/tools/%: $(O)/tests/tools/%.o $(O)/libnetdisk.a
 
 KVER ?= $(shell ls /lib/modules 2>/dev/null | sort -V | tail -n 1)
 # O= : our O is a userspace build dir; kbuild would take it as its output dir.
+# tests/kmod: test-only modules the VM cases load (never installed).
 kernel: | $(DEPS_STAMP)
 	$(MAKE) -C kernel KVER=$(KVER) O=
+	$(MAKE) -C tests/kmod KVER=$(KVER) O=
 
 sparse: | $(DEPS_STAMP)
 	$(MAKE) -C kernel KVER=$(KVER) C=2 O=
+	$(MAKE) -C tests/kmod KVER=$(KVER) C=2 O=
 
 # The vectors come from an independent Python implementation: regenerate
 # and compare, so nobody can update them from libnetdisk's output.
@@ -108,6 +111,7 @@ bench: userspace kernel
 clean:
 	rm -rf build build-asan build-fuzz
 	-$(MAKE) -C kernel clean KVER=$(KVER) O=
+	-$(MAKE) -C tests/kmod clean KVER=$(KVER) O=
 
 -include $(shell find $(O) -name '*.d' 2>/dev/null)
 
