@@ -18,6 +18,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "state_dir.h"
+
 #include "client.h"
 #include "nd_wire.h"
 #include "../../server/backend.h"
@@ -35,32 +37,6 @@ struct fixture {
 	struct nd_url url;
 	uint8_t *image;		/* what the file holds */
 };
-
-/* A fresh directory for the server's write-epoch state files. */
-static void state_dir_make(char *dir, size_t n)
-{
-	snprintf(dir, n, "/tmp/nd-test-state-XXXXXX");
-	assert_non_null(mkdtemp(dir));
-}
-
-/* Removes the state directory and the files in it. */
-static void state_dir_remove(const char *dir)
-{
-	DIR *d = opendir(dir);
-	struct dirent *de;
-	char p[512];
-
-	if (!d)
-		return;
-	while ((de = readdir(d))) {
-		if (de->d_name[0] == '.')
-			continue;
-		snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
-		unlink(p);
-	}
-	closedir(d);
-	rmdir(dir);
-}
 
 static void *run_server(void *arg)
 {

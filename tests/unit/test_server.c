@@ -27,6 +27,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
+
+#include "state_dir.h"
 #include <openssl/crypto.h>
 
 #include "client.h"
@@ -242,32 +244,6 @@ static void logcap_stop(struct logcap *lc)
 	close(lc->rfd);
 	pthread_mutex_destroy(&lc->lock);
 	pthread_cond_destroy(&lc->cond);
-}
-
-/* A fresh directory for the server's write-epoch state files. */
-static void state_dir_make(char *dir, size_t n)
-{
-	snprintf(dir, n, "/tmp/nd-test-state-XXXXXX");
-	assert_non_null(mkdtemp(dir));
-}
-
-/* Removes the state directory and the files in it. */
-static void state_dir_remove(const char *dir)
-{
-	DIR *d = opendir(dir);
-	struct dirent *de;
-	char p[512];
-
-	if (!d)
-		return;
-	while ((de = readdir(d))) {
-		if (de->d_name[0] == '.')
-			continue;
-		snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
-		unlink(p);
-	}
-	closedir(d);
-	rmdir(dir);
 }
 
 static void *run_server(void *arg)

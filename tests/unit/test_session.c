@@ -25,6 +25,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "state_dir.h"
+
 #include "nd_wire.h"
 #include "../../server/backend.h"
 #include "../../server/log.h"
@@ -248,7 +250,6 @@ static int setup_gated(void **state)
 	return setup_common(state, true);
 }
 
-static void state_dir_remove(const char *dir);
 
 /* A read-only export, with an empty state directory. */
 static int setup_ro(void **state)
@@ -263,24 +264,6 @@ static int setup_ro(void **state)
 	f->read_only = true;
 	start_server(f);
 	return 0;
-}
-
-static void state_dir_remove(const char *dir)
-{
-	DIR *d = opendir(dir);
-	struct dirent *de;
-	char p[512];
-
-	if (!d)
-		return;
-	while ((de = readdir(d))) {
-		if (de->d_name[0] == '.')
-			continue;
-		snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
-		unlink(p);
-	}
-	closedir(d);
-	rmdir(dir);
 }
 
 static int teardown(void **state)
