@@ -22,21 +22,6 @@
 #define ND_STATE_HEADER	"netdisk write epochs 1\n"
 #define ND_STATE_HINT	" (a read-write export needs a writable --state-dir)"
 
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 /* Replaces the file with the counters; -1 with errno and what failed. */
 static int state_write(const char *dir, const char *path, uint64_t reserved,
 		       uint64_t written, const char **what)
@@ -52,7 +37,7 @@ static int state_write(const char *dir, const char *path, uint64_t reserved,
 	if (fd < 0)
 		return -1;
 	*what = "write";
-	if (write_all(fd, buf, (size_t)n) < 0 || fsync(fd) < 0) {
+	if (nd_write_full(fd, buf, (size_t)n) < 0 || fsync(fd) < 0) {
 		e = errno;
 		close(fd);
 		unlink(tmp);
