@@ -238,13 +238,14 @@ static int nd_ladder_step(const uint8_t secret[ND_KEY_LEN], const char *label,
 			  size_t label_len, uint8_t out[ND_KEY_LEN])
 {
 	uint8_t tmp[ND_KEY_LEN];
+	int ret;
 
-	if (nd_hkdf_expand(secret, (const uint8_t *)label, label_len, tmp,
-			   sizeof(tmp)))
-		return -1;
-	memcpy(out, tmp, ND_KEY_LEN);
-	OPENSSL_cleanse(tmp, sizeof(tmp));
-	return 0;
+	ret = nd_hkdf_expand(secret, (const uint8_t *)label, label_len, tmp,
+			     sizeof(tmp));
+	if (!ret)
+		memcpy(out, tmp, ND_KEY_LEN);
+	OPENSSL_cleanse(tmp, sizeof(tmp));	/* also what a failed expand left */
+	return ret;
 }
 
 int nd_traffic_key_checked(const uint8_t traffic[ND_KEY_LEN],
