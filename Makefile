@@ -15,6 +15,8 @@ CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer \
 LDFLAGS += -fsanitize=address,undefined
 endif
 LDLIBS  += -lcrypto -pthread
+# netdiskd and what links its objects: config parser, readiness.
+SERVER_LDLIBS := -linih -lsystemd
 
 LIB_SRC    := $(wildcard lib/*.c)
 SERVER_SRC := $(wildcard server/*.c)
@@ -57,14 +59,14 @@ $(O)/libnetdisk.a: $(LIB_OBJ)
 	$(AR) rcs $@ $^
 
 $(O)/netdiskd: $(SERVER_OBJ) $(O)/libnetdisk.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(SERVER_LDLIBS)
 
 $(O)/netdisk: $(CLI_OBJ) $(O)/libnetdisk.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(O)/tests/%: $(O)/tests/unit/%.o $(SERVER_LIB_OBJ) $(O)/libnetdisk.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(SERVER_LDLIBS) -lcmocka
 
 $(O)/tools/%: $(O)/tests/tools/%.o $(O)/libnetdisk.a
 	@mkdir -p $(dir $@)
@@ -141,7 +143,7 @@ $(FUZZ_O)/%.o: %.c | $(DEPS_STAMP)
 
 $(FUZZ_O)/fuzz/%: $(FUZZ_O)/tests/fuzz/fuzz_%.o $(FUZZ_OBJ)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ -lcrypto -pthread
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ -lcrypto -pthread $(SERVER_LDLIBS)
 
 fuzz-build: $(FUZZ_BIN)
 

@@ -133,6 +133,7 @@ enum nd_status {
 	ND_ERR_SHUTDOWN = 12,
 	ND_ERR_WRITTEN = 13,	/* another session wrote since the client's */
 	ND_ERR_SUPERSEDED = 14,	/* a newer connection holds this slot */
+	ND_ERR_ACCESS = 15,	/* this identity may not use the export */
 	ND_ERR__COUNT
 };
 
@@ -148,7 +149,7 @@ static inline const char *nd_status_str(unsigned int s)
 		"unsupported protocol version", "clock skew too large",
 		"unknown or expired session", "server shutting down",
 		"export was written by another client while disconnected",
-		"connection superseded by a newer one",
+		"connection superseded by a newer one", "access denied",
 	};
 
 	return s < ND_ERR__COUNT ? names[s] : "unknown error";
@@ -527,6 +528,115 @@ static inline int nd_session_info_decode(const uint8_t *p,
 	s->write_epoch = nd_get64(p + 56);
 	s->last_writer = nd_get64(p + 64);
 	return nd_session_info_invalid(s) ? -1 : 0;
+}
+
+/*
+ * ---- Export list (ClientHello extension ND_EXT_LIST_EXPORTS) ----
+ * A client offering the extension asks for the list of exports its
+ * identity may use instead of a session; the server answers record s2c #0
+ * with an ExportList (or, if it refuses, a SessionInfo with an error
+ * status) and closes. The magic sits where a SessionInfo has its status
+ * and reserved zero bytes, so the two can never be confused.
+ */
+#define ND_EXT_LIST_EXPORTS	0x0001u	/* value: empty */
+#define ND_LIST_MAGIC		0x4e444c58u	/* "NDLX" */
+#define ND_LIST_HDR_LEN		8	/* magic, count */
+#define ND_LIST_ENTRY_FIXED	17	/* name_len, flags, size, block size */
+#define ND_LIST_MAX		1024	/* entries */
+#define ND_LIST_MAX_LEN		(ND_LIST_HDR_LEN + ND_LIST_MAX * \
+				 (ND_LIST_ENTRY_FIXED + ND_NAME_MAX))
+/* Entry flags: ND_EXP_READ_ONLY .. ND_EXP_WRITE_ZEROES, and: */
+#define ND_LIST_BUSY		0x100u	/* a writer session holds it now */
+#define ND_LIST_FLAGS_KNOWN	(ND_EXP_READ_ONLY | ND_EXP_FLUSH | \
+				 ND_EXP_FUA | ND_EXP_TRIM | \
+				 ND_EXP_WRITE_ZEROES | ND_LIST_BUSY)
+
+struct nd_list_entry {
+	uint8_t name_len;		/* 1..64 */
+	uint8_t name[ND_NAME_MAX];
+	uint32_t flags;			/* ND_LIST_FLAGS_KNOWN */
+	uint64_t size;			/* bytes, as in SessionInfo */
+	uint32_t block_size;
+};
+
+/* The extension area of a ClientHello asking for the list. */
+static inline uint16_t nd_ext_list_exports(uint8_t *ext)
+{
+	nd_put16(ext, ND_EXT_LIST_EXPORTS);
+	nd_put16(ext + 2, 0);
+	return 4;
+}
+
+/* Does a (well-framed) extension area ask for the export list? */
+static inline int nd_ext_has(const uint8_t *ext, size_t ext_len,
+			     uint16_t type)
+{
+	size_t o = 0;
+
+	while (o + 4 <= ext_len) {
+		if (nd_get16(ext + o) == type)
+			return 1;
+		o += 4 + nd_get16(ext + o + 2);
+	}
+	return 0;
+}
+
+/* ExportList header; entries follow, each encoded by nd_list_entry_encode. */
+static inline void nd_list_hdr_encode(uint8_t *p, uint32_t count)
+{
+	nd_put32(p, ND_LIST_MAGIC);
+	nd_put32(p + 4, count);
+}
+
+/* Returns the bytes written (ND_LIST_ENTRY_FIXED + name_len). */
+static inline size_t nd_list_entry_encode(uint8_t *p,
+					  const struct nd_list_entry *e)
+{
+	p[0] = e->name_len;
+	nd_copy(p + 1, e->name, e->name_len);
+	p += 1 + e->name_len;
+	nd_put32(p, e->flags);
+	nd_put64(p + 4, e->size);
+	nd_put32(p + 12, e->block_size);
+	return ND_LIST_ENTRY_FIXED + e->name_len;
+}
+
+/* Is this first server record an ExportList (else: a SessionInfo)? */
+static inline int nd_list_is(const uint8_t *p, size_t len)
+{
+	return len >= ND_LIST_HDR_LEN && nd_get32(p) == ND_LIST_MAGIC;
+}
+
+/*
+ * Decodes entry i of n from p[*off..len): 0, or -1 if it is malformed
+ * (short, bad name, unknown flag, size or block size outside SessionInfo's
+ * ranges). *off advances past it.
+ */
+static inline int nd_list_entry_decode(const uint8_t *p, size_t len,
+				       size_t *off, struct nd_list_entry *e)
+{
+	size_t o = *off;
+
+	if (o >= len || len - o < ND_LIST_ENTRY_FIXED)
+		return -1;
+	e->name_len = p[o];
+	if (e->name_len < 1 || e->name_len > ND_NAME_MAX ||
+	    len - o < (size_t)ND_LIST_ENTRY_FIXED + e->name_len ||
+	    !nd_name_valid(p + o + 1, e->name_len))
+		return -1;
+	nd_copy(e->name, p + o + 1, e->name_len);
+	o += 1 + e->name_len;
+	e->flags = nd_get32(p + o);
+	e->size = nd_get64(p + o + 4);
+	e->block_size = nd_get32(p + o + 12);
+	if ((e->flags & ~ND_LIST_FLAGS_KNOWN) ||
+	    (e->block_size != 512 && e->block_size != 1024 &&
+	     e->block_size != 2048 && e->block_size != 4096) ||
+	    e->size == 0 || e->size >= ND_EXPORT_SIZE_LIMIT ||
+	    e->size % e->block_size)
+		return -1;
+	*off = o + 16;
+	return 0;
 }
 
 /* ---- Requests (client records after ClientFinish) ---- */

@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * netdiskd's control socket: a Unix stream socket (mode 0600, owner the
+ * server's user) where a local admin asks the running server for its
+ * state. One command line in, text out, then the server closes:
+ *
+ *   status\n   ->  the lines of nd_server_status(), then EOF
+ *
+ * An unknown command gets "error: unknown command\n". `netdiskd status`
+ * is the client side.
+ */
+#ifndef ND_SRV_CONTROL_H
+#define ND_SRV_CONTROL_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+struct nd_server;
+struct nd_control;
+
+/*
+ * Listens on path (its directory is created 0755 if missing; a stale
+ * socket left by a dead server is replaced, a live one refused) and
+ * serves commands on a thread of its own. NULL with one line in err.
+ */
+struct nd_control *nd_control_start(struct nd_server *s, const char *path,
+				     char *err, size_t errlen);
+/* Stops the thread, closes and unlinks the socket. NULL is fine. */
+void nd_control_stop(struct nd_control *ctl);
+
+/*
+ * Client side: sends cmd to the server at path and copies the answer to
+ * out. 0, or -1 with one line in err ("cannot connect to PATH: ...").
+ */
+int nd_control_query(const char *path, const char *cmd, FILE *out,
+		     char *err, size_t errlen);
+
+/*
+ * server.c: the server's state as text, one record per line, for the
+ * control socket (format: netdiskd(8) STATUS):
+ *
+ *   export NAME path=PATH mode=ro|rw size=BYTES sessions=N writer=ID|-
+ *   session ID identity=NAME export=NAME mode=ro|rw conns=N
+ *           peers=ADDR[,ADDR...] age=SECONDS requests=N
+ *           read_bytes=N written_bytes=N        (one line)
+ *
+ * Safe to call from any thread while the server runs.
+ */
+void nd_server_status(struct nd_server *s, FILE *out);
+
+#endif /* ND_SRV_CONTROL_H */
