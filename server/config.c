@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: MIT
 /*
- * netdiskd's configuration: the one-export command line and the lookups
- * the server makes in a loaded configuration (export by name, key by
- * identity, access by pattern). The file parser is
+ * netdiskd's configuration: the one-export command line, the lookups the
+ * server makes in a loaded configuration (export by name, key by
+ * identity, access by pattern) and its printout. The file parser is
  * config_load.c.
  */
+#include <errno.h>
 #include <fnmatch.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "log.h"
 #include "nd_wire.h"
 
 __attribute__((format(printf, 3, 4)))
@@ -146,4 +148,106 @@ bool nd_config_allows(const struct nd_cfg_export *e, const char *identity)
 		if (fnmatch(e->clients[i], identity, 0) == 0)
 			return true;
 	return false;
+}
+
+int nd_config_parse_num(const char *s, long long min, long long max,
+			bool suffix, long long *out)
+{
+	long long v, mult = 1;
+	char *end;
+
+	if (*s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno)
+		return -1;
+	if (suffix && (*end == 'K' || *end == 'k')) {
+		mult = 1024;
+		end++;
+	} else if (suffix && (*end == 'M' || *end == 'm')) {
+		mult = 1024 * 1024;
+		end++;
+	}
+	if (*end || v > max / mult || v * mult < min)
+		return -1;
+	*out = v * mult;
+	return 0;
+}
+
+static const char *const level_names[] = { "error", "warn", "info", "debug" };
+
+static void print_size(FILE *f, const char *key, uint32_t v)
+{
+	if (v % (1024 * 1024) == 0)
+		fprintf(f, "%s = %uM\n", key, v / (1024 * 1024));
+	else if (v % 1024 == 0)
+		fprintf(f, "%s = %uK\n", key, v / 1024);
+	else
+		fprintf(f, "%s = %u\n", key, v);
+}
+
+static void print_server(FILE *f, const struct nd_config *cfg)
+{
+	int i, level = cfg->log_level;
+
+	fprintf(f, "[server]\n");
+	if (cfg->nlisten) {
+		fprintf(f, "listen =");
+		for (i = 0; i < cfg->nlisten; i++)
+			fprintf(f, " %s", cfg->listen[i]);
+		fprintf(f, "\n");
+	} else {
+		fprintf(f, "; listen: all addresses (IPv6 and IPv4)\n");
+	}
+	fprintf(f, "port = %u\n", cfg->port);
+	if (cfg->key_dir[0])
+		fprintf(f, "key-dir = %s\t; <%d identities from %s>\n",
+			cfg->key_dir, cfg->nids, cfg->key_dir);
+	else
+		fprintf(f, "; key-dir: none\n");
+	if (cfg->key_file[0])
+		fprintf(f, "key-file = %s\t; <shared key for every other identity>\n",
+			cfg->key_file);
+	else
+		fprintf(f, "; key-file: none (identities without a key file are unknown)\n");
+	if (cfg->workers)
+		fprintf(f, "workers = %d\n", cfg->workers);
+	else
+		fprintf(f, "workers = auto\n");
+	fprintf(f, "grace = %d\n", cfg->grace_s);
+	print_size(f, "max-payload", cfg->max_payload);
+	if (level < ND_LOG_ERROR || level > ND_LOG_DEBUG)
+		level = ND_LOG_INFO;
+	fprintf(f, "log-level = %s\n", level_names[level]);
+	fprintf(f, "state-dir = %s\n", cfg->state_dir);
+	fprintf(f, "control = %s\n", cfg->control[0] ? cfg->control : "none");
+}
+
+static void print_export(FILE *f, const struct nd_cfg_export *e)
+{
+	int i;
+
+	fprintf(f, "\n[export %s]\n", e->name);
+	fprintf(f, "path = %s\n", e->path);
+	fprintf(f, "read-only = %s\n", e->read_only ? "yes" : "no");
+	if (!e->nclients) {
+		fprintf(f, "; clients: every identity with a key\n");
+		return;
+	}
+	fprintf(f, "clients =");
+	for (i = 0; i < e->nclients; i++)
+		fprintf(f, " %s", e->clients[i]);
+	fprintf(f, "\n");
+}
+
+void nd_config_print(FILE *f, const struct nd_config *cfg)
+{
+	int i;
+
+	fprintf(f, "; netdiskd configuration from %s\n",
+		cfg->file[0] ? cfg->file : "the command line");
+	print_server(f, cfg);
+	for (i = 0; i < cfg->nexports; i++)
+		print_export(f, &cfg->exports[i]);
 }
