@@ -514,8 +514,13 @@ static enum hs_next hs_read_client_hello(struct nd_server *s, struct nd_hs *h)
 	}
 }
 
-/* The log says whether the identity was unknown; the wire never does. */
-static void hs_fail_auth(struct nd_server *s, struct nd_hs *h)
+/*
+ * The log says whether the identity was unknown or its key wrong; the
+ * wire never does. how: how it showed (the client gave up, or its proof
+ * failed).
+ */
+static void hs_fail_auth(struct nd_server *s, struct nd_hs *h,
+			 const char *how)
 {
 	struct nd_client_hello ch;
 	char identity[ND_NAME_MAX + 1], export_name[ND_NAME_MAX + 1];
@@ -523,12 +528,12 @@ static void hs_fail_auth(struct nd_server *s, struct nd_hs *h)
 	hello_decode(h, &ch, identity, export_name);
 	if (nd_config_key(&s->cfg, identity))
 		hs_fail(s, h, HS_F_AUTH,
-			"authentication failed (identity '%s': wrong key)",
-			identity);
+			"authentication failed (identity '%s': wrong key; %s)",
+			identity, how);
 	else
 		hs_fail(s, h, HS_F_AUTH,
-			"authentication failed (unknown identity '%s')",
-			identity);
+			"authentication failed (unknown identity '%s'; %s)",
+			identity, how);
 }
 
 /*
@@ -627,8 +632,8 @@ static enum hs_next hs_check_client_finish(struct nd_server *s,
 			return HS_WAIT;
 		if (r < 0 && errno == 0 && h->have == 0) {
 			/* What a client does when our key proof fails. */
-			hs_fail(s, h, HS_F_AUTH,
-				"authentication failed (client rejected the server's key proof)");
+			hs_fail_auth(s, h,
+				     "client rejected the server's key proof");
 			return HS_DROPPED;
 		}
 		if (r < 0) {
@@ -660,13 +665,13 @@ static enum hs_next hs_check_client_finish(struct nd_server *s,
 		    ND_CLIENT_FINISH_LEN,
 		    rec + ND_RECORD_HDR_LEN + ND_CLIENT_FINISH_LEN) < 0) {
 		nd_crypto_free(crypto);
-		hs_fail_auth(s, h);
+		hs_fail_auth(s, h, "client proof failed");
 		goto out;
 	}
 	nd_client_finish_decode(rec + ND_RECORD_HDR_LEN, cf);
 	if (!nd_equal(cf->verify, h->client_verify, ND_HASH_LEN)) {
 		nd_crypto_free(crypto);
-		hs_fail_auth(s, h);
+		hs_fail_auth(s, h, "client proof failed");
 		goto out;
 	}
 	next = HS_DONE;
