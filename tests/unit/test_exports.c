@@ -44,6 +44,7 @@ static const char base_exports[] =
 struct fixture {
 	char dir[64];
 	char conf[128];
+	const char *listen;		/* NULL: 127.0.0.1 */
 	uint8_t lab01[ND_KEY_LEN], lab02[ND_KEY_LEN], db01[ND_KEY_LEN];
 	uint8_t shared[ND_KEY_LEN];
 	struct nd_server *srv;
@@ -112,9 +113,10 @@ static void write_conf(const struct fixture *f, bool shared,
 	va_list ap;
 
 	assert_non_null(c);
-	fprintf(c, "[server]\nlisten = 127.0.0.1\nport = 0\n"
+	fprintf(c, "[server]\nlisten = %s\nport = 0\n"
 		"key-dir = %s/keys\nworkers = 2\ngrace = 1\nlog-level = %s\n"
-		"state-dir = %s/state\ncontrol = none\n", f->dir,
+		"state-dir = %s/state\ncontrol = none\n",
+		f->listen ? f->listen : "127.0.0.1", f->dir,
 		getenv("ND_TEST_DEBUG") ? "debug" : "error", f->dir);
 	if (shared)
 		fprintf(c, "key-file = %s/shared.key\n", f->dir);
@@ -240,18 +242,23 @@ static void reload(struct fixture *f, bool expect_applied)
 
 /* ---- clients ---- */
 
-static int tcp_connect(uint16_t port)
+static int tcp_connect_to(uint32_t addr, uint16_t port)
 {
 	struct sockaddr_in a = {
 		.sin_family = AF_INET,
 		.sin_port = htons(port),
-		.sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+		.sin_addr.s_addr = htonl(addr),
 	};
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
 	assert_true(fd >= 0);
 	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
 	return fd;
+}
+
+static int tcp_connect(uint16_t port)
+{
+	return tcp_connect_to(INADDR_LOOPBACK, port);
 }
 
 static enum nd_hs_result try_open(struct fixture *f, struct conn *cn,
@@ -862,6 +869,44 @@ static void test_status(void **state)
 	conn_close(&b);
 }
 
+/*
+ * Several listen addresses: each gets a socket, all on the port the first
+ * picked (port = 0); a reload that changes them only warns.
+ */
+static void test_listen_addresses(void **state)
+{
+	struct fixture *f = *state;
+	struct conn a = { .fd = -1 };
+	struct nd_client_params p = {
+		.psk = f->db01, .identity = "db01", .export_name = "beta",
+		.epoch = 1, .timeout_ms = 5000,
+	};
+	uint16_t status;
+	int fd;
+
+	stop_server(f);
+	f->listen = "127.0.0.1 127.0.0.2";
+	write_conf(f, false, base_exports, f->dir);
+	start_server(f);
+	fd = tcp_connect_to(0x7f000002, f->port);
+	assert_int_equal(nd_handshake_client(fd, &p, &a.c, &a.info, &status),
+			 ND_HS_OK);
+	a.fd = fd;
+	read_ok(&a, 0xb2);
+	conn_close(&a);
+	open_ok(f, &a, "db01", f->db01, "beta");
+	conn_close(&a);
+	f->listen = "127.0.0.1";
+	write_conf(f, false, base_exports, f->dir);
+	reload(f, true);
+	/* Still listening there until a restart. */
+	fd = tcp_connect_to(0x7f000002, f->port);
+	assert_int_equal(nd_handshake_client(fd, &p, &a.c, &a.info, &status),
+			 ND_HS_OK);
+	a.fd = fd;
+	conn_close(&a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -884,6 +929,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reload_rejected, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_status, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_listen_addresses, setup,
+						teardown),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
