@@ -2,13 +2,15 @@
 # SPDX-License-Identifier: MIT
 """ndprobe: what a prober sees of a netdisk handshake, byte by byte.
 
-    ndprobe.py HOST PORT IDENTITY EXPORT KEY_FILE [--list]
+    ndprobe.py HOST PORT IDENTITY,EXPORT,KEY_FILE[,list]...
 
-Sends a ClientHello (with the list-exports extension if --list), reads the
+For each probe given (one connection each, in turn; one process because
+importing pyca/cryptography is slow on a busy machine): sends a
+ClientHello (with the list-exports extension if ",list"), reads the
 ServerHello, checks server_verify against KEY_FILE's key, then sends the
 ClientFinish of a new read-only session sealed under the keys derived from
 that key whether or not the check passed (a prober trying on), and reads
-until the server closes. Prints one line:
+until the server closes. Prints one line per probe:
 
     hello=BYTES verify=ok|fail after=BYTES end=eof|reset|timeout|open [status=N] [list=...]
 
@@ -71,9 +73,7 @@ def opened(key, iv, rec):
     return ["list=" + ",".join(ents)]
 
 
-def main():
-    host, port, ident, export, keyfile = sys.argv[1:6]
-    want_list = "--list" in sys.argv[6:]
+def probe(host, port, ident, export, keyfile, want_list):
     psk = bytes.fromhex(open(keyfile).read().strip())
     eph = X25519PrivateKey.generate()
     share = eph.public_key().public_bytes(serialization.Encoding.Raw,
@@ -90,8 +90,7 @@ def main():
     sh = recv_exact(s, 104)
     out = ["hello=%d" % len(sh)]
     if len(sh) < 104:
-        print(out[0], "verify=none after=0 end=eof")
-        return
+        return out[0] + " verify=none after=0 end=eof"
     th = hashlib.sha256(hello + sh[:72]).digest()
     dh = eph.exchange(X25519PublicKey.from_public_bytes(sh[40:72]))
     prk = hmac.new(crandom + sh[8:40], psk + dh, hashlib.sha256).digest()
@@ -126,7 +125,16 @@ def main():
     except socket.timeout:
         end = "timeout"
     out += ["after=%d" % len(rest), "end=" + end] + info
-    print(" ".join(out))
+    s.close()
+    return " ".join(out)
+
+
+def main():
+    host, port = sys.argv[1:3]
+    for spec in sys.argv[3:]:
+        f = spec.split(",")
+        print(probe(host, port, f[0], f[1], f[2], f[3:] == ["list"]),
+              flush=True)
 
 
 main()
