@@ -408,10 +408,23 @@ for i in $(seq 1 100); do
 	sleep 0.05
 done
 expect_err second-writer-busy 5 "busy" "$ND" copy part.img "$URL" --key-file key
+# The export list shows the writer; the shortcut server has one export, and
+# one key for every identity.
+run exports-busy "$ND" exports "netdisk://127.0.0.1:$RW_PORT" --key-file key \
+	--identity anyone
+[ "$RC" -eq 0 ] && [ "$(wc -l <"$OUT")" -eq 2 ] &&
+	grep -qE '^default +64\.0 MiB +67108864 +512 +rw +flush( [a-z-]+)* busy$' "$OUT" &&
+	ok "exports: the real server's export, rw and busy while written" ||
+	bad "exports while busy: exit $RC: $(cat "$OUT" "$ERR" | head -c 400)"
 wait "$HOLDER"
 [ $? -eq 0 ] && ok "busy: the holder finished fine" ||
 	bad "busy: holder failed: $(cat "$T/holder.err")"
 expect_ok writer-after-holder "$ND" copy part.img "$URL" --key-file key
+run exports-not-busy "$ND" exports "netdisk://127.0.0.1:$RW_PORT" --key-file key
+[ "$RC" -eq 0 ] && grep -qE '^default +64\.0 MiB +67108864 +512 +rw +flush' "$OUT" &&
+	! grep -q busy "$OUT" &&
+	ok "exports: not busy once the writer is gone" ||
+	bad "exports after the writer: exit $RC: $(cat "$OUT" "$ERR" | head -c 400)"
 
 # ------------------------------------------------ URL forms
 expect_ok url-localhost "$ND" info "netdisk://localhost:$RW_PORT" --key-file key
@@ -460,6 +473,10 @@ chmod 444 ro.img
 ROSUM=$(sum ro.img)
 start_server RO --file ro.img --key-file key --read-only || exit 1
 ROURL=netdisk://127.0.0.1:$RO_PORT
+run exports-ro "$ND" exports "$ROURL" --key-file key --json
+[ "$RC" -eq 0 ] && grep -qF '"exports":[{"name":"default","size":16777216,"block_size":512,"read_only":true,"busy":false,"flags":3}]' "$OUT" &&
+	ok "exports --json: the read-only export" ||
+	bad "exports of the read-only server: exit $RC: $(cat "$OUT" "$ERR" | head -c 400)"
 expect_err ro-upload 6 "read-only" "$ND" copy part.img "$ROURL" --key-file key
 # bench does no client-side check: this is the server refusing the write.
 expect_err ro-bench-write 6 "read-only" \
