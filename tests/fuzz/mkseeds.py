@@ -190,3 +190,12 @@ put("list", "three", export_list([
 put("list", "long_name", export_list([
     list_entry(b"a" * 64, 0x11F, (1 << 63) - 4096, 4096)]))
 put("list", "count_off", export_list([list_entry(b"a", 0, 512, 512)], 2))
+
+# client, list request (hello_mode bit 2): an ExportList as a sealed body,
+# a server without the extension, a refusal in the SessionInfo.
+good_list = export_list([list_entry(b"alpha", 0x6, 1 << 22, 512),
+                         list_entry(b"beta", 0x103, 1 << 22, 4096)])
+put("client", "list", b"\x04\x02" + struct.pack(">H", len(good_list)) +
+    good_list)
+put("client", "list_none", b"\x04" + info_ok)
+put("client", "list_denied", b"\x04\x01" + struct.pack(">H", 15) + bytes(70))
