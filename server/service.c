@@ -65,7 +65,6 @@ static int reload(struct signal_thread *st)
 		nd_server_reload_count(st->srv, &a0, &r0);
 		sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
 			   monotonic_us());
-		nd_info("SIGHUP: reloading the configuration");
 		nd_server_reload(st->srv);
 		for (;;) {
 			nd_server_reload_count(st->srv, &a, &r);
