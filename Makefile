@@ -20,7 +20,8 @@ SERVER_LDLIBS := -linih -lsystemd
 
 LIB_SRC    := $(wildcard lib/*.c)
 SERVER_SRC := $(wildcard server/*.c)
-CLI_SRC    := $(wildcard cli/*.c)
+# cli/generator.c: netdisk-generator's main(), the rest is the netdisk tool.
+CLI_SRC    := $(filter-out cli/generator.c,$(wildcard cli/*.c))
 TOOL_SRC   := $(wildcard tests/tools/*.c)
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 
@@ -42,7 +43,8 @@ DEPS_STAMP := .deps-installed
 
 all: userspace kernel
 
-userspace: $(O)/netdiskd $(O)/netdisk $(UNIT_BIN) $(TOOL_BIN)
+userspace: $(O)/netdiskd $(O)/netdisk $(O)/netdisk-generator $(UNIT_BIN) \
+           $(TOOL_BIN)
 
 $(DEPS_STAMP): scripts/install-deps
 	./scripts/install-deps
@@ -62,6 +64,9 @@ $(O)/netdiskd: $(SERVER_OBJ) $(O)/libnetdisk.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(SERVER_LDLIBS)
 
 $(O)/netdisk: $(CLI_OBJ) $(O)/libnetdisk.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(O)/netdisk-generator: $(O)/cli/generator.o $(O)/cli/tab.o $(O)/libnetdisk.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(O)/tests/%: $(O)/tests/unit/%.o $(SERVER_LIB_OBJ) $(O)/libnetdisk.a
@@ -115,7 +120,8 @@ clean:
 	-$(MAKE) -C kernel clean KVER=$(KVER) O=
 	-$(MAKE) -C tests/kmod clean KVER=$(KVER) O=
 
--include $(shell find $(O) -name '*.d' 2>/dev/null)
+# (vm/: guest root file systems, whose /etc/rc?.d are no make files)
+-include $(shell find $(O) -path $(O)/vm -prune -o -name '*.d' -print 2>/dev/null)
 
 # ---- libFuzzer harnesses (tests/fuzz): clang, ASan+UBSan, into build-fuzz.
 # `make fuzz` runs each for FUZZ_TIME seconds, `make fuzz-smoke` for ~10 s.

@@ -3,6 +3,11 @@
 #ifndef ND_CLI_H
 #define ND_CLI_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
+struct nd_url;
+
 /*
  * Exit codes, distinct per failure so scripts can tell them apart.
  * Shared by the userspace subcommands and the kernel ones.
@@ -34,5 +39,14 @@ int nd_cmd_bench(int argc, char **argv);
 int nd_cmd_attach(int argc, char **argv);
 int nd_cmd_detach(int argc, char **argv);
 int nd_cmd_list(int argc, char **argv);
+/* attach's work; *index: the new device's number (on ND_EXIT_OK). */
+int nd_attach_argv(int argc, char **argv, long *index);
+/* "HOST:PORT" ("[V6]:PORT") as the kernel's sysfs server attribute has. */
+void nd_kctl_display(const struct nd_url *u, char *out, size_t len);
+
+/* netdisktab entries (cli/tabctl.c): attach|detach --tab NAME. */
+bool nd_tab_wanted(int argc, char **argv);
+int nd_tab_attach(int argc, char **argv);
+int nd_tab_detach(int argc, char **argv);
 
 #endif /* ND_CLI_H */

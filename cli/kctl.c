@@ -21,6 +21,7 @@
 #include "common.h"
 #include "netdisk_ioctl.h"
 #include "nd_wire.h"
+#include "tab.h"
 
 #define SYS_BLOCK	"/sys/block"
 
@@ -50,9 +51,13 @@ static void attach_usage(FILE *f)
 		"usage: netdisk attach URL --key-file FILE [--read-only] [--identity NAME]\n"
 		"                      [--reconnect-timeout SEC] [--connections N]\n"
 		"                      [--cache-size SIZE]\n"
+		"       netdisk attach --tab NAME [--tab-file FILE]\n"
 		"\n"
 		"Connects the kernel driver (netdisk.ko) to an export and creates\n"
 		"/dev/netdiskN; prints that path. URL is netdisk://HOST[:PORT][/EXPORT].\n"
+		"With --tab, the URL and options are those of entry NAME of\n"
+		"netdisktab(5) (FILE, default " ND_TAB_DEFAULT "), and\n"
+		ND_TAB_RUNDIR "/NAME links to the device.\n"
 		"\n"
 		"options:\n"
 		ND_COMMON_USAGE
@@ -68,7 +73,7 @@ static void attach_usage(FILE *f)
 		"                    where no one else can write the export\n");
 }
 
-static void format_display(const struct nd_url *u, char *out, size_t len)
+void nd_kctl_display(const struct nd_url *u, char *out, size_t len)
 {
 	bool v6 = strchr(u->host, ':') != NULL;
 
@@ -145,6 +150,15 @@ static int attach_failed(const char *canon, const char *display,
 }
 
 int nd_cmd_attach(int argc, char **argv)
+{
+	long index;
+
+	if (nd_tab_wanted(argc, argv))
+		return nd_tab_attach(argc, argv);
+	return nd_attach_argv(argc, argv, &index);
+}
+
+int nd_attach_argv(int argc, char **argv, long *index)
 {
 	enum {
 		OPT_RO = ND_OPT_FIRST_PRIVATE, OPT_RECONNECT, OPT_CONNS,
@@ -231,7 +245,7 @@ int nd_cmd_attach(int argc, char **argv)
 		return ND_EXIT_USAGE;
 	}
 	nd_url_format(&u, canon, sizeof(canon));
-	format_display(&u, display, sizeof(display));
+	nd_kctl_display(&u, display, sizeof(display));
 	if (strlen(display) >= ND_ATTACH_DISPLAY_MAX) {
 		nd_err("%s: host name too long", canon);
 		return ND_EXIT_USAGE;
@@ -281,6 +295,7 @@ int nd_cmd_attach(int argc, char **argv)
 		ioerr = ioctl(fd, ND_IOC_ATTACH, a) ? errno : 0;
 		if (!ioerr && a->out.result == ND_ATTACH_OK) {
 			printf("/dev/%s%u\n", ND_DISK_PREFIX, a->out.index);
+			*index = a->out.index;
 			rc = ND_EXIT_OK;
 			break;
 		}
@@ -313,10 +328,12 @@ static void detach_usage(FILE *f)
 {
 	fprintf(f,
 		"usage: netdisk detach DEVICE [--force]\n"
+		"       netdisk detach --tab NAME [--tab-file FILE] [--force]\n"
 		"\n"
 		"Removes /dev/netdiskN (DEVICE is /dev/netdiskN or netdiskN). A device\n"
 		"that is open or mounted is refused unless --force: then its pending\n"
-		"and later I/O fails with EIO.\n"
+		"and later I/O fails with EIO. With --tab, the device that\n"
+		"'netdisk attach --tab NAME' attached.\n"
 		"\n"
 		"options:\n"
 		"  --force           detach even if the device is in use\n"
@@ -358,6 +375,8 @@ int nd_cmd_detach(int argc, char **argv)
 	int opt, fd, rc, tries;
 	long index;
 
+	if (nd_tab_wanted(argc, argv))
+		return nd_tab_detach(argc, argv);
 	optind = 1;
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, ":hf", lo, NULL)) != -1) {

@@ -272,6 +272,26 @@ expect_ok state-dir-not-needed-read-only "$ND" info \
 	"netdisk://127.0.0.1:$SDRO_PORT" --key-file key
 stop_server SDRO
 
+# ------------------------------------------------ shortcut: control socket
+# The one-export command line opens a control socket only when asked.
+start_server CT --file lock.img --key-file key --read-only \
+	--control "$T/ct/ctl.sock" || exit 1
+run shortcut-status "$NDD" status --control "$T/ct/ctl.sock"
+[ "$RC" -eq 0 ] && grep -q "^export default path=lock.img mode=ro " "$OUT" &&
+	ok "shortcut --control: netdiskd status lists the export" ||
+	bad "shortcut --control: exit $RC: $(cat "$OUT" "$ERR" | head -c 300)"
+stop_server CT
+[ ! -e "$T/ct/ctl.sock" ] && ok "shortcut --control: socket removed at exit" ||
+	bad "shortcut --control: socket left behind"
+run shortcut-control-relative "$NDD" --file lock.img --key-file key --control ctl.sock
+[ "$RC" -eq 2 ] && grep -qx "netdiskd: --control needs an absolute path" "$ERR" &&
+	ok "shortcut --control: a relative path is a usage error" ||
+	bad "shortcut --control ctl.sock: exit $RC: $(head -c 300 "$ERR")"
+run shortcut-check "$NDD" --file lock.img --key-file key --check
+[ "$RC" -eq 2 ] && grep -qx "netdiskd: --check needs --config FILE" "$ERR" &&
+	ok "--check without --config: a usage error" ||
+	bad "--check without --config: exit $RC: $(head -c 300 "$ERR")"
+
 # ------------------------------------------------ write epochs survive kill -9
 # state_get FILE: "RESERVED WRITTEN" from a state file.
 state_get() {
