@@ -80,6 +80,14 @@ struct nd_export {
 int nd_file_open(struct nd_export *e, const char *path, bool read_only,
 		 char *err, size_t errlen);
 
+/*
+ * How the server opens an export's backend (export.c): nd_file_open.
+ * Tests put a backend of their own in front of the file (a disk that
+ * hangs).
+ */
+extern int (*nd_backend_open)(struct nd_export *e, const char *path,
+			      bool read_only, char *err, size_t errlen);
+
 /* Closes the backend of e (safe if it never opened). */
 void nd_export_close(struct nd_export *e);
 

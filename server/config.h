@@ -107,4 +107,11 @@ bool nd_config_allows(const struct nd_cfg_export *e, const char *identity);
  */
 void nd_config_print(FILE *f, const struct nd_config *cfg);
 
+/*
+ * Numbers as the file and the command line write them: decimal in
+ * [min, max], with a K or M suffix (x1024, x1024^2) if suffix. 0 or -1.
+ */
+int nd_config_parse_num(const char *s, long long min, long long max,
+			bool suffix, long long *out);
+
 #endif /* ND_SRV_CONFIG_H */

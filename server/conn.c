@@ -336,7 +336,7 @@ static int rx_read(struct nd_conn *c, void *dst, size_t n)
 /* Checks that need no I/O; ND_OK means: give it to a worker. */
 static uint16_t check_request(struct nd_conn *c, const struct nd_request *r)
 {
-	const struct nd_export *e = &c->srv->exp;
+	const struct nd_export *e = &c->sess->exp->e;
 
 	switch (r->op) {
 	case ND_OP_FLUSH:
@@ -362,6 +362,21 @@ static uint16_t check_request(struct nd_conn *c, const struct nd_request *r)
 	if (r->offset > e->size || r->length > e->size - r->offset)
 		return ND_ERR_RANGE;
 	return ND_OK;
+}
+
+/* The session's counters for the status (nd_server_status). */
+static void count_request(struct nd_session *ss, const struct nd_request *r,
+			  uint16_t status)
+{
+	__atomic_add_fetch(&ss->requests, 1, __ATOMIC_RELAXED);
+	if (status != ND_OK)
+		return;
+	if (r->op == ND_OP_READ)
+		__atomic_add_fetch(&ss->read_bytes, r->length,
+				   __ATOMIC_RELAXED);
+	else if (r->op == ND_OP_WRITE)
+		__atomic_add_fetch(&ss->written_bytes, r->length,
+				   __ATOMIC_RELAXED);
 }
 
 enum rx_end {
@@ -434,7 +449,8 @@ static bool rx_wait_room(struct nd_conn *c)
 static enum rx_end rx_loop(struct nd_conn *c, struct rx_batch *batch)
 {
 	struct nd_server *s = c->srv;
-	const struct nd_export *e = &s->exp;
+	struct nd_session *ss = c->sess;
+	const struct nd_export *e = &ss->exp->e;
 	uint8_t small[ND_REQ_HDR_LEN + ND_TAG_LEN];
 	uint8_t hdr[ND_RECORD_HDR_LEN];
 
@@ -550,6 +566,7 @@ static enum rx_end rx_loop(struct nd_conn *c, struct rx_batch *batch)
 		pthread_mutex_unlock(&c->lock);
 
 		q->status = check_request(c, &r);
+		count_request(ss, &r, q->status);
 		/* The write epoch is stored before the session's first write. */
 		if (q->status == ND_OK && (r.op == ND_OP_WRITE ||
 					   r.op == ND_OP_TRIM ||
@@ -645,6 +662,7 @@ int nd_conn_start(struct nd_conn *c)
 
 void nd_conn_destroy(struct nd_conn *c)
 {
+	free(c->list);
 	pthread_mutex_destroy(&c->seal_lock);
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->rx_cond);
@@ -684,6 +702,18 @@ void nd_conn_drop_queued(struct nd_conn *c)
 			n == 1 ? "" : "s");
 }
 
+/* The list-exports answer, then the connection closes. */
+static void send_list(struct nd_conn *c)
+{
+	struct iovec iov = { .iov_base = c->list, .iov_len = c->list_len };
+
+	if (nd_send_record(c->fd, &c->crypto.tx, &iov, 1) < 0)
+		nd_info("client %s: sending the export list failed: %s",
+			c->peer, strerror(errno));
+	free(c->list);
+	c->list = NULL;
+}
+
 /*
  * Decides, against a concurrent fence, whether c answers OK: false if a
  * newer connection of its slot has fenced it already.
@@ -710,7 +740,9 @@ void *nd_conn_main(void *arg)
 
 	tune_socket(c->fd);
 	c->rbuf = malloc(ND_SRV_RXBUF);
-	if (!c->rbuf) {
+	if (c->list) {
+		send_list(c);
+	} else if (!c->rbuf) {
 		nd_err("client %s: out of memory, closing", c->peer);
 	} else if ((status = nd_session_ready(s, c)) != ND_OK ||
 		   !serve_start(c)) {

@@ -514,21 +514,21 @@ static enum hs_next hs_read_client_hello(struct nd_server *s, struct nd_hs *h)
 	}
 }
 
-static bool identity_known(const struct nd_server *s, const struct nd_hs *h)
+/* The log says whether the identity was unknown; the wire never does. */
+static void hs_fail_auth(struct nd_server *s, struct nd_hs *h)
 {
 	struct nd_client_hello ch;
 	char identity[ND_NAME_MAX + 1], export_name[ND_NAME_MAX + 1];
 
 	hello_decode(h, &ch, identity, export_name);
-	return strcmp(identity, s->identity) == 0;
-}
-
-/* The log says which identity was unknown; the wire never does. */
-static void hs_fail_auth(struct nd_server *s, struct nd_hs *h)
-{
-	hs_fail(s, h, HS_F_AUTH, identity_known(s, h) ?
-		"authentication failed" :
-		"authentication failed (unknown identity)");
+	if (nd_config_key(&s->cfg, identity))
+		hs_fail(s, h, HS_F_AUTH,
+			"authentication failed (identity '%s': wrong key)",
+			identity);
+	else
+		hs_fail(s, h, HS_F_AUTH,
+			"authentication failed (unknown identity '%s')",
+			identity);
 }
 
 /*
@@ -545,6 +545,7 @@ static enum hs_next hs_send_server_hello(struct nd_server *s, struct nd_hs *h)
 	char identity[ND_NAME_MAX + 1], export_name[ND_NAME_MAX + 1];
 	enum hs_next next = HS_DROPPED;
 	size_t ch_len = hello_decode(h, &ch, identity, export_name);
+	const uint8_t *psk = nd_config_key(&s->cfg, identity);
 
 	/*
 	 * The key is looked up by identity. An unknown identity gets a random
@@ -553,8 +554,8 @@ static enum hs_next hs_send_server_hello(struct nd_server *s, struct nd_hs *h)
 	 */
 	if (nd_random(key, sizeof(key)) < 0)
 		goto fail;
-	if (strcmp(identity, s->identity) == 0)
-		memcpy(key, s->key, sizeof(key));
+	if (psk)
+		memcpy(key, psk, sizeof(key));
 	if (nd_random(shm.random, sizeof(shm.random)) < 0 ||
 	    nd_x25519_keygen(eph, shm.share) < 0) {
 		nd_err("client %s: no randomness or X25519 key", h->peer);
@@ -687,8 +688,82 @@ static bool clock_close_enough(uint64_t ts, time_t now)
 }
 
 /*
- * Authenticated from here on: clock, payload, the session, then the
- * connection with its threads, which sends the SessionInfo. Releases h.
+ * Room for one more authenticated connection? Logged (at most every 10 s)
+ * when not.
+ */
+static bool conn_room(struct nd_server *s)
+{
+	int nconns;
+
+	pthread_mutex_lock(&s->lock);
+	nconns = s->nconns;
+	pthread_mutex_unlock(&s->lock);
+	if (nconns < s->max_conns)
+		return true;
+	if (nd_now_ms() - s->hs->last_full_warn > 10000) {
+		nd_warn("too many connections (%d), refusing new ones",
+			s->max_conns);
+		s->hs->last_full_warn = nd_now_ms();
+	}
+	return false;
+}
+
+/* Moves the socket of h to c, blocking, and releases h. */
+static void hs_hand_over(struct nd_server *s, struct nd_hs *h,
+			 struct nd_conn *c, struct nd_crypto *crypto)
+{
+	int fd = h->fd;
+
+	c->crypto = *crypto;
+	nd_wipe(crypto, sizeof(*crypto));	/* moved: keys live in c */
+	c->hs_deadline = h->deadline;
+	epoll_ctl(s->epfd, EPOLL_CTL_DEL, fd, NULL);
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	h->fd = -1;
+	hs_release(s, h);
+}
+
+/*
+ * The ExportList of what identity may use, built here (the listener
+ * thread: the configuration cannot change under it) and sent by a
+ * connection thread of its own, as it may not fit the socket buffer.
+ */
+static void hs_list_exports(struct nd_server *s, struct nd_hs *h,
+			    struct nd_crypto *crypto, const char *identity)
+{
+	struct nd_conn *c = NULL;
+	int fd = h->fd;
+
+	if (conn_room(s))
+		c = nd_conn_create(s, fd, h->peer);
+	if (c)
+		c->list = nd_list_build(s, identity, &c->list_len);
+	if (!c || !c->list) {
+		if (c) {
+			nd_err("client %s: out of memory, closing", h->peer);
+			nd_conn_destroy(c);
+		}
+		nd_crypto_free(crypto);
+		close(fd);
+		hs_release(s, h);
+		return;
+	}
+	nd_info("client %s (identity '%s'): export list sent", h->peer,
+		identity);
+	hs_hand_over(s, h, c, crypto);
+	if (nd_conn_start(c) < 0) {
+		nd_err("client %s: cannot start a connection thread, dropping connection",
+		       c->peer);
+		nd_crypto_free(&c->crypto);
+		close(fd);
+		nd_conn_destroy(c);
+	}
+}
+
+/*
+ * Authenticated from here on: clock, ClientFinish, the export list or the
+ * export and its access, payload, the session, then the connection with
+ * its threads, which sends the SessionInfo. Releases h.
  */
 static void hs_open_session(struct nd_server *s, struct nd_hs *h,
 			    struct nd_crypto *crypto,
@@ -696,12 +771,13 @@ static void hs_open_session(struct nd_server *s, struct nd_hs *h,
 {
 	char identity[ND_NAME_MAX + 1], export_name[ND_NAME_MAX + 1];
 	struct nd_client_hello ch;
+	struct nd_exp *x = NULL;
 	struct nd_conn *c;
 	uint16_t status;
 	const char *why;
 	uint32_t want;
 	time_t now = time(NULL);
-	int fd = h->fd, nconns;
+	int fd = h->fd;
 
 	hello_decode(h, &ch, identity, export_name);
 	if (!clock_close_enough(ch.timestamp, now)) {
@@ -720,10 +796,14 @@ static void hs_open_session(struct nd_server *s, struct nd_hs *h,
 		send_session_status(fd, crypto, ND_ERR_INVALID);
 		goto refuse;
 	}
+	if (nd_ext_has(ch.ext, ch.ext_len, ND_EXT_LIST_EXPORTS)) {
+		hs_list_exports(s, h, crypto, identity);
+		return;
+	}
 	/* Only now: nothing unauthenticated learns which exports exist. */
-	if (strcmp(export_name, s->exp.name) != 0) {
-		nd_warn("client %s: no such export '%s'", h->peer, export_name);
-		send_session_status(fd, crypto, ND_ERR_NO_EXPORT);
+	status = nd_exp_lookup(s, h->peer, identity, export_name, &x);
+	if (status != ND_OK) {
+		send_session_status(fd, crypto, status);
 		goto refuse;
 	}
 
@@ -732,40 +812,22 @@ static void hs_open_session(struct nd_server *s, struct nd_hs *h,
 		want = s->max_payload;
 	want -= want % ND_MIN_PAYLOAD;
 
-	pthread_mutex_lock(&s->lock);
-	nconns = s->nconns;
-	pthread_mutex_unlock(&s->lock);
-	if (nconns >= s->max_conns) {
-		int64_t t = nd_now_ms();
-
-		if (t - s->hs->last_full_warn > 10000) {
-			nd_warn("too many connections (%d), refusing new ones",
-				s->max_conns);
-			s->hs->last_full_warn = t;
-		}
+	if (!conn_room(s))
 		goto refuse;
-	}
-
 	c = nd_conn_create(s, fd, h->peer);
 	if (!c) {
 		nd_err("client %s: out of memory, closing", h->peer);
 		goto refuse;
 	}
-	status = nd_session_attach(s, c, identity, cf);
+	status = nd_session_attach(s, c, identity, x, cf);
 	if (status != ND_OK) {
 		nd_conn_destroy(c);
 		send_session_status(fd, crypto, status);
 		goto refuse;
 	}
-	c->crypto = *crypto;
-	nd_wipe(crypto, sizeof(*crypto));	/* moved: keys live in c */
 	c->max_payload = want;
-	c->hs_deadline = h->deadline;
 	/* The connection's threads own the socket now, blocking. */
-	epoll_ctl(s->epfd, EPOLL_CTL_DEL, fd, NULL);
-	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-	h->fd = -1;
-	hs_release(s, h);
+	hs_hand_over(s, h, c, crypto);
 	if (nd_conn_start(c) < 0) {
 		nd_err("client %s: cannot start a connection thread, dropping connection",
 		       c->peer);
@@ -909,7 +971,7 @@ void nd_hs_close_all(struct nd_server *s)
 /* First record of a new connection, sent by its own thread. */
 int nd_hs_send_session_info(struct nd_conn *c)
 {
-	const struct nd_export *e = &c->srv->exp;
+	const struct nd_export *e = &c->sess->exp->e;
 	struct nd_session_info si = {
 		.status = ND_OK,
 		.flags = c->flags,
@@ -932,4 +994,33 @@ int nd_hs_send_session_info(struct nd_conn *c)
 void nd_hs_send_session_status(struct nd_conn *c, uint16_t status)
 {
 	send_session_status(c->fd, &c->crypto, status);
+}
+
+static bool same_key(const uint8_t *a, const uint8_t *b)
+{
+	if (!a || !b)
+		return a == b;
+	return nd_equal(a, b, ND_KEY_LEN);
+}
+
+void nd_hs_rekey(struct nd_server *s, const struct nd_config *old)
+{
+	struct nd_hs *h, *next;
+
+	for (h = s->hs->oldest; h; h = next) {
+		struct nd_client_hello ch;
+		char identity[ND_NAME_MAX + 1], export_name[ND_NAME_MAX + 1];
+
+		next = h->newer;
+		if (h->step != HS_CLIENT_FINISH)
+			continue;
+		hello_decode(h, &ch, identity, export_name);
+		if (same_key(nd_config_key(old, identity),
+			     nd_config_key(&s->cfg, identity)))
+			continue;
+		nd_info("client %s (identity '%s'): handshake dropped: its key changed in the reload",
+			h->peer, identity);
+		close(h->fd);
+		hs_release(s, h);
+	}
 }

@@ -3,11 +3,14 @@
 #ifndef ND_SRV_INTERNAL_H
 #define ND_SRV_INTERNAL_H
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "backend.h"
+#include "config.h"
 #include "nd_wire.h"
 #include "server.h"
 
@@ -56,6 +59,39 @@
 struct nd_conn;
 
 /*
+ * Write epochs of a read-write export (PROTOCOL.md "No silent change of
+ * writer"): reserved and written in memory (the server's sess_lock),
+ * stored in the state file under the export's state_lock, which
+ * serialises the stores.
+ */
+struct nd_wstate {
+	bool enabled;			/* read-write export */
+	char dir[PATH_MAX];
+	char path[PATH_MAX];
+	uint64_t reserved, written;
+	/* What the file holds (state_lock). */
+	uint64_t stored_reserved, stored_written;
+};
+
+/*
+ * One export of the export table (export.c): its backend, file identity
+ * and write-epoch state. Reference counted under sess_lock: the table
+ * holds one reference while the export is in the configuration, each
+ * session one; the file is closed (and its lock dropped) with the last,
+ * so a removed export lives until its last session has ended.
+ */
+struct nd_exp {
+	struct nd_export e;		/* name, backend, writer */
+	char path[PATH_MAX];
+	dev_t dev;			/* of path, to spot the same file */
+	ino_t ino;
+	bool open;			/* backend and state are open */
+	int refs;
+	struct nd_wstate ws;
+	pthread_mutex_t state_lock;
+};
+
+/*
  * A connection slot of a session (PROTOCOL.md "Fenced reconnects"):
  * protected by the session lock.
  */
@@ -70,9 +106,14 @@ struct nd_session {
 	uint8_t token[ND_TOKEN_LEN];	/* secret: never logged */
 	unsigned long long id;		/* names the session in log lines */
 	char identity[ND_NAME_MAX + 1];
-	struct nd_export *exp;
+	struct nd_exp *exp;		/* holds a reference */
 	uint32_t flags;			/* ND_EXP_* granted */
 	bool writer;			/* holds exp's write lock */
+	/* A reload took its export, key or access away: ends at once. */
+	bool revoked;
+	int64_t created_ms;		/* monotonic */
+	/* Counters for the status (atomic; counted when a request arrives). */
+	uint64_t requests, read_bytes, written_bytes;
 	int nconns;
 	int64_t expire_ms;		/* monotonic; meaningful if nconns == 0 */
 	uint64_t write_epoch;		/* 0: the session may not write */
@@ -123,6 +164,9 @@ struct nd_conn {
 	 * requests are read, queued ones are dropped, no reply is sent.
 	 */
 	bool fenced;
+	/* A list-exports answer to send instead of a SessionInfo (then close). */
+	uint8_t *list;
+	size_t list_len;
 	/* Its SessionInfo OK is going out (c->lock): a fence cuts it off. */
 	bool serving;
 	int64_t hs_deadline;		/* monotonic: SessionInfo due by then */
@@ -152,19 +196,27 @@ struct nd_conn {
 };
 
 struct nd_server {
-	char identity[ND_NAME_MAX + 1];
-	uint8_t key[ND_KEY_LEN];
-	struct nd_export exp;
+	/*
+	 * The configuration in force and its export table (exps[i] serves
+	 * cfg.exports[i]). Replaced only by the listener thread (reload.c),
+	 * under sess_lock: the listener reads them freely, others take
+	 * sess_lock.
+	 */
+	struct nd_config cfg;
+	struct nd_exp **exps;
 	int grace_ms;
 	uint32_t max_payload;
 	int handshake_timeout_ms;
 	int max_conns;
 	int drain_ms;
 
-	int lfd;
+	int lfds[ND_CFG_MAX_LISTEN];	/* listen.c */
+	int nlfds;
 	uint16_t port;
-	int stop_pipe[2];
-	int epfd;			/* listener, stop pipe, handshakes */
+	int stop_pipe[2];		/* bytes: ND_SRV_WAKE_STOP/RELOAD */
+	int epfd;			/* listeners, stop pipe, handshakes */
+	/* Reloads applied and rejected (atomic). */
+	unsigned long reloads_applied, reloads_rejected;
 
 	/* Pending handshakes: only the listener thread touches hs. */
 	struct nd_hs_pool *hs;
@@ -178,25 +230,12 @@ struct nd_server {
 	int nconns;
 	bool stopping;
 
-	pthread_mutex_t sess_lock;	/* sessions, exp.writer, ws counters */
-	pthread_cond_t sess_cond;	/* a fenced connection finished */
+	/* Sessions, exports' writers, refs and write epochs, cfg and exps. */
+	pthread_mutex_t sess_lock;
+	/* A fenced connection finished; an export was closed. */
+	pthread_cond_t sess_cond;
 	struct nd_session *sessions;
 	unsigned long long last_session_id;
-
-	/*
-	 * Write epochs of a read-write export (PROTOCOL.md "No silent change
-	 * of writer"): reserved and written in memory (sess_lock), stored
-	 * in the state file under state_lock, which serialises the stores.
-	 */
-	struct {
-		bool enabled;		/* read-write export */
-		char dir[4096];
-		char path[4096];
-		uint64_t reserved, written;
-		/* What the file holds (state_lock). */
-		uint64_t stored_reserved, stored_written;
-	} ws;
-	pthread_mutex_t state_lock;
 
 	pthread_mutex_t wq_lock;
 	pthread_cond_t wq_cond;
@@ -206,6 +245,10 @@ struct nd_server {
 	pthread_t *workers;
 	int nworkers;
 };
+
+/* What a byte on stop_pipe asks the listener thread for. */
+#define ND_SRV_WAKE_STOP	'S'
+#define ND_SRV_WAKE_RELOAD	'R'
 
 int64_t nd_now_ms(void);
 /* CLOCK_REALTIME ms from now, for pthread_cond_timedwait. */
@@ -259,7 +302,7 @@ void nd_conn_reply(struct nd_conn *c, struct nd_req *q);
  * ND_OK or the status to refuse c with (then c holds no session).
  */
 uint16_t nd_session_attach(struct nd_server *s, struct nd_conn *c,
-			   const char *identity,
+			   const char *identity, struct nd_exp *x,
 			   const struct nd_client_finish *cf);
 /* nd_session_ready: close without an answer, as on a handshake timeout. */
 #define ND_SESSION_CLOSE	0xffff
@@ -281,12 +324,70 @@ int nd_session_first_write(struct nd_server *s, struct nd_session *ss);
  */
 void nd_session_detach(struct nd_server *s, struct nd_conn *c, bool clean);
 void nd_session_expire(struct nd_server *s, bool all);
+/*
+ * Ends ss (sess_lock held): not joinable any more, its connections are cut
+ * off like a fenced one (nothing more read or answered, queued requests
+ * dropped) and it ends, with its write lock, once their running requests
+ * have finished; an idle one ends now.
+ */
+void nd_session_revoke_locked(struct nd_server *s, struct nd_session *ss,
+			      const char *why);
 
 /* state.c: the write-epoch state file of a read-write export. */
-/* Loads (or creates) the state of s->exp; -1 with a one-line reason. */
-int nd_state_open(struct nd_server *s, const char *dir, char *err,
+/* Loads (or creates) the state of x; -1 with a one-line reason. */
+int nd_state_open(struct nd_exp *x, const char *dir, char *err,
 		  size_t errlen);
-/* Stores the counters durably if they changed; state_lock held. 0 or -1. */
-int nd_state_store_locked(struct nd_server *s);
+/* Stores x's counters durably if they changed; x->state_lock held. */
+int nd_state_store_locked(struct nd_server *s, struct nd_exp *x);
+
+/* export.c: the export table. */
+/* An export of ce, not opened yet (refs 1); NULL: out of memory. */
+struct nd_exp *nd_exp_new(const struct nd_cfg_export *ce);
+/* Opens x's backend and write-epoch state; -1 with a one-line reason. */
+int nd_exp_open(struct nd_exp *x, const char *state_dir, char *err,
+		size_t errlen);
+/* Drops a reference (sess_lock held); the last closes and frees x. */
+void nd_exp_put_locked(struct nd_server *s, struct nd_exp *x);
+/* Closes and frees an export nobody else references. */
+void nd_exp_free(struct nd_exp *x);
+/* Does x serve the export ce describes (same name, path and mode)? */
+bool nd_exp_serves(const struct nd_exp *x, const struct nd_cfg_export *ce);
+/* Is path the file x has open? */
+bool nd_exp_same_file(const struct nd_exp *x, const char *path);
+/*
+ * The export a client named, if identity may use it: ND_OK and *out, or
+ * ND_ERR_NO_EXPORT, ND_ERR_ACCESS, ND_ERR_IO (not open), each logged with
+ * the peer. Listener thread.
+ */
+uint16_t nd_exp_lookup(struct nd_server *s, const char *peer,
+		       const char *identity, const char *name,
+		       struct nd_exp **out);
+/* Opens every export of s->cfg into s->exps; -1 with a one-line reason. */
+int nd_exps_create(struct nd_server *s, char *err, size_t errlen);
+/* Drops the table's references (s->exps freed). */
+void nd_exps_destroy(struct nd_server *s);
+
+/* list.c: the list-exports answer (PROTOCOL.md "Export list"). */
+/*
+ * The ExportList of the exports identity may use, in a new buffer
+ * (*len bytes); NULL: out of memory. Listener thread.
+ */
+uint8_t *nd_list_build(struct nd_server *s, const char *identity,
+		       size_t *len);
+
+/* listen.c: the listening sockets. */
+/* Binds every address of s->cfg (none: all, IPv6 and IPv4). */
+int nd_listen_open(struct nd_server *s, char *err, size_t errlen);
+void nd_listen_close(struct nd_server *s);
+
+/* reload.c: the listener thread applies a new configuration file. */
+void nd_reload_apply(struct nd_server *s);
+
+/* handshake.c, at a reload (listener thread): */
+/*
+ * Drops the pending handshakes past their ServerHello whose identity's
+ * key differs between old and s->cfg: they proved the old key.
+ */
+void nd_hs_rekey(struct nd_server *s, const struct nd_config *old);
 
 #endif /* ND_SRV_INTERNAL_H */

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
-#include "backend.h"
+#include "config.h"
 #include "log.h"
 #include "nd_wire.h"
 #include "server.h"
@@ -126,22 +126,18 @@ int main(int argc, char **argv)
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct nd_server_config cfg = {
+	struct nd_config_args args = {
 		.port = ND_DEFAULT_PORT,
-		.workers = 0,
-		.grace_ms = ND_SRV_DEFAULT_GRACE * 1000,
+		.grace_s = ND_SRV_DEFAULT_GRACE,
 		.max_payload = ND_DEFAULT_PAYLOAD,
 		.state_dir = ND_SRV_STATE_DIR,
+		.export_name = "default",
 	};
-	const char *file = NULL, *key_file = NULL, *export_name = "default";
-	struct nd_export exp = { 0 };
+	const struct nd_server_config srv_opts = { 0 };
+	struct nd_config cfg;
 	struct sigaction sa = { 0 };
-	uint8_t key[ND_KEY_LEN];
 	sigset_t block, old;
-	bool read_only = false;
-	uint64_t size;
-	uint32_t bsize;
-	char err[256];
+	char err[512];
 	long long v;
 	int c, rc;
 
@@ -150,13 +146,13 @@ int main(int argc, char **argv)
 				NULL)) != -1) {
 		switch (c) {
 		case 'f':
-			file = optarg;
+			args.file = optarg;
 			break;
 		case 'k':
-			key_file = optarg;
+			args.key_file = optarg;
 			break;
 		case 'l':
-			cfg.listen_addr = optarg;
+			args.listen = optarg;
 			break;
 		case 'p':
 			if (parse_num(optarg, 0, 65535, false, &v) < 0) {
@@ -164,10 +160,10 @@ int main(int argc, char **argv)
 					optarg);
 				return 2;
 			}
-			cfg.port = (uint16_t)v;
+			args.port = (uint16_t)v;
 			break;
 		case 'r':
-			read_only = true;
+			args.read_only = true;
 			break;
 		case 'e':
 			if (!nd_name_valid((const uint8_t *)optarg,
@@ -177,7 +173,7 @@ int main(int argc, char **argv)
 					optarg);
 				return 2;
 			}
-			export_name = optarg;
+			args.export_name = optarg;
 			break;
 		case 'L':
 			rc = nd_log_parse_level(optarg);
@@ -197,7 +193,7 @@ int main(int argc, char **argv)
 					optarg, ND_SRV_MAX_WORKERS);
 				return 2;
 			}
-			cfg.workers = (int)v;
+			args.workers = (int)v;
 			break;
 		case 'g':
 			if (parse_num(optarg, 0, 86400, false, &v) < 0) {
@@ -206,7 +202,7 @@ int main(int argc, char **argv)
 					optarg);
 				return 2;
 			}
-			cfg.grace_ms = (int)v * 1000;
+			args.grace_s = (int)v;
 			break;
 		case 'M':
 			if (parse_num(optarg, ND_MIN_PAYLOAD, ND_MAX_PAYLOAD,
@@ -216,14 +212,14 @@ int main(int argc, char **argv)
 					optarg);
 				return 2;
 			}
-			cfg.max_payload = (uint32_t)v;
+			args.max_payload = (uint32_t)v;
 			break;
 		case 's':
 			if (!*optarg) {
 				fprintf(stderr, "netdiskd: empty state directory\n");
 				return 2;
 			}
-			cfg.state_dir = optarg;
+			args.state_dir = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -247,22 +243,16 @@ int main(int argc, char **argv)
 			argv[optind]);
 		return 2;
 	}
-	if (!file || !key_file) {
+	if (!args.file || !args.key_file) {
 		fprintf(stderr, "netdiskd: --file and --key-file are required (see --help)\n");
 		return 2;
 	}
 
-	if (nd_key_load(key_file, key, err, sizeof(err)) < 0) {
+	args.log_level = nd_log_level;
+	if (nd_config_from_args(&args, &cfg, err, sizeof(err)) < 0) {
 		nd_err("%s", err);
 		return 1;
 	}
-	if (nd_file_open(&exp, file, read_only, err, sizeof(err)) < 0) {
-		nd_wipe(key, sizeof(key));
-		nd_err("%s", err);
-		return 1;
-	}
-	snprintf(exp.name, sizeof(exp.name), "%s", export_name);
-	cfg.key = key;
 	raise_nofile();
 
 	/* Only the main thread takes SIGINT/SIGTERM; others inherit the mask. */
@@ -272,10 +262,7 @@ int main(int argc, char **argv)
 	sigaddset(&block, SIGTERM);
 	pthread_sigmask(SIG_BLOCK, &block, &old);
 
-	size = exp.size;
-	bsize = exp.block_size;
-	g_srv = nd_server_create(&cfg, &exp, err, sizeof(err));
-	nd_wipe(key, sizeof(key));
+	g_srv = nd_server_create(&srv_opts, &cfg, err, sizeof(err));
 	if (!g_srv) {
 		nd_err("%s", err);
 		return 1;
@@ -286,14 +273,13 @@ int main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 
-	nd_info("netdiskd %s: serving %s as export '%s' (%llu bytes, block size %u, %s) on %s port %u, %d workers, grace %d s",
-		ND_SRV_VERSION, file, export_name,
-		(unsigned long long)size, bsize,
-		read_only ? "read-only" : "read-write",
-		cfg.listen_addr ? cfg.listen_addr : "all addresses",
+	nd_info("netdiskd %s: serving %s as export '%s' (%s) on %s port %u, %d workers, grace %d s",
+		ND_SRV_VERSION, args.file, args.export_name,
+		args.read_only ? "read-only" : "read-write",
+		args.listen ? args.listen : "all addresses",
 		nd_server_port(g_srv),
-		cfg.workers ? cfg.workers : nd_server_default_workers(),
-		cfg.grace_ms / 1000);
+		args.workers ? args.workers : nd_server_default_workers(),
+		args.grace_s);
 
 	rc = nd_server_run(g_srv);
 	pthread_sigmask(SIG_BLOCK, &block, NULL);

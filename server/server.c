@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * netdiskd core: listening socket, the listener thread's event loop
- * (accept, handshakes, reaping), worker pool, shutdown.
+ * netdiskd core: the listener thread's event loop (accept, handshakes,
+ * reloads, reaping), worker pool, lifecycle and shutdown.
  * The threading model is explained in docs/DESIGN.md, "Server".
  */
 #include <errno.h>
@@ -120,7 +120,7 @@ static uint16_t errno_status(int rc)
 
 static void execute(struct nd_server *s, struct nd_req *q)
 {
-	const struct nd_export *e = &s->exp;
+	const struct nd_export *e = &q->c->sess->exp->e;
 	const struct nd_request *r = &q->r;
 	bool fua = r->flags & ND_REQ_FUA;
 	const char *what = NULL;
@@ -202,123 +202,14 @@ void *nd_worker_main(void *arg)
 	return NULL;
 }
 
-/* ---- listening socket ---- */
-
-static int listen_on(const struct sockaddr *sa, socklen_t sl, bool dual,
-		     char *err, size_t errlen)
-{
-	int one = 1, zero = 0;
-	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	if (fd < 0) {
-		snprintf(err, errlen, "socket: %s", strerror(errno));
-		return -1;
-	}
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (dual)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
-	if (bind(fd, sa, sl) < 0 || listen(fd, 128) < 0) {
-		snprintf(err, errlen, "cannot listen: %s", strerror(errno));
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
-static int open_listener(struct nd_server *s, const char *addr,
-			 uint16_t port, char *err, size_t errlen)
-{
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	int fd = -1;
-
-	if (!addr || !*addr) {
-		/* All addresses: one IPv6 socket that also takes IPv4. */
-		struct sockaddr_in6 a6 = {
-			.sin6_family = AF_INET6,
-			.sin6_addr = IN6ADDR_ANY_INIT,
-			.sin6_port = htons(port),
-		};
-		struct sockaddr_in a4 = {
-			.sin_family = AF_INET,
-			.sin_addr.s_addr = htonl(INADDR_ANY),
-			.sin_port = htons(port),
-		};
-
-		fd = listen_on((struct sockaddr *)&a6, sizeof(a6), true, err,
-			       errlen);
-		if (fd < 0)
-			fd = listen_on((struct sockaddr *)&a4, sizeof(a4),
-				       false, err, errlen);
-	} else {
-		struct addrinfo hints = {
-			.ai_family = AF_UNSPEC,
-			.ai_socktype = SOCK_STREAM,
-			.ai_flags = AI_PASSIVE | AI_NUMERICSERV,
-		};
-		struct addrinfo *res = NULL, *ai;
-		char host[256], service[8];
-		size_t n = strlen(addr);
-		int rc;
-
-		/* Accept "[::1]" as well as "::1". */
-		if (n >= 2 && addr[0] == '[' && addr[n - 1] == ']')
-			snprintf(host, sizeof(host), "%.*s", (int)(n - 2),
-				 addr + 1);
-		else
-			snprintf(host, sizeof(host), "%s", addr);
-		snprintf(service, sizeof(service), "%u", port);
-		rc = getaddrinfo(host, service, &hints, &res);
-		if (rc) {
-			snprintf(err, errlen, "listen address %s: %s", addr,
-				 gai_strerror(rc));
-			return -1;
-		}
-		for (ai = res; ai && fd < 0; ai = ai->ai_next)
-			fd = listen_on(ai->ai_addr, ai->ai_addrlen, false, err,
-				       errlen);
-		freeaddrinfo(res);
-		if (fd < 0) {
-			size_t l = strlen(err);
-
-			snprintf(err + l, errlen - l, " (on %s port %u)", addr,
-				 port);
-			return -1;
-		}
-	}
-	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
-		s->port = ntohs(ss.ss_family == AF_INET6 ?
-				((struct sockaddr_in6 *)&ss)->sin6_port :
-				((struct sockaddr_in *)&ss)->sin_port);
-	else
-		s->port = port;
-	s->lfd = fd;
-	return 0;
-}
-
 /* ---- lifecycle ---- */
 
-struct nd_server *nd_server_create(const struct nd_server_config *cfg,
-				   struct nd_export *e, char *err,
-				   size_t errlen)
+/* Settings of cfg the server keeps for its lifetime (reload: restart). */
+static void take_settings(struct nd_server *s, const struct nd_server_config *o)
 {
-	struct nd_server *s = calloc(1, sizeof(*s));
-	int i;
+	const struct nd_config *cfg = &s->cfg;
 
-	if (!s) {
-		snprintf(err, errlen, "out of memory");
-		nd_export_close(e);
-		return NULL;
-	}
-	s->lfd = -1;
-	s->epfd = -1;
-	s->stop_pipe[0] = s->stop_pipe[1] = -1;
-	s->exp = *e;
-	memset(e, 0, sizeof(*e));	/* the server owns the backend now */
-	snprintf(s->identity, sizeof(s->identity), "%s",
-		 cfg->identity ? cfg->identity : "default");
-	memcpy(s->key, cfg->key, ND_KEY_LEN);
-	s->grace_ms = cfg->grace_ms < 0 ? 0 : cfg->grace_ms;
+	s->grace_ms = cfg->grace_s < 0 ? 0 : cfg->grace_s * 1000;
 	s->max_payload = cfg->max_payload ? cfg->max_payload :
 			 ND_DEFAULT_PAYLOAD;
 	if (s->max_payload > ND_MAX_PAYLOAD)
@@ -326,62 +217,86 @@ struct nd_server *nd_server_create(const struct nd_server_config *cfg,
 	s->max_payload -= s->max_payload % ND_MIN_PAYLOAD;
 	if (s->max_payload < ND_MIN_PAYLOAD)
 		s->max_payload = ND_MIN_PAYLOAD;
-	s->handshake_timeout_ms = cfg->handshake_timeout_ms > 0 ?
-		cfg->handshake_timeout_ms : ND_HANDSHAKE_TIMEOUT * 1000;
-	s->max_conns = cfg->max_conns > 0 ? cfg->max_conns : ND_SRV_MAX_CONNS;
-	s->drain_ms = cfg->drain_ms > 0 ? cfg->drain_ms : ND_SRV_DRAIN_MS;
+	s->handshake_timeout_ms = o->handshake_timeout_ms > 0 ?
+		o->handshake_timeout_ms : ND_HANDSHAKE_TIMEOUT * 1000;
+	s->max_conns = o->max_conns > 0 ? o->max_conns : ND_SRV_MAX_CONNS;
+	s->drain_ms = o->drain_ms > 0 ? o->drain_ms : ND_SRV_DRAIN_MS;
+	s->max_pending = o->max_pending > 0 ? o->max_pending :
+			 ND_SRV_MAX_PENDING;
+	s->max_pending_src = o->max_pending_src > 0 ? o->max_pending_src :
+			     ND_SRV_MAX_PENDING_SRC;
+	nd_log_level = cfg->log_level;
+}
+
+static int start_workers(struct nd_server *s, char *err, size_t errlen)
+{
+	int n = s->cfg.workers > 0 ? s->cfg.workers :
+		nd_server_default_workers();
+
+	if (n > ND_SRV_MAX_WORKERS)
+		n = ND_SRV_MAX_WORKERS;
+	s->workers = calloc((size_t)n, sizeof(*s->workers));
+	if (!s->workers) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (int i = 0; i < n; i++) {
+		if (nd_thread_start(&s->workers[i], ND_SRV_WORKER_STACK,
+				    nd_worker_main, s) < 0) {
+			snprintf(err, errlen, "cannot start worker threads");
+			return -1;
+		}
+		s->nworkers = i + 1;
+	}
+	return 0;
+}
+
+struct nd_server *nd_server_create(const struct nd_server_config *opts,
+				   struct nd_config *cfg, char *err,
+				   size_t errlen)
+{
+	static const struct nd_server_config none;
+	struct nd_server *s = calloc(1, sizeof(*s));
+
+	if (!s) {
+		snprintf(err, errlen, "out of memory");
+		nd_config_free(cfg);
+		return NULL;
+	}
+	s->cfg = *cfg;
+	memset(cfg, 0, sizeof(*cfg));	/* the server owns its contents now */
+	s->epfd = -1;
+	s->stop_pipe[0] = s->stop_pipe[1] = -1;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cond, NULL);
 	pthread_mutex_init(&s->sess_lock, NULL);
 	pthread_cond_init(&s->sess_cond, NULL);
-	pthread_mutex_init(&s->state_lock, NULL);
 	pthread_mutex_init(&s->wq_lock, NULL);
 	pthread_cond_init(&s->wq_cond, NULL);
+	take_settings(s, opts ? opts : &none);
 
-	if (nd_state_open(s, cfg->state_dir, err, errlen) < 0)
+	if (nd_exps_create(s, err, errlen) < 0)
 		goto fail;
 	if (pipe2(s->stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
 		snprintf(err, errlen, "pipe: %s", strerror(errno));
 		goto fail;
 	}
-	if (open_listener(s, cfg->listen_addr, cfg->port, err, errlen) < 0)
-		goto fail;
-	s->max_pending = cfg->max_pending > 0 ? cfg->max_pending :
-			 ND_SRV_MAX_PENDING;
-	s->max_pending_src = cfg->max_pending_src > 0 ? cfg->max_pending_src :
-			     ND_SRV_MAX_PENDING_SRC;
-	if (nd_hs_init(s, s->max_pending, s->max_pending_src) < 0) {
-		snprintf(err, errlen, "out of memory");
-		goto fail;
-	}
 	s->epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (s->epfd < 0 || fcntl(s->lfd, F_SETFL, O_NONBLOCK) < 0 ||
-	    epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->lfd, &(struct epoll_event){
-			.events = EPOLLIN, .data.ptr = &s->lfd }) < 0 ||
+	if (s->epfd < 0 ||
 	    epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->stop_pipe[0],
 		      &(struct epoll_event){ .events = EPOLLIN,
 					     .data.ptr = s->stop_pipe }) < 0) {
 		snprintf(err, errlen, "epoll: %s", strerror(errno));
 		goto fail;
 	}
-
-	s->nworkers = cfg->workers > 0 ? cfg->workers :
-		      nd_server_default_workers();
-	if (s->nworkers > ND_SRV_MAX_WORKERS)
-		s->nworkers = ND_SRV_MAX_WORKERS;
-	s->workers = calloc((size_t)s->nworkers, sizeof(*s->workers));
-	if (!s->workers) {
+	if (nd_listen_open(s, err, errlen) < 0)
+		goto fail;
+	if (nd_hs_init(s, s->max_pending, s->max_pending_src) < 0) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
-	for (i = 0; i < s->nworkers; i++) {
-		if (nd_thread_start(&s->workers[i], ND_SRV_WORKER_STACK,
-				    nd_worker_main, s) < 0) {
-			snprintf(err, errlen, "cannot start worker threads");
-			s->nworkers = i;
-			goto fail;
-		}
-	}
+	if (start_workers(s, err, errlen) < 0)
+		goto fail;
 	return s;
 fail:
 	nd_server_destroy(s);
@@ -393,13 +308,47 @@ uint16_t nd_server_port(const struct nd_server *s)
 	return s->port;
 }
 
+static void wake(struct nd_server *s, char what)
+{
+	if (write(s->stop_pipe[1], &what, 1) < 0) {
+		/* Pipe full: the listener has wake-ups to read already. */
+	}
+}
+
 void nd_server_stop(struct nd_server *s)
 {
-	char b = 1;
+	wake(s, ND_SRV_WAKE_STOP);
+}
 
-	if (write(s->stop_pipe[1], &b, 1) < 0) {
-		/* Pipe full: a stop is already pending. */
-	}
+void nd_server_reload(struct nd_server *s)
+{
+	wake(s, ND_SRV_WAKE_RELOAD);
+}
+
+void nd_server_reload_count(struct nd_server *s, unsigned long *applied,
+			    unsigned long *rejected)
+{
+	*applied = __atomic_load_n(&s->reloads_applied, __ATOMIC_ACQUIRE);
+	*rejected = __atomic_load_n(&s->reloads_rejected, __ATOMIC_ACQUIRE);
+}
+
+/*
+ * What the stop pipe asks for: stop wins; a reload is applied once for
+ * any number of requests read together. A full pipe only loses reload
+ * bytes behind others, which ask for the same.
+ */
+static void read_wakeups(struct nd_server *s, bool *stop, bool *reload)
+{
+	char buf[64];
+	ssize_t n;
+
+	while ((n = read(s->stop_pipe[0], buf, sizeof(buf))) > 0)
+		for (ssize_t i = 0; i < n; i++) {
+			if (buf[i] == ND_SRV_WAKE_RELOAD)
+				*reload = true;
+			else
+				*stop = true;
+		}
 }
 
 /* Joins finished connection threads. */
@@ -422,14 +371,14 @@ static void reap(struct nd_server *s)
  * Takes what the backlog holds, a bounded batch per wake-up. Each new
  * socket starts as a pending handshake: no thread, no buffer.
  */
-static void accept_batch(struct nd_server *s)
+static void accept_batch(struct nd_server *s, int lfd)
 {
 	static int64_t last_warn;
 
 	for (int i = 0; i < 64; i++) {
 		struct sockaddr_storage from;
 		socklen_t fl = sizeof(from);
-		int fd = accept4(s->lfd, (struct sockaddr *)&from, &fl,
+		int fd = accept4(lfd, (struct sockaddr *)&from, &fl,
 				 SOCK_CLOEXEC | SOCK_NONBLOCK);
 
 		if (fd >= 0) {
@@ -486,13 +435,22 @@ static void shutdown_conns(struct nd_server *s, int how)
 	pthread_mutex_unlock(&s->lock);
 }
 
+/* Which listening socket an event is for; -1: none. */
+static int listener_of(const struct nd_server *s, const void *ptr)
+{
+	for (int i = 0; i < s->nlfds; i++)
+		if (ptr == &s->lfds[i])
+			return i;
+	return -1;
+}
+
 int nd_server_run(struct nd_server *s)
 {
 	int n;
 
 	for (;;) {
 		struct epoll_event ev[64];
-		bool stop = false;
+		bool stop = false, reload = false;
 		int r = epoll_wait(s->epfd, ev, 64, nd_hs_timeout_ms(s, 1000));
 
 		if (r < 0 && errno != EINTR) {
@@ -500,15 +458,19 @@ int nd_server_run(struct nd_server *s)
 			break;
 		}
 		for (int i = 0; i < r; i++) {
-			if (ev[i].data.ptr == &s->lfd)
-				accept_batch(s);
+			int l = listener_of(s, ev[i].data.ptr);
+
+			if (l >= 0)
+				accept_batch(s, s->lfds[l]);
 			else if (ev[i].data.ptr == s->stop_pipe)
-				stop = true;
+				read_wakeups(s, &stop, &reload);
 			else
 				nd_hs_input(s, ev[i].data.ptr);
 		}
 		if (stop)
 			break;
+		if (reload)
+			nd_warn("reload: not implemented yet");
 		nd_hs_expire(s);
 		reap(s);
 		nd_session_expire(s, false);
@@ -519,8 +481,7 @@ int nd_server_run(struct nd_server *s)
 	n = s->nconns;
 	pthread_mutex_unlock(&s->lock);
 	nd_info("shutting down: %d connection%s open", n, n == 1 ? "" : "s");
-	close(s->lfd);
-	s->lfd = -1;
+	nd_listen_close(s);
 	__atomic_store_n(&s->stopping, true, __ATOMIC_RELAXED);
 	/* Connections waiting for a fence give up (nd_session_ready). */
 	pthread_mutex_lock(&s->sess_lock);
@@ -556,22 +517,20 @@ void nd_server_destroy(struct nd_server *s)
 		pthread_join(s->workers[i], NULL);
 	free(s->workers);
 	nd_session_expire(s, true);
-	nd_export_close(&s->exp);
+	nd_exps_destroy(s);
+	nd_config_free(&s->cfg);
 	nd_hs_destroy(s);
+	nd_listen_close(s);
 	if (s->epfd >= 0)
 		close(s->epfd);
-	if (s->lfd >= 0)
-		close(s->lfd);
 	if (s->stop_pipe[0] >= 0)
 		close(s->stop_pipe[0]);
 	if (s->stop_pipe[1] >= 0)
 		close(s->stop_pipe[1]);
-	nd_wipe(s->key, sizeof(s->key));
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->cond);
 	pthread_mutex_destroy(&s->sess_lock);
 	pthread_cond_destroy(&s->sess_cond);
-	pthread_mutex_destroy(&s->state_lock);
 	pthread_mutex_destroy(&s->wq_lock);
 	pthread_cond_destroy(&s->wq_cond);
 	free(s);

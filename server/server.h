@@ -25,29 +25,20 @@
 #define ND_SRV_MAX_PENDING_SRC	32
 #define ND_SRV_DEFAULT_GRACE	30	/* seconds */
 
+/*
+ * Knobs that are not in the configuration file (tests shorten them).
+ * Everything an admin sets is in struct nd_config (config.h).
+ */
 struct nd_server_config {
-	const char *listen_addr;	/* NULL: all addresses, v6 dual-stack */
-	uint16_t port;			/* 0: ephemeral (see nd_server_port) */
-	int workers;			/* 0: nd_server_default_workers() */
-	int grace_ms;			/* write-lock grace after last close */
-	uint32_t max_payload;		/* 0: ND_DEFAULT_PAYLOAD */
 	int handshake_timeout_ms;	/* 0: ND_HANDSHAKE_TIMEOUT s */
 	int max_conns;			/* 0: ND_SRV_MAX_CONNS */
 	int max_pending;		/* 0: ND_SRV_MAX_PENDING */
 	int max_pending_src;		/* 0: ND_SRV_MAX_PENDING_SRC */
 	int drain_ms;			/* shutdown wait for replies; 0: 10 s */
-	/*
-	 * Where a read-write export's write epochs are kept durably
-	 * (DIR/<export id>.state; created 0700 if missing). Required for a
-	 * read-write export: nd_server_create fails if it cannot be written.
-	 */
-	const char *state_dir;
-	/* Single identity for now; the key is looked up by identity. */
-	const char *identity;		/* NULL: "default" */
-	const uint8_t *key;		/* ND_KEY_LEN bytes, copied */
 };
 
 struct nd_server;
+struct nd_config;
 
 /*
  * Worker threads by default: the number of online CPUs, at least 2 (one
@@ -56,12 +47,14 @@ struct nd_server;
 int nd_server_default_workers(void);
 
 /*
- * Creates the server for one opened export (ownership of e's backend passes
- * to the server) and binds the listening socket. NULL with a one-line
- * reason in err on failure (e is then closed).
+ * Creates the server for a configuration (ownership of cfg's contents
+ * passes to the server, which frees them; cfg itself is left zeroed):
+ * opens and locks every export, loads or creates the write-epoch state of
+ * the read-write ones (cfg->state_dir), binds every listening address.
+ * NULL with a one-line reason in err on failure (cfg is freed then too).
  */
-struct nd_server *nd_server_create(const struct nd_server_config *cfg,
-				   struct nd_export *e, char *err,
+struct nd_server *nd_server_create(const struct nd_server_config *opts,
+				   struct nd_config *cfg, char *err,
 				   size_t errlen);
 /* Port actually bound. */
 uint16_t nd_server_port(const struct nd_server *s);
@@ -73,6 +66,24 @@ uint16_t nd_server_port(const struct nd_server *s);
 int nd_server_run(struct nd_server *s);
 /* Asks nd_server_run to return. Async-signal-safe. */
 void nd_server_stop(struct nd_server *s);
+/*
+ * Asks the running server to re-read its configuration file (SIGHUP).
+ * Async-signal-safe. The server loads the file anew (nd_config_load) and,
+ * if it loads and every added or changed export opens, switches to it:
+ * added exports and identities appear; the sessions of a removed or
+ * changed export (path, read-only), of an identity whose key was removed
+ * or changed, and of an identity no longer allowed on its export are
+ * closed (their write locks released, a removed export's file closed and
+ * unlocked); everything else goes on untouched. Otherwise it logs why and
+ * keeps the old configuration whole. [server] settings other than
+ * log-level take effect at the next start (a warning says so).
+ */
+void nd_server_reload(struct nd_server *s);
+/*
+ * How many reloads were applied and rejected so far (tests wait on it).
+ */
+void nd_server_reload_count(struct nd_server *s, unsigned long *applied,
+			    unsigned long *rejected);
 /* Frees everything (after nd_server_run returned, or instead of it). */
 void nd_server_destroy(struct nd_server *s);
 

@@ -40,8 +40,9 @@ static const char *mode_str(const struct nd_session *ss)
 
 static void session_free(struct nd_server *s, struct nd_session *ss)
 {
-	if (ss->writer && ss->exp->writer == ss)
-		ss->exp->writer = NULL;
+	if (ss->writer && ss->exp->e.writer == ss)
+		ss->exp->e.writer = NULL;
+	nd_exp_put_locked(s, ss->exp);
 	nd_wipe(ss->token, sizeof(ss->token));
 	free(ss);
 }
@@ -55,11 +56,15 @@ static void expire_locked(struct nd_server *s, bool all)
 	while (*pp) {
 		struct nd_session *ss = *pp;
 
-		if (ss->nconns == 0 && (all || now >= ss->expire_ms)) {
+		if (ss->nconns == 0 &&
+		    (all || ss->revoked || now >= ss->expire_ms)) {
 			*pp = ss->next;
-			if (ss->writer && !all)
+			if (ss->writer && ss->revoked)
+				nd_info("session %llu: ended by the reload, write lock on '%s' released",
+					ss->id, ss->exp->e.name);
+			else if (ss->writer && !all)
 				nd_info("session %llu: grace period over, write lock on '%s' released",
-					ss->id, ss->exp->name);
+					ss->id, ss->exp->e.name);
 			else
 				nd_debug("session %llu: expired", ss->id);
 			session_free(s, ss);
@@ -77,7 +82,7 @@ void nd_session_expire(struct nd_server *s, bool all)
 }
 
 static struct nd_session *session_new(struct nd_server *s,
-				      const char *identity)
+				      const char *identity, struct nd_exp *x)
 {
 	struct nd_session *ss = calloc(1, sizeof(*ss));
 
@@ -92,7 +97,9 @@ static struct nd_session *session_new(struct nd_server *s,
 	} while (token_is_zero(ss->token));
 	ss->id = ++s->last_session_id;
 	snprintf(ss->identity, sizeof(ss->identity), "%s", identity);
-	ss->exp = &s->exp;
+	ss->exp = x;
+	x->refs++;
+	ss->created_ms = nd_now_ms();
 	ss->next = s->sessions;
 	s->sessions = ss;
 	return ss;
@@ -142,14 +149,16 @@ static void slot_take_locked(struct nd_server *s, struct nd_session *ss,
 }
 
 static uint16_t join_locked(struct nd_server *s, struct nd_conn *c,
-			    const char *identity,
+			    const char *identity, struct nd_exp *x,
 			    const struct nd_client_finish *cf)
 {
 	struct nd_session *ss;
 
+	/* A session is joined by its token, identity and export only. */
 	for (ss = s->sessions; ss; ss = ss->next)
 		if (nd_equal(ss->token, cf->token, ND_TOKEN_LEN) &&
-		    strcmp(ss->identity, identity) == 0)
+		    strcmp(ss->identity, identity) == 0 && ss->exp == x &&
+		    !ss->revoked)
 			break;
 	if (!ss) {
 		nd_warn("client %s: unknown or expired session token",
@@ -179,10 +188,11 @@ static uint16_t join_locked(struct nd_server *s, struct nd_conn *c,
 }
 
 static uint16_t create_locked(struct nd_server *s, struct nd_conn *c,
-			      const char *identity,
+			      const char *identity, struct nd_exp *x,
 			      const struct nd_client_finish *cf)
 {
-	struct nd_export *e = &s->exp;
+	struct nd_export *e = &x->e;
+	struct nd_wstate *ws = &x->ws;
 	bool resume = cf->resume_writer || cf->resume_own;
 	struct nd_session *ss;
 
@@ -196,22 +206,22 @@ static uint16_t create_locked(struct nd_server *s, struct nd_conn *c,
 	 * last writer had: anything else means another writer came between
 	 * (a read-only export records none: written stays 0).
 	 */
-	if (resume && s->ws.written != cf->resume_writer &&
-	    s->ws.written != cf->resume_own) {
+	if (resume && ws->written != cf->resume_writer &&
+	    ws->written != cf->resume_own) {
 		nd_warn("client %s (identity '%s'): export '%s' was written by write epoch %llu since this client's session (epoch %llu, last writer then %llu): refused, written by another client",
 			c->peer, identity, e->name,
-			(unsigned long long)s->ws.written,
+			(unsigned long long)ws->written,
 			(unsigned long long)cf->resume_own,
 			(unsigned long long)cf->resume_writer);
 		return ND_ERR_WRITTEN;
 	}
-	ss = session_new(s, identity);
+	ss = session_new(s, identity, x);
 	if (!ss) {
 		nd_err("client %s: cannot create session: out of memory or no randomness",
 		       c->peer);
 		return ND_ERR_IO;
 	}
-	ss->last_writer = s->ws.written;
+	ss->last_writer = ws->written;
 	if (e->read_only) {
 		/* Nobody can write: the client may cache freely. */
 		ss->flags = ND_EXP_READ_ONLY | ND_EXP_FLUSH | ND_EXP_EXCLUSIVE;
@@ -222,25 +232,25 @@ static uint16_t create_locked(struct nd_server *s, struct nd_conn *c,
 		ss->writer = true;
 		e->writer = ss;
 		/* Stored by nd_session_ready before the SessionInfo. */
-		ss->write_epoch = ++s->ws.reserved;
+		ss->write_epoch = ++ws->reserved;
 		c->store_epoch = true;
 	}
 	c->flags = ss->flags;
 	c->sess_unknown = true;
 	slot_take_locked(s, ss, c);
 	if (ss->writer)
-		nd_info("client %s: new session %llu on '%s' (%s, write epoch %llu, last writer %llu)",
-			c->peer, ss->id, e->name, mode_str(ss),
+		nd_info("client %s: new session %llu of '%s' on '%s' (%s, write epoch %llu, last writer %llu)",
+			c->peer, ss->id, identity, e->name, mode_str(ss),
 			(unsigned long long)ss->write_epoch,
 			(unsigned long long)ss->last_writer);
 	else
-		nd_info("client %s: new session %llu on '%s' (%s)", c->peer,
-			ss->id, e->name, mode_str(ss));
+		nd_info("client %s: new session %llu of '%s' on '%s' (%s)",
+			c->peer, ss->id, identity, e->name, mode_str(ss));
 	return ND_OK;
 }
 
 uint16_t nd_session_attach(struct nd_server *s, struct nd_conn *c,
-			   const char *identity,
+			   const char *identity, struct nd_exp *x,
 			   const struct nd_client_finish *cf)
 {
 	uint16_t status;
@@ -250,9 +260,9 @@ uint16_t nd_session_attach(struct nd_server *s, struct nd_conn *c,
 	pthread_mutex_lock(&s->sess_lock);
 	expire_locked(s, false);
 	if (token_is_zero(cf->token))
-		status = create_locked(s, c, identity, cf);
+		status = create_locked(s, c, identity, x, cf);
 	else
-		status = join_locked(s, c, identity, cf);
+		status = join_locked(s, c, identity, x, cf);
 	pthread_mutex_unlock(&s->sess_lock);
 	if (status == ND_OK)
 		c->read_only = c->flags & ND_EXP_READ_ONLY;
@@ -275,7 +285,7 @@ uint16_t nd_session_ready(struct nd_server *s, struct nd_conn *c)
 	 * finishes (a hung disk) keeps the slot fenced, and c is closed like
 	 * any handshake that takes too long; the client retries.
 	 */
-	while (sl->draining && !c->fenced &&
+	while (sl->draining && !c->fenced && !ss->revoked &&
 	       !__atomic_load_n(&s->stopping, __ATOMIC_RELAXED)) {
 		int64_t left = c->hs_deadline - nd_now_ms();
 		struct timespec ts;
@@ -287,6 +297,8 @@ uint16_t nd_session_ready(struct nd_server *s, struct nd_conn *c)
 	}
 	if (c->fenced) {
 		status = ND_ERR_SUPERSEDED;
+	} else if (ss->revoked) {
+		status = ND_SESSION_CLOSE;
 	} else if (sl->draining) {
 		nd_warn("client %s: session %llu slot %u: the connection it replaces still has requests running at the handshake timeout, closing",
 			c->peer, ss->id, c->slot);
@@ -296,43 +308,44 @@ uint16_t nd_session_ready(struct nd_server *s, struct nd_conn *c)
 	if (status != ND_OK || !c->store_epoch)
 		return status;
 
-	pthread_mutex_lock(&s->state_lock);
-	if (nd_state_store_locked(s) < 0) {
+	pthread_mutex_lock(&ss->exp->state_lock);
+	if (nd_state_store_locked(s, ss->exp) < 0) {
 		nd_err("client %s: write epoch %llu of session %llu not stored, refused",
 		       c->peer, (unsigned long long)ss->write_epoch, ss->id);
 		status = ND_ERR_IO;
 	}
-	pthread_mutex_unlock(&s->state_lock);
+	pthread_mutex_unlock(&ss->exp->state_lock);
 	return status;
 }
 
 int nd_session_first_write(struct nd_server *s, struct nd_session *ss)
 {
+	struct nd_exp *x = ss->exp;
 	int rc = 0;
 
 	if (!ss->write_epoch || __atomic_load_n(&ss->wrote, __ATOMIC_ACQUIRE))
 		return 0;
 	/* Other first writes of the session wait here until it is stored. */
-	pthread_mutex_lock(&s->state_lock);
+	pthread_mutex_lock(&x->state_lock);
 	if (!ss->wrote) {
 		uint64_t prev;
 
 		pthread_mutex_lock(&s->sess_lock);
-		prev = s->ws.written;
-		s->ws.written = ss->write_epoch;
+		prev = x->ws.written;
+		x->ws.written = ss->write_epoch;
 		pthread_mutex_unlock(&s->sess_lock);
-		rc = nd_state_store_locked(s);
+		rc = nd_state_store_locked(s, x);
 		if (rc == 0) {
 			__atomic_store_n(&ss->wrote, true, __ATOMIC_RELEASE);
 		} else {
 			pthread_mutex_lock(&s->sess_lock);
-			s->ws.written = prev;
+			x->ws.written = prev;
 			pthread_mutex_unlock(&s->sess_lock);
 			nd_err("session %llu: write epoch not stored, its write refused",
 			       ss->id);
 		}
 	}
-	pthread_mutex_unlock(&s->state_lock);
+	pthread_mutex_unlock(&x->state_lock);
 	return rc;
 }
 
@@ -355,10 +368,15 @@ void nd_session_detach(struct nd_server *s, struct nd_conn *c, bool clean)
 		 * done: end the session now rather than block the next
 		 * writer for the grace period.
 		 */
+		/* A revoked session ends now, like a clean one. */
+		clean = clean || ss->revoked;
 		ss->expire_ms = nd_now_ms() + (clean ? 0 : s->grace_ms);
-		if (clean && ss->writer)
+		if (ss->revoked && ss->writer)
+			nd_info("session %llu: ended by the reload, write lock on '%s' released",
+				ss->id, ss->exp->e.name);
+		else if (clean && ss->writer)
 			nd_info("session %llu: closed by client, write lock on '%s' released",
-				ss->id, ss->exp->name);
+				ss->id, ss->exp->e.name);
 		else if (ss->writer && s->grace_ms > 0 &&
 			 !__atomic_load_n(&s->stopping, __ATOMIC_RELAXED))
 			nd_info("session %llu: last connection closed, write lock kept for %g s",
@@ -367,11 +385,36 @@ void nd_session_detach(struct nd_server *s, struct nd_conn *c, bool clean)
 			nd_debug("session %llu: last connection closed", ss->id);
 		if (clean) {
 			ss->writer = false;
-			if (ss->exp->writer == ss)
-				ss->exp->writer = NULL;
+			if (ss->exp->e.writer == ss)
+				ss->exp->e.writer = NULL;
 		}
 		if (clean || s->grace_ms == 0)
 			expire_locked(s, false);
 	}
 	pthread_mutex_unlock(&s->sess_lock);
+}
+
+void nd_session_revoke_locked(struct nd_server *s, struct nd_session *ss,
+			      const char *why)
+{
+	if (ss->revoked)
+		return;
+	ss->revoked = true;
+	nd_info("session %llu (identity '%s', export '%s'): closed by the reload: %s",
+		ss->id, ss->identity, ss->exp->e.name, why);
+	for (int i = 0; i < ND_MAX_SLOTS; i++) {
+		struct nd_conn *c = ss->slots[i].conn;
+
+		if (!c)
+			continue;
+		/* As a fence: nothing more read, nothing more answered. */
+		pthread_mutex_lock(&c->lock);
+		c->dead = true;
+		pthread_cond_broadcast(&c->rx_cond);
+		pthread_mutex_unlock(&c->lock);
+		shutdown(c->fd, SHUT_RDWR);
+		nd_conn_drop_queued(c);
+	}
+	/* One waiting for its slot's fence gives up (nd_session_ready). */
+	pthread_cond_broadcast(&s->sess_cond);
 }

@@ -4,8 +4,8 @@
  * change of writer"): the counters reserved and written, kept durably in
  * DIR/<export id in hex>.state. Replaced whole (temporary file, fsync,
  * rename, fsync of the directory), so a crash leaves the old or the new
- * contents, never a mix. One server per read-write export (its file is
- * locked), so one writer per state file.
+ * contents, never a mix. One open export per read-write file (its file
+ * is locked), so one writer per state file.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -72,27 +72,27 @@ static int state_write(const char *dir, const char *path, uint64_t reserved,
 	return 0;
 }
 
-int nd_state_store_locked(struct nd_server *s)
+int nd_state_store_locked(struct nd_server *s, struct nd_exp *x)
 {
+	struct nd_wstate *ws = &x->ws;
 	uint64_t reserved, written;
 	const char *what;
 
-	if (!s->ws.enabled)
+	if (!ws->enabled)
 		return 0;
 	pthread_mutex_lock(&s->sess_lock);
-	reserved = s->ws.reserved;
-	written = s->ws.written;
+	reserved = ws->reserved;
+	written = ws->written;
 	pthread_mutex_unlock(&s->sess_lock);
-	if (reserved == s->ws.stored_reserved &&
-	    written == s->ws.stored_written)
+	if (reserved == ws->stored_reserved && written == ws->stored_written)
 		return 0;
-	if (state_write(s->ws.dir, s->ws.path, reserved, written, &what) < 0) {
-		nd_err("state file %s: cannot %s it: %s", s->ws.path, what,
+	if (state_write(ws->dir, ws->path, reserved, written, &what) < 0) {
+		nd_err("state file %s: cannot %s it: %s", ws->path, what,
 		       strerror(errno));
 		return -1;
 	}
-	s->ws.stored_reserved = reserved;
-	s->ws.stored_written = written;
+	ws->stored_reserved = reserved;
+	ws->stored_written = written;
 	return 0;
 }
 
@@ -121,27 +121,28 @@ static int state_parse(const char *buf, uint64_t *reserved,
 	return 0;
 }
 
-int nd_state_open(struct nd_server *s, const char *dir, char *err,
+int nd_state_open(struct nd_exp *x, const char *dir, char *err,
 		  size_t errlen)
 {
+	struct nd_wstate *ws = &x->ws;
 	char hex[2 * ND_EXPORT_ID_LEN + 1], buf[256];
 	struct stat st;
 	const char *what;
 	ssize_t n;
 	int fd, rc;
 
-	if (s->exp.read_only)
+	if (x->e.read_only)
 		return 0;	/* nobody writes it: written stays 0 */
 	if (!dir || !*dir) {
 		snprintf(err, errlen, "a read-write export needs a state directory");
 		return -1;
 	}
 	for (int i = 0; i < ND_EXPORT_ID_LEN; i++)
-		snprintf(hex + 2 * i, 3, "%02x", s->exp.id[i]);
-	rc = snprintf(s->ws.dir, sizeof(s->ws.dir), "%s", dir);
-	if (rc < 0 || (size_t)rc >= sizeof(s->ws.dir) ||
-	    (size_t)snprintf(s->ws.path, sizeof(s->ws.path), "%s/%s.state",
-			     dir, hex) >= sizeof(s->ws.path)) {
+		snprintf(hex + 2 * i, 3, "%02x", x->e.id[i]);
+	rc = snprintf(ws->dir, sizeof(ws->dir), "%s", dir);
+	if (rc < 0 || (size_t)rc >= sizeof(ws->dir) ||
+	    (size_t)snprintf(ws->path, sizeof(ws->path), "%s/%s.state",
+			     dir, hex) >= sizeof(ws->path)) {
 		snprintf(err, errlen, "state directory %s: path too long", dir);
 		return -1;
 	}
@@ -157,21 +158,21 @@ int nd_state_open(struct nd_server *s, const char *dir, char *err,
 		return -1;
 	}
 
-	fd = open(s->ws.path, O_RDONLY | O_CLOEXEC);
+	fd = open(ws->path, O_RDONLY | O_CLOEXEC);
 	if (fd >= 0) {
 		n = read(fd, buf, sizeof(buf) - 1);
 		close(fd);
 		if (n < 0) {
 			snprintf(err, errlen, "state file %s: cannot read it: %s",
-				 s->ws.path, strerror(errno));
+				 ws->path, strerror(errno));
 			return -1;
 		}
 		buf[n] = 0;
 		/* Never start over: old epochs would be handed out again. */
-		if (state_parse(buf, &s->ws.reserved, &s->ws.written) < 0) {
+		if (state_parse(buf, &ws->reserved, &ws->written) < 0) {
 			snprintf(err, errlen,
 				 "state file %s: malformed (not netdiskd's write epochs); move it away only if no client may resume a session on this export",
-				 s->ws.path);
+				 ws->path);
 			return -1;
 		}
 	} else if (errno == ENOENT) {
@@ -185,26 +186,26 @@ int nd_state_open(struct nd_server *s, const char *dir, char *err,
 			snprintf(err, errlen, "no randomness");
 			return -1;
 		}
-		s->ws.reserved = r;
-		s->ws.written = 0;
+		ws->reserved = r;
+		ws->written = 0;
 	} else {
 		snprintf(err, errlen, "state file %s: cannot open it: %s",
-			 s->ws.path, strerror(errno));
+			 ws->path, strerror(errno));
 		return -1;
 	}
 	/* Written once now: a state dir we cannot write fails at start. */
-	if (state_write(s->ws.dir, s->ws.path, s->ws.reserved,
-			s->ws.written, &what) < 0) {
+	if (state_write(ws->dir, ws->path, ws->reserved,
+			ws->written, &what) < 0) {
 		snprintf(err, errlen,
 			 "state file %s: cannot %s it: %s" ND_STATE_HINT,
-			 s->ws.path, what, strerror(errno));
+			 ws->path, what, strerror(errno));
 		return -1;
 	}
-	s->ws.stored_reserved = s->ws.reserved;
-	s->ws.stored_written = s->ws.written;
-	s->ws.enabled = true;
+	ws->stored_reserved = ws->reserved;
+	ws->stored_written = ws->written;
+	ws->enabled = true;
 	nd_info("export '%s': write epochs in %s (reserved %llu, written %llu)",
-		s->exp.name, s->ws.path, (unsigned long long)s->ws.reserved,
-		(unsigned long long)s->ws.written);
+		x->e.name, ws->path, (unsigned long long)ws->reserved,
+		(unsigned long long)ws->written);
 	return 0;
 }

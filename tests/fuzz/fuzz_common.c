@@ -128,32 +128,53 @@ static void *server_main(void *arg)
 	return NULL;
 }
 
+/*
+ * One export "default" and one identity "default" with fz_key; every other
+ * identity is unknown (handshakes under a random key).
+ */
+static void config_make(struct nd_config *cfg, const char *path,
+			bool read_only)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->listen[0] = strdup("127.0.0.1");
+	cfg->exports = calloc(1, sizeof(*cfg->exports));
+	cfg->ids = calloc(1, sizeof(*cfg->ids));
+	if (!cfg->listen[0] || !cfg->exports || !cfg->ids)
+		fz_fail("out of memory");
+	cfg->nlisten = 1;
+	cfg->workers = 2;
+	cfg->grace_s = 0;
+	cfg->max_payload = FZ_SERVER_PAYLOAD;
+	cfg->log_level = nd_log_level;
+	cfg->nexports = 1;
+	snprintf(cfg->exports[0].name, sizeof(cfg->exports[0].name),
+		 "default");
+	snprintf(cfg->exports[0].path, sizeof(cfg->exports[0].path), "%s",
+		 path);
+	cfg->exports[0].read_only = read_only;
+	cfg->nids = 1;
+	snprintf(cfg->ids[0].name, sizeof(cfg->ids[0].name), "default");
+	memcpy(cfg->ids[0].key, fz_key, ND_KEY_LEN);
+	if (!read_only)
+		snprintf(cfg->state_dir, sizeof(cfg->state_dir), "%s",
+			 state_dir);
+}
+
 static struct nd_server *server_create(bool read_only)
 {
-	struct nd_server_config cfg = {
-		.listen_addr = "127.0.0.1",
-		.workers = 2,
-		.grace_ms = 0,
-		.max_payload = FZ_SERVER_PAYLOAD,
+	const struct nd_server_config opts = {
 		.handshake_timeout_ms = 5000,
-		.identity = "default",
-		.key = fz_key,
 	};
 	char path[64], err[256];
-	struct nd_export e = { 0 };
+	struct nd_config cfg;
 	struct nd_server *s;
 	int fd;
 
-	/* The export file is unlinked at once: nothing is left behind. */
 	snprintf(path, sizeof(path), "%s/netdisk-fuzz-XXXXXX", fz_tmpdir());
 	fd = mkstemp(path);
 	if (fd < 0 || ftruncate(fd, FZ_EXPORT_SIZE) < 0)
 		fz_fail("cannot create export file: %s", strerror(errno));
 	close(fd);
-	if (nd_file_open(&e, path, read_only, err, sizeof(err)) < 0)
-		fz_fail("nd_file_open: %s", err);
-	unlink(path);
-	snprintf(e.name, sizeof(e.name), "default");
 	if (!read_only) {
 		/* Named by pid: run.sh removes those of dead harnesses. */
 		snprintf(state_dir, sizeof(state_dir),
@@ -161,17 +182,21 @@ static struct nd_server *server_create(bool read_only)
 		if (mkdir(state_dir, 0700) < 0)
 			fz_fail("cannot create state dir %s: %s", state_dir,
 				strerror(errno));
+		atexit(state_cleanup);
+	}
+	config_make(&cfg, path, read_only);
+	s = nd_server_create(&opts, &cfg, err, sizeof(err));
+	/* The export file is unlinked at once: nothing is left behind. */
+	unlink(path);
+	if (!s)
+		fz_fail("nd_server_create: %s", err);
+	if (!read_only) {
 		snprintf(state_file, sizeof(state_file), "%s/", state_dir);
 		for (int i = 0; i < ND_EXPORT_ID_LEN; i++)
 			snprintf(state_file + strlen(state_file), 3, "%02x",
-				 e.id[i]);
+				 s->exps[0]->e.id[i]);
 		strcat(state_file, ".state");
-		atexit(state_cleanup);
-		cfg.state_dir = state_dir;
 	}
-	s = nd_server_create(&cfg, &e, err, sizeof(err));
-	if (!s)
-		fz_fail("nd_server_create: %s", err);
 	return s;
 }
 
@@ -261,7 +286,7 @@ void fz_conn_end(struct fz_conn *fc)
 	/* Next input starts with no sessions and no write lock. */
 	nd_session_expire(s, true);
 	pthread_mutex_lock(&s->sess_lock);
-	if (s->sessions || s->exp.writer)
+	if (s->sessions || s->exps[0]->e.writer)
 		fz_fail("a session outlived its connections");
 	pthread_mutex_unlock(&s->sess_lock);
 }

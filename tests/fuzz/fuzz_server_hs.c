@@ -44,6 +44,30 @@ static int64_t llabs64(int64_t v)
 	return v < 0 ? -v : v;
 }
 
+/*
+ * An ExportList: only for a hello asking for it, only after the checks
+ * that come first (clock, ClientFinish), and listing just "default".
+ */
+static void check_list(const uint8_t *p, size_t n, bool asked,
+		       const struct nd_client_finish *cf, uint64_t ts)
+{
+	int64_t skew = (int64_t)ts - (int64_t)time(NULL);
+	struct nd_list_entry e;
+	size_t off = ND_LIST_HDR_LEN;
+
+	if (!asked)
+		fz_fail("export list without the list-exports extension");
+	if (ts > INT64_MAX || llabs64(skew) > ND_CLOCK_SKEW_MAX + 1)
+		fz_fail("export list for timestamp %llu",
+			(unsigned long long)ts);
+	if (nd_client_finish_invalid(cf))
+		fz_fail("export list after an invalid client finish");
+	if (nd_get32(p + 4) != 1 || nd_list_entry_decode(p, n, &off, &e) < 0 ||
+	    off != n || e.name_len != 7 || memcmp(e.name, "default", 7) ||
+	    e.size != FZ_EXPORT_SIZE)
+		fz_fail("export list malformed or not the one export");
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct fz_in in = { data, size };
@@ -51,14 +75,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int8_t delta = (int8_t)fz_u8(&in);
 	uint8_t ch[ND_CLIENT_HELLO_MAX], sh_buf[ND_SERVER_HELLO_LEN];
 	uint8_t th[ND_HASH_LEN], okm[ND_OKM_LEN], expect[ND_HASH_LEN];
-	uint8_t si_buf[ND_SESSION_INFO_LEN + ND_TAG_LEN];
+	/* A SessionInfo, or the ExportList of the one export. */
+	uint8_t si_buf[ND_LIST_HDR_LEN + ND_LIST_ENTRY_FIXED + ND_NAME_MAX +
+		       ND_TAG_LEN];
 	struct nd_client_finish cf = { 0 };
 	struct nd_server_hello sh;
 	struct nd_session_info info;
 	struct nd_crypto c;
 	struct fz_conn fc;
 	uint8_t eph[ND_SHARE_LEN] = { 0 };
-	bool known, export_ok, good_proof;
+	bool known, export_ok, good_proof, list;
 	size_t ch_len, got, names, tail, ext;
 	const uint8_t *p;
 	uint8_t fin_ctl;
@@ -75,6 +101,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	ext = nd_get16(in.p + tail + ND_SHARE_LEN);
 	ch_len = tail + ND_CLIENT_HELLO_TAIL + (ext > ND_EXT_MAX ? 0 : ext);
+	list = ext <= ND_EXT_MAX && in.n >= ch_len &&
+	       nd_ext_has(in.p + tail + ND_CLIENT_HELLO_TAIL, ext,
+			  ND_EXT_LIST_EXPORTS);
 	if (in.n < ch_len) {
 		finish_raw(&fc, &in);
 		return 0;
@@ -173,10 +202,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		finish_raw(&fc, &in);
 		return 0;
 	}
+	if (n >= 0 && nd_list_is(si_buf, (size_t)n)) {
+		check_list(si_buf, (size_t)n, list, &cf, ts);
+		nd_crypto_free(&c);
+		finish_raw(&fc, &in);
+		return 0;
+	}
 	if (n != ND_SESSION_INFO_LEN)
 		fz_fail("no session info after a good key proof (%ld)", n);
 	if (nd_session_info_decode(si_buf, &info) < 0)
 		fz_fail("inconsistent session info");
+	if (list && info.status == ND_OK)
+		fz_fail("a session instead of the export list");
 	if (info.status == ND_ERR_INVALID && !nd_client_finish_invalid(&cf))
 		fz_fail("valid client finish answered invalid");
 	if (info.status == ND_OK) {

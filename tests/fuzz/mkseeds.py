@@ -78,6 +78,36 @@ put("keyfile", "key_upper_ws", b"  \t" + key.upper().encode() + b"\r\n\n")
 put("keyfile", "bad_char", (key[:63] + "g").encode() + b"\n")
 put("keyfile", "short", key[:62].encode())
 
+# ---- config: netdiskd.conf text, '@' = the harness's scratch directory
+# (images img1 img2, key file key, key-dir keys with lab-01 and db01)
+put("config", "full", b"""; every key
+[server]
+listen = ::1 127.0.0.1
+port = 0
+key-dir = @/keys
+key-file = @/key
+workers = 4
+grace = 0
+max-payload = 64K
+log-level = debug
+state-dir = @/state
+control = @/ctl.sock
+
+[export boot]
+path = @/img1
+read-only = yes
+clients = lab-* db0[1-3]
+
+[export data]
+  path = @/img2   ; indented
+  clients = db01
+""")
+put("config", "minimal", b"[export a]\npath=@/img1\n[server]\nkey-dir=@/keys\n")
+put("config", "bad_pattern", b"[server]\nkey-file=@/key\n[export a]\n"
+    b"path=@/img1\nclients=lab-[0-9\n")
+put("config", "duplicate", b"[server]\nkey-file=@/key\n[export a]\n"
+    b"path=@/img1\n[export a]\npath=@/img2\n")
+
 # ---- url
 for i, u in enumerate([b"netdisk://host", b"netdisk://10.0.0.1:26547/disk0",
                        b"netdisk://[::1]:1/a.b_c-d", b"netdisk://h/",

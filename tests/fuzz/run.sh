@@ -37,7 +37,8 @@ max_len() {
 # Scratch key files and state dirs of harnesses that died before their cleanup.
 clean_scratch() {
 	for f in /dev/shm/netdisk-fuzz-key-* /tmp/netdisk-fuzz-key-* \
-		 /dev/shm/netdisk-fuzz-state-* /tmp/netdisk-fuzz-state-*; do
+		 /dev/shm/netdisk-fuzz-state-* /tmp/netdisk-fuzz-state-* \
+		 /dev/shm/netdisk-fuzz-conf-* /tmp/netdisk-fuzz-conf-*; do
 		[ -e "$f" ] || continue
 		kill -0 "${f##*-}" 2>/dev/null || rm -rf "$f"
 	done

@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "srv_config.h"
 #include "state_dir.h"
 
 #include "client.h"
@@ -47,14 +48,11 @@ static void *run_server(void *arg)
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
-	struct nd_server_config cfg = {
-		.listen_addr = "127.0.0.1",
-		.workers = 2,
-		.grace_ms = 60000,	/* only a clean close frees the lock */
+	struct nd_server_config opts = {
 		.handshake_timeout_ms = 10000,
 		.drain_ms = 5000,
 	};
-	struct nd_export e = { 0 };
+	struct nd_config cfg;
 	char err[256], url[64];
 	int fd;
 
@@ -69,12 +67,11 @@ static int setup(void **state)
 	assert_int_equal(write(fd, f->image, DISK_SIZE), (ssize_t)DISK_SIZE);
 	close(fd);
 	assert_int_equal(nd_random(f->key, sizeof(f->key)), 0);
-	cfg.key = f->key;
 	state_dir_make(f->state_dir, sizeof(f->state_dir));
-	cfg.state_dir = f->state_dir;
-	assert_int_equal(nd_file_open(&e, f->path, false, err, sizeof(err)), 0);
-	snprintf(e.name, sizeof(e.name), "default");
-	f->srv = nd_server_create(&cfg, &e, err, sizeof(err));
+	cfg_one(&cfg, f->path, false, f->key, f->state_dir);
+	cfg.workers = 2;
+	cfg.grace_s = 60;	/* only a clean close frees the lock */
+	f->srv = nd_server_create(&opts, &cfg, err, sizeof(err));
 	assert_non_null(f->srv);
 	assert_int_equal(pthread_create(&f->thread, NULL, run_server, f->srv),
 			 0);

@@ -28,6 +28,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "srv_config.h"
 #include "state_dir.h"
 #include <openssl/crypto.h>
 
@@ -46,7 +47,7 @@
  * loaded machine: the handshake timeout leaves room for both.
  */
 static int scale = 1;
-#define GRACE_MS	(400 * scale)
+#define GRACE_MS	(1000 * scale)	/* the configuration counts seconds */
 #define HS_TIMEOUT_MS	(1000 * scale)
 
 /*
@@ -254,36 +255,46 @@ static void *run_server(void *arg)
 	return NULL;
 }
 
+/* The gate the next export opened goes through (see gate_backend_open). */
+static struct gate *next_gate;
+
+/* nd_backend_open for gated tests: the file behind the gate. */
+static int gate_backend_open(struct nd_export *e, const char *path,
+			     bool read_only, char *err, size_t errlen)
+{
+	if (nd_file_open(e, path, read_only, err, errlen) < 0)
+		return -1;
+	next_gate->ops = e->ops;
+	next_gate->h = e->h;
+	e->ops = &gate_ops;
+	e->h = next_gate;
+	e->caps = 0;
+	return 0;
+}
+
 static void start_server(struct fixture *f)
 {
-	struct nd_server_config cfg = {
-		.listen_addr = "127.0.0.1",
-		.workers = f->gate ? 2 : 4,
-		.grace_ms = f->grace_ms ? f->grace_ms : GRACE_MS,
+	struct nd_server_config opts = {
 		.handshake_timeout_ms = f->hs_timeout_ms ? f->hs_timeout_ms :
 					HS_TIMEOUT_MS,
 		.max_pending = f->max_pending,
 		.max_pending_src = f->max_pending_src,
 		.drain_ms = 500 * scale,
-		.max_payload = f->max_payload,
-		.key = f->key,
-		.state_dir = f->state_dir,
 	};
-	struct nd_export e = { 0 };
+	struct nd_config cfg;
 	char err[256];
 
-	assert_int_equal(nd_file_open(&e, f->path, f->read_only, err,
-				      sizeof(err)), 0);
-	snprintf(e.name, sizeof(e.name), "default");
-	if (f->gate) {
-		f->gate->ops = e.ops;
-		f->gate->h = e.h;
-		e.ops = &gate_ops;
-		e.h = f->gate;
-		e.caps = 0;
-	}
-	f->srv = nd_server_create(&cfg, &e, err, sizeof(err));
-	assert_non_null(f->srv);
+	cfg_one(&cfg, f->path, f->read_only, f->key, f->state_dir);
+	cfg.workers = f->gate ? 2 : 4;
+	cfg.grace_s = (f->grace_ms ? f->grace_ms : GRACE_MS) / 1000;
+	if (f->max_payload)
+		cfg.max_payload = f->max_payload;
+	next_gate = f->gate;
+	nd_backend_open = f->gate ? gate_backend_open : nd_file_open;
+	f->srv = nd_server_create(&opts, &cfg, err, sizeof(err));
+	nd_backend_open = nd_file_open;
+	if (!f->srv)
+		fail_msg("nd_server_create: %s", err);
 	f->port = nd_server_port(f->srv);
 	assert_true(f->port != 0);
 	assert_int_equal(pthread_create(&f->thread, NULL, run_server, f), 0);

@@ -25,6 +25,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "srv_config.h"
 #include "state_dir.h"
 
 #include "nd_wire.h"
@@ -164,32 +165,40 @@ static void *run_server(void *arg)
 	return NULL;
 }
 
+/* The gate the next export opened goes through (see gate_backend_open). */
+static struct gate *next_gate;
+
+/* nd_backend_open for gated tests: the file behind the gate. */
+static int gate_backend_open(struct nd_export *e, const char *path,
+			     bool read_only, char *err, size_t errlen)
+{
+	if (nd_file_open(e, path, read_only, err, errlen) < 0)
+		return -1;
+	next_gate->ops = e->ops;
+	next_gate->h = e->h;
+	e->ops = &gate_ops;
+	e->h = next_gate;
+	e->caps = 0;
+	return 0;
+}
+
 static void start_server(struct fixture *f)
 {
-	struct nd_server_config cfg = {
-		.listen_addr = "127.0.0.1",
-		.workers = 1,		/* one stuck write holds the queue */
-		.grace_ms = f->no_grace ? 0 : 30000,
+	struct nd_server_config opts = {
 		.handshake_timeout_ms = f->hs_timeout_ms ? f->hs_timeout_ms :
 					5000 * scale,
 		.drain_ms = 500 * scale,
-		.key = f->key,
-		.state_dir = f->state_dir,
 	};
-	struct nd_export e = { 0 };
+	struct nd_config cfg;
 	char err[256];
 
-	assert_int_equal(nd_file_open(&e, f->path, f->read_only, err,
-				      sizeof(err)), 0);
-	snprintf(e.name, sizeof(e.name), "default");
-	if (f->gate) {
-		f->gate->ops = e.ops;
-		f->gate->h = e.h;
-		e.ops = &gate_ops;
-		e.h = f->gate;
-		e.caps = 0;
-	}
-	f->srv = nd_server_create(&cfg, &e, err, sizeof(err));
+	cfg_one(&cfg, f->path, f->read_only, f->key, f->state_dir);
+	cfg.workers = 1;	/* one stuck write holds the queue */
+	cfg.grace_s = f->no_grace ? 0 : 30;
+	next_gate = f->gate;
+	nd_backend_open = f->gate ? gate_backend_open : nd_file_open;
+	f->srv = nd_server_create(&opts, &cfg, err, sizeof(err));
+	nd_backend_open = nd_file_open;
 	if (!f->srv)
 		fail_msg("nd_server_create: %s", err);
 	f->port = nd_server_port(f->srv);
@@ -818,13 +827,9 @@ static void test_first_writes_concurrent(void **state)
 static void test_state_dir_errors(void **state)
 {
 	struct fixture *f = *state;
-	struct nd_server_config cfg = {
-		.listen_addr = "127.0.0.1",
-		.workers = 1,
-		.key = f->key,
-	};
+	const struct nd_server_config opts = { 0 };
+	struct nd_config cfg;
 	char dir[128], err[256], file[400];
-	struct nd_export e = { 0 };
 	struct nd_server *s;
 	DIR *d;
 	struct dirent *de;
@@ -833,25 +838,18 @@ static void test_state_dir_errors(void **state)
 	stop_server(f);
 	/* A state "directory" under a regular file cannot be made. */
 	snprintf(dir, sizeof(dir), "%s/sub", f->path);
-	cfg.state_dir = dir;
-	assert_int_equal(nd_file_open(&e, f->path, false, err, sizeof(err)),
-			 0);
-	s = nd_server_create(&cfg, &e, err, sizeof(err));
+	cfg_one(&cfg, f->path, false, f->key, dir);
+	s = nd_server_create(&opts, &cfg, err, sizeof(err));
 	assert_null(s);
 	assert_non_null(strstr(err, "state directory"));
 	assert_non_null(strstr(err, "cannot create"));
 	/* None at all. */
-	cfg.state_dir = NULL;
-	assert_int_equal(nd_file_open(&e, f->path, false, err, sizeof(err)),
-			 0);
-	assert_null(nd_server_create(&cfg, &e, err, sizeof(err)));
+	cfg_one(&cfg, f->path, false, f->key, NULL);
+	assert_null(nd_server_create(&opts, &cfg, err, sizeof(err)));
 	assert_non_null(strstr(err, "state directory"));
 	/* A read-only export needs none. */
-	assert_int_equal(nd_file_open(&e, f->path, true, err, sizeof(err)),
-			 0);
-	snprintf(dir, sizeof(dir), "%s/sub", f->path);
-	cfg.state_dir = dir;
-	s = nd_server_create(&cfg, &e, err, sizeof(err));
+	cfg_one(&cfg, f->path, true, f->key, dir);
+	s = nd_server_create(&opts, &cfg, err, sizeof(err));
 	assert_non_null(s);
 	nd_server_destroy(s);
 
@@ -871,10 +869,8 @@ static void test_state_dir_errors(void **state)
 	assert_true(fd >= 0);
 	assert_int_equal(write(fd, "garbage\n", 8), 8);
 	close(fd);
-	cfg.state_dir = f->state_dir;
-	assert_int_equal(nd_file_open(&e, f->path, false, err, sizeof(err)),
-			 0);
-	assert_null(nd_server_create(&cfg, &e, err, sizeof(err)));
+	cfg_one(&cfg, f->path, false, f->key, f->state_dir);
+	assert_null(nd_server_create(&opts, &cfg, err, sizeof(err)));
 	assert_non_null(strstr(err, "malformed"));
 	unlink(file);
 	start_server(f);
