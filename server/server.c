@@ -469,8 +469,9 @@ int nd_server_run(struct nd_server *s)
 		}
 		if (stop)
 			break;
+		/* Between handshake steps: none sees half a configuration. */
 		if (reload)
-			nd_warn("reload: not implemented yet");
+			nd_reload_apply(s);
 		nd_hs_expire(s);
 		reap(s);
 		nd_session_expire(s, false);
