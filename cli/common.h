@@ -64,6 +64,12 @@ int nd_parse_uint(const char *s, unsigned long min, unsigned long max,
 /* Formats a byte count as "64.0 MiB". */
 const char *nd_human(uint64_t bytes, char *buf, size_t len);
 
+/*
+ * Names of the export flags set in flags (ND_EXP_*, ND_LIST_BUSY),
+ * space-separated, or "none".
+ */
+void nd_flag_words(uint32_t flags, char *out, size_t len);
+
 /* Maps a client result (ND_CE_* or server status) to an exit code. */
 int nd_exit_code(int result, uint16_t status);
 
