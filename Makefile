@@ -39,7 +39,7 @@ DEPS_STAMP := .deps-installed
 .SECONDARY:
 
 .PHONY: all userspace kernel test unit integration vm-test asan-test \
-        demo bench clean deps sparse fuzz install uninstall
+        demo bench clean deps sparse fuzz install uninstall systemd-test
 
 all: userspace kernel
 
@@ -106,7 +106,11 @@ asan-test:
 vm-test: userspace kernel
 	O=$(O) KVER=$(KVER) tests/vm/run.sh
 
-test: unit integration asan-test fuzz-smoke vm-test
+# The systemd units in a VM that boots systemd as PID 1 (tests/vm/systemd.sh).
+systemd-test: userspace kernel
+	O=$(O) KVER=$(KVER) tests/vm/systemd.sh
+
+test: unit integration asan-test fuzz-smoke vm-test systemd-test
 	@echo "all test suites passed"
 
 demo: userspace kernel

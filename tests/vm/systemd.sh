@@ -22,7 +22,8 @@ BASE="$D/base"
 STAGE="$D/stage"
 IMG="$D/root.img"
 CONSOLE="$D/console.log"
-PKGS="systemd-sysv,udev,kmod,iproute2,procps"
+# What netdisk links to (libinih1, libssl3, libsystemd0) and what the test runs.
+PKGS="systemd-sysv,udev,kmod,iproute2,procps,libinih1,libssl3"
 
 die() { echo "systemd-test: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "must run as root (debootstrap, image build)"
@@ -48,7 +49,8 @@ fi
 
 # ---------------------------------------------------------------- this run
 rm -rf "$STAGE"
-cp -a "$BASE" "$STAGE"
+mkdir -p "$STAGE"
+cp -a "$BASE/." "$STAGE/"
 S="$STAGE"
 make -s install DESTDIR="$S" PREFIX=/usr/local O="$O" >/dev/null
 # The modules netdisk.ko needs (crypto, curve25519), and netdisk.ko itself.
