@@ -16,7 +16,9 @@ O=${O:-build}
 case "$O" in /*) ;; *) O="$REPO/$O" ;; esac
 KVER=${KVER:-$(ls /lib/modules 2>/dev/null | sort -V | tail -n 1)}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
-TIMEOUT=${TIMEOUT:-240}
+# About 4 minutes on a busy 2-core host (kernel and initrd ~45 s, systemd ~55 s,
+# the checks ~100 s, shutdown ~15 s under TCG); the limit leaves room.
+TIMEOUT=${TIMEOUT:-480}
 D="$O/vm/systemd"
 BASE="$D/base"
 STAGE="$D/stage"
