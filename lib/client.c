@@ -92,14 +92,6 @@ struct nd_client {
 /* Connection attempts while the server closes them during the handshake. */
 #define HS_ATTEMPTS	3u
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 const char *nd_client_strerror(int result)
 {
 	switch (result) {
@@ -180,7 +172,7 @@ static void die(struct nd_client *c, int err)
  */
 static int rx_check(struct nd_client *c, bool force)
 {
-	long long now = now_ms();
+	long long now = nd_mono_ms();
 	bool stop, late = false;
 	unsigned int i;
 
@@ -572,7 +564,7 @@ int nd_client_submit(struct nd_client *c, uint8_t op, uint8_t flags,
 	s->arg = arg;
 	s->result = 0;
 	s->pend_next = NULL;
-	s->start_ms = now_ms();
+	s->start_ms = nd_mono_ms();
 	c->outstanding++;
 	pthread_mutex_unlock(&c->lock);
 

@@ -36,6 +36,9 @@ struct nd_connect {
  */
 int nd_connect_handshake(struct nd_connect *k, char *err, size_t errlen);
 
+/* CLOCK_MONOTONIC in milliseconds. */
+long long nd_mono_ms(void);
+
 /* printf into err (if any); returns rc. */
 int nd_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));

@@ -6,6 +6,7 @@
  */
 #include "client.h"
 
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,19 +99,24 @@ int nd_list_parse(const uint8_t *p, size_t len, struct nd_list_entry *out,
 
 /*
  * The server ignored list-exports and opened a read-only session: ends it
- * with DISCONNECT and waits (within the socket's timeout) for the server
- * to close, as nd_client_close does.
+ * with DISCONNECT and waits for the server to close, as nd_client_close
+ * does, at most the timeout in all (a server trickling bytes cannot hold
+ * it longer).
  */
 static void end_session(struct nd_connect *k)
 {
 	uint8_t hdr[ND_REQ_HDR_LEN], b[256];
 	struct nd_request req = { .op = ND_OP_DISCONNECT };
 	struct iovec iov = { .iov_base = hdr, .iov_len = sizeof(hdr) };
+	long long left, deadline = nd_mono_ms() + k->p.timeout_ms;
+	struct pollfd pfd = { .fd = k->fd, .events = POLLIN };
 
 	nd_request_encode(hdr, &req);
 	if (!nd_send_record(k->fd, &k->cr.tx, &iov, 1)) {
 		shutdown(k->fd, SHUT_WR);
-		while (read(k->fd, b, sizeof(b)) > 0)
+		while ((left = deadline - nd_mono_ms()) > 0 &&
+		       poll(&pfd, 1, (int)left) > 0 &&
+		       read(k->fd, b, sizeof(b)) > 0)
 			;
 	}
 	nd_crypto_free(&k->cr);

@@ -20,8 +20,8 @@
  * lock out a client from another address.
  *
  * Steps: hs_read_client_hello → hs_send_server_hello → hs_check_client_finish
- * → hs_open_session. Nothing but the ServerHello leaves before the client
- * has proven the key; every refusal but the version (unknown export
+ * → nd_admit (admit.c). Nothing but the ServerHello leaves before the
+ * client has proven the key; every refusal but the version (unknown export
  * included) goes in the authenticated SessionInfo.
  */
 #include <arpa/inet.h>
@@ -102,11 +102,10 @@ struct nd_hs_pool {
 	struct nd_hs *oldest, *newest;
 	int max, max_src;
 
-	/* Rate-limited failure log, and the authenticated-connection limit. */
+	/* Rate-limited failure log. */
 	int64_t log_since;
 	int logged;
 	unsigned long suppressed[HS_F__COUNT];
-	int64_t last_full_warn;
 };
 
 /* ---- budget ---- */
@@ -379,28 +378,6 @@ static void send_hello_version(int fd)
 
 	nd_server_hello_encode(buf, &h);
 	(void)hs_write(fd, buf, sizeof(buf));
-}
-
-static int send_session_info(int fd, struct nd_crypto *crypto,
-			     const struct nd_session_info *si)
-{
-	uint8_t buf[ND_SESSION_INFO_LEN];
-	struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
-	int rc;
-
-	nd_session_info_encode(buf, si);
-	rc = nd_send_record(fd, &crypto->tx, &iov, 1);
-	nd_wipe(buf, sizeof(buf));	/* the token, if sealing failed */
-	return rc;
-}
-
-/* SessionInfo carrying only an error status (after the key proof). */
-static void send_session_status(int fd, struct nd_crypto *crypto,
-				uint16_t status)
-{
-	struct nd_session_info si = { .status = status };
-
-	(void)send_session_info(fd, crypto, &si);
 }
 
 /* ---- the steps ---- */
@@ -681,171 +658,22 @@ out:
 }
 
 /*
- * |ts - now| <= ND_CLOCK_SKEW_MAX, in unsigned arithmetic: the client's
- * timestamp is any 64-bit value, so a signed difference could overflow.
+ * The client proved the key: the pending slot is done with, and what the
+ * client gets is up to admit.c (which takes fd and crypto).
  */
-static bool clock_close_enough(uint64_t ts, time_t now)
+static void hs_authenticated(struct nd_server *s, struct nd_hs *h,
+			     struct nd_crypto *crypto,
+			     const struct nd_client_finish *cf)
 {
-	uint64_t n = now < 0 ? 0 : (uint64_t)now;
+	struct nd_admit a = { .fd = h->fd, .deadline = h->deadline };
 
-	return ts >= n ? ts - n <= ND_CLOCK_SKEW_MAX :
-			 n - ts <= ND_CLOCK_SKEW_MAX;
-}
-
-/*
- * Room for one more authenticated connection? Logged (at most every 10 s)
- * when not.
- */
-static bool conn_room(struct nd_server *s)
-{
-	int nconns;
-
-	pthread_mutex_lock(&s->lock);
-	nconns = s->nconns;
-	pthread_mutex_unlock(&s->lock);
-	if (nconns < s->max_conns)
-		return true;
-	if (nd_now_ms() - s->hs->last_full_warn > 10000) {
-		nd_warn("too many connections (%d), refusing new ones",
-			s->max_conns);
-		s->hs->last_full_warn = nd_now_ms();
-	}
-	return false;
-}
-
-/* Moves the socket of h to c, blocking, and releases h. */
-static void hs_hand_over(struct nd_server *s, struct nd_hs *h,
-			 struct nd_conn *c, struct nd_crypto *crypto)
-{
-	int fd = h->fd;
-
-	c->crypto = *crypto;
-	nd_wipe(crypto, sizeof(*crypto));	/* moved: keys live in c */
-	c->hs_deadline = h->deadline;
-	epoll_ctl(s->epfd, EPOLL_CTL_DEL, fd, NULL);
-	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	hello_decode(h, &a.ch, a.identity, a.export_name);
+	memcpy(a.peer, h->peer, sizeof(a.peer));
+	epoll_ctl(s->epfd, EPOLL_CTL_DEL, h->fd, NULL);
 	h->fd = -1;
 	hs_release(s, h);
-}
-
-/*
- * The ExportList of what identity may use, built here (the listener
- * thread: the configuration cannot change under it) and sent by a
- * connection thread of its own, as it may not fit the socket buffer.
- */
-static void hs_list_exports(struct nd_server *s, struct nd_hs *h,
-			    struct nd_crypto *crypto, const char *identity)
-{
-	struct nd_conn *c = NULL;
-	int fd = h->fd;
-
-	if (conn_room(s))
-		c = nd_conn_create(s, fd, h->peer);
-	if (c)
-		c->list = nd_list_build(s, identity, &c->list_len);
-	if (!c || !c->list) {
-		if (c) {
-			nd_err("client %s: out of memory, closing", h->peer);
-			nd_conn_destroy(c);
-		}
-		nd_crypto_free(crypto);
-		close(fd);
-		hs_release(s, h);
-		return;
-	}
-	nd_info("client %s (identity '%s'): export list sent", h->peer,
-		identity);
-	hs_hand_over(s, h, c, crypto);
-	if (nd_conn_start(c) < 0) {
-		nd_err("client %s: cannot start a connection thread, dropping connection",
-		       c->peer);
-		nd_crypto_free(&c->crypto);
-		close(fd);
-		nd_conn_destroy(c);
-	}
-}
-
-/*
- * Authenticated from here on: clock, ClientFinish, the export list or the
- * export and its access, payload, the session, then the connection with
- * its threads, which sends the SessionInfo. Releases h.
- */
-static void hs_open_session(struct nd_server *s, struct nd_hs *h,
-			    struct nd_crypto *crypto,
-			    const struct nd_client_finish *cf)
-{
-	char identity[ND_NAME_MAX + 1], export_name[ND_NAME_MAX + 1];
-	struct nd_client_hello ch;
-	struct nd_exp *x = NULL;
-	struct nd_conn *c;
-	uint16_t status;
-	const char *why;
-	uint32_t want;
-	time_t now = time(NULL);
-	int fd = h->fd;
-
-	hello_decode(h, &ch, identity, export_name);
-	if (!clock_close_enough(ch.timestamp, now)) {
-		nd_warn("client %s: clock skew too large (client timestamp %llu, server %lld)",
-			h->peer, (unsigned long long)ch.timestamp,
-			(long long)now);
-		send_session_status(fd, crypto, ND_ERR_CLOCK_SKEW);
-		goto refuse;
-	}
-
-	why = nd_client_finish_invalid(cf);
-	if (why) {
-		nd_warn("client %s: invalid client finish (%s: flags 0x%x, max payload %u, slot %u, epoch %u), refused",
-			h->peer, why, cf->flags, cf->max_payload, cf->slot,
-			cf->epoch);
-		send_session_status(fd, crypto, ND_ERR_INVALID);
-		goto refuse;
-	}
-	if (nd_ext_has(ch.ext, ch.ext_len, ND_EXT_LIST_EXPORTS)) {
-		hs_list_exports(s, h, crypto, identity);
-		return;
-	}
-	/* Only now: nothing unauthenticated learns which exports exist. */
-	status = nd_exp_lookup(s, h->peer, identity, export_name, &x);
-	if (status != ND_OK) {
-		send_session_status(fd, crypto, status);
-		goto refuse;
-	}
-
-	want = cf->max_payload ? cf->max_payload : ND_DEFAULT_PAYLOAD;
-	if (want > s->max_payload)
-		want = s->max_payload;
-	want -= want % ND_MIN_PAYLOAD;
-
-	if (!conn_room(s))
-		goto refuse;
-	c = nd_conn_create(s, fd, h->peer);
-	if (!c) {
-		nd_err("client %s: out of memory, closing", h->peer);
-		goto refuse;
-	}
-	status = nd_session_attach(s, c, identity, x, cf);
-	if (status != ND_OK) {
-		nd_conn_destroy(c);
-		send_session_status(fd, crypto, status);
-		goto refuse;
-	}
-	c->max_payload = want;
-	/* The connection's threads own the socket now, blocking. */
-	hs_hand_over(s, h, c, crypto);
-	if (nd_conn_start(c) < 0) {
-		nd_err("client %s: cannot start a connection thread, dropping connection",
-		       c->peer);
-		nd_session_detach(s, c, c->sess_unknown);
-		nd_crypto_free(&c->crypto);
-		close(fd);
-		nd_conn_destroy(c);
-	}
-	return;
-refuse:
-	nd_crypto_free(crypto);
-	close(fd);
-	hs_release(s, h);
+	nd_admit(s, &a, crypto, cf);
+	nd_wipe(&a.ch, sizeof(a.ch));
 }
 
 /* ---- driver, called by the listener thread (server.c) ---- */
@@ -933,7 +761,7 @@ void nd_hs_input(struct nd_server *s, struct nd_hs *h)
 			return;
 	}
 	if (hs_check_client_finish(s, h, &crypto, &cf) == HS_DONE)
-		hs_open_session(s, h, &crypto, &cf);
+		hs_authenticated(s, h, &crypto, &cf);
 	nd_wipe(&cf, sizeof(cf));
 }
 
@@ -971,34 +799,6 @@ void nd_hs_close_all(struct nd_server *s)
 		hs_release(s, h);
 	}
 	hs_log_summary(s, nd_now_ms(), true);
-}
-
-/* First record of a new connection, sent by its own thread. */
-int nd_hs_send_session_info(struct nd_conn *c)
-{
-	const struct nd_export *e = &c->sess->exp->e;
-	struct nd_session_info si = {
-		.status = ND_OK,
-		.flags = c->flags,
-		.size = e->size,
-		.block_size = e->block_size,
-		.max_payload = c->max_payload,
-	};
-	int rc;
-
-	memcpy(si.token, c->sess->token, ND_TOKEN_LEN);
-	memcpy(si.export_id, e->id, ND_EXPORT_ID_LEN);
-	/* A read-only connection in a writer's session may not write. */
-	si.write_epoch = c->read_only ? 0 : c->sess->write_epoch;
-	si.last_writer = c->sess->last_writer;
-	rc = send_session_info(c->fd, &c->crypto, &si);
-	nd_wipe(&si, sizeof(si));
-	return rc;
-}
-
-void nd_hs_send_session_status(struct nd_conn *c, uint16_t status)
-{
-	send_session_status(c->fd, &c->crypto, status);
 }
 
 static bool same_key(const uint8_t *a, const uint8_t *b)

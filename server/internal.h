@@ -273,6 +273,22 @@ int nd_hs_timeout_ms(struct nd_server *s, int max_ms);
 /* Drops handshakes past their deadline; logs the failure summary. */
 void nd_hs_expire(struct nd_server *s);
 void nd_hs_close_all(struct nd_server *s);
+
+/* admit.c: after the key proof, on the listener thread. */
+struct nd_admit {
+	int fd;				/* out of the epoll set, non-blocking */
+	int64_t deadline;		/* of the handshake (monotonic) */
+	char peer[64];
+	struct nd_client_hello ch;
+	char identity[ND_NAME_MAX + 1];
+	char export_name[ND_NAME_MAX + 1];
+};
+/*
+ * The authenticated client a gets the export list, a session (its
+ * connection started) or a refusal. Takes a->fd and crypto.
+ */
+void nd_admit(struct nd_server *s, const struct nd_admit *a,
+	      struct nd_crypto *crypto, const struct nd_client_finish *cf);
 /* The connection's first record, from its own thread. 0 or -1 (errno). */
 int nd_hs_send_session_info(struct nd_conn *c);
 /* A SessionInfo carrying only an error status, from the connection's thread. */

@@ -292,6 +292,26 @@ expect_ok state-dir-not-needed-read-only "$ND" info \
 	"netdisk://127.0.0.1:$SDRO_PORT" --key-file key
 stop_server SDRO
 
+# ------------------------------------------------ shortcut: control socket
+# The one-export command line opens a control socket only when asked.
+start_server CT --file lock.img --key-file key --read-only \
+	--control "$T/ct/ctl.sock" || exit 1
+run shortcut-status "$NDD" status --control "$T/ct/ctl.sock"
+[ "$RC" -eq 0 ] && grep -q "^export default path=lock.img mode=ro " "$OUT" &&
+	ok "shortcut --control: netdiskd status lists the export" ||
+	bad "shortcut --control: exit $RC: $(cat "$OUT" "$ERR" | head -c 300)"
+stop_server CT
+[ ! -e "$T/ct/ctl.sock" ] && ok "shortcut --control: socket removed at exit" ||
+	bad "shortcut --control: socket left behind"
+run shortcut-control-relative "$NDD" --file lock.img --key-file key --control ctl.sock
+[ "$RC" -eq 2 ] && grep -qx "netdiskd: --control needs an absolute path" "$ERR" &&
+	ok "shortcut --control: a relative path is a usage error" ||
+	bad "shortcut --control ctl.sock: exit $RC: $(head -c 300 "$ERR")"
+run shortcut-check "$NDD" --file lock.img --key-file key --check
+[ "$RC" -eq 2 ] && grep -qx "netdiskd: --check needs --config FILE" "$ERR" &&
+	ok "--check without --config: a usage error" ||
+	bad "--check without --config: exit $RC: $(head -c 300 "$ERR")"
+
 # ------------------------------------------------ write epochs survive kill -9
 # state_get FILE: "RESERVED WRITTEN" from a state file.
 state_get() {
@@ -428,10 +448,23 @@ for i in $(seq 1 100); do
 	sleep 0.05
 done
 expect_err second-writer-busy 5 "busy" "$ND" copy part.img "$URL" --key-file key
+# The export list shows the writer; the shortcut server has one export, and
+# one key for every identity.
+run exports-busy "$ND" exports "netdisk://127.0.0.1:$RW_PORT" --key-file key \
+	--identity anyone
+[ "$RC" -eq 0 ] && [ "$(wc -l <"$OUT")" -eq 2 ] &&
+	grep -qE '^default +64\.0 MiB +67108864 +512 +rw +flush( [a-z-]+)* busy$' "$OUT" &&
+	ok "exports: the real server's export, rw and busy while written" ||
+	bad "exports while busy: exit $RC: $(cat "$OUT" "$ERR" | head -c 400)"
 wait "$HOLDER"
 [ $? -eq 0 ] && ok "busy: the holder finished fine" ||
 	bad "busy: holder failed: $(cat "$T/holder.err")"
 expect_ok writer-after-holder "$ND" copy part.img "$URL" --key-file key
+run exports-not-busy "$ND" exports "netdisk://127.0.0.1:$RW_PORT" --key-file key
+[ "$RC" -eq 0 ] && grep -qE '^default +64\.0 MiB +67108864 +512 +rw +flush' "$OUT" &&
+	! grep -q busy "$OUT" &&
+	ok "exports: not busy once the writer is gone" ||
+	bad "exports after the writer: exit $RC: $(cat "$OUT" "$ERR" | head -c 400)"
 
 # ------------------------------------------------ URL forms
 expect_ok url-localhost "$ND" info "netdisk://localhost:$RW_PORT" --key-file key
@@ -480,6 +513,10 @@ chmod 444 ro.img
 ROSUM=$(sum ro.img)
 start_server RO --file ro.img --key-file key --read-only || exit 1
 ROURL=netdisk://127.0.0.1:$RO_PORT
+run exports-ro "$ND" exports "$ROURL" --key-file key --json
+[ "$RC" -eq 0 ] && grep -qF '"exports":[{"name":"default","size":16777216,"block_size":512,"read_only":true,"busy":false,"flags":3}]' "$OUT" &&
+	ok "exports --json: the read-only export" ||
+	bad "exports of the read-only server: exit $RC: $(cat "$OUT" "$ERR" | head -c 400)"
 expect_err ro-upload 6 "read-only" "$ND" copy part.img "$ROURL" --key-file key
 # bench does no client-side check: this is the server refusing the write.
 expect_err ro-bench-write 6 "read-only" \

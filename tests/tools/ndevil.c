@@ -38,7 +38,9 @@
  *   "unsupported version", and keeps the connection open), low-order-share
  *   (a ServerHello whose X25519 share is 0, a low-order point: the
  *   client's dh would be 0), access-denied (SessionInfo status 15, then
- *   close).
+ *   close), access-revoked (honest until the first READ covering --at,
+ *   which closes its connection as a server revoking the client's access
+ *   would; every later handshake gets access-denied's answer).
  * A ClientHello offering list-exports gets an ExportList of three exports
  * (alpha rw, beta.ro ro, gamma rw busy), then the connection closes; list
  * modes spoil it: list-count (count one more than the entries),
@@ -80,7 +82,7 @@ enum mode {
 	/* handshake modes */
 	M_SIZE_HUGE, M_SIZE_UNALIGNED, M_BLOCK_SIZE, M_PAYLOAD_ZERO,
 	M_PAYLOAD_HUGE, M_PAYLOAD_RAISE, M_INFO_STATUS, M_HELLO_TRICKLE,
-	M_V1_SERVER, M_LOW_ORDER_SHARE, M_ACCESS_DENIED,
+	M_V1_SERVER, M_LOW_ORDER_SHARE, M_ACCESS_DENIED, M_ACCESS_REVOKED,
 	/* export list modes (a ClientHello offering list-exports) */
 	M_LIST_COUNT, M_LIST_COUNT_SMALL, M_LIST_NAME, M_LIST_FLAG,
 	M_LIST_SIZE_ZERO, M_LIST_SIZE_HUGE, M_LIST_BLOCK_SIZE, M_LIST_DUP,
@@ -92,7 +94,7 @@ static const char *const mode_names[M_COUNT] = {
 	"long-read", "empty-read", "bad-status", "garbage", "stall", "trickle",
 	"size-huge", "size-unaligned", "block-size", "payload-zero",
 	"payload-huge", "payload-raise", "info-status", "hello-trickle",
-	"v1-server", "low-order-share", "access-denied",
+	"v1-server", "low-order-share", "access-denied", "access-revoked",
 	"list-count", "list-count-small", "list-name", "list-flag",
 	"list-size-zero", "list-size-huge", "list-block-size", "list-dup",
 	"list-unsorted", "list-trailing", "list-too-many", "list-none",
@@ -114,6 +116,7 @@ static uint64_t g_size;
 static uint8_t g_token[ND_TOKEN_LEN], g_export_id[ND_EXPORT_ID_LEN];
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static unsigned long g_nconn;
+static bool g_revoked;		/* access-revoked: access is gone (g_lock) */
 
 struct conn {
 	int fd;
@@ -140,6 +143,24 @@ static void on_signal(int sig)
 {
 	(void)sig;
 	_exit(0);	/* workers may be mid-write: nothing to flush */
+}
+
+/* access-revoked: the first READ covering --at revokes access. */
+static bool revoke_access(struct conn *c, const struct nd_request *q)
+{
+	bool now;
+
+	if (q->op != ND_OP_READ || g_at < q->offset ||
+	    g_at - q->offset >= q->length)
+		return false;
+	pthread_mutex_lock(&g_lock);
+	now = !g_revoked;
+	g_revoked = true;
+	pthread_mutex_unlock(&g_lock);
+	if (now)
+		fprintf(stderr, "ndevil: conn %lu: access-revoked: closing (READ offset %llu length %u)\n",
+			c->id, (unsigned long long)q->offset, q->length);
+	return now;
 }
 
 /* The mode for this READ if it is the next one to misbehave on, else 0. */
@@ -554,15 +575,21 @@ static int handshake(struct conn *c)
 		info.status = BAD_STATUS;
 		break;
 	case M_ACCESS_DENIED:
-		memset(&info, 0, sizeof(info));
-		info.status = ND_ERR_ACCESS;
+	case M_ACCESS_REVOKED:
+		pthread_mutex_lock(&g_lock);
+		if (g_mode == M_ACCESS_DENIED || g_revoked) {
+			memset(&info, 0, sizeof(info));
+			info.status = ND_ERR_ACCESS;
+		}
+		pthread_mutex_unlock(&g_lock);
 		break;
 	default:
 		break;
 	}
 	if (g_mode >= M_SIZE_HUGE && g_mode != M_HELLO_TRICKLE &&
 	    g_mode != M_V1_SERVER && g_mode != M_LOW_ORDER_SHARE &&
-	    g_mode < M_LIST_COUNT)
+	    g_mode < M_LIST_COUNT &&
+	    (g_mode != M_ACCESS_REVOKED || info.status))
 		fprintf(stderr, "ndevil: conn %lu: %s: session info size %llu, block size %u, max payload %u, status %u\n",
 			c->id, mode_names[g_mode],
 			(unsigned long long)info.size, info.block_size,
@@ -607,6 +634,8 @@ static void *conn_main(void *arg)
 		}
 		if (c->stalled)
 			continue;
+		if (g_mode == M_ACCESS_REVOKED && revoke_access(c, &q))
+			break;
 		m = c->spoiled ? M_HONEST : trigger(&q);
 		if (m != M_HONEST) {
 			c->spoiled = true;

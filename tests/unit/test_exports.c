@@ -45,6 +45,7 @@ struct fixture {
 	char dir[64];
 	char conf[128];
 	const char *listen;		/* NULL: 127.0.0.1 */
+	int grace;			/* seconds; 0: 1 */
 	uint8_t lab01[ND_KEY_LEN], lab02[ND_KEY_LEN], db01[ND_KEY_LEN];
 	uint8_t shared[ND_KEY_LEN];
 	struct nd_server *srv;
@@ -114,9 +115,10 @@ static void write_conf(const struct fixture *f, bool shared,
 
 	assert_non_null(c);
 	fprintf(c, "[server]\nlisten = %s\nport = 0\n"
-		"key-dir = %s/keys\nworkers = 2\ngrace = 1\nlog-level = %s\n"
+		"key-dir = %s/keys\nworkers = 2\ngrace = %d\nlog-level = %s\n"
 		"state-dir = %s/state\ncontrol = none\n",
 		f->listen ? f->listen : "127.0.0.1", f->dir,
+		f->grace ? f->grace : 1,
 		getenv("ND_TEST_DEBUG") ? "debug" : "error", f->dir);
 	if (shared)
 		fprintf(c, "key-file = %s/shared.key\n", f->dir);
@@ -296,6 +298,28 @@ static void open_ok(struct fixture *f, struct conn *cn, const char *identity,
 	if (r != ND_HS_OK)
 		fail_msg("%s on %s: result %d status %u", identity,
 			 export_name, r, status);
+}
+
+/*
+ * A session the reload closed ends once its connection's thread has
+ * finished, a moment after the client saw the close: open retries while
+ * the export is busy, for half the grace period (1 s) at most, so a lock
+ * kept for the grace period still fails.
+ */
+static void open_after_close(struct fixture *f, struct conn *cn,
+			     const char *identity, const uint8_t *key,
+			     const char *export_name)
+{
+	uint16_t status = ND_OK;
+
+	for (int i = 0; i < 50; i++) {
+		if (try_open(f, cn, identity, key, export_name, 0, &status) ==
+		    ND_HS_OK)
+			return;
+		assert_int_equal(status, ND_ERR_BUSY);
+		usleep(10000);
+	}
+	fail_msg("%s on %s: still busy", identity, export_name);
 }
 
 /* The status a handshake is refused with (after authentication). */
@@ -671,7 +695,7 @@ static void test_reload_revokes_keys(void **state)
 	read_ok(&d, 0xb2);
 	/* gamma's write lock went with lab-02's session. */
 	conn_close(&b);
-	open_ok(f, &b, "lab-01", f->lab01, "gamma");
+	open_after_close(f, &b, "lab-01", f->lab01, "gamma");
 	conn_close(&a);
 	conn_close(&b);
 	conn_close(&c);
@@ -731,7 +755,7 @@ static void test_reload_removes_export_and_access(void **state)
 			 ND_ERR_ACCESS);
 	/* alpha's lock went with lab-01's session. */
 	conn_close(&a);
-	open_ok(f, &a, "lab-02", f->lab02, "alpha");
+	open_after_close(f, &a, "lab-02", f->lab02, "alpha");
 	conn_close(&a);
 	conn_close(&b);
 	conn_close(&c);
@@ -870,6 +894,45 @@ static void test_status(void **state)
 }
 
 /*
+ * A writer session kept for its grace period (no connection left) whose
+ * key is revoked ends at the reload: its lock is free at once.
+ */
+static void test_reload_ends_idle_session(void **state)
+{
+	struct fixture *f = *state;
+	struct conn a, b;
+	char *text = NULL;
+	char p[256];
+
+	stop_server(f);
+	f->grace = 60;
+	write_conf(f, false, base_exports, f->dir);
+	start_server(f);
+	open_ok(f, &a, "lab-02", f->lab02, "gamma");
+	assert_int_equal(request(&a, ND_OP_WRITE, 0), ND_OK);
+	conn_close(&a);		/* no DISCONNECT: the lock is kept */
+	for (int i = 0; i < 300; i++) {
+		free(text);
+		text = status_text(f);
+		if (strstr(text, "identity=lab-02 export=gamma mode=rw conns=0"))
+			break;
+		usleep(10000);
+	}
+	assert_non_null(strstr(text, "export=gamma mode=rw conns=0 peers=-"));
+	free(text);
+	assert_int_equal(refused(f, "lab-01", f->lab01, "gamma"),
+			 ND_ERR_BUSY);
+	path_of(f, p, sizeof(p), "keys/lab-02.key");
+	assert_int_equal(unlink(p), 0);
+	reload(f, true);
+	open_ok(f, &b, "lab-01", f->lab01, "gamma");
+	text = status_text(f);
+	assert_null(strstr(text, "identity=lab-02"));
+	free(text);
+	conn_close(&b);
+}
+
+/*
  * Several listen addresses: each gets a socket, all on the port the first
  * picked (port = 0); a reload that changes them only warns.
  */
@@ -931,6 +994,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_status, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_listen_addresses, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_reload_ends_idle_session,
+						setup, teardown),
 	};
 
 	signal(SIGPIPE, SIG_IGN);

@@ -3,6 +3,10 @@
  * nd_list_parse (lib/list.c): a whole ExportList is taken only if its
  * count matches its length exactly, every entry is valid and the names are
  * strictly ascending in byte order; each refusal says what was wrong.
+ * nd_client_list_exports against netdiskd in-process with a configuration
+ * file: each identity sees exactly its exports, busy while a writer holds
+ * one; an unknown identity and a wrong key are both authentication
+ * failures; a session on an export not allowed is access denied.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,9 +15,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "client.h"
+#include "nd_wire.h"
+#include "../../server/config.h"
+#include "../../server/log.h"
+#include "../../server/server.h"
 
 struct list {
 	uint8_t b[ND_LIST_MAX_LEN + 64];
@@ -174,6 +186,183 @@ static void test_order(void **state)
 	assert_int_equal(parse(&l, "entry 3: 'b' listed twice"), -1);
 }
 
+/* ---- against netdiskd ---- */
+
+struct srv {
+	char dir[64];
+	uint8_t lab01[ND_KEY_LEN], db01[ND_KEY_LEN], other[ND_KEY_LEN];
+	struct nd_server *srv;
+	pthread_t thread;
+	struct nd_url url;
+};
+
+static void put_file(const char *dir, const char *name, const void *data,
+		     size_t len)
+{
+	char p[256];
+	int fd;
+
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, data, len), (ssize_t)len);
+	close(fd);
+}
+
+static void put_key(const char *dir, const char *name,
+		    uint8_t key[ND_KEY_LEN])
+{
+	char hex[66];
+
+	assert_int_equal(nd_random(key, ND_KEY_LEN), 0);
+	nd_key_format(key, hex);
+	put_file(dir, name, hex, strlen(hex));
+}
+
+static void *run_server(void *arg)
+{
+	nd_server_run(arg);
+	return NULL;
+}
+
+static int srv_setup(void **state)
+{
+	const struct nd_server_config opts = { .drain_ms = 2000 };
+	struct srv *f = calloc(1, sizeof(*f));
+	static uint8_t img[1 << 20];
+	struct nd_config cfg;
+	char conf[2048], p[128], u[64];
+
+	assert_non_null(f);
+	nd_log_level = getenv("ND_TEST_DEBUG") ? ND_LOG_DEBUG : ND_LOG_ERROR;
+	snprintf(f->dir, sizeof(f->dir), "/tmp/nd-test-list-XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	snprintf(p, sizeof(p), "%s/keys", f->dir);
+	assert_int_equal(mkdir(p, 0700), 0);
+	put_key(f->dir, "keys/lab-01.key", f->lab01);
+	put_key(f->dir, "keys/db01.key", f->db01);
+	assert_int_equal(nd_random(f->other, ND_KEY_LEN), 0);
+	put_file(f->dir, "a.img", img, sizeof(img));
+	put_file(f->dir, "b.img", img, sizeof(img) / 2);
+	put_file(f->dir, "c.img", img, sizeof(img) / 4);
+	snprintf(conf, sizeof(conf),
+		 "[server]\nlisten = 127.0.0.1\nport = 0\nkey-dir = %1$s/keys\n"
+		 "state-dir = %1$s\ncontrol = none\nworkers = 2\ngrace = 0\n"
+		 "log-level = error\n\n"
+		 "[export lab.disk]\npath = %1$s/a.img\nclients = lab-*\n\n"
+		 "[export db]\npath = %1$s/b.img\nread-only = yes\n"
+		 "clients = db01\n\n"
+		 "[export common]\npath = %1$s/c.img\n", f->dir);
+	put_file(f->dir, "netdiskd.conf", conf, strlen(conf));
+	snprintf(p, sizeof(p), "%s/netdiskd.conf", f->dir);
+	if (nd_config_load(p, &cfg, err, sizeof(err)) < 0)
+		fail_msg("nd_config_load: %s", err);
+	f->srv = nd_server_create(&opts, &cfg, err, sizeof(err));
+	if (!f->srv)
+		fail_msg("nd_server_create: %s", err);
+	assert_int_equal(pthread_create(&f->thread, NULL, run_server, f->srv),
+			 0);
+	snprintf(u, sizeof(u), "netdisk://127.0.0.1:%u",
+		 nd_server_port(f->srv));
+	assert_int_equal(nd_url_parse(u, &f->url, err, sizeof(err)), 0);
+	*state = f;
+	return 0;
+}
+
+static int srv_teardown(void **state)
+{
+	struct srv *f = *state;
+	char cmd[128];
+
+	nd_server_stop(f->srv);
+	pthread_join(f->thread, NULL);
+	nd_server_destroy(f->srv);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+	assert_int_equal(system(cmd), 0);
+	free(f);
+	return 0;
+}
+
+/* The names identity gets, space-separated, busy ones with a '*'. */
+static int list_of(struct srv *f, const char *identity, const uint8_t *key,
+		   char *names, size_t len)
+{
+	struct nd_client_opts o = { .identity = identity, .timeout_ms = 5000 };
+	struct nd_list_entry *e = NULL;
+	uint16_t status = 0xffff;
+	size_t n = 99;
+	int rc;
+
+	names[0] = '\0';
+	rc = nd_client_list_exports(&f->url, key, &o, &e, &n, &status, err,
+				    sizeof(err));
+	if (rc) {
+		assert_null(e);
+		assert_int_equal(n, 0);
+		return rc;
+	}
+	assert_int_equal(status, 0);
+	for (size_t i = 0; i < n; i++)
+		snprintf(names + strlen(names), len - strlen(names), "%s%.*s%s",
+			 i ? " " : "", e[i].name_len, (const char *)e[i].name,
+			 (e[i].flags & ND_LIST_BUSY) ? "*" : "");
+	free(e);
+	return 0;
+}
+
+static void test_server_lists(void **state)
+{
+	struct srv *f = *state;
+	struct nd_client_opts o = { .identity = "lab-01" };
+	struct nd_client *c = NULL;
+	struct nd_url u = f->url;
+	char names[256];
+	uint16_t status = 0;
+
+	assert_int_equal(list_of(f, "lab-01", f->lab01, names, sizeof(names)),
+			 0);
+	assert_string_equal(names, "common lab.disk");
+	assert_int_equal(list_of(f, "db01", f->db01, names, sizeof(names)), 0);
+	assert_string_equal(names, "common db");
+	/* A writer holds lab.disk: busy in the list. */
+	snprintf(u.export_name, sizeof(u.export_name), "lab.disk");
+	assert_int_equal(nd_client_open(&u, f->lab01, &o, &c, &status, err,
+					sizeof(err)), 0);
+	assert_int_equal(list_of(f, "lab-01", f->lab01, names, sizeof(names)),
+			 0);
+	assert_string_equal(names, "common lab.disk*");
+	assert_int_equal(nd_client_close(c), 0);
+	/* Nothing tells a wrong key from an identity the server lacks. */
+	assert_int_equal(list_of(f, "lab-01", f->other, names, sizeof(names)),
+			 ND_CE_AUTH);
+	assert_int_equal(list_of(f, "nobody", f->other, names, sizeof(names)),
+			 ND_CE_AUTH);
+	assert_non_null(strstr(err, "authentication failed"));
+}
+
+static void test_server_access_denied(void **state)
+{
+	struct srv *f = *state;
+	struct nd_client_opts o = { .identity = "db01",
+				    .flags = ND_CF_READ_ONLY };
+	struct nd_client *c = NULL;
+	struct nd_url u = f->url;
+	uint16_t status = 0;
+
+	snprintf(u.export_name, sizeof(u.export_name), "lab.disk");
+	assert_int_equal(nd_client_open(&u, f->db01, &o, &c, &status, err,
+					sizeof(err)), ND_CE_REFUSED);
+	assert_null(c);
+	assert_int_equal(status, ND_ERR_ACCESS);
+	assert_string_equal(err, "server refused: access denied");
+	assert_string_equal(nd_client_strerror(ND_ERR_ACCESS), "access denied");
+	/* An export nobody has is "no such export", even to db01. */
+	snprintf(u.export_name, sizeof(u.export_name), "nope");
+	assert_int_equal(nd_client_open(&u, f->db01, &o, &c, &status, err,
+					sizeof(err)), ND_CE_REFUSED);
+	assert_int_equal(status, ND_ERR_NO_EXPORT);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -181,6 +370,10 @@ int main(void)
 		cmocka_unit_test(test_count),
 		cmocka_unit_test(test_entries),
 		cmocka_unit_test(test_order),
+		cmocka_unit_test_setup_teardown(test_server_lists, srv_setup,
+						srv_teardown),
+		cmocka_unit_test_setup_teardown(test_server_access_denied,
+						srv_setup, srv_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

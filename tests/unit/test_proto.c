@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "netdisk_proto.h"
+#include "netdisk_vectors.h"
 
 static void test_be_fields(void **state)
 {
@@ -833,6 +834,41 @@ static void test_list_malformed(void **state)
 	}
 }
 
+/* PROTOCOL.md §5's ExportList, from the independent Python encoder. */
+static void test_list_vector(void **state)
+{
+	const struct nd_list_entry want[2] = {
+		list_entry("boot", ND_EXP_READ_ONLY | ND_EXP_FLUSH, 8ull << 30,
+			   512),
+		list_entry("data", ND_EXP_FLUSH | ND_EXP_FUA | ND_EXP_TRIM |
+			   ND_EXP_WRITE_ZEROES | ND_LIST_BUSY, 64ull << 30,
+			   4096),
+	};
+	uint8_t b[sizeof(nd_vec_list_plain)];
+	struct nd_list_entry d;
+	size_t o = ND_LIST_HDR_LEN;
+	int i;
+
+	nd_list_hdr_encode(b, 2);
+	for (i = 0; i < 2; i++)
+		o += nd_list_entry_encode(b + o, &want[i]);
+	assert_int_equal(o, sizeof(nd_vec_list_plain));
+	assert_memory_equal(b, nd_vec_list_plain, o);
+	assert_true(nd_list_is(nd_vec_list_plain, o));
+	assert_int_equal(nd_get32(nd_vec_list_plain + 4), 2);
+	o = ND_LIST_HDR_LEN;
+	for (i = 0; i < 2; i++) {
+		assert_int_equal(nd_list_entry_decode(nd_vec_list_plain,
+						      sizeof(nd_vec_list_plain),
+						      &o, &d), 0);
+		assert_memory_equal(&d.name, want[i].name, want[i].name_len);
+		assert_int_equal(d.flags, want[i].flags);
+		assert_true(d.size == want[i].size);
+		assert_int_equal(d.block_size, want[i].block_size);
+	}
+	assert_int_equal(o, sizeof(nd_vec_list_plain));
+}
+
 /* An ExportList and a SessionInfo can never be taken for each other. */
 static void test_list_vs_session_info(void **state)
 {
@@ -885,6 +921,7 @@ int main(void)
 		cmocka_unit_test(test_list_extension),
 		cmocka_unit_test(test_list_roundtrip),
 		cmocka_unit_test(test_list_malformed),
+		cmocka_unit_test(test_list_vector),
 		cmocka_unit_test(test_list_vs_session_info),
 	};
 
