@@ -961,6 +961,10 @@ wait_fds "$FL_PID" "$fd0"
 	bad "flood: server fds $(fdcount "$FL_PID") after the flood, idle $fd0"
 stop_server FL
 
+# ------------------------------------------------ installed system
+# netdisktab, netdisk-generator, make install, man pages.
+. "$ROOT/tests/integration/install.sh"
+
 # ------------------------------------------------ sanitizer reports
 if grep -lE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$T"/*.err "$T"/*.log \
 	>"$T/san.txt" 2>/dev/null; then
