@@ -1001,4 +1001,8 @@ wait_fds "$FL_PID" "$fd0"
 	bad "flood: server fds $(fdcount "$FL_PID") after the flood, idle $fd0"
 stop_server FL
 
+# ------------------------------------------------ installed system
+# netdisktab, netdisk-generator, make install, man pages.
+. "$ROOT/tests/integration/install.sh"
+
 finish
