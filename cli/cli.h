@@ -25,11 +25,13 @@ enum nd_exit {
 	ND_EXIT_NO_MODULE = 9,	/* kernel module not loaded */
 	ND_EXIT_DEV_BUSY = 10,	/* device in use (detach without --force) */
 	ND_EXIT_PROTO = 11,	/* protocol error / connection lost */
+	ND_EXIT_ACCESS = 12,	/* access denied (identity not allowed) */
 };
 
 /* Userspace subcommands (cli/netdisk.c and friends). */
 int nd_cmd_keygen(int argc, char **argv);
 int nd_cmd_info(int argc, char **argv);
+int nd_cmd_exports(int argc, char **argv);
 int nd_cmd_copy(int argc, char **argv);
 int nd_cmd_bench(int argc, char **argv);
 

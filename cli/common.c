@@ -16,6 +16,8 @@
 #include "cli.h"
 #include "nd_wire.h"
 
+const char *nd_err_context;
+
 void nd_err(const char *fmt, ...)
 {
 	char buf[1024];
@@ -28,7 +30,10 @@ void nd_err(const char *fmt, ...)
 	for (char *p = buf; *p; p++)
 		if (*p == '\n' || *p == '\r')
 			*p = ' ';
-	fprintf(stderr, "netdisk: %s\n", buf);
+	if (nd_err_context)
+		fprintf(stderr, "netdisk: %s: %s\n", nd_err_context, buf);
+	else
+		fprintf(stderr, "netdisk: %s\n", buf);
 }
 
 int nd_parse_uint(const char *s, unsigned long min, unsigned long max,
@@ -125,6 +130,31 @@ const char *nd_human(uint64_t bytes, char *buf, size_t len)
 	return buf;
 }
 
+void nd_flag_words(uint32_t flags, char *out, size_t len)
+{
+	static const struct { uint32_t bit; const char *name; } names[] = {
+		{ ND_EXP_READ_ONLY, "read-only" },
+		{ ND_EXP_FLUSH, "flush" },
+		{ ND_EXP_FUA, "fua" },
+		{ ND_EXP_TRIM, "trim" },
+		{ ND_EXP_WRITE_ZEROES, "write-zeroes" },
+		{ ND_EXP_EXCLUSIVE, "exclusive" },
+		{ ND_LIST_BUSY, "busy" },
+	};
+	size_t i;
+
+	out[0] = '\0';
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (!(flags & names[i].bit))
+			continue;
+		if (out[0])
+			strncat(out, " ", len - strlen(out) - 1);
+		strncat(out, names[i].name, len - strlen(out) - 1);
+	}
+	if (!out[0])
+		snprintf(out, len, "none");
+}
+
 int nd_common_opt(int opt, const char *arg, struct nd_common_opts *o)
 {
 	int64_t ms;
@@ -183,6 +213,8 @@ static int status_exit(unsigned int status)
 		return ND_EXIT_RANGE;
 	case ND_ERR_NO_EXPORT:
 		return ND_EXIT_NO_EXPORT;
+	case ND_ERR_ACCESS:
+		return ND_EXIT_ACCESS;
 	case ND_ERR_VERSION:
 	case ND_ERR_NO_SESSION:
 	case ND_ERR_INVALID:
@@ -210,6 +242,7 @@ int nd_exit_code(int result, uint16_t status)
 	case ND_CE_CLOSED:
 		return ND_EXIT_PROTO;
 	case ND_CE_NOMEM:
+	case ND_CE_NO_LIST:
 		return ND_EXIT_FAIL;
 	default:
 		return result > 0 ? status_exit((unsigned int)result) :

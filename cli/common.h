@@ -40,6 +40,11 @@ enum {
 
 /* Prints "netdisk: <message>\n" on stderr. */
 void nd_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/*
+ * If set, nd_err prints "netdisk: <context>: <message>" (a netdisktab
+ * entry's FILE:LINE while attach --tab runs).
+ */
+extern const char *nd_err_context;
 
 /*
  * Handles a common option for getopt_long's return value opt. Returns 1 if
@@ -63,6 +68,12 @@ int nd_parse_uint(const char *s, unsigned long min, unsigned long max,
 
 /* Formats a byte count as "64.0 MiB". */
 const char *nd_human(uint64_t bytes, char *buf, size_t len);
+
+/*
+ * Names of the export flags set in flags (ND_EXP_*, ND_LIST_BUSY),
+ * space-separated, or "none".
+ */
+void nd_flag_words(uint32_t flags, char *out, size_t len);
 
 /* Maps a client result (ND_CE_* or server status) to an exit code. */
 int nd_exit_code(int result, uint16_t status);

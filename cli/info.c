@@ -20,30 +20,6 @@ static void info_usage(FILE *f)
 		"  --json            machine-readable output\n");
 }
 
-static void flag_words(uint32_t flags, char *out, size_t len)
-{
-	static const struct { uint32_t bit; const char *name; } names[] = {
-		{ ND_EXP_READ_ONLY, "read-only" },
-		{ ND_EXP_FLUSH, "flush" },
-		{ ND_EXP_FUA, "fua" },
-		{ ND_EXP_TRIM, "trim" },
-		{ ND_EXP_WRITE_ZEROES, "write-zeroes" },
-		{ ND_EXP_EXCLUSIVE, "exclusive" },
-	};
-	size_t i;
-
-	out[0] = '\0';
-	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		if (!(flags & names[i].bit))
-			continue;
-		if (out[0])
-			strncat(out, " ", len - strlen(out) - 1);
-		strncat(out, names[i].name, len - strlen(out) - 1);
-	}
-	if (!out[0])
-		snprintf(out, len, "none");
-}
-
 int nd_cmd_info(int argc, char **argv)
 {
 	enum { OPT_JSON = ND_OPT_FIRST_PRIVATE };
@@ -89,7 +65,7 @@ int nd_cmd_info(int argc, char **argv)
 		return rc;
 	si = nd_client_info(c);
 	nd_url_format(&u, canon, sizeof(canon));
-	flag_words(si->flags, flags, sizeof(flags));
+	nd_flag_words(si->flags, flags, sizeof(flags));
 	if (json) {
 		printf("{\"url\":\"%s\",\"export\":\"%s\",\"size\":%llu,"
 		       "\"block_size\":%u,\"max_payload\":%u,\"flags\":%u,"

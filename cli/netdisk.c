@@ -16,6 +16,7 @@ struct subcmd {
 static const struct subcmd subcmds[] = {
 	{ "keygen", nd_cmd_keygen, "create a pre-shared key" },
 	{ "info", nd_cmd_info, "show an export's size, block size and flags" },
+	{ "exports", nd_cmd_exports, "list the exports this identity may use" },
 	{ "copy", nd_cmd_copy, "copy a local file or device to or from an export" },
 	{ "bench", nd_cmd_bench, "measure IOPS, throughput and latency" },
 	{ "attach", nd_cmd_attach, "attach an export as /dev/netdiskN (kernel module)" },
@@ -45,7 +46,8 @@ static void usage(FILE *f)
 		"exit codes: 0 ok, 1 error, 2 bad arguments, 3 cannot connect,\n"
 		"4 authentication failed, 5 export busy, 6 read-only, 7 out of range,\n"
 		"8 no such export, 9 module not loaded, 10 device busy,\n"
-		"11 protocol error or connection lost\n", ND_DEFAULT_PORT);
+		"11 protocol error or connection lost, 12 access denied\n",
+		ND_DEFAULT_PORT);
 }
 
 static const struct subcmd *find(const char *name)

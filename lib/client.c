@@ -9,6 +9,7 @@
  * then goes SENDING -> REPLIED and the sender completes it.
  */
 #include "client.h"
+#include "connect.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -91,29 +92,6 @@ struct nd_client {
 /* Connection attempts while the server closes them during the handshake. */
 #define HS_ATTEMPTS	3u
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
-
 const char *nd_client_strerror(int result)
 {
 	switch (result) {
@@ -135,6 +113,8 @@ const char *nd_client_strerror(int result)
 		return "out of memory";
 	case ND_CE_CLOSED:
 		return "client closed";
+	case ND_CE_NO_LIST:
+		return "server cannot list exports";
 	default:
 		return result >= 0 ? nd_status_str((unsigned int)result) :
 				     "unknown error";
@@ -192,7 +172,7 @@ static void die(struct nd_client *c, int err)
  */
 static int rx_check(struct nd_client *c, bool force)
 {
-	long long now = now_ms();
+	long long now = nd_mono_ms();
 	bool stop, late = false;
 	unsigned int i;
 
@@ -584,7 +564,7 @@ int nd_client_submit(struct nd_client *c, uint8_t op, uint8_t flags,
 	s->arg = arg;
 	s->result = 0;
 	s->pend_next = NULL;
-	s->start_ms = now_ms();
+	s->start_ms = nd_mono_ms();
 	c->outstanding++;
 	pthread_mutex_unlock(&c->lock);
 
@@ -706,39 +686,13 @@ static void free_client(struct nd_client *c)
 	free(c);
 }
 
-static void set_timeouts(int fd, int ms)
-{
-	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
-
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-}
-
-/*
- * OpenSSL loads providers and seeds its DRBG on first use, which is slow
- * under valgrind or heavy load. Doing it before connecting keeps that time
- * out of the server's handshake deadline.
- */
-static void warm_up_crypto(void)
-{
-	uint8_t buf[ND_OKM_LEN] = { 0 }, th[ND_HASH_LEN] = { 0 };
-	struct nd_crypto cr = { 0 };
-
-	if (!nd_random(th, sizeof(th)) &&
-	    !nd_derive(th, th, th, th, th, buf) && !nd_crypto_init(&cr, buf, true))
-		nd_crypto_free(&cr);
-	nd_wipe(buf, sizeof(buf));
-}
-
 int nd_client_open(const struct nd_url *url, const uint8_t key[ND_KEY_LEN],
 		   const struct nd_client_opts *opts, struct nd_client **out,
 		   uint16_t *status, char *err, size_t errlen)
 {
 	struct nd_client_opts o = opts ? *opts : (struct nd_client_opts){ 0 };
-	struct nd_client_params p = { 0 };
+	struct nd_connect k = { .url = url };
 	struct nd_client *c;
-	enum nd_hs_result hs;
-	uint16_t st = 0;
 	unsigned int i;
 	int rc;
 
@@ -754,78 +708,33 @@ int nd_client_open(const struct nd_url *url, const uint8_t key[ND_KEY_LEN],
 
 	c = calloc(1, sizeof(*c));
 	if (!c)
-		return fail(err, errlen, ND_CE_NOMEM, "out of memory");
+		return nd_fail(err, errlen, ND_CE_NOMEM, "out of memory");
 	c->fd = -1;
 	c->timeout_ms = o.timeout_ms;
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_mutex_init(&c->tx_lock, NULL);
 	pthread_cond_init(&c->cv, NULL);
 
-	warm_up_crypto();
-	p.psk = key;
-	p.identity = o.identity ? o.identity : "default";
-	p.export_name = url->export_name;
-	p.flags = o.flags;
-	p.max_payload = o.max_payload;
-	p.timeout_ms = o.timeout_ms;
+	k.p.psk = key;
+	k.p.identity = o.identity ? o.identity : "default";
+	k.p.export_name = url->export_name;
+	k.p.flags = o.flags;
+	k.p.max_payload = o.max_payload;
+	k.p.timeout_ms = o.timeout_ms;
 	/* One connection, one session: slot 0, epoch = attempt. */
-	p.slot = 0;
-	for (p.epoch = 1;; p.epoch++) {
-		c->fd = nd_url_connect(url, o.timeout_ms, err, errlen);
-		if (c->fd < 0) {
-			free_client(c);
-			return ND_CE_CONNECT;
-		}
-		/* Bounds the handshake and any stall in the middle of a record. */
-		set_timeouts(c->fd, o.timeout_ms);
-		hs = nd_handshake_client(c->fd, &p, &c->cr, &c->info, &st);
-		rc = errno;
-		/*
-		 * Closed by the server during the handshake (PROTOCOL.md §1:
-		 * a flood of pending handshakes, or its connection limit):
-		 * retried a few times, as the protocol asks.
-		 */
-		if (hs != ND_HS_IO || p.epoch >= o.hs_attempts ||
-		    (rc != 0 && rc != ECONNRESET && rc != EPIPE))
-			break;
-		close(c->fd);
-		c->fd = -1;
-		usleep(100000u * p.epoch);
+	k.p.slot = 0;
+	k.attempts = o.hs_attempts;
+	rc = nd_connect_handshake(&k, err, errlen);
+	if (rc) {
+		if (status && rc == ND_CE_REFUSED)
+			*status = k.status;
+		free_client(c);
+		return rc;
 	}
-	switch (hs) {
-	case ND_HS_OK:
-		break;
-	case ND_HS_AUTH:
-		free_client(c);
-		return fail(err, errlen, ND_CE_AUTH,
-			    "authentication failed: the server does not hold this key (wrong key file?)");
-	case ND_HS_REFUSED:
-		free_client(c);
-		if (status)
-			*status = st;
-		return fail(err, errlen, ND_CE_REFUSED, "server refused: %s",
-			    nd_status_str(st));
-	case ND_HS_PROTO:
-		free_client(c);
-		return fail(err, errlen, ND_CE_PROTO,
-			    "protocol error during handshake (not a netdisk server?)");
-	case ND_HS_BAD_INFO: {
-		const char *why = nd_session_info_invalid(&c->info);
-
-		free_client(c);
-		return fail(err, errlen, ND_CE_PROTO,
-			    "protocol error: unusable session info from the server (%s)",
-			    why ? why : "max payload above the one asked for");
-	}
-	default:
-		free_client(c);
-		if (rc == EAGAIN || rc == EWOULDBLOCK || rc == ETIMEDOUT)
-			return fail(err, errlen, ND_CE_TIMEOUT,
-				    "timed out during handshake (not complete within %d ms)",
-				    o.timeout_ms);
-		return fail(err, errlen, ND_CE_IO,
-			    "connection lost during handshake (closed by the server)");
-	}
+	c->fd = k.fd;
+	c->cr = k.cr;
+	c->info = k.info;
+	nd_wipe(&k, sizeof(k));
 
 	c->nslots = o.max_inflight;
 	c->slots = calloc(c->nslots, sizeof(*c->slots));
@@ -834,7 +743,7 @@ int nd_client_open(const struct nd_url *url, const uint8_t key[ND_KEY_LEN],
 	c->rb = malloc(RX_BUF);
 	if (!c->slots || !c->free_stack || !c->rb) {
 		free_client(c);
-		return fail(err, errlen, ND_CE_NOMEM, "out of memory");
+		return nd_fail(err, errlen, ND_CE_NOMEM, "out of memory");
 	}
 	/* Hand out low indices first: purely cosmetic in traces. */
 	for (i = 0; i < c->nslots; i++)
@@ -853,7 +762,7 @@ int nd_client_open(const struct nd_url *url, const uint8_t key[ND_KEY_LEN],
 	rc = pthread_create(&c->rx_thread, NULL, rx_main, c);
 	if (rc) {
 		free_client(c);
-		return fail(err, errlen, ND_CE_NOMEM,
+		return nd_fail(err, errlen, ND_CE_NOMEM,
 			    "cannot start receiver thread: %s", strerror(rc));
 	}
 	*out = c;

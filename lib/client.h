@@ -30,6 +30,7 @@ enum nd_client_err {
 	ND_CE_TIMEOUT = -7,	/* no reply within the timeout */
 	ND_CE_NOMEM = -8,
 	ND_CE_CLOSED = -9,	/* client is shutting down */
+	ND_CE_NO_LIST = -10,	/* the server cannot list exports */
 };
 
 struct nd_client_opts {
@@ -98,6 +99,32 @@ int nd_client_flush(struct nd_client *c);
  * Returns 0 or the connection error seen during its life.
  */
 int nd_client_close(struct nd_client *c);
+
+/*
+ * Asks the server which exports opts->identity may use (lib/list.c): a
+ * handshake offering list-exports, bounded like nd_client_open by
+ * opts->timeout_ms (url's export name is sent but ignored). Returns 0 with
+ * *entries (malloc'ed, sorted by name; free() it) and *count, or an ND_CE_*
+ * value with a one-line reason in err: ND_CE_REFUSED with *status for a
+ * server's refusal (access denied, clock skew, ...), ND_CE_NO_LIST for a
+ * server without the extension (its session is ended with DISCONNECT),
+ * ND_CE_PROTO for a malformed list.
+ */
+int nd_client_list_exports(const struct nd_url *url,
+			   const uint8_t key[ND_KEY_LEN],
+			   const struct nd_client_opts *opts,
+			   struct nd_list_entry **entries, size_t *count,
+			   uint16_t *status, char *err, size_t errlen);
+
+/*
+ * Checks a whole ExportList record body (PROTOCOL.md §1) and decodes it
+ * into out (room for ND_LIST_MAX entries): the count within ND_LIST_MAX
+ * and matching the length exactly, every entry valid, names strictly
+ * ascending in byte order (so also unique). 0 and *count, or -1 with what
+ * is wrong in err.
+ */
+int nd_list_parse(const uint8_t *p, size_t len, struct nd_list_entry *out,
+		  size_t *count, char *err, size_t errlen);
 
 /* Human-readable text for a result (server status or ND_CE_*). */
 const char *nd_client_strerror(int result);

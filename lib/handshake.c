@@ -96,11 +96,44 @@ struct nd_hs_state {
 	uint8_t si_buf[ND_SESSION_INFO_LEN + ND_TAG_LEN];
 };
 
+/*
+ * The first server record of a list request: an ExportList into list, or a
+ * 72-byte SessionInfo (the server ignored the extension, or refuses) into
+ * s->si_buf. ND_HS_LIST, ND_HS_OK (SessionInfo to decode) or an error.
+ */
+static enum nd_hs_result nd_hs_read_list(int fd, struct nd_crypto *c,
+					 struct nd_hs_state *s, uint8_t *list,
+					 size_t *list_len, long long deadline)
+{
+	uint32_t len;
+
+	if (hs_read(fd, s->si_hdr, sizeof(s->si_hdr), deadline))
+		return ND_HS_IO;
+	len = nd_get32(s->si_hdr);
+	if (len < ND_TAG_LEN + ND_LIST_HDR_LEN || len > ND_LIST_REC_MAX)
+		return ND_HS_PROTO;
+	if (hs_read(fd, list, len, deadline))
+		return ND_HS_IO;
+	len -= ND_TAG_LEN;
+	if (nd_open(&c->rx, s->si_hdr, list, len, list + len))
+		return ND_HS_AUTH;
+	if (nd_list_is(list, len)) {
+		*list_len = len;
+		return ND_HS_LIST;
+	}
+	if (len != ND_SESSION_INFO_LEN)
+		return ND_HS_PROTO;
+	memcpy(s->si_buf, list, len);
+	return ND_HS_OK;
+}
+
 static enum nd_hs_result nd_hs_run(int fd, const struct nd_client_params *p,
 				   struct nd_crypto *c,
 				   struct nd_session_info *info,
-				   uint16_t *status, struct nd_hs_state *s)
+				   uint16_t *status, struct nd_hs_state *s,
+				   uint8_t *list, size_t *list_len)
 {
+	enum nd_hs_result r;
 	long long deadline = 0;
 	uint32_t want_payload;
 	size_t ch_len;
@@ -120,7 +153,7 @@ static enum nd_hs_result nd_hs_run(int fd, const struct nd_client_params *p,
 	s->ch.version = ND_VERSION;
 	s->ch.flags = 0;
 	s->ch.timestamp = (uint64_t)time(NULL);
-	s->ch.ext_len = 0;
+	s->ch.ext_len = list ? nd_ext_list_exports(s->ch.ext) : 0;
 	if (nd_random(s->ch.random, ND_RANDOM_LEN) ||
 	    nd_x25519_keygen(s->eph, s->ch.share))
 		return ND_HS_IO;
@@ -178,16 +211,22 @@ static enum nd_hs_result nd_hs_run(int fd, const struct nd_client_params *p,
 	if (nd_send_record(fd, &c->tx, &v, 1))
 		return ND_HS_IO;
 
-	/* SessionInfo as record s2c #0: its length is fixed. */
-	if (hs_read(fd, s->si_hdr, sizeof(s->si_hdr), deadline))
-		return ND_HS_IO;
-	if (nd_get32(s->si_hdr) != sizeof(s->si_buf))
-		return ND_HS_PROTO;
-	if (hs_read(fd, s->si_buf, sizeof(s->si_buf), deadline))
-		return ND_HS_IO;
-	if (nd_open(&c->rx, s->si_hdr, s->si_buf, ND_SESSION_INFO_LEN,
-		    s->si_buf + ND_SESSION_INFO_LEN))
-		return ND_HS_AUTH;
+	if (list) {
+		r = nd_hs_read_list(fd, c, s, list, list_len, deadline);
+		if (r != ND_HS_OK)
+			return r;
+	} else {
+		/* SessionInfo as record s2c #0: its length is fixed. */
+		if (hs_read(fd, s->si_hdr, sizeof(s->si_hdr), deadline))
+			return ND_HS_IO;
+		if (nd_get32(s->si_hdr) != sizeof(s->si_buf))
+			return ND_HS_PROTO;
+		if (hs_read(fd, s->si_buf, sizeof(s->si_buf), deadline))
+			return ND_HS_IO;
+		if (nd_open(&c->rx, s->si_hdr, s->si_buf, ND_SESSION_INFO_LEN,
+			    s->si_buf + ND_SESSION_INFO_LEN))
+			return ND_HS_AUTH;
+	}
 	if (nd_session_info_decode(s->si_buf, info))
 		return ND_HS_BAD_INFO;
 	if (info->status != ND_OK) {
@@ -200,10 +239,10 @@ static enum nd_hs_result nd_hs_run(int fd, const struct nd_client_params *p,
 	return ND_HS_OK;
 }
 
-enum nd_hs_result nd_handshake_client(int fd, const struct nd_client_params *p,
-				      struct nd_crypto *c,
-				      struct nd_session_info *info,
-				      uint16_t *status)
+static enum nd_hs_result nd_hs(int fd, const struct nd_client_params *p,
+				struct nd_crypto *c, struct nd_session_info *info,
+				uint16_t *status, uint8_t *list,
+				size_t *list_len)
 {
 	struct nd_hs_state s;
 	struct nd_session_info info_local;
@@ -222,7 +261,7 @@ enum nd_hs_result nd_handshake_client(int fd, const struct nd_client_params *p,
 	memset(&s, 0, sizeof(s));
 	memset(info, 0, sizeof(*info));
 	memset(c, 0, sizeof(*c));
-	r = nd_hs_run(fd, p, c, info, status, &s);
+	r = nd_hs_run(fd, p, c, info, status, &s, list, list_len);
 	if (r != ND_HS_OK) {
 		nd_crypto_free(c);
 		/* No token of a session the caller will not use lingers. */
@@ -231,4 +270,41 @@ enum nd_hs_result nd_handshake_client(int fd, const struct nd_client_params *p,
 	OPENSSL_cleanse(&s, sizeof(s));
 	OPENSSL_cleanse(&info_local, sizeof(info_local));
 	return r;
+}
+
+enum nd_hs_result nd_handshake_client(int fd, const struct nd_client_params *p,
+				      struct nd_crypto *c,
+				      struct nd_session_info *info,
+				      uint16_t *status)
+{
+	return nd_hs(fd, p, c, info, status, NULL, NULL);
+}
+
+enum nd_hs_result nd_handshake_list(int fd, const struct nd_client_params *p,
+				    struct nd_crypto *c,
+				    struct nd_session_info *info,
+				    uint16_t *status, uint8_t *list,
+				    size_t *list_len)
+{
+	/* A new read-only session: all a server without the extension opens. */
+	struct nd_client_params lp = {
+		.flags = ND_CF_READ_ONLY, .slot = 0, .epoch = 1,
+	};
+	size_t len_local;
+
+	if (!list) {
+		errno = EINVAL;
+		return ND_HS_PROTO;
+	}
+	if (!list_len)
+		list_len = &len_local;
+	*list_len = 0;
+	if (p) {
+		lp.psk = p->psk;
+		lp.identity = p->identity;
+		lp.export_name = p->export_name;
+		lp.max_payload = p->max_payload;
+		lp.timeout_ms = p->timeout_ms;
+	}
+	return nd_hs(fd, p ? &lp : NULL, c, info, status, list, list_len);
 }

@@ -188,6 +188,7 @@ enum nd_hs_result {
 	ND_HS_AUTH,		/* key proof failed: wrong key */
 	ND_HS_REFUSED,		/* server answered with a status; see status */
 	ND_HS_BAD_INFO,		/* SessionInfo out of the protocol's ranges */
+	ND_HS_LIST,		/* nd_handshake_list: the server sent an ExportList */
 };
 
 struct nd_client_params {
@@ -217,5 +218,23 @@ enum nd_hs_result nd_handshake_client(int fd, const struct nd_client_params *p,
 				      struct nd_crypto *c,
 				      struct nd_session_info *info,
 				      uint16_t *status);
+
+/*
+ * The same handshake asking for the export list (PROTOCOL.md §1, "Export
+ * list"): the ClientHello offers list-exports, the ClientFinish is that of
+ * a new read-only session whatever p says (only psk, identity,
+ * export_name, max_payload and timeout_ms are used). ND_HS_LIST: list
+ * (room for ND_LIST_REC_MAX bytes) holds the ExportList's *list_len bytes,
+ * authenticated, its entries not checked yet (nd_list_parse). ND_HS_OK: the
+ * server does not know the extension and opened a read-only session (c
+ * and info as above): the caller ends it with DISCONNECT. Every other
+ * result as for nd_handshake_client.
+ */
+#define ND_LIST_REC_MAX		(ND_LIST_MAX_LEN + ND_TAG_LEN)
+enum nd_hs_result nd_handshake_list(int fd, const struct nd_client_params *p,
+				    struct nd_crypto *c,
+				    struct nd_session_info *info,
+				    uint16_t *status, uint8_t *list,
+				    size_t *list_len);
 
 #endif /* ND_WIRE_H */

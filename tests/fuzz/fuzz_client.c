@@ -7,8 +7,14 @@
  * a fixed set of requests; each must complete exactly once, and a READ
  * reported successful must hold the data the server sent for it.
  *
+ * With bit 2 of hello_mode set, the client asks for the export list
+ * instead (nd_client_list_exports): its ClientHello must offer
+ * list-exports and its ClientFinish be a new read-only session's, and a
+ * list it accepts must be one nd_list_parse accepts.
+ *
  * Input:
  *   hello_mode  0: good, 1: status from input, 2: raw 104 bytes, 3: bad proof
+ *               (+4: list request)
  *   [status[2] | raw[104]]
  *   info_mode   0: consistent fields from input, 1: 72 bytes as given,
  *               2: sealed body of any length, 3: raw bytes
@@ -51,6 +57,7 @@ static uint16_t port;
 
 struct fake {
 	struct fz_in in;
+	bool list;		/* the client asks for the export list */
 	uint64_t handle[NREQ];
 	uint8_t op[NREQ];
 	uint32_t len[NREQ];
@@ -116,8 +123,11 @@ static void serve(int fd, struct fake *f)
 	if (ch_len > sizeof(ch) - ND_EXT_MAX ||
 	    nd_read_full(fd, ch + ND_CLIENT_HELLO_FIXED,
 			 ch_len - ND_CLIENT_HELLO_FIXED) < 0 ||
-	    nd_get16(ch + ch_len - 2) != 0)
+	    nd_get16(ch + ch_len - 2) != (f->list ? 4 : 0) ||
+	    nd_read_full(fd, ch + ch_len, nd_get16(ch + ch_len - 2)) < 0 ||
+	    (f->list && !nd_ext_has(ch + ch_len, 4, ND_EXT_LIST_EXPORTS)))
 		fz_fail("client sent a malformed hello");
+	ch_len += nd_get16(ch + ch_len - 2);
 
 	mode = fz_u8(in) & 3;
 	if (mode == 2) {
@@ -133,7 +143,8 @@ static void serve(int fd, struct fake *f)
 		fz_fail("keygen failed");
 	nd_server_hello_encode(sh_buf, &sh);
 	nd_transcript(ch, ch_len, sh_buf, th);
-	if (nd_key_exchange(eph, ch + ch_len - ND_CLIENT_HELLO_TAIL, fz_key,
+	if (nd_key_exchange(eph, ch + ch_len - (f->list ? 4 : 0) -
+			    ND_CLIENT_HELLO_TAIL, fz_key,
 			    ch + 8, sh.random, th, okm) < 0)
 		fz_fail("client share rejected");
 	nd_finish_mac(okm + ND_OKM_S_FINISH, th, sh.verify);
@@ -149,6 +160,11 @@ static void serve(int fd, struct fake *f)
 	if (n != ND_CLIENT_FINISH_LEN)
 		fz_fail("no client finish after a good server hello (%ld)", n);
 	nd_client_finish_decode(rec, &cf);
+	if (f->list && (cf.flags != ND_CF_READ_ONLY || cf.slot || cf.epoch != 1 ||
+			cf.resume_writer || cf.resume_own ||
+			memcmp(cf.token, (uint8_t[ND_TOKEN_LEN]){ 0 },
+			       ND_TOKEN_LEN)))
+		fz_fail("a list request's ClientFinish is not a new read-only session's");
 
 	mode = fz_u8(in) & 3;
 	if (mode == 0) {
@@ -286,6 +302,35 @@ static void done_cb(void *arg, int status)
 	d->status = status;
 }
 
+/* A list the client accepted is one nd_list_parse accepts, as decoded. */
+static void list_exports(const struct nd_url *url,
+			 const struct nd_client_opts *o, char *err,
+			 size_t errlen)
+{
+	static uint8_t b[ND_LIST_MAX_LEN];
+	static struct nd_list_entry again[ND_LIST_MAX];
+	struct nd_list_entry *e = NULL;
+	size_t n = 0, m, len = ND_LIST_HDR_LEN;
+	uint16_t status;
+	int rc;
+
+	rc = nd_client_list_exports(url, fz_key, o, &e, &n, &status, err,
+				    errlen);
+	if (rc) {
+		if (e || n || !err[0] || strchr(err, '\n'))
+			fz_fail("list refused (%d) with entries or without a one-line reason",
+				rc);
+		return;
+	}
+	nd_list_hdr_encode(b, (uint32_t)n);
+	for (size_t i = 0; i < n; i++)
+		len += nd_list_entry_encode(b + len, &e[i]);
+	if (nd_list_parse(b, len, again, &m, err, errlen) || m != n)
+		fz_fail("the client accepted a list nd_list_parse refuses: %s",
+			err);
+	free(e);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	/* One attempt: the fake server answers one connection per input. */
@@ -302,6 +347,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint16_t status;
 	int rc;
 
+	f.list = size && (data[0] & 4);
 	if (lfd < 0)
 		listener();
 	snprintf(url.host, sizeof(url.host), "127.0.0.1");
@@ -312,6 +358,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (pthread_create(&th, NULL, server_main, &f))
 		fz_fail("cannot start fake server");
 
+	if (f.list) {
+		list_exports(&url, &o, err, sizeof(err));
+		pthread_join(th, NULL);
+		return 0;
+	}
 	rc = nd_client_open(&url, fz_key, &o, &cl, &status, err, sizeof(err));
 	if (rc == 0) {
 		for (int i = 0; i < NREQ; i++) {

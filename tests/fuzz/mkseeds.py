@@ -206,3 +206,31 @@ put("client", "bad_length", b"\x00" + info_ok + b"\x01\x00" +
     struct.pack(">BBHIQ", READ, 0x41, 0, 100, 0))
 put("client", "half_record", b"\x00" + info_ok + friendly_reply(1) +
     b"\x03\x00\x00\x03\x00\x00\x00")
+
+# ---- list: an ExportList body (magic, count, entries)
+def list_entry(name, flags, size, bs):
+    return bytes([len(name)]) + name + struct.pack(">IQI", flags, size, bs)
+
+
+def export_list(entries, count=None):
+    n = len(entries) if count is None else count
+    return struct.pack(">II", 0x4E444C58, n) + b"".join(entries)
+
+
+put("list", "empty", export_list([]))
+put("list", "three", export_list([
+    list_entry(b"alpha", 0x6, 1 << 22, 512),
+    list_entry(b"beta.ro", 0x3, 1 << 22, 4096),
+    list_entry(b"gamma", 0x102, 1 << 22, 512)]))
+put("list", "long_name", export_list([
+    list_entry(b"a" * 64, 0x11F, (1 << 63) - 4096, 4096)]))
+put("list", "count_off", export_list([list_entry(b"a", 0, 512, 512)], 2))
+
+# client, list request (hello_mode bit 2): an ExportList as a sealed body,
+# a server without the extension, a refusal in the SessionInfo.
+good_list = export_list([list_entry(b"alpha", 0x6, 1 << 22, 512),
+                         list_entry(b"beta", 0x103, 1 << 22, 4096)])
+put("client", "list", b"\x04\x02" + struct.pack(">H", len(good_list)) +
+    good_list)
+put("client", "list_none", b"\x04" + info_ok)
+put("client", "list_denied", b"\x04\x01" + struct.pack(">H", 15) + bytes(70))

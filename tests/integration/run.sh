@@ -94,6 +94,21 @@ expect_ok() {
 
 sum() { sha256sum "$1" | cut -d' ' -f1; }
 
+# finish: sanitizer reports in the logs, the summary, exit 0 or 1.
+finish() {
+	if grep -lE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$T"/*.err "$T"/*.log \
+		>"$T/san.txt" 2>/dev/null; then
+		bad "sanitizer reports in: $(tr '\n' ' ' <"$T/san.txt")"
+	fi
+	echo
+	echo "$PASS passed, $FAIL failed"
+	if [ "$FAIL" -ne 0 ]; then
+		echo "failed:$FAILED"
+		exit 1
+	fi
+	exit 0
+}
+
 # start_server VAR ARGS...: starts netdiskd on an ephemeral port; sets
 # ${VAR}_PID, ${VAR}_PORT and ${VAR}_LOG. Extra ARGS go to netdiskd.
 start_server() {
@@ -173,6 +188,11 @@ stop_proxy() {
 cd "$T" || exit 2
 SRV_WRAP=""
 echo "== integration tests: binaries from $BIN, scratch $T"
+
+# netdiskd as a service: config file, identities, access, reload.
+# ND_IT_ONLY=service runs only these.
+. "$ROOT/tests/integration/service.sh"
+[ "${ND_IT_ONLY:-}" = service ] && finish
 
 # ---------------------------------------------------------------- keys
 expect_ok keygen-file "$ND" keygen key
@@ -428,10 +448,23 @@ for i in $(seq 1 100); do
 	sleep 0.05
 done
 expect_err second-writer-busy 5 "busy" "$ND" copy part.img "$URL" --key-file key
+# The export list shows the writer; the shortcut server has one export, and
+# one key for every identity.
+run exports-busy "$ND" exports "netdisk://127.0.0.1:$RW_PORT" --key-file key \
+	--identity anyone
+[ "$RC" -eq 0 ] && [ "$(wc -l <"$OUT")" -eq 2 ] &&
+	grep -qE '^default +64\.0 MiB +67108864 +512 +rw +flush( [a-z-]+)* busy$' "$OUT" &&
+	ok "exports: the real server's export, rw and busy while written" ||
+	bad "exports while busy: exit $RC: $(cat "$OUT" "$ERR" | head -c 400)"
 wait "$HOLDER"
 [ $? -eq 0 ] && ok "busy: the holder finished fine" ||
 	bad "busy: holder failed: $(cat "$T/holder.err")"
 expect_ok writer-after-holder "$ND" copy part.img "$URL" --key-file key
+run exports-not-busy "$ND" exports "netdisk://127.0.0.1:$RW_PORT" --key-file key
+[ "$RC" -eq 0 ] && grep -qE '^default +64\.0 MiB +67108864 +512 +rw +flush' "$OUT" &&
+	! grep -q busy "$OUT" &&
+	ok "exports: not busy once the writer is gone" ||
+	bad "exports after the writer: exit $RC: $(cat "$OUT" "$ERR" | head -c 400)"
 
 # ------------------------------------------------ URL forms
 expect_ok url-localhost "$ND" info "netdisk://localhost:$RW_PORT" --key-file key
@@ -445,6 +478,8 @@ expect_err no-such-export-wrong-key 4 "authentication failed" \
 	"$ND" info "netdisk://127.0.0.1:$RW_PORT/nope" --key-file wrongkey
 expect_err existing-export-wrong-key 4 "authentication failed" \
 	"$ND" info "netdisk://127.0.0.1:$RW_PORT/default" --key-file wrongkey
+expect_err exports-wrong-key 4 "authentication failed" \
+	"$ND" exports "netdisk://127.0.0.1:$RW_PORT" --key-file wrongkey
 
 # ------------------------------------------------ a protocol-1 client
 # Its ClientHello is the prefix every version shares; the answer is a
@@ -470,6 +505,7 @@ PY
 alive RW && ok "v1 client: server alive" || bad "v1 client: server died"
 stop_server RW
 expect_err cannot-connect 3 "connect" "$ND" info "$URL" --key-file key
+expect_err exports-cannot-connect 3 "connect" "$ND" exports "$URL" --key-file key
 
 # ------------------------------------------------ read-only export
 head -c 16M /dev/urandom >ro.img
@@ -477,6 +513,10 @@ chmod 444 ro.img
 ROSUM=$(sum ro.img)
 start_server RO --file ro.img --key-file key --read-only || exit 1
 ROURL=netdisk://127.0.0.1:$RO_PORT
+run exports-ro "$ND" exports "$ROURL" --key-file key --json
+[ "$RC" -eq 0 ] && grep -qF '"exports":[{"name":"default","size":16777216,"block_size":512,"read_only":true,"busy":false,"flags":3}]' "$OUT" &&
+	ok "exports --json: the read-only export" ||
+	bad "exports of the read-only server: exit $RC: $(cat "$OUT" "$ERR" | head -c 400)"
 expect_err ro-upload 6 "read-only" "$ND" copy part.img "$ROURL" --key-file key
 # bench does no client-side check: this is the server refusing the write.
 expect_err ro-bench-write 6 "read-only" \
@@ -626,13 +666,18 @@ stop_evil() {
 }
 # evil_case MODE PATTERN CMD...: CMD (URL stands for ndevil's) against MODE
 # must fail cleanly (exit 11, PATTERN) within 20 s, and ndevil must have
-# done its mischief.
+# done its mischief. evil_case_rc MODE RC PATTERN CMD...: exit RC instead.
 evil_case() {
-	local mode=$1 pat=$2 t0
-	shift 2
+	local mode=$1
+	shift
+	evil_case_rc "$mode" 11 "$@"
+}
+evil_case_rc() {
+	local mode=$1 rc=$2 pat=$3 t0
+	shift 3
 	start_evil "$mode"
 	t0=$SECONDS
-	expect_err "evil-$mode" 11 "$pat" "${@/#URL/netdisk://127.0.0.1:$EV_PORT}" \
+	expect_err "evil-$mode" "$rc" "$pat" "${@/#URL/netdisk://127.0.0.1:$EV_PORT}" \
 		--key-file key --timeout 3
 	[ $((SECONDS - t0)) -le 20 ] ||
 		bad "evil-$mode: took $((SECONDS - t0)) s with --timeout 3"
@@ -669,6 +714,51 @@ expect_err evil-v1-server 11 "unsupported protocol version" \
 	bad "evil-v1-server: took $((SECONDS - t0)) s with --timeout 10"
 stop_evil
 
+# netdisk exports against ndevil: its honest list, then each way of
+# spoiling it; every one a protocol error in one line, nothing printed.
+start_evil honest
+run exports-evil-honest "$ND" exports "netdisk://127.0.0.1:$EV_PORT" \
+	--key-file key --timeout 3
+if [ "$RC" -eq 0 ] && [ "$(wc -l <"$OUT")" -eq 4 ] &&
+   grep -qE '^alpha +4\.0 MiB +4194304 +512 +rw +flush fua$' "$OUT" &&
+   grep -qE '^beta\.ro +4\.0 MiB +4194304 +4096 +ro +flush$' "$OUT" &&
+   grep -qE '^gamma +4\.0 MiB +4194304 +512 +rw +flush busy$' "$OUT"; then
+	ok "exports: ndevil's three exports, ro/rw and busy"
+else
+	bad "exports against ndevil: exit $RC: $(cat "$OUT" "$ERR" | head -c 400)"
+fi
+run exports-evil-json "$ND" exports "netdisk://127.0.0.1:$EV_PORT" \
+	--key-file key --timeout 3 --json --identity lab-01
+if [ "$RC" -eq 0 ] && python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["identity"] == "lab-01" and d["url"].startswith("netdisk://127.0.0.1:")
+e = d["exports"]
+assert [x["name"] for x in e] == ["alpha", "beta.ro", "gamma"]
+assert [x["read_only"] for x in e] == [False, True, False]
+assert [x["busy"] for x in e] == [False, False, True]
+assert [x["block_size"] for x in e] == [512, 4096, 512]
+assert all(x["size"] == 4194304 for x in e)
+' "$OUT"; then
+	ok "exports --json: names, access, busy, sizes"
+else
+	bad "exports --json: exit $RC: $(cat "$OUT" "$ERR" | head -c 400)"
+fi
+stop_evil
+for mode in list-count list-count-small list-name list-flag list-size-zero \
+	    list-size-huge list-block-size list-dup list-unsorted \
+	    list-trailing list-too-many; do
+	evil_case "$mode" "protocol error: malformed export list" "$ND" exports URL
+	[ -s "$OUT" ] && bad "evil-$mode: printed a list: $(head -c 200 "$OUT")"
+done
+# A server without the extension opens a read-only session: the client
+# ends it with DISCONNECT and says so.
+evil_case_rc list-none 1 "server cannot list exports" "$ND" exports URL
+# Status 15: its own exit code and words, whatever asked.
+evil_case_rc access-denied 12 "access denied" "$ND" exports URL
+evil_case_rc access-denied 12 "server refused: access denied" "$ND" info URL
+evil_case_rc access-denied 12 "server refused: access denied" "$ND" copy URL evil-out.img
+
 # Someone on the path without the key answers with a forged ServerHello
 # "unknown session": a malformed hello, not a refusal from the server.
 truncate -s 4M forge.img
@@ -693,6 +783,11 @@ stop_server FG
 expect_err arg-missing-keyfile 1 "no such file|cannot" \
 	"$ND" info "$ROURL" --key-file /nonexistent/key
 expect_err arg-no-keyfile 2 "key-file" "$ND" info "$ROURL"
+expect_err arg-exports-no-keyfile 2 "key-file" "$ND" exports "$ROURL"
+expect_err arg-exports-no-url 2 "expected one URL" "$ND" exports --key-file key
+expect_err arg-exports-bad-url 2 "url|host" "$ND" exports "http://127.0.0.1" --key-file key
+expect_err arg-exports-bad-identity 2 "invalid identity" \
+	"$ND" exports "$ROURL" --key-file key --identity 'a/b'
 expect_err arg-keyfile-0644 1 "mode|permission|others" \
 	"$ND" info "$ROURL" --key-file key644
 expect_err arg-bad-url 2 "url|host" "$ND" info "http://127.0.0.1" --key-file key
@@ -906,16 +1001,8 @@ wait_fds "$FL_PID" "$fd0"
 	bad "flood: server fds $(fdcount "$FL_PID") after the flood, idle $fd0"
 stop_server FL
 
-# ------------------------------------------------ sanitizer reports
-if grep -lE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$T"/*.err "$T"/*.log \
-	>"$T/san.txt" 2>/dev/null; then
-	bad "sanitizer reports in: $(tr '\n' ' ' <"$T/san.txt")"
-fi
+# ------------------------------------------------ installed system
+# netdisktab, netdisk-generator, make install, man pages.
+. "$ROOT/tests/integration/install.sh"
 
-echo
-echo "$PASS passed, $FAIL failed"
-if [ "$FAIL" -ne 0 ]; then
-	echo "failed:$FAILED"
-	exit 1
-fi
-exit 0
+finish

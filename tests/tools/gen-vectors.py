@@ -114,6 +114,18 @@ c2s_record = seal(c2s_key0, c2s_iv, C2S_SEQ, c2s_plain)
 s2c_plain = struct.pack(">BBHIQ", 2, 0, 0, 0, 7)
 s2c_record = seal(s2c_key1, s2c_iv, S2C_SEQ, s2c_plain)
 
+# ExportList, the answer to list-exports (section 1): magic "NDLX", count,
+# entries {name_len, name, flags, size, block size} in name order.
+def list_entry(name, flags, size, block_size):
+    return (bytes([len(name)]) + name +
+            struct.pack(">IQI", flags, size, block_size))
+
+
+list_plain = (struct.pack(">II", 0x4E444C58, 2) +
+              list_entry(b"boot", 0x01 | 0x02, 8 << 30, 512) +
+              list_entry(b"data", 0x02 | 0x04 | 0x08 | 0x10 | 0x100,
+                         64 << 30, 4096))
+
 VECTORS = [
     ("psk", psk, "input: pre-shared key, bytes 0x00..0x1f"),
     ("client_random", client_random, "input: client_random, bytes 0x20..0x3f"),
@@ -161,6 +173,9 @@ VECTORS = [
     ("s2c_record", s2c_record,
      "record s2c #4096 (first under s2c key_1, s2c_iv) carrying "
      "nd_vec_s2c_plain"),
+    ("list_plain", list_plain,
+     "ExportList: boot (read-only, flush; 8 GiB, block size 512), data "
+     "(flush, FUA, trim, write-zeroes, busy; 64 GiB, block size 4096)"),
 ]
 
 HEAD = """\

@@ -44,6 +44,7 @@ static const struct vec outputs[] = {
 	V(s2c_key1, "s2c key_1 = HKDF-Expand(s2c traffic_1, \"netdisk/2 key\", 32)"),
 	V(c2s_record, "record c2s #0 (c2s key_0, c2s_iv, seq 0) carrying c2s_plain: length, ciphertext, tag"),
 	V(s2c_record, "record s2c #4096, the first of key generation 1 (s2c key_1, s2c_iv, seq 4096), carrying s2c_plain"),
+	V(list_plain, "an ExportList (the body of record s2c #0 answering list-exports): `boot` (read-only, flush; 8 GiB, block size 512), `data` (flush, FUA, trim, write-zeroes, busy; 64 GiB, block size 4096)"),
 };
 
 static void print_vec(const struct vec *v, int last)

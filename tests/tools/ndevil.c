@@ -37,7 +37,19 @@
  *   protocol-1 server does: a 72-byte ServerHello, version 1, status 9
  *   "unsupported version", and keeps the connection open), low-order-share
  *   (a ServerHello whose X25519 share is 0, a low-order point: the
- *   client's dh would be 0).
+ *   client's dh would be 0), access-denied (SessionInfo status 15, then
+ *   close), access-revoked (honest until the first READ covering --at,
+ *   which closes its connection as a server revoking the client's access
+ *   would; every later handshake gets access-denied's answer).
+ * A ClientHello offering list-exports gets an ExportList of three exports
+ * (alpha rw, beta.ro ro, gamma rw busy), then the connection closes; list
+ * modes spoil it: list-count (count one more than the entries),
+ * list-count-small (one fewer), list-name (a name with a '/'), list-flag
+ * (unknown flag 0x200), list-size-zero, list-size-huge (2^63),
+ * list-block-size (3), list-dup (a name twice), list-unsorted (two names
+ * swapped), list-trailing (5 bytes after the entries), list-too-many (1025
+ * entries), list-none (a server without the extension: a read-only session
+ * as for any client; "DISCONNECT" is logged when the client ends it).
  * Each misbehaviour is logged on stderr as "ndevil: conn C: MODE ...". With
  * PORT 0 the chosen port is printed on stdout as "port N". SIGTERM/SIGINT
  * exit 0.
@@ -70,7 +82,11 @@ enum mode {
 	/* handshake modes */
 	M_SIZE_HUGE, M_SIZE_UNALIGNED, M_BLOCK_SIZE, M_PAYLOAD_ZERO,
 	M_PAYLOAD_HUGE, M_PAYLOAD_RAISE, M_INFO_STATUS, M_HELLO_TRICKLE,
-	M_V1_SERVER, M_LOW_ORDER_SHARE,
+	M_V1_SERVER, M_LOW_ORDER_SHARE, M_ACCESS_DENIED, M_ACCESS_REVOKED,
+	/* export list modes (a ClientHello offering list-exports) */
+	M_LIST_COUNT, M_LIST_COUNT_SMALL, M_LIST_NAME, M_LIST_FLAG,
+	M_LIST_SIZE_ZERO, M_LIST_SIZE_HUGE, M_LIST_BLOCK_SIZE, M_LIST_DUP,
+	M_LIST_UNSORTED, M_LIST_TRAILING, M_LIST_TOO_MANY, M_LIST_NONE,
 	M_COUNT
 };
 static const char *const mode_names[M_COUNT] = {
@@ -78,7 +94,10 @@ static const char *const mode_names[M_COUNT] = {
 	"long-read", "empty-read", "bad-status", "garbage", "stall", "trickle",
 	"size-huge", "size-unaligned", "block-size", "payload-zero",
 	"payload-huge", "payload-raise", "info-status", "hello-trickle",
-	"v1-server", "low-order-share",
+	"v1-server", "low-order-share", "access-denied", "access-revoked",
+	"list-count", "list-count-small", "list-name", "list-flag",
+	"list-size-zero", "list-size-huge", "list-block-size", "list-dup",
+	"list-unsorted", "list-trailing", "list-too-many", "list-none",
 };
 
 #define BAD_STATUS	0x7777
@@ -97,6 +116,7 @@ static uint64_t g_size;
 static uint8_t g_token[ND_TOKEN_LEN], g_export_id[ND_EXPORT_ID_LEN];
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static unsigned long g_nconn;
+static bool g_revoked;		/* access-revoked: access is gone (g_lock) */
 
 struct conn {
 	int fd;
@@ -123,6 +143,24 @@ static void on_signal(int sig)
 {
 	(void)sig;
 	_exit(0);	/* workers may be mid-write: nothing to flush */
+}
+
+/* access-revoked: the first READ covering --at revokes access. */
+static bool revoke_access(struct conn *c, const struct nd_request *q)
+{
+	bool now;
+
+	if (q->op != ND_OP_READ || g_at < q->offset ||
+	    g_at - q->offset >= q->length)
+		return false;
+	pthread_mutex_lock(&g_lock);
+	now = !g_revoked;
+	g_revoked = true;
+	pthread_mutex_unlock(&g_lock);
+	if (now)
+		fprintf(stderr, "ndevil: conn %lu: access-revoked: closing (READ offset %llu length %u)\n",
+			c->id, (unsigned long long)q->offset, q->length);
+	return now;
 }
 
 /* The mode for this READ if it is the next one to misbehave on, else 0. */
@@ -325,6 +363,98 @@ static int misbehave(struct conn *c, const struct nd_request *q, enum mode m)
 	return send_reply(c, &r, c->data, false);
 }
 
+static size_t put_entry(uint8_t *p, const char *name, uint32_t flags,
+			uint64_t size, uint32_t block_size)
+{
+	struct nd_list_entry e = {
+		.name_len = (uint8_t)strlen(name), .flags = flags,
+		.size = size, .block_size = block_size,
+	};
+
+	memcpy(e.name, name, e.name_len);
+	return nd_list_entry_encode(p, &e);
+}
+
+/* Sends the ExportList, spoilt as g_mode says. 0 or -1. */
+static int send_list(struct conn *c)
+{
+	static const char *const names[3] = { "alpha", "beta.ro", "gamma" };
+	const char *nm[3] = { names[0], names[1], names[2] };
+	uint32_t flags[3] = { ND_EXP_FLUSH | ND_EXP_FUA,
+			      ND_EXP_READ_ONLY | ND_EXP_FLUSH,
+			      ND_EXP_FLUSH | ND_LIST_BUSY };
+	uint64_t size[3] = { g_size, g_size, g_size };
+	uint32_t bs[3] = { 512, 4096, 512 }, count = 3;
+	size_t o = ND_LIST_HDR_LEN, extra = 0;
+	uint8_t *b = malloc(ND_LIST_MAX_LEN + 16);
+	char name[8];
+	int i, rc;
+
+	if (!b)
+		return -1;
+	switch (g_mode) {
+	case M_LIST_COUNT:
+		count = 4;
+		break;
+	case M_LIST_COUNT_SMALL:
+		count = 2;
+		break;
+	case M_LIST_NAME:
+		nm[1] = "beta/ro";
+		break;
+	case M_LIST_FLAG:
+		flags[0] |= 0x200;
+		break;
+	case M_LIST_SIZE_ZERO:
+		size[1] = 0;
+		break;
+	case M_LIST_SIZE_HUGE:
+		size[1] = ND_EXPORT_SIZE_LIMIT;
+		break;
+	case M_LIST_BLOCK_SIZE:
+		bs[2] = 3;
+		break;
+	case M_LIST_DUP:
+		nm[2] = nm[1];
+		break;
+	case M_LIST_UNSORTED:
+		nm[0] = names[1];
+		nm[1] = names[0];
+		flags[0] = flags[1];
+		bs[0] = bs[1];
+		flags[1] = ND_EXP_FLUSH | ND_EXP_FUA;
+		bs[1] = 512;
+		break;
+	case M_LIST_TRAILING:
+		extra = 5;
+		break;
+	default:
+		break;
+	}
+	if (g_mode == M_LIST_TOO_MANY) {
+		count = ND_LIST_MAX + 1;
+		for (i = 0; i < (int)count; i++) {
+			snprintf(name, sizeof(name), "e%04d", i);
+			o += put_entry(b + o, name, ND_EXP_FLUSH, g_size, 512);
+		}
+	} else {
+		for (i = 0; i < 3; i++)
+			o += put_entry(b + o, nm[i], flags[i], size[i], bs[i]);
+	}
+	nd_list_hdr_encode(b, count);
+	memset(b + o, 0, extra);
+	o += extra;
+	if (g_mode >= M_LIST_COUNT)
+		fprintf(stderr, "ndevil: conn %lu: %s: export list of %zu bytes, count %u\n",
+			c->id, mode_names[g_mode], o, count);
+	else
+		fprintf(stderr, "ndevil: conn %lu: export list, count %u\n",
+			c->id, count);
+	rc = send_body(c, b, o, NULL, 0, false);
+	free(b);
+	return rc;
+}
+
 /* Server side of the handshake; the mode may spoil SessionInfo. 0 or -1. */
 static int handshake(struct conn *c)
 {
@@ -405,6 +535,15 @@ static int handshake(struct conn *c)
 		fprintf(stderr, "ndevil: conn %lu: wrong key\n", c->id);
 		goto out;
 	}
+	if (nd_ext_has(ch.ext, ch.ext_len, ND_EXT_LIST_EXPORTS) &&
+	    g_mode != M_LIST_NONE && g_mode != M_ACCESS_DENIED) {
+		send_list(c);
+		goto out;	/* and close, as the protocol says */
+	}
+	if (g_mode == M_LIST_NONE && (cf.flags & ND_CF_READ_ONLY)) {
+		info.flags = ND_EXP_READ_ONLY | ND_EXP_FLUSH;
+		info.write_epoch = 0;
+	}
 	c->max_payload = cf.max_payload ? cf.max_payload : ND_DEFAULT_PAYLOAD;
 	if (c->max_payload > SERVE_PAYLOAD)
 		c->max_payload = SERVE_PAYLOAD;
@@ -435,17 +574,30 @@ static int handshake(struct conn *c)
 	case M_INFO_STATUS:
 		info.status = BAD_STATUS;
 		break;
+	case M_ACCESS_DENIED:
+	case M_ACCESS_REVOKED:
+		pthread_mutex_lock(&g_lock);
+		if (g_mode == M_ACCESS_DENIED || g_revoked) {
+			memset(&info, 0, sizeof(info));
+			info.status = ND_ERR_ACCESS;
+		}
+		pthread_mutex_unlock(&g_lock);
+		break;
 	default:
 		break;
 	}
 	if (g_mode >= M_SIZE_HUGE && g_mode != M_HELLO_TRICKLE &&
-	    g_mode != M_V1_SERVER && g_mode != M_LOW_ORDER_SHARE)
+	    g_mode != M_V1_SERVER && g_mode != M_LOW_ORDER_SHARE &&
+	    g_mode < M_LIST_COUNT &&
+	    (g_mode != M_ACCESS_REVOKED || info.status))
 		fprintf(stderr, "ndevil: conn %lu: %s: session info size %llu, block size %u, max payload %u, status %u\n",
 			c->id, mode_names[g_mode],
 			(unsigned long long)info.size, info.block_size,
 			info.max_payload, info.status);
 	nd_session_info_encode(si, &info);
 	rc = send_body(c, si, sizeof(si), NULL, 0, slow);
+	if (info.status != ND_OK)
+		rc = -1;	/* a refusal ends the connection */
 out:
 	nd_wipe(okm, sizeof(okm));
 	nd_wipe(th, sizeof(th));
@@ -472,11 +624,18 @@ static void *conn_main(void *arg)
 		long n = nd_recv_record(c->fd, &c->cr.rx, c->req, cap);
 
 		if (n < 0 ||
-		    nd_request_decode(c->req, (size_t)n, c->max_payload, &q) ||
-		    q.op == ND_OP_DISCONNECT)
+		    nd_request_decode(c->req, (size_t)n, c->max_payload, &q))
 			break;
+		if (q.op == ND_OP_DISCONNECT) {
+			if (g_mode == M_LIST_NONE)
+				fprintf(stderr, "ndevil: conn %lu: list-none: DISCONNECT\n",
+					c->id);
+			break;
+		}
 		if (c->stalled)
 			continue;
+		if (g_mode == M_ACCESS_REVOKED && revoke_access(c, &q))
+			break;
 		m = c->spoiled ? M_HONEST : trigger(&q);
 		if (m != M_HONEST) {
 			c->spoiled = true;

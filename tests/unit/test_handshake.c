@@ -47,6 +47,8 @@ enum srv_mode {
 	SRV_INFO_SEQ1,		/* SessionInfo sealed as record #1 */
 	SRV_INFO_BIG_PAYLOAD,	/* raises the client's max_payload */
 	SRV_INFO_TOO_BIG,	/* record length over the client's cap */
+	SRV_INFO_ACCESS,	/* "access denied" in the SessionInfo */
+	SRV_LIST,		/* srv.list as the first record */
 };
 
 struct srv {
@@ -66,6 +68,9 @@ struct srv {
 	size_t ch_len;
 	uint8_t cf_rec[ND_RECORD_HDR_LEN + ND_CLIENT_FINISH_LEN + ND_TAG_LEN];
 	uint8_t eph_copy[ND_SHARE_LEN];
+	/* SRV_LIST: the record body sent (any length, up to the buffer) */
+	uint8_t list[ND_LIST_MAX_LEN + 64];
+	size_t list_len;
 	char err[160];
 };
 
@@ -203,6 +208,10 @@ static void *srv_main(void *arg)
 		info.status = ND_ERR_BUSY;
 	if (s->mode == SRV_INFO_NO_EXPORT)
 		info.status = ND_ERR_NO_EXPORT;
+	if (s->mode == SRV_INFO_ACCESS) {
+		memset(&info, 0, sizeof(info));
+		info.status = ND_ERR_ACCESS;
+	}
 	if (s->mode == SRV_INFO_BAD)
 		info.block_size = 513;
 	if (s->mode == SRV_INFO_HUGE)
@@ -218,6 +227,10 @@ static void *srv_main(void *arg)
 		v.iov_len = ND_SESSION_INFO_LEN + 8;
 	if (s->mode == SRV_INFO_SEQ1)
 		c.tx.seq = 1;
+	if (s->mode == SRV_LIST) {
+		v.iov_base = s->list;
+		v.iov_len = s->list_len;
+	}
 	if (s->mode == SRV_INFO_GARBAGE) {
 		nd_random(buf, 4 + ND_SESSION_INFO_LEN + ND_TAG_LEN);
 		nd_put32(buf, ND_SESSION_INFO_LEN + ND_TAG_LEN);
@@ -517,6 +530,128 @@ static void test_refused(void **state)
 {
 	expect(SRV_INFO_NO_EXPORT, ND_HS_REFUSED, ND_ERR_NO_EXPORT);
 	expect(SRV_INFO_BUSY, ND_HS_REFUSED, ND_ERR_BUSY);
+	expect(SRV_INFO_ACCESS, ND_HS_REFUSED, ND_ERR_ACCESS);
+}
+
+static uint8_t list_buf[ND_LIST_REC_MAX];
+
+/* nd_handshake_list against mode; the server's list (if any) is srv_list. */
+static enum nd_hs_result list_client(struct hs *h, enum srv_mode mode,
+				     const uint8_t *srv_list, size_t srv_len,
+				     size_t *len)
+{
+	/* Fields a list request must not take over from its caller. */
+	static const uint8_t token[ND_TOKEN_LEN] = { 1, 2, 3 };
+	struct nd_client_params p = {
+		.psk = nd_vec_psk, .identity = "lab-01", .token = token,
+		.flags = 0, .slot = 7, .epoch = 9, .resume_writer = 5,
+		.resume_own = 6,
+	};
+
+	start(h, mode, NULL);
+	h->srv.list_len = srv_len;
+	if (srv_len)
+		memcpy(h->srv.list, srv_list, srv_len);
+	memset(list_buf, 0xaa, sizeof(list_buf));
+	return nd_handshake_list(h->fd[0], &p, &h->c, &h->info, &h->status,
+				 list_buf, len);
+}
+
+/*
+ * A list request offers list-exports and finishes as a new read-only
+ * session (token 0, flags 0x1, slot 0, epoch 1, no resume), whatever the
+ * caller's parameters; an ExportList answer comes back authenticated.
+ */
+static void test_list_request(void **state)
+{
+	static const uint8_t zero[ND_TOKEN_LEN];
+	struct nd_list_entry e = { .name_len = 3, .name = "vol",
+				   .flags = ND_EXP_FLUSH, .size = 1 << 20,
+				   .block_size = 512 };
+	uint8_t rec[64];
+	size_t len = 99, n;
+	struct hs h;
+
+	nd_list_hdr_encode(rec, 1);
+	n = ND_LIST_HDR_LEN + nd_list_entry_encode(rec + ND_LIST_HDR_LEN, &e);
+	assert_int_equal(list_client(&h, SRV_LIST, rec, n, &len), ND_HS_LIST);
+	assert_int_equal(len, n);
+	assert_memory_equal(list_buf, rec, n);
+	assert_null(h.c.tx.ctx);	/* no session: nothing more to send */
+	pthread_join(h.thread, NULL);
+	assert_true(h.srv.finish_ok);
+	assert_int_equal(h.srv.ch.ext_len, 4);
+	assert_true(nd_ext_has(h.srv.ch.ext, h.srv.ch.ext_len,
+			       ND_EXT_LIST_EXPORTS));
+	assert_int_equal(h.srv.ch.identity_len, 6);
+	assert_memory_equal(h.srv.ch.identity, "lab-01", 6);
+	assert_memory_equal(h.srv.cf.token, zero, ND_TOKEN_LEN);
+	assert_int_equal(h.srv.cf.flags, ND_CF_READ_ONLY);
+	assert_int_equal(h.srv.cf.slot, 0);
+	assert_int_equal(h.srv.cf.epoch, 1);
+	assert_true(h.srv.cf.resume_writer == 0 && h.srv.cf.resume_own == 0);
+	finish(&h);
+
+	/* An empty list, and the longest one the protocol allows. */
+	nd_list_hdr_encode(rec, 0);
+	assert_int_equal(list_client(&h, SRV_LIST, rec, ND_LIST_HDR_LEN, &len),
+			 ND_HS_LIST);
+	assert_int_equal(len, ND_LIST_HDR_LEN);
+	finish(&h);
+	memset(list_buf, 0, sizeof(list_buf));
+	nd_list_hdr_encode(list_buf, ND_LIST_MAX);
+	assert_int_equal(list_client(&h, SRV_LIST, list_buf, ND_LIST_MAX_LEN,
+				     &len), ND_HS_LIST);
+	assert_int_equal(len, ND_LIST_MAX_LEN);
+	finish(&h);
+}
+
+/* What else may answer a list request, and what may not. */
+static void test_list_answers(void **state)
+{
+	static uint8_t big[ND_LIST_MAX_LEN + 1];
+	uint8_t rec[ND_SESSION_INFO_LEN + 8] = { 0 };
+	size_t len = 99;
+	struct hs h;
+
+	/* A server without the extension: a session the caller must end. */
+	assert_int_equal(list_client(&h, SRV_OK, NULL, 0, &len), ND_HS_OK);
+	assert_int_equal(len, 0);
+	assert_int_equal(h.info.status, ND_OK);
+	assert_non_null(h.c.tx.ctx);
+	finish(&h);
+	/* Refusals, as for a session. */
+	assert_int_equal(list_client(&h, SRV_INFO_ACCESS, NULL, 0, &len),
+			 ND_HS_REFUSED);
+	assert_int_equal(h.status, ND_ERR_ACCESS);
+	assert_null(h.c.tx.ctx);
+	finish(&h);
+	assert_int_equal(list_client(&h, SRV_INFO_BAD, NULL, 0, &len),
+			 ND_HS_BAD_INFO);
+	finish(&h);
+	/* Neither a list nor 72 bytes; a record shorter than a list header. */
+	assert_int_equal(list_client(&h, SRV_LIST, rec, ND_SESSION_INFO_LEN + 8,
+				     &len), ND_HS_PROTO);
+	finish(&h);
+	assert_int_equal(list_client(&h, SRV_LIST, rec, ND_LIST_HDR_LEN - 1,
+				     &len), ND_HS_PROTO);
+	finish(&h);
+	/* Over the longest list: refused from its length, before reading it. */
+	memset(big, 0, sizeof(big));
+	nd_list_hdr_encode(big, ND_LIST_MAX);
+	assert_int_equal(list_client(&h, SRV_LIST, big, sizeof(big), &len),
+			 ND_HS_PROTO);
+	finish(&h);
+	/* A SessionInfo-long list is a list. */
+	nd_list_hdr_encode(rec, 0);
+	assert_int_equal(list_client(&h, SRV_LIST, rec, ND_SESSION_INFO_LEN,
+				     &len), ND_HS_LIST);
+	assert_int_equal(len, ND_SESSION_INFO_LEN);
+	finish(&h);
+	/* A record altered in transit. */
+	assert_int_equal(list_client(&h, SRV_INFO_GARBAGE, NULL, 0, &len),
+			 ND_HS_AUTH);
+	finish(&h);
 }
 
 /*
@@ -743,6 +878,8 @@ int main(void)
 		cmocka_unit_test(test_forward_secrecy),
 		cmocka_unit_test(test_bad_session_info),
 		cmocka_unit_test(test_rekey_both_ways),
+		cmocka_unit_test(test_list_request),
+		cmocka_unit_test(test_list_answers),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "netdisk_proto.h"
+#include "netdisk_vectors.h"
 
 static void test_be_fields(void **state)
 {
@@ -667,8 +668,237 @@ static void test_nonce_and_status(void **state)
 	assert_string_equal(nd_status_str(ND_ERR_BUSY), "export busy");
 	assert_string_equal(nd_status_str(ND_ERR_SHUTDOWN),
 			    "server shutting down");
+	assert_string_equal(nd_status_str(ND_ERR_ACCESS), "access denied");
 	assert_string_equal(nd_status_str(ND_ERR__COUNT), "unknown error");
 	assert_string_equal(nd_status_str(0xffff), "unknown error");
+}
+
+/* ---- ExportList (list-exports extension) ---- */
+
+static struct nd_list_entry list_entry(const char *name, uint32_t flags,
+				       uint64_t size, uint32_t bs)
+{
+	struct nd_list_entry e = {
+		.name_len = (uint8_t)strlen(name), .flags = flags,
+		.size = size, .block_size = bs,
+	};
+
+	memcpy(e.name, name, e.name_len);
+	return e;
+}
+
+/* Encodes e alone after an ExportList header; returns the length. */
+static size_t list_one(uint8_t *b, const struct nd_list_entry *e)
+{
+	nd_list_hdr_encode(b, 1);
+	return ND_LIST_HDR_LEN + nd_list_entry_encode(b + ND_LIST_HDR_LEN, e);
+}
+
+static int entry_decodes(const struct nd_list_entry *e)
+{
+	uint8_t b[ND_LIST_HDR_LEN + ND_LIST_ENTRY_FIXED + ND_NAME_MAX];
+	struct nd_list_entry d;
+	size_t len = list_one(b, e), off = ND_LIST_HDR_LEN;
+
+	return nd_list_entry_decode(b, len, &off, &d);
+}
+
+static void test_list_extension(void **state)
+{
+	uint8_t e[ND_EXT_MAX] = { 0 };
+
+	assert_int_equal(nd_ext_list_exports(e), 4);
+	assert_memory_equal(e, "\x00\x01\x00\x00", 4);
+	assert_int_equal(ext_check(e, 4), 0);
+	assert_true(nd_ext_has(e, 4, ND_EXT_LIST_EXPORTS));
+	assert_false(nd_ext_has(e, 4, 2));
+	assert_false(nd_ext_has(e, 0, ND_EXT_LIST_EXPORTS));
+	/* After an unknown extension with a value. */
+	nd_put16(e, 0x7777);
+	nd_put16(e + 2, 3);
+	nd_ext_list_exports(e + 7);
+	assert_int_equal(ext_check(e, 11), 0);
+	assert_true(nd_ext_has(e, 11, ND_EXT_LIST_EXPORTS));
+	/* A value that merely contains the type bytes does not count. */
+	memset(e, 0, sizeof(e));
+	nd_put16(e, 0x7777);
+	nd_put16(e + 2, 4);
+	nd_ext_list_exports(e + 4);
+	assert_int_equal(ext_check(e, 8), 0);
+	assert_false(nd_ext_has(e, 8, ND_EXT_LIST_EXPORTS));
+}
+
+static void test_list_roundtrip(void **state)
+{
+	struct nd_list_entry in[3] = {
+		list_entry("alpha", ND_EXP_FLUSH | ND_EXP_FUA, 1ull << 30, 512),
+		list_entry("b", ND_EXP_READ_ONLY | ND_EXP_FLUSH | ND_LIST_BUSY,
+			   ND_EXPORT_SIZE_LIMIT - 4096, 4096),
+		list_entry("c-64", ND_LIST_FLAGS_KNOWN, 4096, 4096),
+	};
+	uint8_t b[256];
+	struct nd_list_entry d;
+	size_t o = ND_LIST_HDR_LEN, off;
+	int i;
+
+	memset(in[2].name, 'c', ND_NAME_MAX);
+	in[2].name_len = ND_NAME_MAX;
+	nd_list_hdr_encode(b, 3);
+	assert_memory_equal(b, "NDLX\x00\x00\x00\x03", 8);
+	for (i = 0; i < 3; i++)
+		o += nd_list_entry_encode(b + o, &in[i]);
+	assert_int_equal(o, ND_LIST_HDR_LEN + 3 * ND_LIST_ENTRY_FIXED + 5 + 1 +
+			 ND_NAME_MAX);
+	/* Field layout of the first entry. */
+	assert_int_equal(b[8], 5);
+	assert_memory_equal(b + 9, "alpha", 5);
+	assert_int_equal(nd_get32(b + 14), ND_EXP_FLUSH | ND_EXP_FUA);
+	assert_true(nd_get64(b + 18) == 1ull << 30);
+	assert_int_equal(nd_get32(b + 26), 512);
+	assert_true(nd_list_is(b, o));
+	off = ND_LIST_HDR_LEN;
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(nd_list_entry_decode(b, o, &off, &d), 0);
+		assert_int_equal(d.name_len, in[i].name_len);
+		assert_memory_equal(d.name, in[i].name, d.name_len);
+		assert_int_equal(d.flags, in[i].flags);
+		assert_true(d.size == in[i].size);
+		assert_int_equal(d.block_size, in[i].block_size);
+	}
+	assert_int_equal(off, o);
+	/* Nothing more to decode: the end is not an entry. */
+	assert_int_equal(nd_list_entry_decode(b, o, &off, &d), -1);
+	assert_int_equal(off, o);
+}
+
+static void test_list_malformed(void **state)
+{
+	static const uint32_t good_bs[] = { 512, 1024, 2048, 4096 };
+	static const uint32_t bad_bs[] = { 0, 3, 256, 513, 3072, 8192 };
+	struct nd_list_entry e = list_entry("vol", ND_EXP_FLUSH, 1 << 20, 512), d;
+	uint8_t b[ND_LIST_HDR_LEN + ND_LIST_ENTRY_FIXED + ND_NAME_MAX];
+	size_t len, off, cut;
+	unsigned int bit;
+	size_t i;
+
+	assert_int_equal(entry_decodes(&e), 0);
+	/* Every truncation of an entry. */
+	len = list_one(b, &e);
+	for (cut = ND_LIST_HDR_LEN; cut < len; cut++) {
+		off = ND_LIST_HDR_LEN;
+		assert_int_equal(nd_list_entry_decode(b, cut, &off, &d), -1);
+		assert_int_equal(off, ND_LIST_HDR_LEN);
+	}
+	/* Name length 0 or over 64, a byte outside the name alphabet. */
+	b[ND_LIST_HDR_LEN] = 0;
+	off = ND_LIST_HDR_LEN;
+	assert_int_equal(nd_list_entry_decode(b, len, &off, &d), -1);
+	b[ND_LIST_HDR_LEN] = ND_NAME_MAX + 1;
+	off = ND_LIST_HDR_LEN;
+	assert_int_equal(nd_list_entry_decode(b, sizeof(b), &off, &d), -1);
+	e.name[1] = '/';
+	assert_int_equal(entry_decodes(&e), -1);
+	e.name[1] = 0;
+	assert_int_equal(entry_decodes(&e), -1);
+	e = list_entry("vol", ND_EXP_FLUSH, 1 << 20, 512);
+	/* Each flag bit: known ones pass, every other one is refused. */
+	for (bit = 0; bit < 32; bit++) {
+		e.flags = 1u << bit;
+		assert_int_equal(entry_decodes(&e),
+				 (e.flags & ND_LIST_FLAGS_KNOWN) ? 0 : -1);
+	}
+	/* exclusive is a session's flag, not a list's. */
+	e.flags = ND_EXP_EXCLUSIVE;
+	assert_int_equal(entry_decodes(&e), -1);
+	e.flags = ND_EXP_FLUSH;
+	/* Sizes: 0, 2^63 and over, not a multiple of the block size. */
+	e.size = 0;
+	assert_int_equal(entry_decodes(&e), -1);
+	e.size = ND_EXPORT_SIZE_LIMIT;
+	assert_int_equal(entry_decodes(&e), -1);
+	e.size = UINT64_MAX - 511;
+	assert_int_equal(entry_decodes(&e), -1);
+	e.size = ND_EXPORT_SIZE_LIMIT - 512;
+	assert_int_equal(entry_decodes(&e), 0);
+	e.size = 4096 + 512;
+	e.block_size = 4096;
+	assert_int_equal(entry_decodes(&e), -1);
+	e.size = 1 << 20;
+	for (i = 0; i < 4; i++) {
+		e.block_size = good_bs[i];
+		assert_int_equal(entry_decodes(&e), 0);
+	}
+	for (i = 0; i < 6; i++) {
+		e.block_size = bad_bs[i];
+		assert_int_equal(entry_decodes(&e), -1);
+	}
+}
+
+/* PROTOCOL.md §5's ExportList, from the independent Python encoder. */
+static void test_list_vector(void **state)
+{
+	const struct nd_list_entry want[2] = {
+		list_entry("boot", ND_EXP_READ_ONLY | ND_EXP_FLUSH, 8ull << 30,
+			   512),
+		list_entry("data", ND_EXP_FLUSH | ND_EXP_FUA | ND_EXP_TRIM |
+			   ND_EXP_WRITE_ZEROES | ND_LIST_BUSY, 64ull << 30,
+			   4096),
+	};
+	uint8_t b[sizeof(nd_vec_list_plain)];
+	struct nd_list_entry d;
+	size_t o = ND_LIST_HDR_LEN;
+	int i;
+
+	nd_list_hdr_encode(b, 2);
+	for (i = 0; i < 2; i++)
+		o += nd_list_entry_encode(b + o, &want[i]);
+	assert_int_equal(o, sizeof(nd_vec_list_plain));
+	assert_memory_equal(b, nd_vec_list_plain, o);
+	assert_true(nd_list_is(nd_vec_list_plain, o));
+	assert_int_equal(nd_get32(nd_vec_list_plain + 4), 2);
+	o = ND_LIST_HDR_LEN;
+	for (i = 0; i < 2; i++) {
+		assert_int_equal(nd_list_entry_decode(nd_vec_list_plain,
+						      sizeof(nd_vec_list_plain),
+						      &o, &d), 0);
+		assert_memory_equal(&d.name, want[i].name, want[i].name_len);
+		assert_int_equal(d.flags, want[i].flags);
+		assert_true(d.size == want[i].size);
+		assert_int_equal(d.block_size, want[i].block_size);
+	}
+	assert_int_equal(o, sizeof(nd_vec_list_plain));
+}
+
+/* An ExportList and a SessionInfo can never be taken for each other. */
+static void test_list_vs_session_info(void **state)
+{
+	struct nd_session_info s = sample_info(), d;
+	uint8_t b[ND_SESSION_INFO_LEN];
+	unsigned int st;
+
+	for (st = 0; st < ND_ERR__COUNT; st++) {
+		s.status = (uint16_t)st;
+		nd_session_info_encode(b, &s);
+		assert_false(nd_list_is(b, sizeof(b)));
+	}
+	/* Access denied is a SessionInfo status like the others. */
+	memset(&s, 0, sizeof(s));
+	s.status = ND_ERR_ACCESS;
+	nd_session_info_encode(b, &s);
+	assert_int_equal(nd_session_info_decode(b, &d), 0);
+	assert_int_equal(d.status, ND_ERR_ACCESS);
+	/* As a status, the magic's first half is not one the protocol has. */
+	assert_true((ND_LIST_MAGIC >> 16) >= ND_ERR__COUNT);
+	assert_true((ND_LIST_MAGIC & 0xffff) != 0);
+	nd_list_hdr_encode(b, 0);
+	assert_true(nd_list_is(b, ND_LIST_HDR_LEN));
+	assert_true(nd_list_is(b, sizeof(b)));
+	assert_false(nd_list_is(b, ND_LIST_HDR_LEN - 1));
+	assert_false(nd_list_is(b, 0));
+	b[3] ^= 1;
+	assert_false(nd_list_is(b, sizeof(b)));
+	/* The largest list fits its bound. */
+	assert_int_equal(ND_LIST_MAX_LEN, 8 + 1024 * (17 + 64));
 }
 
 int main(void)
@@ -688,6 +918,11 @@ int main(void)
 		cmocka_unit_test(test_request_malformed),
 		cmocka_unit_test(test_reply),
 		cmocka_unit_test(test_nonce_and_status),
+		cmocka_unit_test(test_list_extension),
+		cmocka_unit_test(test_list_roundtrip),
+		cmocka_unit_test(test_list_malformed),
+		cmocka_unit_test(test_list_vector),
+		cmocka_unit_test(test_list_vs_session_info),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

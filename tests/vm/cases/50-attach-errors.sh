@@ -5,7 +5,7 @@
 # exist: nothing before authentication tells), nobody listening (3), no
 # such export (8), export busy (5), unreadable/bad key file, bad URL (2),
 # a protocol-1 server (11, unsupported protocol version), a server key
-# share that is a low-order point (11).
+# share that is a low-order point (11), access denied (12, status 15).
 set -eu
 . "$REPO/tests/vm/lib.sh"
 trap nd_cleanup EXIT
@@ -63,6 +63,15 @@ log "a low-order server key share: protocol error before any key proof"
 evil low-order-share
 try 11 'protocol error' "netdisk://127.0.0.1:$eport/e1" --key-file "$D/key"
 dmesg | grep -q 'low-order point' || fail "no low-order line in the kernel log"
+kill "$evil_pid"
+log "access denied (status 15 in the SessionInfo): exit 12 at once"
+evil access-denied
+t0=$(date +%s)
+try 12 'server refused: access denied' "netdisk://127.0.0.1:$eport/e1" --key-file "$D/key"
+[ $(($(date +%s) - t0)) -le 20 ] || fail "access denied took $(($(date +%s) - t0)) s"
+dmesg | grep -q 'server refused: access denied' || fail "no access denied line in the kernel log"
+[ "$(grep -c 'access-denied: session info' "$D/evil.log")" = 1 ] ||
+	fail "attach retried an access denied: $(grep -c 'access-denied' "$D/evil.log") handshakes"
 kill "$evil_pid"
 log "bad URL"
 try 2 'url|invalid|usage' "http://127.0.0.1:$port/e1" --key-file "$D/key"
