@@ -13,10 +13,14 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "config_parse.h"
 #include "log.h"
 #include "server.h"
+
+/* Far more than 1024 exports take: anything bigger is not a config. */
+#define MAX_FILE	(16 << 20)
 
 int nd_cfg_fail(struct nd_cfg_parse *p, int line, const char *fmt, ...)
 {
@@ -240,6 +244,7 @@ int nd_config_load(const char *file, struct nd_config *cfg, char *err,
 	struct nd_cfg_parse p = {
 		.file = file, .cfg = cfg, .err = err, .errlen = errlen,
 	};
+	struct stat st;
 	int r;
 
 	memset(cfg, 0, sizeof(*cfg));
@@ -258,6 +263,15 @@ int nd_config_load(const char *file, struct nd_config *cfg, char *err,
 	p.f = fopen(file, "re");
 	if (!p.f) {
 		nd_cfg_fail(&p, 0, "cannot open: %s", strerror(errno));
+		goto out;
+	}
+	/* Not /dev/zero or a FIFO: reading it could take forever. */
+	if (fstat(fileno(p.f), &st) < 0 || !S_ISREG(st.st_mode)) {
+		nd_cfg_fail(&p, 0, "not a regular file");
+		goto out;
+	}
+	if (st.st_size > MAX_FILE) {
+		nd_cfg_fail(&p, 0, "larger than %d MiB", MAX_FILE >> 20);
 		goto out;
 	}
 	r = ini_parse_stream(read_line, &p, on_key, &p);
