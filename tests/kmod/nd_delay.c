@@ -5,7 +5,9 @@
  * too, "module:function" if the name is ambiguous) and holds the CPU for
  * delay_ms when one of the next `hits` calls returns (on entry with
  * at_entry=1). Probe handlers run in atomic context, so it busy-waits; the
- * other CPUs run on meanwhile.
+ * other CPUs run on meanwhile. With fail=1 a held call also returns retval
+ * instead of its own result (0: an allocation that failed); the real result
+ * is dropped (leaked, if it was memory: this is for throwaway test guests).
  *
  *   insmod nd_delay.ko func=nd_blk_fail_all delay_ms=2000
  *   echo 1 >/sys/module/nd_delay/parameters/hits	# arm: the next call
@@ -33,6 +35,14 @@ static unsigned int delay_ms = 1000;
 module_param(delay_ms, uint, 0644);
 MODULE_PARM_DESC(delay_ms, "how long to hold the CPU, at most 10000 ms");
 
+static bool fail;
+module_param(fail, bool, 0444);
+MODULE_PARM_DESC(fail, "held calls return retval (on return only)");
+
+static long retval;
+module_param(retval, long, 0444);
+MODULE_PARM_DESC(retval, "what a held call returns with fail=1");
+
 static int hits;
 module_param(hits, int, 0644);
 MODULE_PARM_DESC(hits, "calls still to hold (write to arm)");
@@ -43,7 +53,8 @@ MODULE_PARM_DESC(held, "calls held so far");
 
 static DEFINE_SPINLOCK(nd_delay_lock);	/* hits and held vs. handlers */
 
-static void nd_delay_hold(void)
+/* True if this call was held (one of the armed hits). */
+static bool nd_delay_hold(void)
 {
 	unsigned int ms = min_t(unsigned int, READ_ONCE(delay_ms),
 				ND_DELAY_MAX_MS);
@@ -59,13 +70,14 @@ static void nd_delay_hold(void)
 	}
 	spin_unlock_irqrestore(&nd_delay_lock, flags);
 	if (!take)
-		return;
-	pr_info("nd_delay: holding CPU %d for %u ms %s %s\n",
-		raw_smp_processor_id(), ms, at_entry ? "entering" : "after",
-		func);
+		return false;
+	pr_info_ratelimited("nd_delay: holding CPU %d for %u ms %s %s\n",
+			    raw_smp_processor_id(), ms,
+			    at_entry ? "entering" : "after", func);
 	end = ktime_get_ns() + (u64)ms * NSEC_PER_MSEC;
 	while (ktime_get_ns() < end)
 		cpu_relax();
+	return true;
 }
 
 static int nd_delay_pre(struct kprobe *p, struct pt_regs *regs)
@@ -76,7 +88,8 @@ static int nd_delay_pre(struct kprobe *p, struct pt_regs *regs)
 
 static int nd_delay_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 {
-	nd_delay_hold();
+	if (nd_delay_hold() && fail)
+		regs_set_return_value(regs, retval);
 	return 0;
 }
 
@@ -92,8 +105,8 @@ static int __init nd_delay_init(void)
 {
 	int err;
 
-	if (!func || !*func) {
-		pr_err("nd_delay: func= is required\n");
+	if (!func || !*func || (fail && at_entry)) {
+		pr_err("nd_delay: func= is required, fail=1 needs a return probe\n");
 		return -EINVAL;
 	}
 	if (at_entry) {

@@ -4,6 +4,7 @@
  *
  *   ndevil --listen [ADDR:]PORT --key-file KEY --file IMG --mode MODE[,MODE...]
  *          [--at OFFSET] [--step BYTES] [--times N] [--trickle-ms MS]
+ *          [--token HEX]
  *
  * Runs the real handshake (libnetdisk's key schedule and record layer),
  * then serves IMG read-write to every connection (one thread each; any
@@ -52,7 +53,8 @@
  * as for any client; "DISCONNECT" is logged when the client ends it).
  * Each misbehaviour is logged on stderr as "ndevil: conn C: MODE ...". With
  * PORT 0 the chosen port is printed on stdout as "port N". SIGTERM/SIGINT
- * exit 0.
+ * exit 0. --token (32 hex characters) fixes the session token handed out
+ * (default: random), for tests that look for it in the client's memory.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -661,11 +663,32 @@ static void usage(FILE *f)
 	int i;
 
 	fprintf(f, "usage: ndevil --listen [ADDR:]PORT --key-file KEY --file IMG --mode MODE\n"
-		   "              [--at OFFSET] [--times N] [--trickle-ms MS]\n"
+		   "              [--at OFFSET] [--times N] [--trickle-ms MS] [--token HEX]\n"
 		   "modes:");
 	for (i = 0; i < M_COUNT; i++)
 		fprintf(f, " %s", mode_names[i]);
 	fprintf(f, "\n");
+}
+
+/* --token: exactly ND_TOKEN_LEN bytes as hex. */
+static void parse_token(const char *s)
+{
+	unsigned int i, v;
+
+	if (strlen(s) != 2 * ND_TOKEN_LEN) {
+		fprintf(stderr, "ndevil: bad --token '%s' (%d hex characters)\n",
+			s, 2 * ND_TOKEN_LEN);
+		exit(2);
+	}
+	for (i = 0; i < ND_TOKEN_LEN; i++) {
+		if (sscanf(s + 2 * i, "%2x", &v) != 1 ||
+		    !strchr("0123456789abcdefABCDEF", s[2 * i]) ||
+		    !strchr("0123456789abcdefABCDEF", s[2 * i + 1])) {
+			fprintf(stderr, "ndevil: bad --token '%s'\n", s);
+			exit(2);
+		}
+		g_token[i] = (uint8_t)v;
+	}
 }
 
 static uint64_t number(const char *s, const char *what)
@@ -722,6 +745,7 @@ int main(int argc, char **argv)
 		{ "step", required_argument, NULL, 's' },
 		{ "times", required_argument, NULL, 't' },
 		{ "trickle-ms", required_argument, NULL, 'T' },
+		{ "token", required_argument, NULL, 'K' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -730,7 +754,7 @@ int main(int argc, char **argv)
 	socklen_t sl = sizeof(ss);
 	struct sigaction sa = { .sa_handler = on_signal };
 	char err[256], *tok, *save = NULL;
-	bool times_set = false;
+	bool times_set = false, token_set = false;
 	struct stat st;
 	int opt, lfd, i;
 
@@ -774,6 +798,10 @@ int main(int argc, char **argv)
 		case 'T':
 			g_trickle_ms = (unsigned int)number(optarg, "--trickle-ms");
 			break;
+		case 'K':
+			parse_token(optarg);
+			token_set = true;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -804,7 +832,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	g_size = (uint64_t)st.st_size;
-	if (nd_random(g_token, sizeof(g_token)) ||
+	if ((!token_set && nd_random(g_token, sizeof(g_token))) ||
 	    nd_random(g_export_id, sizeof(g_export_id)))
 		die("no randomness");
 
