@@ -759,6 +759,85 @@ kill -TERM "$FX" 2>/dev/null
 wait "$FX" 2>/dev/null
 stop_server FG
 
+# ------------------------------------------------ exports per identity
+# netdiskd --config with three exports and two identities, each with its
+# own key: each sees its own list; a session on an export it may not use
+# is access denied (12); a wrong key and an unknown identity are the same
+# authentication failure (4).
+mkdir -p ids && chmod 700 ids
+"$ND" keygen ids/lab-01.key >/dev/null 2>&1
+"$ND" keygen ids/db01.key >/dev/null 2>&1
+truncate -s 4M idlab.img idcommon.img
+truncate -s 1M iddb.img
+cat >ids.conf <<EOF
+[server]
+listen = 127.0.0.1
+port = 0
+key-dir = $T/ids
+state-dir = $T/state
+control = none
+grace = 0
+
+[export lab]
+path = $T/idlab.img
+clients = lab-*
+
+[export db]
+path = $T/iddb.img
+read-only = yes
+clients = db01
+
+[export common]
+path = $T/idcommon.img
+EOF
+ID_LOG=$T/server-ID.log
+"$NDD" --config ids.conf 2>"$ID_LOG" &
+ID_PID=$!
+PIDS="$PIDS $ID_PID"
+ID_PORT=""
+for i in $(seq 1 200); do
+	ID_PORT=$(sed -n 's/.* port \([0-9][0-9]*\).*/\1/p' "$ID_LOG" | head -n1)
+	[ -n "$ID_PORT" ] && break
+	sleep 0.05
+done
+IDURL=netdisk://127.0.0.1:$ID_PORT
+# names FILE: the NAME column of a table, on one line.
+names() { tail -n +2 "$1" | awk '{ print $1 }' | tr '\n' ' '; }
+if [ -z "$ID_PORT" ]; then
+	bad "netdiskd --config ids.conf: no port in log: $(head -c 300 "$ID_LOG")"
+else
+	run exports-lab01 "$ND" exports "$IDURL" --key-file ids/lab-01.key \
+		--identity lab-01
+	[ "$RC" -eq 0 ] && [ "$(names "$OUT")" = "common lab " ] &&
+		grep -qE '^lab +4\.0 MiB +4194304 +512 +rw ' "$OUT" &&
+		ok "exports as lab-01: common and lab" ||
+		bad "exports as lab-01: exit $RC: $(cat "$OUT" "$ERR" | head -c 400)"
+	run exports-db01 "$ND" exports "$IDURL" --key-file ids/db01.key \
+		--identity db01
+	[ "$RC" -eq 0 ] && [ "$(names "$OUT")" = "common db " ] &&
+		grep -qE '^db +1\.0 MiB +1048576 +512 +ro +flush$' "$OUT" &&
+		ok "exports as db01: common and db (read-only)" ||
+		bad "exports as db01: exit $RC: $(cat "$OUT" "$ERR" | head -c 400)"
+	expect_err exports-unknown-identity 4 "authentication failed" \
+		"$ND" exports "$IDURL" --key-file ids/lab-01.key --identity nobody
+	expect_err exports-other-key 4 "authentication failed" \
+		"$ND" exports "$IDURL" --key-file ids/db01.key --identity lab-01
+	expect_err access-denied-info 12 "server refused: access denied" \
+		"$ND" info "$IDURL/lab" --key-file ids/db01.key --identity db01
+	expect_err access-denied-copy 12 "server refused: access denied" \
+		"$ND" copy small.img "$IDURL/db" --key-file ids/lab-01.key \
+		--identity lab-01
+	expect_ok access-allowed-info "$ND" info "$IDURL/db" \
+		--key-file ids/db01.key --identity db01
+	expect_err no-such-export-identity 8 "no such export" \
+		"$ND" info "$IDURL/nope" --key-file ids/db01.key --identity db01
+	grep -q 'not allowed\|access denied' "$ID_LOG" &&
+		ok "access denied: the server logs it" ||
+		bad "access denied: not in the server log: $(tail -n 5 "$ID_LOG")"
+fi
+kill -TERM "$ID_PID" 2>/dev/null
+wait "$ID_PID" 2>/dev/null
+
 # ------------------------------------------------ bad arguments
 expect_err arg-missing-keyfile 1 "no such file|cannot" \
 	"$ND" info "$ROURL" --key-file /nonexistent/key
