@@ -39,7 +39,7 @@ DEPS_STAMP := .deps-installed
 .SECONDARY:
 
 .PHONY: all userspace kernel test unit integration vm-test asan-test \
-        demo bench clean deps sparse fuzz
+        demo bench clean deps sparse fuzz install uninstall systemd-test
 
 all: userspace kernel
 
@@ -106,7 +106,11 @@ asan-test:
 vm-test: userspace kernel
 	O=$(O) KVER=$(KVER) tests/vm/run.sh
 
-test: unit integration asan-test fuzz-smoke vm-test
+# The systemd units in a VM that boots systemd as PID 1 (tests/vm/systemd.sh).
+systemd-test: userspace kernel
+	O=$(O) KVER=$(KVER) tests/vm/systemd.sh
+
+test: unit integration asan-test fuzz-smoke vm-test systemd-test
 	@echo "all test suites passed"
 
 demo: userspace kernel
@@ -114,6 +118,50 @@ demo: userspace kernel
 
 bench: userspace kernel
 	O=$(O) KVER=$(KVER) bench/run.sh
+
+# ---- make install: binaries, systemd units and generator, man pages,
+# examples. PREFIX=/usr/local, DESTDIR= for staging. The configuration
+# stays in /etc/netdisk whatever the prefix (netdiskd's default path).
+PREFIX     ?= /usr/local
+SBINDIR    ?= $(PREFIX)/sbin
+BINDIR     ?= $(PREFIX)/bin
+SYSCONFDIR ?= /etc
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+GENDIR     ?= $(PREFIX)/lib/systemd/system-generators
+MANDIR     ?= $(PREFIX)/share/man
+DOCDIR     ?= $(PREFIX)/share/doc/netdisk
+MAN_PAGES  := $(wildcard man/*.[1-8])
+UNITS      := netdiskd.service netdisk@.service
+UNIT_SED   := -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@BINDIR@|$(BINDIR)|g' \
+              -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g'
+
+install: $(O)/netdiskd $(O)/netdisk $(O)/netdisk-generator
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) \
+		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(GENDIR) $(DESTDIR)$(DOCDIR)
+	install -m 0755 $(O)/netdiskd $(DESTDIR)$(SBINDIR)/netdiskd
+	install -m 0755 $(O)/netdisk $(DESTDIR)$(BINDIR)/netdisk
+	install -m 0755 $(O)/netdisk-generator $(DESTDIR)$(GENDIR)/netdisk-generator
+	for u in $(UNITS); do \
+		sed $(UNIT_SED) systemd/$$u.in >$(DESTDIR)$(UNITDIR)/$$u.tmp && \
+		chmod 0644 $(DESTDIR)$(UNITDIR)/$$u.tmp && \
+		mv $(DESTDIR)$(UNITDIR)/$$u.tmp $(DESTDIR)$(UNITDIR)/$$u || exit 1; \
+	done
+	for m in $(MAN_PAGES); do \
+		s=$${m##*.}; install -d $(DESTDIR)$(MANDIR)/man$$s && \
+		install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/ || exit 1; \
+	done
+	install -m 0644 docs/examples/netdiskd.conf \
+		$(DESTDIR)$(DOCDIR)/netdiskd.conf.example
+	install -m 0644 docs/examples/netdisktab $(DESTDIR)$(DOCDIR)/netdisktab.example
+	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/netdiskd $(DESTDIR)$(BINDIR)/netdisk \
+		$(DESTDIR)$(GENDIR)/netdisk-generator
+	rm -f $(addprefix $(DESTDIR)$(UNITDIR)/,$(UNITS))
+	for m in $(MAN_PAGES); do s=$${m##*.}; \
+		rm -f $(DESTDIR)$(MANDIR)/man$$s/$${m##*/}; done
+	rm -rf $(DESTDIR)$(DOCDIR)
 
 clean:
 	rm -rf build build-asan build-fuzz

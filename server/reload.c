@@ -103,7 +103,6 @@ static void keep_restart_settings(struct nd_config *next,
 static struct nd_exp *kept(struct nd_server *s, const struct nd_cfg_export *ce)
 {
 	const struct nd_cfg_export *oce = nd_config_export(&s->cfg, ce->name);
-
 	struct nd_exp *x;
 
 	if (!oce)

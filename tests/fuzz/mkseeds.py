@@ -158,6 +158,11 @@ put("server_hs", "bad_ext", b"\x01\x00" + hello(
     ext=ext_area((1, b"abc"))[:-1], ext_len=7) + fin)
 put("server_hs", "low_order", b"\x03\x00" + hello(share=bytes(32)) + fin)
 put("server_hs", "raw_finish", b"\x01\x00" + hello() + finish(ctl=2))
+# The export list instead of a session (read-only finish, as clients send).
+put("server_hs", "list_exports", b"\x01\x00" + hello(
+    ext=ext_area((1, b""))) + finish(flags=1))
+put("server_hs", "list_exports_unknown", b"\x01\x00" + hello(
+    b"other", ext=ext_area((0x7777, b"x"), (1, b""))) + finish(flags=1))
 put("server_hs", "short", b"\x00\x00" + hello()[:30])
 
 # ---- server_req: ctl chunks

@@ -94,6 +94,21 @@ expect_ok() {
 
 sum() { sha256sum "$1" | cut -d' ' -f1; }
 
+# finish: sanitizer reports in the logs, the summary, exit 0 or 1.
+finish() {
+	if grep -lE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$T"/*.err "$T"/*.log \
+		>"$T/san.txt" 2>/dev/null; then
+		bad "sanitizer reports in: $(tr '\n' ' ' <"$T/san.txt")"
+	fi
+	echo
+	echo "$PASS passed, $FAIL failed"
+	if [ "$FAIL" -ne 0 ]; then
+		echo "failed:$FAILED"
+		exit 1
+	fi
+	exit 0
+}
+
 # start_server VAR ARGS...: starts netdiskd on an ephemeral port; sets
 # ${VAR}_PID, ${VAR}_PORT and ${VAR}_LOG. Extra ARGS go to netdiskd.
 start_server() {
@@ -173,6 +188,11 @@ stop_proxy() {
 cd "$T" || exit 2
 SRV_WRAP=""
 echo "== integration tests: binaries from $BIN, scratch $T"
+
+# netdiskd as a service: config file, identities, access, reload.
+# ND_IT_ONLY=service runs only these.
+. "$ROOT/tests/integration/service.sh"
+[ "${ND_IT_ONLY:-}" = service ] && finish
 
 # ---------------------------------------------------------------- keys
 expect_ok keygen-file "$ND" keygen key
@@ -1078,16 +1098,8 @@ wait_fds "$FL_PID" "$fd0"
 	bad "flood: server fds $(fdcount "$FL_PID") after the flood, idle $fd0"
 stop_server FL
 
-# ------------------------------------------------ sanitizer reports
-if grep -lE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$T"/*.err "$T"/*.log \
-	>"$T/san.txt" 2>/dev/null; then
-	bad "sanitizer reports in: $(tr '\n' ' ' <"$T/san.txt")"
-fi
+# ------------------------------------------------ installed system
+# netdisktab, netdisk-generator, make install, man pages.
+. "$ROOT/tests/integration/install.sh"
 
-echo
-echo "$PASS passed, $FAIL failed"
-if [ "$FAIL" -ne 0 ]; then
-	echo "failed:$FAILED"
-	exit 1
-fi
-exit 0
+finish
