@@ -109,6 +109,12 @@ static void parse_line(struct nd_tab_entry *e, const char *file, char *line)
 		return;
 	}
 	snprintf(e->name, sizeof(e->name), "%s", fields[0]);
+	/* "." and ".." are no symlink in ND_TAB_RUNDIR; ".x.PID" its temporaries. */
+	if (fields[0][0] == '.') {
+		bad(e, file, "invalid name '%s' (must not start with '.')",
+		    fields[0]);
+		return;
+	}
 	if (n < 3) {
 		bad(e, file, "expected NAME URL OPTIONS%s", "");
 		return;

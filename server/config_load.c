@@ -148,6 +148,36 @@ static int section_header(struct nd_cfg_parse *p, char *s)
 
 /* ---- inih callbacks */
 
+/* Longest line read, leading blanks included (inih's limit is lower). */
+#define ND_CFG_READ_MAX		65536
+
+/*
+ * getline, bounded: a line without end (a huge file, /dev/zero, a pipe)
+ * is refused after ND_CFG_READ_MAX bytes rather than read into memory
+ * whole. Its length; -1 at the end of the file or on an error (errno
+ * set), -2 if it is longer.
+ */
+static ssize_t get_line(struct nd_cfg_parse *p)
+{
+	size_t n = 0;
+	int c = 0;
+
+	if (!p->buf) {
+		p->buf = malloc(ND_CFG_READ_MAX + 1);
+		if (!p->buf)
+			return -1;
+	}
+	while (c != '\n' && (c = getc(p->f)) != EOF) {
+		if (n == ND_CFG_READ_MAX)
+			return -2;
+		p->buf[n++] = (char)c;
+	}
+	if (c == EOF && (n == 0 || ferror(p->f)))
+		return -1;
+	p->buf[n] = 0;
+	return (ssize_t)n;
+}
+
 /* fgets for inih: one whole line per call, counted. */
 static char *read_line(char *str, int num, void *stream)
 {
@@ -164,7 +194,12 @@ static char *read_line(char *str, int num, void *stream)
 	}
 	p->want_call = false;
 	errno = 0;
-	n = getline(&p->buf, &p->cap, p->f);
+	n = get_line(p);
+	if (n == -2) {
+		nd_cfg_fail(p, p->line + 1, "line longer than %d characters",
+			    num - 2);
+		return NULL;
+	}
 	if (n < 0) {
 		if (errno)
 			nd_cfg_fail(p, p->line + 1, "cannot read: %s",

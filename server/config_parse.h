@@ -40,7 +40,6 @@ struct nd_cfg_parse {
 
 	int line;		/* last line handed to inih */
 	char *buf;
-	size_t cap;
 	bool want_call;		/* that line is key = value... */
 	bool got_call;		/* ...and inih called the handler for it */
 

@@ -11,6 +11,19 @@
 #include "control.h"
 #include "internal.h"
 
+/*
+ * A path as one field: blanks, control characters and backslashes as
+ * \xHH, so a space in a file name cannot split (or forge) the record.
+ */
+static void put_field(FILE *out, const char *v)
+{
+	for (const unsigned char *p = (const unsigned char *)v; *p; p++)
+		if (*p <= ' ' || *p == 0x7f || *p == '\\')
+			fprintf(out, "\\x%02x", *p);
+		else
+			fputc(*p, out);
+}
+
 static void export_line_locked(struct nd_server *s, const struct nd_exp *x,
 			       FILE *out)
 {
@@ -20,8 +33,10 @@ static void export_line_locked(struct nd_server *s, const struct nd_exp *x,
 		if (ss->exp == x && !ss->revoked)
 			n++;
 	/* size=0: not open (see the reload's error). */
-	fprintf(out, "export %s path=%s mode=%s size=%llu sessions=%d writer=",
-		x->e.name, x->path, x->e.read_only ? "ro" : "rw",
+	fprintf(out, "export %s path=", x->e.name);
+	put_field(out, x->path);
+	fprintf(out, " mode=%s size=%llu sessions=%d writer=",
+		x->e.read_only ? "ro" : "rw",
 		x->open ? (unsigned long long)x->e.size : 0ULL, n);
 	if (x->e.writer)
 		fprintf(out, "%llu\n", x->e.writer->id);

@@ -39,6 +39,19 @@ expect_err "tab: option without its value" 2 "$TAB:11: option 'key-file' needs a
 	"$ND" attach --tab novalue --tab-file "$TAB"
 expect_err "tab: too few fields" 2 "$TAB:13: expected NAME URL OPTIONS" \
 	"$ND" attach --tab short --tab-file "$TAB"
+# A name is a file in /run/netdisk-devices: "." or ".." would attach a
+# device that detach --tab can never find again.
+printf '.. netdisk://h/x key-file=/k\n.x netdisk://h/x key-file=/k\n' >"$T/dottab"
+expect_err "tab: name '..' refused" 2 "$T/dottab:1: invalid name '\.\.' \(must not start" \
+	"$ND" attach --tab .. --tab-file "$T/dottab"
+expect_err "tab: name '.x' refused" 2 "$T/dottab:2: invalid name '.x'" \
+	"$ND" attach --tab .x --tab-file "$T/dottab"
+mkdir -p "$T/dotgen"
+ND_TAB_FILE=$T/dottab "$GEN" "$T/dotgen" "$T/dotgen" "$T/dotgen" 2>/dev/null
+rc=$?
+[ "$rc" = 1 ] && [ -z "$(ls -A "$T/dotgen")" ] &&
+	ok "generator: no unit for a name starting with '.'" ||
+	bad "generator with dot names: exit $rc, $(ls -AR "$T/dotgen")"
 expect_err "tab: no such entry" 2 "$TAB: no entry 'nope'" \
 	"$ND" attach --tab nope --tab-file "$TAB"
 expect_err "tab: no such file" 2 "$T/none: No such file" \

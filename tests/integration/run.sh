@@ -189,6 +189,12 @@ cd "$T" || exit 2
 SRV_WRAP=""
 echo "== integration tests: binaries from $BIN, scratch $T"
 
+# ND_IT_ONLY=install: only the installed-system part (install.sh).
+if [ "${ND_IT_ONLY:-}" = install ]; then
+	. "$ROOT/tests/integration/install.sh"
+	finish
+fi
+
 # netdiskd as a service: config file, identities, access, reload.
 # ND_IT_ONLY=service runs only these.
 . "$ROOT/tests/integration/service.sh"

@@ -7,6 +7,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -517,6 +519,53 @@ static void test_refuse_file(void **state)
 	assert_string_equal(err, text);
 }
 
+/* Writes lines without end into a pipe until the reader closes it. */
+#define ENDLESS_MAX	(64 << 20)
+
+static void *endless_writer(void *arg)
+{
+	int fd = *(int *)arg;
+	static char chunk[65536];
+	size_t total = 0;
+	ssize_t n;
+
+	memset(chunk, 'x', sizeof(chunk));
+	memcpy(chunk, "[server]\nport = ", 16);
+	while (total < ENDLESS_MAX) {
+		n = write(fd, chunk, sizeof(chunk));
+		if (n <= 0)
+			break;
+		total += (size_t)n;
+		memset(chunk, 'x', 16);
+	}
+	close(fd);
+	return (void *)total;
+}
+
+/*
+ * A line that never ends (a pipe, /dev/zero, a huge file) is refused
+ * after a bounded read, not read into memory whole.
+ */
+static void test_refuse_endless_line(void **state)
+{
+	struct nd_config cfg;
+	char err[512], path[64];
+	pthread_t t;
+	void *total;
+	int fds[2];
+
+	signal(SIGPIPE, SIG_IGN);
+	assert_int_equal(pipe(fds), 0);
+	assert_int_equal(pthread_create(&t, NULL, endless_writer, &fds[1]), 0);
+	snprintf(path, sizeof(path), "/dev/fd/%d", fds[0]);
+	assert_int_equal(nd_config_load(path, &cfg, err, sizeof(err)), -1);
+	close(fds[0]);
+	pthread_join(t, &total);
+	assert_non_null(strstr(err, ":2: line longer than 198 characters"));
+	/* Stopped long before the writer gave up. */
+	assert_true((size_t)total < ENDLESS_MAX);
+}
+
 static void test_from_args(void **state)
 {
 	struct nd_config_args a = {
@@ -589,6 +638,7 @@ int main(void)
 		cmocka_unit_test(test_refuse_paths),
 		cmocka_unit_test(test_refuse_patterns),
 		cmocka_unit_test(test_refuse_file),
+		cmocka_unit_test(test_refuse_endless_line),
 		cmocka_unit_test(test_refuse_keys),
 		cmocka_unit_test(test_from_args),
 		cmocka_unit_test(test_parse_num),

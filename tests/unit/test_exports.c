@@ -891,6 +891,22 @@ static void test_status(void **state)
 	free(text);
 	conn_close(&a);
 	conn_close(&b);
+
+	/* A blank in a path cannot split (or forge) the record. */
+	make_image(f, "my disk\\.img", 0x11);
+	write_conf(f, false, "[export alpha]\npath = %1$s/alpha.img\n"
+		   "clients = lab-*\n\n[export beta]\npath = %1$s/beta.img\n"
+		   "read-only = yes\nclients = db01 lab-01\n\n"
+		   "[export delta]\npath = %1$s/my disk\\.img\n\n"
+		   "[export gamma]\npath = %1$s/gamma.img\n", f->dir);
+	reload(f, true);
+	text = status_text(f);
+	path_of(f, p, sizeof(p), "my\\x20disk\\x5c.img");
+	snprintf(line, sizeof(line),
+		 "\nexport delta path=%s mode=rw size=%u sessions=0 writer=-\n",
+		 p, IMG_SIZE);
+	assert_non_null(strstr(text, line));
+	free(text);
 }
 
 /*
