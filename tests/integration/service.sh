@@ -141,7 +141,7 @@ conf_data() {
 
 [export data]
 path = $S/data.img
-clients = alice bob
+clients = ${1:-alice bob}
 EOF
 }
 conf_extra() {
@@ -317,6 +317,9 @@ if [ "$(echo "$since" | grep -ci "unknown identity")" -eq 3 ]; then
 else
 	bad "indistinguishable: log lines for unknown identity (3 wanted): $(echo "$since" | head -c 400)"
 fi
+[ "$(echo "$since" | grep -ciE "'alice'.*wrong key")" -eq 2 ] &&
+	ok "indistinguishable: the log says alice's key was wrong (twice)" ||
+	bad "indistinguishable: log lines for alice's wrong key (2 wanted): $(echo "$since" | head -c 400)"
 # On the wire: the same bytes up to the close, the ServerHello only.
 probe pr-valid "$M_PORT" "alice,boot,$S/ck/alice.key" "bob,boot,$S/ck/bob.key" \
 	"alice,nope,$S/ck/alice.key"
@@ -544,14 +547,18 @@ closed_by_reload() {
 		bad "$2: sessions closed by the reload: '$lines', wanted only /$3/"
 	fi
 }
-# Reload 1: add export extra, revoke carol's key.
+# Reload 1: add export extra and identity kiosk-5 (a new key file),
+# revoke carol's key.
 cp "$S/ck/carol.key" "$S/old/carol.key"
 victim carol_v carol "$S/old/carol.key" boot
 carol_v=$VPID
+"$ND" keygen "$S/ck/kiosk-5.key" >/dev/null 2>&1
+expect_err reload1-kiosk-5-before 4 "authentication failed" "$ND" info "$U/boot" $(as kiosk-5)
 sleep 1
 mark=$(log_mark M)
 { conf_server; conf_boot; conf_data; conf_extra; } >"$CONF"
 rm "$S/clients/carol.key"
+cp -p "$S/ck/kiosk-5.key" "$S/clients/kiosk-5.key"
 kill -HUP "$M_PID"
 if wait_for 10 "$ND" info "$U/extra" $(as alice); then
 	ok "reload 1: export extra added"
@@ -560,6 +567,7 @@ else
 fi
 victim_ended carol_v "$carol_v" "reload 1: carol's key removed"
 closed_by_reload "$mark" "reload 1" "'carol'"
+expect_ok reload1-kiosk-5-added "$ND" info "$U/boot" $(as kiosk-5)
 expect_err reload1-carol-refused 4 "authentication failed" \
 	"$ND" info "$U/boot" --identity carol --key-file "$S/old/carol.key"
 expect_ok reload1-extra-write "$ND" copy "$S/up-1.img" "$U/extra" $(as alice)
@@ -589,11 +597,16 @@ rm -f "$S/pause-rw"
 
 # Reload 2: kiosk-9's key changes: its session ends, kiosk-1's (same
 # export, same pattern) does not; the old key is refused, the new works.
+# And data no longer allows alice: her session on data ends, her sessions
+# on boot (the dl loop) do not.
 cp -p "$S/ck/kiosk-9.key" "$S/old/kiosk-9.key"
 victim k9_v kiosk-9 "$S/old/kiosk-9.key" boot
 k9_v=$VPID
+victim alice_v alice "$S/ck/alice.key" data
+alice_v=$VPID
 sleep 1
 mark=$(log_mark M)
+{ conf_server; conf_boot; conf_data bob; conf_extra; } >"$CONF"
 rm "$S/clients/kiosk-9.key"
 "$ND" keygen "$S/clients/kiosk-9.key" >/dev/null 2>&1
 cp -p "$S/clients/kiosk-9.key" "$S/ck/kiosk-9.key"
@@ -602,7 +615,9 @@ wait_for 10 "$ND" info "$U/boot" $(as kiosk-9) &&
 	ok "reload 2: kiosk-9's new key works" ||
 	bad "reload 2: kiosk-9's new key never worked: $(log_since M "$mark" | tail -n 3)"
 victim_ended k9_v "$k9_v" "reload 2: kiosk-9's key changed"
-closed_by_reload "$mark" "reload 2" "'kiosk-9'"
+victim_ended alice_v "$alice_v" "reload 2: alice no longer allowed on data"
+closed_by_reload "$mark" "reload 2" "'kiosk-9'|'alice'.*'data'"
+expect_err reload2-alice-data "$ACCESS_RC" "access denied" "$ND" info "$U/data" $(as alice)
 expect_err reload2-old-key 4 "authentication failed" \
 	"$ND" info "$U/boot" --identity kiosk-9 --key-file "$S/old/kiosk-9.key"
 
