@@ -471,7 +471,7 @@ wait_for 30 status_idle &&
 # While $S/pause-NAME exists it waits between rounds ($S/paused-NAME).
 it_bench() {
 	timeout -k 5 60 "$ND" bench "$U/boot" $(as kiosk-1) --rw randread \
-		--iodepth 4 --time 2 >/dev/null
+		--iodepth 1 --time 2 >/dev/null
 }
 it_dl() {
 	timeout -k 5 60 "$ND" copy "$U/boot" "$S/loop-dl.img" $(as alice) &&
@@ -495,6 +495,7 @@ svc_loop() {
 		rm -f "$S/paused-$1"
 		"it_$1" 2>>"$T/svc-loop-$1.err" || { rc=$?; break; }
 		n=$((n + 1))
+		sleep 0.2	# leave the CPU to the tests, too
 	done
 	echo "$n $rc" >"$S/$1.res"
 }
@@ -509,7 +510,7 @@ PIDS="$PIDS $LOOPS"
 # its PID in VPID.
 victim() {
 	"$ND" bench "$U/$4" --identity "$2" --key-file "$3" --rw randread \
-		--iodepth 2 --time 100 >"$T/svc-$1.out" 2>"$T/svc-$1.err" &
+		--iodepth 1 --time 100 >"$T/svc-$1.out" 2>"$T/svc-$1.err" &
 	VPID=$!
 	PIDS="$PIDS $VPID"
 }
