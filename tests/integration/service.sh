@@ -706,7 +706,22 @@ run status-after "$NDD" status --control "$S/ctl.sock"
 	ok "reload 6: status no longer lists extra" ||
 	bad "reload 6: status: $(cat "$OUT" "$ERR" | head -c 300)"
 
-# The loops ran through all six reloads.
+# Reload 7, a storm: twenty SIGHUPs at once, the file changing only a
+# [server] setting (grace, which waits for a restart): nothing closed,
+# still serving; --check of the file meanwhile (it opens no export for
+# writing, so the server's locks do not stop it).
+mark=$(log_mark M)
+{ conf_server | sed 's/^grace = 0$/grace = 5/'; conf_boot; conf_data; } >"$CONF"
+for i in $(seq 1 20); do kill -HUP "$M_PID"; done
+expect_ok reload7-check-while-serving "$NDD" --config "$CONF" --check
+expect_ok reload7-serving "$ND" info "$U/boot" $(as alice)
+closed_by_reload "$mark" "reload 7 (storm)" ""
+wait_for 30 eval "log_since M $mark | grep -qi 'grace'" &&
+	ok "reload 7: the log says grace changes at the next start: $(log_since M "$mark" | grep -i grace | head -n1)" ||
+	bad "reload 7: no log line about grace: $(log_since M "$mark" | tail -n 3)"
+alive M && ok "reload 7: server alive after 20 SIGHUPs" || bad "reload 7: server died"
+
+# The loops ran through all seven reloads.
 touch "$S/stop"
 for p in $LOOPS; do wait "$p"; done
 for l in bench dl rw; do
@@ -720,6 +735,10 @@ done
 stop_server M
 [ ! -e "$S/ctl.sock" ] && ok "control socket removed at exit" ||
 	bad "control socket left behind"
+run status-no-server "$NDD" status --control "$S/ctl.sock"
+[ "$RC" -ne 0 ] && [ "$(wc -l <"$ERR")" -eq 1 ] && grep -q "ctl.sock" "$ERR" &&
+	ok "status without a server: exit $RC, $(cat "$ERR")" ||
+	bad "status without a server: exit $RC: $(head -c 300 "$ERR")"
 
 # ------------------------------------------------------------ shared key
 # key-file: one key for every identity without a file of its own; an
