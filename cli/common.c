@@ -16,6 +16,8 @@
 #include "cli.h"
 #include "nd_wire.h"
 
+const char *nd_err_context;
+
 void nd_err(const char *fmt, ...)
 {
 	char buf[1024];
@@ -28,7 +30,10 @@ void nd_err(const char *fmt, ...)
 	for (char *p = buf; *p; p++)
 		if (*p == '\n' || *p == '\r')
 			*p = ' ';
-	fprintf(stderr, "netdisk: %s\n", buf);
+	if (nd_err_context)
+		fprintf(stderr, "netdisk: %s: %s\n", nd_err_context, buf);
+	else
+		fprintf(stderr, "netdisk: %s\n", buf);
 }
 
 int nd_parse_uint(const char *s, unsigned long min, unsigned long max,

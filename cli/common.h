@@ -40,6 +40,11 @@ enum {
 
 /* Prints "netdisk: <message>\n" on stderr. */
 void nd_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/*
+ * If set, nd_err prints "netdisk: <context>: <message>" (a netdisktab
+ * entry's FILE:LINE while attach --tab runs).
+ */
+extern const char *nd_err_context;
 
 /*
  * Handles a common option for getopt_long's return value opt. Returns 1 if

@@ -70,12 +70,12 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	for (i = 0; i < t.n; i++) {
-		if (t.e[i].err[0]) {
+		if (t.e[i]->err[0]) {
 			fprintf(stderr, "netdisk-generator: %s (entry skipped)\n",
-				t.e[i].err);
+				t.e[i]->err);
 			rc = 1;
-		} else if (!t.e[i].noauto &&
-			   link_unit(argv[1], tmpl, t.e[i].name)) {
+		} else if (!t.e[i]->noauto &&
+			   link_unit(argv[1], tmpl, t.e[i]->name)) {
 			rc = 1;
 		}
 	}

@@ -133,7 +133,7 @@ static void parse_line(struct nd_tab_entry *e, const char *file, char *line)
 int nd_tab_load(const char *file, struct nd_tab *t, char *err, size_t errlen)
 {
 	char line[ND_TAB_LINE_MAX + 2], *p;
-	struct nd_tab_entry *grown, *e;
+	struct nd_tab_entry **grown, *e;
 	int lineno = 0, cap = 0, i;
 	FILE *f;
 
@@ -157,8 +157,12 @@ int nd_tab_load(const char *file, struct nd_tab *t, char *err, size_t errlen)
 			}
 			t->e = grown;
 		}
-		e = &t->e[t->n++];
-		memset(e, 0, sizeof(*e));
+		e = calloc(1, sizeof(*e));
+		if (!e) {
+			snprintf(err, errlen, "%s: out of memory", file);
+			goto fail;
+		}
+		t->e[t->n++] = e;
 		e->line = lineno;
 		if (!strchr(p, '\n') && !feof(f)) {
 			bad(e, file, "line longer than %s bytes", "1024");
@@ -169,7 +173,7 @@ int nd_tab_load(const char *file, struct nd_tab *t, char *err, size_t errlen)
 		p[strcspn(p, "\r\n")] = '\0';
 		parse_line(e, file, p);
 		for (i = 0; i < t->n - 1 && !e->err[0]; i++)
-			if (!strcmp(t->e[i].name, e->name))
+			if (!strcmp(t->e[i]->name, e->name))
 				bad(e, file, "duplicate name '%s'", e->name);
 	}
 	if (ferror(f)) {
@@ -186,6 +190,10 @@ fail:
 
 void nd_tab_free(struct nd_tab *t)
 {
+	int i;
+
+	for (i = 0; i < t->n; i++)
+		free(t->e[i]);
 	free(t->e);
 	memset(t, 0, sizeof(*t));
 }
@@ -196,7 +204,7 @@ struct nd_tab_entry *nd_tab_find(const struct nd_tab *t,
 	int i;
 
 	for (i = 0; i < t->n; i++)
-		if (t->e[i].name[0] && !strcmp(t->e[i].name, name))
-			return &t->e[i];
+		if (t->e[i]->name[0] && !strcmp(t->e[i]->name, name))
+			return t->e[i];
 	return NULL;
 }

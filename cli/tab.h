@@ -37,7 +37,8 @@ struct nd_tab_entry {
 };
 
 struct nd_tab {
-	struct nd_tab_entry *e;
+	/* One allocation each: argv points into the entry's own buf. */
+	struct nd_tab_entry **e;
 	int n;
 };
 

@@ -172,7 +172,7 @@ int nd_tab_attach(int argc, char **argv)
 {
 	const char *name = NULL, *file;
 	struct nd_tab_entry *e;
-	char target[PATH_MAX];
+	char target[PATH_MAX], where[PATH_MAX + 16];
 	struct nd_tab t;
 	long idx;
 	int rc;
@@ -188,10 +188,11 @@ int nd_tab_attach(int argc, char **argv)
 		nd_tab_free(&t);
 		return ND_EXIT_FAIL;
 	}
+	snprintf(where, sizeof(where), "%s:%d", file, e->line);
+	/* Every message of the attach says which entry (a refused value too). */
+	nd_err_context = where;
 	rc = nd_attach_argv(e->argc, e->argv, &idx);
-	if (rc == ND_EXIT_USAGE)
-		nd_err("%s:%d: entry '%s': bad option value", file, e->line,
-		       e->name);
+	nd_err_context = NULL;
 	if (rc == ND_EXIT_OK && link_device(e->name, idx))
 		rc = ND_EXIT_FAIL;	/* attached; detach by device path */
 	nd_tab_free(&t);

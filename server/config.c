@@ -2,8 +2,9 @@
 /*
  * netdiskd's configuration: the one-export command line, the lookups the
  * server makes in a loaded configuration (export by name, key by
- * identity, access by pattern) and its printout. The file parser is
- * config_load.c.
+ * identity, access by pattern) and its printout. The file is read by
+ * config_load.c (lines, sections), config_values.c (each key's values)
+ * and config_keys.c (key files).
  */
 #include <errno.h>
 #include <fnmatch.h>

@@ -52,7 +52,6 @@ int nd_exp_open(struct nd_exp *x, const char *state_dir, char *err,
 		nd_export_close(&x->e);
 		return -1;
 	}
-	x->open = true;
 	return 0;
 }
 
@@ -137,6 +136,7 @@ int nd_exps_create(struct nd_server *s, char *err, size_t errlen)
 		}
 		if (nd_exp_open(s->exps[i], s->cfg.state_dir, err, errlen) < 0)
 			return -1;
+		s->exps[i]->open = true;
 	}
 	return 0;
 }

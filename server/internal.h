@@ -359,7 +359,10 @@ int nd_state_store_locked(struct nd_server *s, struct nd_exp *x);
 /* export.c: the export table. */
 /* An export of ce, not opened yet (refs 1); NULL: out of memory. */
 struct nd_exp *nd_exp_new(const struct nd_cfg_export *ce);
-/* Opens x's backend and write-epoch state; -1 with a one-line reason. */
+/*
+ * Opens x's backend and write-epoch state; -1 with a one-line reason. The
+ * caller sets x->open (under sess_lock once others may see x).
+ */
 int nd_exp_open(struct nd_exp *x, const char *state_dir, char *err,
 		size_t errlen);
 /* Drops a reference (sess_lock held); the last closes and frees x. */

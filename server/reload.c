@@ -150,9 +150,11 @@ static int build_table(struct nd_server *s, const struct nd_config *next,
 		}
 		deferred[i] = held_by_retiring(s, exps, n,
 					       next->exports[i].path);
-		if (!deferred[i] &&
-		    nd_exp_open(exps[i], s->cfg.state_dir, err, errlen) < 0)
+		if (deferred[i])
+			continue;
+		if (nd_exp_open(exps[i], s->cfg.state_dir, err, errlen) < 0)
 			goto fail;
+		exps[i]->open = true;	/* nobody else sees it yet */
 	}
 	pthread_mutex_lock(&s->sess_lock);
 	for (i = 0; i < n; i++)
@@ -223,6 +225,7 @@ static void open_deferred(struct nd_server *s, struct nd_exp *x)
 	int64_t deadline = nd_now_ms() + s->drain_ms;
 	char err[512];
 
+	/* Until x->open is set, nobody else reads its backend fields. */
 	while (nd_exp_open(x, s->cfg.state_dir, err, sizeof(err)) < 0) {
 		int64_t left = deadline - nd_now_ms();
 		struct timespec ts;
@@ -237,6 +240,9 @@ static void open_deferred(struct nd_server *s, struct nd_exp *x)
 		pthread_cond_timedwait(&s->sess_cond, &s->sess_lock, &ts);
 		pthread_mutex_unlock(&s->sess_lock);
 	}
+	pthread_mutex_lock(&s->sess_lock);
+	x->open = true;
+	pthread_mutex_unlock(&s->sess_lock);
 }
 
 void nd_reload_apply(struct nd_server *s)

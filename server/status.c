@@ -19,9 +19,10 @@ static void export_line_locked(struct nd_server *s, const struct nd_exp *x,
 	for (const struct nd_session *ss = s->sessions; ss; ss = ss->next)
 		if (ss->exp == x && !ss->revoked)
 			n++;
+	/* size=0: not open (see the reload's error). */
 	fprintf(out, "export %s path=%s mode=%s size=%llu sessions=%d writer=",
 		x->e.name, x->path, x->e.read_only ? "ro" : "rw",
-		(unsigned long long)x->e.size, n);
+		x->open ? (unsigned long long)x->e.size : 0ULL, n);
 	if (x->e.writer)
 		fprintf(out, "%llu\n", x->e.writer->id);
 	else

@@ -497,6 +497,24 @@ static void test_refuse_file(void **state)
 		 "%s/missing.conf:0: cannot open: No such file or directory",
 		 dir);
 	assert_string_equal(err, text);
+
+	/* What could never end or is no config file. */
+	assert_int_equal(nd_config_load(expand("@/keys"), &cfg, err,
+					sizeof(err)), -1);
+	snprintf(text, sizeof(text), "%s/keys:0: not a regular file", dir);
+	assert_string_equal(err, text);
+	assert_int_equal(mkfifo(expand("@/fifo"), 0600), 0);
+	fd = open(expand("@/fifo"), O_RDWR);	/* so the open does not block */
+	assert_true(fd >= 0);
+	assert_int_equal(nd_config_load(expand("@/fifo"), &cfg, err,
+					sizeof(err)), -1);
+	close(fd);
+	snprintf(text, sizeof(text), "%s/fifo:0: not a regular file", dir);
+	assert_string_equal(err, text);
+	assert_int_equal(truncate(conf, (16 << 20) + 1), 0);
+	assert_int_equal(nd_config_load(conf, &cfg, err, sizeof(err)), -1);
+	snprintf(text, sizeof(text), "%s:0: larger than 16 MiB", conf);
+	assert_string_equal(err, text);
 }
 
 static void test_from_args(void **state)
