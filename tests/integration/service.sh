@@ -507,12 +507,16 @@ for l in bench dl rw; do
 done
 PIDS="$PIDS $LOOPS"
 # victim NAME ID KEY EXPORT: a long read session that a reload must end;
-# its PID in VPID.
+# its PID in VPID. Returns once the server has logged the session.
 victim() {
+	local m
+	m=$(log_mark M)
 	"$ND" bench "$U/$4" --identity "$2" --key-file "$3" --rw randread \
 		--iodepth 1 --time 100 >"$T/svc-$1.out" 2>"$T/svc-$1.err" &
 	VPID=$!
 	PIDS="$PIDS $VPID"
+	wait_for 30 eval "log_since M $m | grep -q \"new session [0-9]* of '$2' on '$4'\"" ||
+		bad "$1: the session of $2 on $4 never started: $(cat "$T/svc-$1.err")"
 }
 # victim_ended NAME PID WHAT: the victim must fail within 30 s (its bench
 # would run 100).
@@ -549,6 +553,7 @@ closed_by_reload() {
 		bad "$2: sessions closed by the reload: '$lines', wanted only /$3/"
 	fi
 }
+
 # Reload 1: add export extra and identity kiosk-5 (a new key file),
 # revoke carol's key.
 cp "$S/ck/carol.key" "$S/old/carol.key"
@@ -556,7 +561,6 @@ victim carol_v carol "$S/old/carol.key" boot
 carol_v=$VPID
 "$ND" keygen "$S/ck/kiosk-5.key" >/dev/null 2>&1
 expect_err reload1-kiosk-5-before 4 "authentication failed" "$ND" info "$U/boot" $(as kiosk-5)
-sleep 1
 mark=$(log_mark M)
 { conf_server; conf_boot; conf_data; conf_extra; } >"$CONF"
 rm "$S/clients/carol.key"
@@ -606,7 +610,6 @@ victim k9_v kiosk-9 "$S/old/kiosk-9.key" boot
 k9_v=$VPID
 victim alice_v alice "$S/ck/alice.key" data
 alice_v=$VPID
-sleep 1
 mark=$(log_mark M)
 { conf_server; conf_boot; conf_data bob; conf_extra; } >"$CONF"
 rm "$S/clients/kiosk-9.key"
