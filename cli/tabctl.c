@@ -2,8 +2,12 @@
 /*
  * netdisk attach --tab NAME / detach --tab NAME: the netdisktab(5) entry
  * NAME attached with its options, and detached again. Each attached entry
- * is a symlink ND_TAB_RUNDIR/NAME -> /dev/netdiskN: how detach finds the
- * device, and a stable path for the admin.
+ * has two symlinks in ND_TAB_RUNDIR: NAME -> /dev/netdiskN, a stable path
+ * for the admin, and .NAME.id -> "netdiskN SERVER EXPORT", what was
+ * attached as sysfs shows it. Detach goes by the record, not the table:
+ * the entry may have been edited or removed since, and the device is
+ * detached only while sysfs still shows the recorded server and export
+ * (an index can be reused).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -97,66 +101,62 @@ static int load_entry(const char *file, const char *name, struct nd_tab *t,
 	return 0;
 }
 
-/* The device ND_TAB_RUNDIR/name points to, as its index; -1 if none. */
-static long linked_device(const char *name, char *target, size_t len)
+/* One line of /sys/block/netdiskN/netdisk/attr, without the newline. */
+static int sysfs_read(long idx, const char *attr, char *buf, size_t len)
 {
-	char link[PATH_MAX];
+	char path[128];
+	FILE *f;
+	bool ok;
+
+	snprintf(path, sizeof(path), "/sys/block/" ND_DISK_PREFIX "%ld/netdisk/%s",
+		 idx, attr);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	ok = fgets(buf, len, f) != NULL;
+	fclose(f);
+	if (!ok)
+		return -1;
+	buf[strcspn(buf, "\n")] = '\0';
+	return 0;
+}
+
+/* "netdiskN SERVER EXPORT" of the device now; -1 if there is none. */
+static int device_id(long idx, char *id, size_t len)
+{
+	char server[300], exp[128];
+
+	if (sysfs_read(idx, "server", server, sizeof(server)) ||
+	    sysfs_read(idx, "export", exp, sizeof(exp)))
+		return -1;
+	snprintf(id, len, ND_DISK_PREFIX "%ld %s %s", idx, server, exp);
+	return 0;
+}
+
+/* The device recorded for entry name if it is still that device; or -1. */
+static long attached_device(const char *name)
+{
+	char link[PATH_MAX], rec[512], now[512];
 	ssize_t n;
 	long idx;
 
-	snprintf(link, sizeof(link), ND_TAB_RUNDIR "/%s", name);
-	n = readlink(link, target, len - 1);
+	snprintf(link, sizeof(link), ND_TAB_RUNDIR "/.%s.id", name);
+	n = readlink(link, rec, sizeof(rec) - 1);
 	if (n < 0)
 		return -1;
-	target[n] = '\0';
-	if (sscanf(target, "/dev/" ND_DISK_PREFIX "%ld", &idx) != 1 || idx < 0)
+	rec[n] = '\0';
+	if (sscanf(rec, ND_DISK_PREFIX "%ld ", &idx) != 1 || idx < 0)
+		return -1;
+	if (device_id(idx, now, sizeof(now)) || strcmp(now, rec))
 		return -1;
 	return idx;
 }
 
-/* Is /dev/netdiskN still the device of this entry (not a reused index)? */
-static bool same_device(long idx, const struct nd_tab_entry *e)
+/* ND_TAB_RUNDIR/name -> target, replaced atomically. */
+static int put_link(const char *name, const char *target)
 {
-	char path[128], want[300], have[300], exp[128] = "";
-	struct nd_url u;
-	FILE *f;
+	char link[PATH_MAX], tmp[PATH_MAX];
 
-	if (nd_url_parse(e->url, &u, have, sizeof(have)))
-		return false;
-	nd_kctl_display(&u, want, sizeof(want));
-	snprintf(path, sizeof(path), "/sys/block/" ND_DISK_PREFIX "%ld/netdisk/server",
-		 idx);
-	f = fopen(path, "re");
-	if (!f || !fgets(have, sizeof(have), f)) {
-		if (f)
-			fclose(f);
-		return false;
-	}
-	fclose(f);
-	snprintf(path, sizeof(path), "/sys/block/" ND_DISK_PREFIX "%ld/netdisk/export",
-		 idx);
-	f = fopen(path, "re");
-	if (!f || !fgets(exp, sizeof(exp), f)) {
-		if (f)
-			fclose(f);
-		return false;
-	}
-	fclose(f);
-	have[strcspn(have, "\n")] = '\0';
-	exp[strcspn(exp, "\n")] = '\0';
-	return !strcmp(have, want) && !strcmp(exp, u.export_name);
-}
-
-/* ND_TAB_RUNDIR/name -> /dev/netdiskN, replaced atomically. */
-static int link_device(const char *name, long idx)
-{
-	char link[PATH_MAX], tmp[PATH_MAX], target[64];
-
-	if (mkdir(ND_TAB_RUNDIR, 0755) < 0 && errno != EEXIST) {
-		nd_err("%s: %s", ND_TAB_RUNDIR, strerror(errno));
-		return -1;
-	}
-	snprintf(target, sizeof(target), "/dev/" ND_DISK_PREFIX "%ld", idx);
 	snprintf(link, sizeof(link), ND_TAB_RUNDIR "/%s", name);
 	snprintf(tmp, sizeof(tmp), ND_TAB_RUNDIR "/.%s.%ld", name, (long)getpid());
 	unlink(tmp);
@@ -168,11 +168,40 @@ static int link_device(const char *name, long idx)
 	return 0;
 }
 
+/* Records the attached device: .NAME.id first, then NAME. */
+static int record_device(const char *name, long idx)
+{
+	char id[512], dev[64], rec[PATH_MAX];
+
+	if (mkdir(ND_TAB_RUNDIR, 0755) < 0 && errno != EEXIST) {
+		nd_err("%s: %s", ND_TAB_RUNDIR, strerror(errno));
+		return -1;
+	}
+	if (device_id(idx, id, sizeof(id))) {
+		nd_err("%s: " ND_DISK_PREFIX "%ld gone right after the attach",
+		       name, idx);
+		return -1;
+	}
+	snprintf(rec, sizeof(rec), ".%s.id", name);
+	snprintf(dev, sizeof(dev), "/dev/" ND_DISK_PREFIX "%ld", idx);
+	return put_link(rec, id) || put_link(name, dev) ? -1 : 0;
+}
+
+static void unlink_record(const char *name)
+{
+	char link[PATH_MAX];
+
+	snprintf(link, sizeof(link), ND_TAB_RUNDIR "/%s", name);
+	unlink(link);
+	snprintf(link, sizeof(link), ND_TAB_RUNDIR "/.%s.id", name);
+	unlink(link);
+}
+
 int nd_tab_attach(int argc, char **argv)
 {
 	const char *name = NULL, *file;
 	struct nd_tab_entry *e;
-	char target[PATH_MAX], where[PATH_MAX + 16];
+	char where[PATH_MAX + 16];
 	struct nd_tab t;
 	long idx;
 	int rc;
@@ -182,9 +211,10 @@ int nd_tab_attach(int argc, char **argv)
 		return rc;
 	if (load_entry(file, name, &t, &e))
 		return ND_EXIT_USAGE;
-	idx = linked_device(e->name, target, sizeof(target));
-	if (idx >= 0 && same_device(idx, e)) {
-		nd_err("%s: already attached as %s", e->name, target);
+	idx = attached_device(e->name);
+	if (idx >= 0) {
+		nd_err("%s: already attached as /dev/" ND_DISK_PREFIX "%ld",
+		       e->name, idx);
 		nd_tab_free(&t);
 		return ND_EXIT_FAIL;
 	}
@@ -193,43 +223,44 @@ int nd_tab_attach(int argc, char **argv)
 	nd_err_context = where;
 	rc = nd_attach_argv(e->argc, e->argv, &idx);
 	nd_err_context = NULL;
-	if (rc == ND_EXIT_OK && link_device(e->name, idx))
+	if (rc == ND_EXIT_OK && record_device(e->name, idx))
 		rc = ND_EXIT_FAIL;	/* attached; detach by device path */
 	nd_tab_free(&t);
 	return rc;
 }
 
+/* The table is not read: the entry may have changed since the attach. */
 int nd_tab_detach(int argc, char **argv)
 {
 	const char *name = NULL, *file;
-	struct nd_tab_entry *e;
-	char target[PATH_MAX], link[PATH_MAX];
+	char target[64];
 	char *dargv[4];
 	bool force = false;
-	struct nd_tab t;
 	long idx;
 	int rc;
 
 	rc = tab_args("detach", argc, argv, &name, &file, &force);
 	if (rc)
 		return rc;
-	if (load_entry(file, name, &t, &e))
+	/* Names are paths in ND_TAB_RUNDIR: as netdisktab(5) allows them. */
+	if (!name || !nd_name_valid((const uint8_t *)name, strlen(name)) ||
+	    name[0] == '.') {
+		nd_err("detach --tab: invalid entry name '%s'", name ? name : "");
 		return ND_EXIT_USAGE;
-	snprintf(link, sizeof(link), ND_TAB_RUNDIR "/%s", e->name);
-	idx = linked_device(e->name, target, sizeof(target));
-	if (idx < 0 || !same_device(idx, e)) {
-		nd_err("%s: not attached", e->name);
-		unlink(link);
-		nd_tab_free(&t);
+	}
+	idx = attached_device(name);
+	if (idx < 0) {
+		nd_err("%s: not attached", name);
+		unlink_record(name);
 		return ND_EXIT_FAIL;
 	}
+	snprintf(target, sizeof(target), "/dev/" ND_DISK_PREFIX "%ld", idx);
 	dargv[0] = (char *)"detach";
 	dargv[1] = target;
 	dargv[2] = force ? (char *)"--force" : NULL;
 	dargv[3] = NULL;
 	rc = nd_cmd_detach(force ? 3 : 2, dargv);
 	if (rc == ND_EXIT_OK)
-		unlink(link);
-	nd_tab_free(&t);
+		unlink_record(name);
 	return rc;
 }

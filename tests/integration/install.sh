@@ -67,6 +67,14 @@ expect_err "tab: good entry reaches the attach" nz \
 	"$ND" attach --tab data --tab-file "$TAB"
 expect_err "tab: detach of an entry never attached" 1 "data: not attached" \
 	"$ND" detach --tab data --tab-file "$TAB"
+# Detach goes by the record of the attach, not the table: a removed entry
+# is "not attached" too; a name that is no entry name is refused.
+expect_err "tab: detach of a name not in the table" 1 "nope: not attached" \
+	"$ND" detach --tab nope --tab-file "$TAB"
+expect_err "tab: detach of a name with a slash" 2 "invalid entry name" \
+	"$ND" detach --tab ../x --tab-file "$TAB"
+expect_err "tab: detach of a name starting with a dot" 2 "invalid entry name" \
+	"$ND" detach --tab .data.id --tab-file "$TAB"
 
 # The generator: good entries without noauto wanted by remote-fs.target,
 # every bad line reported with its line, none of them linked.

@@ -80,11 +80,20 @@ check "systemctl start netdisk@manual" systemctl start netdisk@manual.service
 m=$(readlink /run/netdisk-devices/manual 2>/dev/null)
 check "manual entry attached read-only ($m)" \
 	test "$(blockdev --getro "${m:-/nonexistent}" 2>/dev/null)" = 1
-check "systemctl stop netdisk@manual" systemctl stop netdisk@manual.service
+# Detach works from what was attached, not from the table: manual's URL
+# edited and data's entry removed while both are attached.
+cp /etc/netdisk/netdisktab /root/netdisktab.orig
+sed -i -e 's|^manual  *netdisk://127.0.0.1/data|manual netdisk://localhost/two|' \
+	-e '/^data /d' /etc/netdisk/netdisktab
+check "systemctl stop netdisk@manual (URL edited)" systemctl stop netdisk@manual.service
 check "manual device gone" test ! -e "/sys/block/${m##*/}"
-check "systemctl stop netdisk@data" systemctl stop netdisk@data.service
+check "manual links removed" \
+	test ! -e /run/netdisk-devices/manual -a ! -L /run/netdisk-devices/.manual.id
+check "systemctl stop netdisk@data (entry removed)" systemctl stop netdisk@data.service
 check "data device detached" test ! -e "/sys/block/${dev##*/}"
-check "data link removed" test ! -e /run/netdisk-devices/data
+check "data links removed" \
+	test ! -e /run/netdisk-devices/data -a ! -L /run/netdisk-devices/.data.id
+cp /root/netdisktab.orig /etc/netdisk/netdisktab
 
 # ---- stop, then start: readiness
 check "systemctl stop netdiskd" systemctl stop netdiskd.service
