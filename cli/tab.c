@@ -136,25 +136,6 @@ static void parse_line(struct nd_tab_entry *e, const char *file, char *line)
 	e->argv[e->argc] = NULL;
 }
 
-/*
- * argv and url point into the entry's own buf, which moves when the array
- * grows: set them from buf (its strings are argv's, in order) once loaded.
- */
-static void link_argv(struct nd_tab_entry *e)
-{
-	char *p = e->buf;
-	int i;
-
-	if (e->err[0])
-		e->argc = 0;
-	for (i = 0; i < e->argc; i++) {
-		e->argv[i] = p;
-		p += strlen(p) + 1;
-	}
-	e->argv[e->argc] = NULL;
-	e->url = e->argc ? e->argv[e->argc - 1] : NULL;
-}
-
 int nd_tab_load(const char *file, struct nd_tab *t, char *err, size_t errlen)
 {
 	char line[ND_TAB_LINE_MAX + 2], *p;
@@ -206,8 +187,6 @@ int nd_tab_load(const char *file, struct nd_tab *t, char *err, size_t errlen)
 		goto fail;
 	}
 	fclose(f);
-	for (i = 0; i < t->n; i++)
-		link_argv(&t->e[i]);
 	return 0;
 fail:
 	fclose(f);
