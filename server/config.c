@@ -188,30 +188,64 @@ static void print_size(FILE *f, const char *key, uint32_t v)
 		fprintf(f, "%s = %u\n", key, v);
 }
 
+/*
+ * Every printed line must load again, and libinih takes lines of at most
+ * ND_CFG_LINE_MAX characters: "key = value" when it fits, else
+ * "key=value" (which fitted in the file it came from), and lists wrapped
+ * over repeated keys.
+ */
+#define ND_CFG_LINE_MAX	198
+
+static void put_kv(FILE *f, const char *key, const char *val)
+{
+	if (strlen(key) + 3 + strlen(val) <= ND_CFG_LINE_MAX)
+		fprintf(f, "%s = %s\n", key, val);
+	else
+		fprintf(f, "%s=%s\n", key, val);
+}
+
+static void put_list(FILE *f, const char *key, char *const *items, int n)
+{
+	size_t len = 0;
+	int i;
+
+	for (i = 0; i < n; i++) {
+		if (len && len + 1 + strlen(items[i]) > ND_CFG_LINE_MAX) {
+			fprintf(f, "\n");
+			len = 0;
+		}
+		if (!len && strlen(key) + 3 + strlen(items[i]) > ND_CFG_LINE_MAX)
+			len = (size_t)fprintf(f, "%s=%s", key, items[i]);
+		else if (!len)
+			len = (size_t)fprintf(f, "%s = %s", key, items[i]);
+		else
+			len += (size_t)fprintf(f, " %s", items[i]);
+	}
+	fprintf(f, "\n");
+}
+
 static void print_server(FILE *f, const struct nd_config *cfg)
 {
-	int i, level = cfg->log_level;
+	int level = cfg->log_level;
 
 	fprintf(f, "[server]\n");
-	if (cfg->nlisten) {
-		fprintf(f, "listen =");
-		for (i = 0; i < cfg->nlisten; i++)
-			fprintf(f, " %s", cfg->listen[i]);
-		fprintf(f, "\n");
-	} else {
+	if (cfg->nlisten)
+		put_list(f, "listen", cfg->listen, cfg->nlisten);
+	else
 		fprintf(f, "; listen: all addresses (IPv6 and IPv4)\n");
-	}
 	fprintf(f, "port = %u\n", cfg->port);
-	if (cfg->key_dir[0])
-		fprintf(f, "key-dir = %s\t; <%d identities from %s>\n",
-			cfg->key_dir, cfg->nids, cfg->key_dir);
-	else
+	if (cfg->key_dir[0]) {
+		fprintf(f, "; key-dir: <%d identities>\n", cfg->nids);
+		put_kv(f, "key-dir", cfg->key_dir);
+	} else {
 		fprintf(f, "; key-dir: none\n");
-	if (cfg->key_file[0])
-		fprintf(f, "key-file = %s\t; <shared key for every other identity>\n",
-			cfg->key_file);
-	else
+	}
+	if (cfg->key_file[0]) {
+		fprintf(f, "; key-file: <shared key for every other identity>\n");
+		put_kv(f, "key-file", cfg->key_file);
+	} else {
 		fprintf(f, "; key-file: none (identities without a key file are unknown)\n");
+	}
 	if (cfg->workers)
 		fprintf(f, "workers = %d\n", cfg->workers);
 	else
@@ -221,25 +255,20 @@ static void print_server(FILE *f, const struct nd_config *cfg)
 	if (level < ND_LOG_ERROR || level > ND_LOG_DEBUG)
 		level = ND_LOG_INFO;
 	fprintf(f, "log-level = %s\n", level_names[level]);
-	fprintf(f, "state-dir = %s\n", cfg->state_dir);
-	fprintf(f, "control = %s\n", cfg->control[0] ? cfg->control : "none");
+	put_kv(f, "state-dir", cfg->state_dir);
+	put_kv(f, "control", cfg->control[0] ? cfg->control : "none");
 }
 
 static void print_export(FILE *f, const struct nd_cfg_export *e)
 {
-	int i;
-
 	fprintf(f, "\n[export %s]\n", e->name);
-	fprintf(f, "path = %s\n", e->path);
+	put_kv(f, "path", e->path);
 	fprintf(f, "read-only = %s\n", e->read_only ? "yes" : "no");
 	if (!e->nclients) {
 		fprintf(f, "; clients: every identity with a key\n");
 		return;
 	}
-	fprintf(f, "clients =");
-	for (i = 0; i < e->nclients; i++)
-		fprintf(f, " %s", e->clients[i]);
-	fprintf(f, "\n");
+	put_list(f, "clients", e->clients, e->nclients);
 }
 
 void nd_config_print(FILE *f, const struct nd_config *cfg)

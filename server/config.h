@@ -102,7 +102,7 @@ bool nd_config_allows(const struct nd_cfg_export *e, const char *identity);
 
 /*
  * The effective configuration in the file's own syntax, every key with
- * its value (defaults included), keys shown as "<N identities from DIR>"
+ * its value (defaults included), keys shown as "<N identities>"
  * and never printed: what `netdiskd --check` prints.
  */
 void nd_config_print(FILE *f, const struct nd_config *cfg);
