@@ -134,6 +134,8 @@ enum nd_status {
 	ND_ERR_WRITTEN = 13,	/* another session wrote since the client's */
 	ND_ERR_SUPERSEDED = 14,	/* a newer connection holds this slot */
 	ND_ERR_ACCESS = 15,	/* this identity may not use the export */
+	/* The identity's copy-on-write overlay was made from another base. */
+	ND_ERR_BASE_CHANGED = 16,
 	ND_ERR__COUNT
 };
 
@@ -150,6 +152,7 @@ static inline const char *nd_status_str(unsigned int s)
 		"unknown or expired session", "server shutting down",
 		"export was written by another client while disconnected",
 		"connection superseded by a newer one", "access denied",
+		"base image of the overlay changed",
 	};
 
 	return s < ND_ERR__COUNT ? names[s] : "unknown error";

@@ -28,6 +28,13 @@ struct nd_cfg_export {
 	char path[PATH_MAX];
 	bool read_only;
 	/*
+	 * cow = DIR: path is a read-only base and each identity gets its own
+	 * persistent overlay DIR/IDENTITY.ndcow (docs/COW-FORMAT.md). ""
+	 * if not set. Absolute; refused with read-only = yes and when two
+	 * exports name the same DIR. Created (0700) at open if missing.
+	 */
+	char cow_dir[PATH_MAX];
+	/*
 	 * Shell patterns (fnmatch(3), no flags) of the identities allowed;
 	 * nclients == 0: every identity that has a key.
 	 */
@@ -77,6 +84,7 @@ int nd_config_load(const char *file, struct nd_config *cfg, char *err,
 /* The one-export command line (--file/--export/--read-only/--key-file). */
 struct nd_config_args {
 	const char *file, *export_name, *key_file, *listen, *state_dir;
+	const char *cow_dir;		/* --cow DIR, or NULL */
 	bool read_only;
 	uint16_t port;
 	int workers, grace_s, log_level;

@@ -6,8 +6,25 @@
  *
  *   status\n   ->  the lines of nd_server_status(), then EOF
  *
+ * Copy-on-write overlays (netdiskd(8) OVERLAYS; EXPORT must be a cow
+ * export, IDENTITY a valid name, OUTPUT an absolute path without spaces):
+ *
+ *   overlays EXPORT\n  ->  one line per overlay in its directory:
+ *       overlay EXPORT IDENTITY size=B allocated=B data=B zero=B
+ *               created=UNIX last_used=UNIX|- attaches=N
+ *               attached=yes|no mem=B|-          (one line)
+ *     then "ok\n"
+ *   overlay-reset EXPORT IDENTITY [force]\n  ->  "ok\n"; refused while
+ *     the identity has a session unless force, which first ends it (as a
+ *     reload revoking it would) and waits until its overlay is closed
+ *   overlay-merge EXPORT IDENTITY OUTPUT\n  ->  "ok\n" (nd_cow_merge;
+ *     refused while the identity has a session)
+ *   overlay-check EXPORT IDENTITY\n  ->  nd_cow_check's report lines,
+ *     then "ok\n" (consistent) or "damaged\n" (refused while attached)
+ *
+ * Any failure ends the answer with one line "error: MESSAGE\n" instead.
  * An unknown command gets "error: unknown command\n". `netdiskd status`
- * is the client side.
+ * and `netdiskd overlay ...` are the client side.
  */
 #ifndef ND_SRV_CONTROL_H
 #define ND_SRV_CONTROL_H
@@ -47,5 +64,13 @@ int nd_control_query(const char *path, const char *cmd, FILE *out,
  * Safe to call from any thread while the server runs.
  */
 void nd_server_status(struct nd_server *s, FILE *out);
+
+/*
+ * server side of the overlay commands above: line is the command without
+ * its newline; writes the whole answer (ending "ok", "damaged" or
+ * "error: ...") to out. Runs on the control thread; may block for a
+ * merge's duration.
+ */
+void nd_server_overlay(struct nd_server *s, const char *line, FILE *out);
 
 #endif /* ND_SRV_CONTROL_H */
