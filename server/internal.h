@@ -89,6 +89,26 @@ struct nd_exp {
 	int refs;
 	struct nd_wstate ws;
 	pthread_mutex_t state_lock;
+
+	/*
+	 * Copy-on-write (docs/COW-FORMAT.md). A cow export (cow_dir set) is
+	 * the table's entry: e is its read-only base, sessions never hold
+	 * it directly. Each identity with a session gets a child: an nd_exp
+	 * whose e is the identity's overlay (cow.h) over the base, with its
+	 * own writer and write-epoch state (keyed by the child's export id).
+	 * Children are not in the table; they hold a reference to parent,
+	 * sessions hold references to them, and the last one closes the
+	 * overlay and unlinks the child from parent->children. All under
+	 * sess_lock.
+	 */
+	char cow_dir[PATH_MAX];		/* "" : a plain export */
+	struct nd_exp *parent;		/* of a child: its cow export */
+	struct nd_exp *children;	/* of a cow export: open overlays */
+	struct nd_exp *sibling;		/* next child of parent */
+	char identity[ND_NAME_MAX + 1];	/* of a child */
+	/* Identities an admin command holds (new sessions get busy). */
+	char (*held)[ND_NAME_MAX + 1];
+	int nheld;
 };
 
 /*
@@ -376,11 +396,32 @@ bool nd_exp_same_file(const struct nd_exp *x, const char *path);
 /*
  * The export a client named, if identity may use it: ND_OK and *out, or
  * ND_ERR_NO_EXPORT, ND_ERR_ACCESS, ND_ERR_IO (not open), each logged with
- * the peer. Listener thread.
+ * the peer. Listener thread. For a cow export *out is the identity's
+ * child (opened, and its overlay created, if it has none: then also
+ * ND_ERR_BASE_CHANGED, ND_ERR_BUSY while an admin command holds the
+ * identity, ND_ERR_IO); a child no session ends up holding is closed.
  */
 uint16_t nd_exp_lookup(struct nd_server *s, const char *peer,
 		       const char *identity, const char *name,
 		       struct nd_exp **out);
+/*
+ * Copy-on-write: an admin command (nd_server_overlay) holds identity on
+ * the cow export x while it works on the overlay file: new sessions of
+ * identity get busy until nd_exp_cow_unhold. If identity has a session:
+ * without force fails ("identity 'ID' is attached; --force ends its
+ * session"), with force revokes it (nd_session_revoke_locked) and waits
+ * up to timeout_ms for its overlay to be closed. 0, or -1 with one line
+ * in err (then nothing is held). Takes sess_lock.
+ */
+int nd_exp_cow_hold(struct nd_server *s, struct nd_exp *x,
+		    const char *identity, bool force, int timeout_ms,
+		    char *err, size_t errlen);
+void nd_exp_cow_unhold(struct nd_server *s, struct nd_exp *x,
+		       const char *identity);
+/* The open child of cow export x for identity, or NULL; sess_lock held. */
+struct nd_exp *nd_exp_cow_child_locked(struct nd_exp *x,
+				       const char *identity);
+
 /* Opens every export of s->cfg into s->exps; -1 with a one-line reason. */
 int nd_exps_create(struct nd_server *s, char *err, size_t errlen);
 /* Drops the table's references (s->exps freed). */
