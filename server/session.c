@@ -60,7 +60,7 @@ static void expire_locked(struct nd_server *s, bool all)
 		    (all || ss->revoked || now >= ss->expire_ms)) {
 			*pp = ss->next;
 			if (ss->writer && ss->revoked)
-				nd_info("session %llu: ended by the reload, write lock on '%s' released",
+				nd_info("session %llu: ended (revoked), write lock on '%s' released",
 					ss->id, ss->exp->e.name);
 			else if (ss->writer && !all)
 				nd_info("session %llu: grace period over, write lock on '%s' released",
@@ -187,6 +187,28 @@ static uint16_t join_locked(struct nd_server *s, struct nd_conn *c,
 	return ND_OK;
 }
 
+/*
+ * An overlay (x a cow child) has one session at a time, read-only or
+ * not, and none while an overlay command holds the identity: true and
+ * logged if c must wait.
+ */
+static bool cow_busy_locked(struct nd_server *s, struct nd_conn *c,
+			    const char *identity, struct nd_exp *x)
+{
+	if (nd_exp_cow_held_locked(x->parent, identity)) {
+		nd_warn("client %s: export '%s' busy: an overlay command is working on the overlay of '%s'",
+			c->peer, x->e.name, identity);
+		return true;
+	}
+	for (struct nd_session *ss = s->sessions; ss; ss = ss->next)
+		if (ss->exp == x) {
+			nd_warn("client %s: export '%s' busy: identity '%s' has session %llu on its overlay (one session per identity)",
+				c->peer, x->e.name, identity, ss->id);
+			return true;
+		}
+	return false;
+}
+
 static uint16_t create_locked(struct nd_server *s, struct nd_conn *c,
 			      const char *identity, struct nd_exp *x,
 			      const struct nd_client_finish *cf)
@@ -196,6 +218,8 @@ static uint16_t create_locked(struct nd_server *s, struct nd_conn *c,
 	bool resume = cf->resume_writer || cf->resume_own;
 	struct nd_session *ss;
 
+	if (x->parent && cow_busy_locked(s, c, identity, x))
+		return ND_ERR_BUSY;
 	if (!e->read_only && !(cf->flags & ND_CF_READ_ONLY) && e->writer) {
 		nd_warn("client %s: export '%s' busy: write lock held by session %llu",
 			c->peer, e->name, e->writer->id);
@@ -372,7 +396,7 @@ void nd_session_detach(struct nd_server *s, struct nd_conn *c, bool clean)
 		clean = clean || ss->revoked;
 		ss->expire_ms = nd_now_ms() + (clean ? 0 : s->grace_ms);
 		if (ss->revoked && ss->writer)
-			nd_info("session %llu: ended by the reload, write lock on '%s' released",
+			nd_info("session %llu: ended (revoked), write lock on '%s' released",
 				ss->id, ss->exp->e.name);
 		else if (clean && ss->writer)
 			nd_info("session %llu: closed by client, write lock on '%s' released",
@@ -400,7 +424,7 @@ void nd_session_revoke_locked(struct nd_server *s, struct nd_session *ss,
 	if (ss->revoked)
 		return;
 	ss->revoked = true;
-	nd_info("session %llu (identity '%s', export '%s'): closed by the reload: %s",
+	nd_info("session %llu (identity '%s', export '%s'): closed %s",
 		ss->id, ss->identity, ss->exp->e.name, why);
 	for (int i = 0; i < ND_MAX_SLOTS; i++) {
 		struct nd_conn *c = ss->slots[i].conn;
