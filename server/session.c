@@ -33,6 +33,8 @@ static const char *mode_str(const struct nd_session *ss)
 {
 	if (ss->writer)
 		return "read-write, exclusive";
+	if (ss->exp->parent)
+		return "read-only, exclusive";
 	if (ss->flags & ND_EXP_EXCLUSIVE)
 		return "read-only export";
 	return "read-only";
@@ -251,6 +253,9 @@ static uint16_t create_locked(struct nd_server *s, struct nd_conn *c,
 		ss->flags = ND_EXP_READ_ONLY | ND_EXP_FLUSH | ND_EXP_EXCLUSIVE;
 	} else if (cf->flags & ND_CF_READ_ONLY) {
 		ss->flags = ND_EXP_READ_ONLY | ND_EXP_FLUSH;
+		/* An overlay's only session: nobody else writes it. */
+		if (x->parent)
+			ss->flags |= ND_EXP_EXCLUSIVE;
 	} else {
 		ss->flags = ND_EXP_FLUSH | ND_EXP_EXCLUSIVE | e->caps;
 		ss->writer = true;

@@ -1162,6 +1162,17 @@ static void test_cow_identities(void **state)
 	assert_int_equal(status, ND_ERR_BUSY);
 	assert_int_equal(request_fill(&b, ND_OP_WRITE, BS, 0x24), ND_OK);
 	read_at(&b, BS, 0x24);
+	/* A read-only session of an overlay is exclusive too. */
+	disconnect(&c);
+	for (int i = 0; i < 300 && has_child(f, "db01"); i++)
+		usleep(10000);
+	assert_int_equal(try_open(f, &c, "db01", f->db01, "golden",
+				  ND_CF_READ_ONLY, &status), ND_HS_OK);
+	assert_true(c.info.flags & ND_EXP_READ_ONLY);
+	assert_true(c.info.flags & ND_EXP_EXCLUSIVE);
+	assert_int_equal(c.info.write_epoch, 0);
+	assert_int_equal(request(&c, ND_OP_WRITE, 0), ND_ERR_READ_ONLY);
+	read_at(&c, 0, 0xd4);
 
 	/* The list: busy only for an identity whose overlay is in use. */
 	disconnect(&c);
