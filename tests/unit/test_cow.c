@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -23,6 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
+
+#include <openssl/evp.h>
 
 #include "../../server/backend.h"
 #include "../../server/cow.h"
@@ -470,6 +473,551 @@ static void test_crash_keeps_last_commit(void **state)
 	expect(f, -1, CS, 16 * CS);
 }
 
+
+/* ---- refusals of damaged files ---- */
+
+static uint64_t hdr_get(struct fx *f, unsigned int off, unsigned int width)
+{
+	uint8_t b[8];
+	int fd = open(f->ov_path, O_RDONLY);
+
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, b, width, off), (ssize_t)width);
+	close(fd);
+	return width == 4 ? cow_get32(b) : cow_get64(b);
+}
+
+/* Sets a header field; resum: keep the checksum right. */
+static void hdr_set(struct fx *f, unsigned int off, unsigned int width,
+		    uint64_t v, bool resum)
+{
+	uint8_t hdr[COW_HDR_LEN];
+	unsigned int len = 0;
+	int fd = open(f->ov_path, O_RDWR);
+
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, hdr, sizeof(hdr), 0), (ssize_t)sizeof(hdr));
+	if (width == 1)
+		hdr[off] = (uint8_t)v;
+	else if (width == 4)
+		cow_put32(hdr + off, (uint32_t)v);
+	else
+		cow_put64(hdr + off, v);
+	if (resum)
+		assert_int_equal(EVP_Digest(hdr, COW_SUM_OFF, hdr + COW_SUM_OFF,
+					    &len, EVP_sha256(), NULL), 1);
+	assert_int_equal(pwrite(fd, hdr, sizeof(hdr), 0), (ssize_t)sizeof(hdr));
+	close(fd);
+}
+
+static void file_poke(const char *path, uint64_t off, uint8_t v)
+{
+	int fd = open(path, O_RDWR);
+
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, &v, 1, (off_t)off), 1);
+	close(fd);
+}
+
+static void file_truncate(const char *path, uint64_t len)
+{
+	assert_int_equal(truncate(path, (off_t)len), 0);
+}
+
+/* Runs check; returns its result, report text in rep. */
+static int check(struct fx *f, char *rep, size_t n)
+{
+	char err[512] = "";
+	FILE *fp = fmemopen(rep, n, "w");
+	int rc;
+
+	assert_non_null(fp);
+	rc = nd_cow_check(&f->cb, f->ov_dir, "lab-01", fp, err, sizeof(err));
+	fclose(fp);
+	if (rc < 0)
+		fail_msg("nd_cow_check: %s", err);
+	return rc;
+}
+
+/* A fresh overlay with data in cluster 0, closed. */
+static void fresh(struct fx *f)
+{
+	char err[256];
+
+	ov_close(f);
+	assert_int_equal(nd_cow_reset(f->ov_dir, "lab-01", err, sizeof(err)),
+			 0);
+	ov_open(f);
+	ov_write(f, 0x77, CS, 0, true);
+	ov_close(f);
+}
+
+/* The overlay is refused with why, and check reports the same. */
+static void refused(struct fx *f, const char *why)
+{
+	char err[512] = "", rep[2048];
+
+	if (ov_try(f, "lab-01", err, sizeof(err)) != ND_COW_ERR)
+		fail_msg("overlay accepted; expected '%s'", why);
+	if (!strstr(err, why) || !strstr(err, f->ov_path))
+		fail_msg("'%s' does not say '%s'", err, why);
+	assert_int_equal(check(f, rep, sizeof(rep)), 1);
+	if (!strstr(rep, why) || !strstr(rep, "problem"))
+		fail_msg("check said '%s', not '%s'", rep, why);
+}
+
+static void accepted(struct fx *f)
+{
+	char rep[2048];
+
+	assert_int_equal(check(f, rep, sizeof(rep)), 0);
+	assert_non_null(strstr(rep, "consistent"));
+	ov_open(f);
+	expect(f, 0x77, CS, 0);
+	ov_close(f);
+}
+
+static void test_damaged_overlays_refused(void **state)
+{
+	struct fx *f = *state;
+	uint64_t doff, v;
+
+	fresh(f);
+	accepted(f);
+	doff = hdr_get(f, 48, 8);
+	assert_int_equal(doff, 1 << 20);
+
+	file_poke(f->ov_path, 0, 'X');
+	refused(f, "bad magic");
+	fresh(f);
+	hdr_set(f, 8, 4, 2, true);
+	refused(f, "unsupported version 2");
+	fresh(f);
+	file_poke(f->ov_path, 200, 1);
+	refused(f, "checksum");
+	fresh(f);
+	file_poke(f->ov_path, COW_SUM_OFF + 5, 0x5a);
+	refused(f, "checksum");
+	fresh(f);
+	hdr_set(f, 12, 4, 1, true);
+	refused(f, "incompatible");
+	fresh(f);
+	hdr_set(f, 16, 4, 0x80, true);	/* compatible: ignored */
+	accepted(f);
+	fresh(f);
+	hdr_set(f, 20, 4, 8, true);
+	refused(f, "cluster_bits");
+	fresh(f);
+	hdr_set(f, 20, 4, 21, true);
+	refused(f, "cluster_bits");
+	fresh(f);
+	hdr_set(f, 24, 8, 0, true);
+	refused(f, "disk size");
+	fresh(f);
+	hdr_set(f, 24, 8, BASE_SIZE + 512, true);
+	refused(f, "differs from base size");
+	fresh(f);
+	hdr_set(f, 32, 8, 8192, true);
+	refused(f, "map offset");
+	fresh(f);
+	hdr_set(f, 40, 8, hdr_get(f, 40, 8) + 4096, true);
+	refused(f, "map length");
+	fresh(f);
+	hdr_set(f, 48, 8, doff + 4096, true);
+	refused(f, "data offset");
+	fresh(f);
+	hdr_set(f, 48, 8, 0, true);
+	refused(f, "data offset");
+	fresh(f);
+	hdr_set(f, 48, 8, ~0ull << 20, true);
+	refused(f, "data offset");
+	fresh(f);
+	file_truncate(f->ov_path, doff - 1);
+	refused(f, "than its data offset");
+	fresh(f);
+	file_truncate(f->ov_path, 100);
+	refused(f, "shorter than its header");
+	fresh(f);
+	file_truncate(f->ov_path, 0);
+	refused(f, "shorter than its header");
+	fresh(f);
+	/* cluster 5 := 3 */
+	file_poke(f->ov_path, COW_MAP_OFFSET + 1, 3 << 2);
+	refused(f, "invalid");
+	fresh(f);
+	/* 2048 clusters: map bytes 0..511; byte 600 is past the end */
+	file_poke(f->ov_path, COW_MAP_OFFSET + 600, 1);
+	refused(f, "past the end of the disk");
+	fresh(f);
+	/* cluster 0 holds data but the file stops at data_offset */
+	file_truncate(f->ov_path, doff);
+	refused(f, "past the end of the file");
+	fresh(f);
+	/* a damaged usage record is no reason to refuse */
+	for (unsigned int o = COW_USAGE_OFF; o < COW_USAGE_OFF + 64; o++)
+		file_poke(f->ov_path, o, 0xee);
+	accepted(f);
+	v = hdr_get(f, COW_USAGE_OFF + 8, 8);
+	assert_int_equal(v, 1);	/* counting again from the one just made */
+	/* not a regular file / a symlink */
+	ov_close(f);
+	assert_int_equal(unlink(f->ov_path), 0);
+	assert_int_equal(symlink(f->base_path, f->ov_path), 0);
+	{
+		char err[256] = "";
+
+		assert_int_equal(ov_try(f, "lab-01", err, sizeof(err)),
+				 ND_COW_ERR);
+	}
+	expect_base_file_intact(f);
+}
+
+/* ---- the base binding ---- */
+
+static void set_mtime(const char *path, const struct timespec *t)
+{
+	struct timespec ts[2] = { t[0], t[1] };
+
+	assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
+}
+
+static void base_changed(struct fx *f, const char *why)
+{
+	char err[512] = "", rep[2048];
+
+	assert_int_equal(ov_try(f, "lab-01", err, sizeof(err)),
+			 ND_COW_BASE_CHANGED);
+	if (!strstr(err, why) || !strstr(err, f->ov_path) ||
+	    !strstr(err, "base image changed"))
+		fail_msg("'%s' does not say '%s'", err, why);
+	assert_int_equal(check(f, rep, sizeof(rep)), 1);
+	if (!strstr(rep, why))
+		fail_msg("check said '%s', not '%s'", rep, why);
+}
+
+static void test_changed_base_refused(void **state)
+{
+	struct fx *f = *state;
+	struct timespec t[2];
+	struct stat st;
+	uint8_t b;
+	int fd;
+
+	fresh(f);
+	assert_int_equal(stat(f->base_path, &st), 0);
+	t[0] = st.st_atim;
+	t[1] = st.st_mtim;
+
+	/* an unsampled block with the mtime put back: not detected */
+	fd = open(f->base_path, O_RDWR);
+	assert_true(fd >= 0);
+	b = pat(4096 + 100) ^ 0xff;
+	assert_int_equal(pwrite(fd, &b, 1, 4096 + 100), 1);
+	set_mtime(f->base_path, t);
+	accepted(f);
+	b = pat(4096 + 100);
+	assert_int_equal(pwrite(fd, &b, 1, 4096 + 100), 1);
+
+	/* a sampled block (sample 0), mtime put back */
+	b = pat(100) ^ 0xff;
+	assert_int_equal(pwrite(fd, &b, 1, 100), 1);
+	set_mtime(f->base_path, t);
+	base_changed(f, "other contents");
+	b = pat(100);
+	assert_int_equal(pwrite(fd, &b, 1, 100), 1);
+	close(fd);
+
+	/* only the mtime */
+	t[1].tv_sec -= 1000;
+	set_mtime(f->base_path, t);
+	base_changed(f, "modified");
+	t[1].tv_sec += 1000;
+	set_mtime(f->base_path, t);
+	accepted(f);
+
+	/* another size (the base reopened, as a server restart does) */
+	nd_export_close(&f->base);
+	make_file(f->base_path, BASE_SIZE + 4096);
+	base_open(f);
+	base_changed(f, "bytes, was");
+
+	/* merge and reset: merge refuses, reset starts over */
+	{
+		char err[512] = "", out[256];
+
+		snprintf(out, sizeof(out), "%s/merged.img", f->dir);
+		assert_int_equal(nd_cow_merge(&f->cb, f->ov_dir, "lab-01", out,
+					      err, sizeof(err)),
+				 ND_COW_BASE_CHANGED);
+		assert_int_equal(access(out, F_OK), -1);
+		assert_int_equal(nd_cow_reset(f->ov_dir, "lab-01", err,
+					      sizeof(err)), 0);
+	}
+	ov_open(f);
+	assert_int_equal(f->ov.size, BASE_SIZE + 4096);
+	expect(f, -1, CS, 0);
+}
+
+/* ---- out of space ---- */
+
+/*
+ * Fills the overlay's filesystem with first writes until one fails with
+ * want; the overlay must stay usable and consistent.
+ */
+static void fill_until(struct fx *f, int want)
+{
+	const uint32_t chunk = 64 * 1024;
+	uint8_t *buf = malloc(chunk);
+	uint64_t off, ok_end = 0;
+	int rc = 0;
+
+	assert_non_null(buf);
+	ov_open(f);
+	for (off = 0; off + chunk <= BASE_SIZE; off += chunk) {
+		memset(buf, 0x50 + (int)(off / chunk % 64), chunk);
+		/* unaligned: partial clusters at both ends */
+		rc = f->ov.ops->pwrite(f->ov.h, buf, chunk - 1024, off + 512,
+				       false);
+		if (rc)
+			break;
+		ok_end = off + chunk;
+	}
+	assert_int_equal(rc, want);
+	assert_true(ok_end > 0);
+	/* the failed write left the base; the earlier ones their data */
+	expect(f, -1, chunk, off);
+	expect(f, 0x50 + (int)((ok_end - chunk) / chunk % 64), chunk - 1024,
+	       ok_end - chunk + 512);
+	/* rewrites in place and commits still work */
+	ov_write(f, 0x99, 512, 512, true);
+	assert_int_equal(f->ov.ops->flush(f->ov.h), 0);
+	ov_close(f);
+	{
+		char rep[2048];
+
+		assert_int_equal(check(f, rep, sizeof(rep)), 0);
+	}
+	ov_open(f);
+	expect(f, 0x99, 512, 512);
+	expect(f, -1, 512, 0);
+	expect(f, 0x50 + (int)((ok_end - chunk) / chunk % 64), chunk - 1024,
+	       ok_end - chunk + 512);
+	expect(f, -1, chunk, off);
+	/* trimming frees space for new first writes */
+	assert_int_equal(f->ov.ops->trim(f->ov.h, (uint32_t)ok_end, 0), 0);
+	if (want == -ENOSPC) {
+		memset(buf, 0x42, chunk);
+		assert_int_equal(f->ov.ops->pwrite(f->ov.h, buf, chunk, off,
+						   true), 0);
+		expect(f, 0x42, chunk, off);
+	}
+	expect(f, 0, (uint32_t)ok_end, 0);
+	ov_close(f);
+	free(buf);
+}
+
+static void test_enospc_keeps_overlay_consistent(void **state)
+{
+	struct fx *f = *state;
+
+	assert_int_equal(mkdir(f->ov_dir, 0700), 0);
+	if (mount("nd-cow-test", f->ov_dir, "tmpfs", 0, "size=3m,mode=0700")) {
+		print_message("tmpfs mount: %s: skipped\n", strerror(errno));
+		skip();
+	}
+	fill_until(f, -ENOSPC);
+	assert_int_equal(umount(f->ov_dir), 0);
+}
+
+static void test_file_size_limit_keeps_overlay_consistent(void **state)
+{
+	struct fx *f = *state;
+	struct rlimit old, lim;
+	uint64_t doff;
+
+	ov_open(f);
+	ov_close(f);
+	doff = hdr_get(f, 48, 8);
+	signal(SIGXFSZ, SIG_IGN);
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim = old;
+	lim.rlim_cur = doff + (3u << 20) + 4096;
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	fill_until(f, -EFBIG);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	signal(SIGXFSZ, SIG_DFL);
+}
+
+/* ---- the administrator's operations ---- */
+
+static void test_merge_equals_reads(void **state)
+{
+	struct fx *f = *state;
+	char out[256], err[512] = "";
+	uint8_t *want = malloc(BASE_SIZE), *got = malloc(BASE_SIZE);
+	struct stat st;
+	int fd;
+
+	assert_non_null(want);
+	assert_non_null(got);
+	snprintf(out, sizeof(out), "%s/merged.img", f->dir);
+	ov_open(f);
+	ov_write(f, 0x12, 3 * CS, 10 * CS + 512, false);
+	ov_write(f, 0x00, 64 * CS, 128 * CS, false);	/* zeros written */
+	assert_int_equal(f->ov.ops->trim(f->ov.h, 256 * CS, 1024 * CS), 0);
+	ov_write(f, 0x13, 512, BASE_SIZE - 512, true);
+	ov_read(f, want, BASE_SIZE, 0);
+	/* in use while open */
+	assert_int_equal(nd_cow_merge(&f->cb, f->ov_dir, "lab-01", out, err,
+				      sizeof(err)), ND_COW_IN_USE);
+	ov_close(f);
+	assert_int_equal(nd_cow_merge(&f->cb, f->ov_dir, "lab-01", out, err,
+				      sizeof(err)), 0);
+	fd = open(out, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_int_equal(st.st_size, BASE_SIZE);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	assert_int_equal(pread(fd, got, BASE_SIZE, 0), BASE_SIZE);
+	close(fd);
+	assert_memory_equal(want, got, BASE_SIZE);
+	/* zeros stay holes: 320 of the 2048 clusters read zeros */
+	assert_true((uint64_t)st.st_blocks * 512 <= BASE_SIZE - 300 * CS);
+	/* the output must not exist; no overlay, no merge */
+	assert_int_equal(nd_cow_merge(&f->cb, f->ov_dir, "lab-01", out, err,
+				      sizeof(err)), ND_COW_ERR);
+	assert_non_null(strstr(err, "exists"));
+	unlink(out);
+	assert_int_equal(nd_cow_merge(&f->cb, f->ov_dir, "lab-02", out, err,
+				      sizeof(err)), ND_COW_ERR);
+	assert_non_null(strstr(err, "no overlay"));
+	assert_int_equal(access(out, F_OK), -1);
+	expect_base_file_intact(f);
+	free(want);
+	free(got);
+}
+
+static void test_reset(void **state)
+{
+	struct fx *f = *state;
+	uint8_t id1[ND_EXPORT_ID_LEN];
+	char err[512] = "";
+
+	ov_open(f);
+	memcpy(id1, f->ov.id, sizeof(id1));
+	ov_write(f, 0x21, CS, 0, true);
+	assert_int_equal(nd_cow_reset(f->ov_dir, "lab-01", err, sizeof(err)),
+			 ND_COW_IN_USE);
+	assert_non_null(strstr(err, "in use"));
+	expect(f, 0x21, CS, 0);
+	ov_close(f);
+	assert_int_equal(nd_cow_reset(f->ov_dir, "lab-01", err, sizeof(err)),
+			 0);
+	assert_int_equal(access(f->ov_path, F_OK), -1);
+	assert_int_equal(nd_cow_reset(f->ov_dir, "lab-01", err, sizeof(err)),
+			 0);
+	ov_open(f);
+	expect(f, -1, CS, 0);
+	/* another disk to the client */
+	assert_memory_not_equal(id1, f->ov.id, sizeof(id1));
+}
+
+static void test_list_and_info(void **state)
+{
+	struct fx *f = *state;
+	struct nd_cow_info *v, in;
+	struct nd_export other = { 0 };
+	char err[512] = "", p[256];
+	time_t now = time(NULL);
+	int n, fd;
+
+	assert_int_equal(nd_cow_list(f->ov_dir, &v, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 0);
+	free(v);
+	ov_open(f);
+	ov_write(f, 0x31, 3 * CS, 0, false);
+	ov_write(f, 0x31, 512, BASE_SIZE - 512, false);
+	assert_int_equal(f->ov.ops->trim(f->ov.h, 5 * CS, 8 * CS), 0);
+	/* info reads the last commit */
+	assert_int_equal(nd_cow_info(f->ov_dir, "lab-01", &in, err,
+				     sizeof(err)), 0);
+	assert_int_equal(in.data_bytes, 0);
+	assert_int_equal(f->ov.ops->flush(f->ov.h), 0);
+	ov_close(f);
+	ov_open(f);
+	ov_close(f);
+	assert_int_equal(nd_cow_open(&f->cb, f->ov_dir, "db01", &other, err,
+				     sizeof(err)), 0);
+	nd_export_close(&other);
+	/* junk: listed with size 0; not overlays: not listed */
+	snprintf(p, sizeof(p), "%s/junk.ndcow", f->ov_dir);
+	fd = open(p, O_WRONLY | O_CREAT, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "hello", 5), 5);
+	close(fd);
+	snprintf(p, sizeof(p), "%s/x.ndcow.tmp", f->ov_dir);
+	assert_int_equal(close(open(p, O_WRONLY | O_CREAT, 0600)), 0);
+	snprintf(p, sizeof(p), "%s/a b.ndcow", f->ov_dir);
+	assert_int_equal(close(open(p, O_WRONLY | O_CREAT, 0600)), 0);
+	snprintf(p, sizeof(p), "%s/.ndcow", f->ov_dir);
+	assert_int_equal(close(open(p, O_WRONLY | O_CREAT, 0600)), 0);
+
+	assert_int_equal(nd_cow_list(f->ov_dir, &v, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(v[0].identity, "db01");
+	assert_string_equal(v[1].identity, "junk");
+	assert_string_equal(v[2].identity, "lab-01");
+	assert_int_equal(v[0].size, BASE_SIZE);
+	assert_int_equal(v[0].data_bytes, 0);
+	assert_int_equal(v[0].attaches, 1);
+	assert_int_equal(v[1].size, 0);
+	assert_int_equal(v[2].size, BASE_SIZE);
+	assert_int_equal(v[2].data_bytes, 3 * CS + CS);
+	assert_int_equal(v[2].zero_bytes, 5 * CS);
+	assert_int_equal(v[2].attaches, 2);
+	assert_true(v[2].last_used >= now && v[2].last_used <= now + 5);
+	assert_true(v[2].created >= now && v[2].created <= now + 5);
+	/* space: the map and the written clusters, not the disk */
+	assert_true(v[2].allocated >= 4 * CS &&
+		    v[2].allocated < (1u << 20));
+	free(v);
+	assert_int_equal(nd_cow_info(f->ov_dir, "nobody", &in, err,
+				     sizeof(err)), -1);
+	assert_non_null(strstr(err, "nobody.ndcow"));
+}
+
+/* ---- memory ---- */
+
+static int fx_setup_10g(void **state)
+{
+	struct fx *f;
+
+	fx_setup_size(state, 4096);
+	f = *state;
+	nd_export_close(&f->base);
+	assert_int_equal(truncate(f->base_path, 10ll << 30), 0);
+	base_open(f);
+	return 0;
+}
+
+static void test_memory_per_10g(void **state)
+{
+	struct fx *f = *state;
+	size_t m;
+
+	ov_open(f);
+	m = nd_cow_mem(f->ov.h);
+	print_message("overlay of 10 GiB: %zu bytes of memory\n", m);
+	assert_true(m <= (1u << 20));
+	assert_true(m >= (640u << 10));	/* the map is counted */
+	ov_write(f, 0x61, 1u << 20, 5ull << 30, false);
+	assert_int_equal(f->ov.ops->write_zeroes(f->ov.h, 1u << 30, 1ull << 30,
+						 false), 0);
+	assert_int_equal(f->ov.ops->flush(f->ov.h), 0);
+	assert_int_equal(nd_cow_mem(f->ov.h), m);
+	expect(f, 0x61, 1u << 20, 5ull << 30);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -483,6 +1031,22 @@ int main(void)
 						fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_crash_keeps_last_commit,
 						fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_damaged_overlays_refused,
+						fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_changed_base_refused,
+						fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_enospc_keeps_overlay_consistent,
+						fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_file_size_limit_keeps_overlay_consistent,
+						fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_merge_equals_reads,
+						fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_reset, fx_setup,
+						fx_teardown),
+		cmocka_unit_test_setup_teardown(test_list_and_info, fx_setup,
+						fx_teardown),
+		cmocka_unit_test_setup_teardown(test_memory_per_10g,
+						fx_setup_10g, fx_teardown),
 	};
 
 	nd_log_level = ND_LOG_WARN;
