@@ -382,7 +382,16 @@ void nd_session_detach(struct nd_server *s, struct nd_conn *c, bool clean)
 {
 	struct nd_session *ss = c->sess;
 	struct nd_slot *sl = &ss->slots[c->slot];
+	const struct nd_export *e = &ss->exp->e;
 
+	/*
+	 * An overlay is closed under sess_lock when its session ends, and
+	 * closing commits its map: committed here, outside the lock, that
+	 * final commit finds nothing left to sync and holds nobody up.
+	 */
+	if (ss->exp->parent && !c->read_only && e->ops->flush(e->h) < 0)
+		nd_debug("client %s: commit of the overlay of '%s' at detach failed",
+			 c->peer, ss->identity);
 	pthread_mutex_lock(&s->sess_lock);
 	if (sl->conn == c)
 		sl->conn = NULL;
