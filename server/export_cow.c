@@ -190,6 +190,11 @@ int nd_exp_cow_hold(struct nd_server *s, struct nd_exp *x,
 	struct nd_exp *c;
 	int ended = 0;
 
+	if (!x->cow_dir[0] || x->parent) {
+		snprintf(err, errlen, "export '%s' is not a copy-on-write export",
+			 x->e.name);
+		return -1;
+	}
 	pthread_mutex_lock(&s->sess_lock);
 	if (nd_exp_cow_held_locked(x, identity)) {
 		pthread_mutex_unlock(&s->sess_lock);

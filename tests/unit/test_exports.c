@@ -1370,6 +1370,11 @@ static void test_cow_hold(void **state)
 			    "identity 'lab-01': another overlay command is working on its overlay");
 	open_ok(f, &b, "lab-02", f->lab02, "golden");
 	nd_exp_cow_unhold(f->srv, x, "lab-01");
+	assert_int_equal(nd_exp_cow_hold(f->srv, table_exp(f, "gamma"),
+					 "lab-01", false, 1000, err,
+					 sizeof(err)), -1);
+	assert_string_equal(err,
+			    "export 'gamma' is not a copy-on-write export");
 
 	open_ok(f, &a, "lab-01", f->lab01, "golden");
 	assert_int_equal(request_fill(&a, ND_OP_WRITE, 0, 0x11), ND_OK);
