@@ -1319,6 +1319,20 @@ static void test_cow_reload(void **state)
 	read_at(&a, 0, 0x11);
 	open_ok(f, &b, "lab-02", f->lab02, "golden");
 
+	/* Access taken from one identity: its session only. */
+	write_conf(f, false, "[export golden]\npath = %1$s/delta.img\n"
+		   "cow = %1$s/overlays\nclients = lab-02\n", f->dir);
+	reload(f, true);
+	closed(&a);
+	conn_close(&a);
+	read_at(&b, 0, 0xd4);
+	assert_int_equal(refused(f, "lab-01", f->lab01, "golden"),
+			 ND_ERR_ACCESS);
+	write_cow_conf(f, "overlays");
+	reload(f, true);
+	open_after_close(f, &a, "lab-01", f->lab01, "golden");
+	read_at(&a, 0, 0x11);
+
 	/* Removed: sessions, overlays and the base's lock all go. */
 	write_conf(f, false, base_exports, f->dir);
 	reload(f, true);
