@@ -333,46 +333,46 @@ int nd_blk_init_disk(struct nd_device *dev)
 {
 	struct blk_mq_tag_set *set = &dev->tag_set;
 	const struct nd_session_info *info = &dev->info;
-	struct request_queue *q;
+	struct queue_limits lim = {
+		.logical_block_size = info->block_size,
+		.physical_block_size = info->block_size,
+		.max_hw_sectors = info->max_payload >> SECTOR_SHIFT,
+		/* Data is copied through a bounce buffer: any segmentation. */
+		.max_segments = USHRT_MAX,
+		.max_segment_size = UINT_MAX,
+	};
+	nd_compat_features_t features = 0;	/* not rotational, no entropy */
 	struct gendisk *disk;
 	int err;
+
+	if (info->flags & ND_EXP_FLUSH)
+		features |= BLK_FEAT_WRITE_CACHE;
+	if (info->flags & ND_EXP_FUA)
+		features |= BLK_FEAT_FUA;
+	if (info->flags & ND_EXP_TRIM) {
+		lim.max_hw_discard_sectors = ND_MAX_RANGE >> SECTOR_SHIFT;
+		lim.discard_granularity = info->block_size;
+	}
+	if (info->flags & ND_EXP_WRITE_ZEROES)
+		lim.max_write_zeroes_sectors = ND_MAX_RANGE >> SECTOR_SHIFT;
 
 	set->ops = &nd_mq_ops;
 	set->nr_hw_queues = dev->nr_conns;
 	set->queue_depth = ND_QUEUE_DEPTH;
 	set->numa_node = NUMA_NO_NODE;
 	set->cmd_size = sizeof(struct nd_cmd);
-	set->flags = BLK_MQ_F_SHOULD_MERGE;
+	set->flags = ND_COMPAT_MQ_F_SHOULD_MERGE;
 	set->timeout = dev->io_timeout_s * HZ;
 	set->driver_data = dev;
 	err = blk_mq_alloc_tag_set(set);
 	if (err)
 		return err;
 
-	disk = blk_mq_alloc_disk(set, dev);
+	disk = nd_compat_alloc_disk(set, &lim, features, dev);
 	if (IS_ERR(disk)) {
 		blk_mq_free_tag_set(set);
 		return PTR_ERR(disk);
 	}
-	q = disk->queue;
-	blk_queue_logical_block_size(q, info->block_size);
-	blk_queue_physical_block_size(q, info->block_size);
-	blk_queue_max_hw_sectors(q, info->max_payload >> SECTOR_SHIFT);
-	/* Data is copied through a bounce buffer: any segmentation works. */
-	blk_queue_max_segments(q, USHRT_MAX);
-	blk_queue_max_segment_size(q, UINT_MAX);
-	blk_queue_flag_set(QUEUE_FLAG_NONROT, q);
-	blk_queue_flag_clear(QUEUE_FLAG_ADD_RANDOM, q);
-	blk_queue_write_cache(q, info->flags & ND_EXP_FLUSH,
-			      info->flags & ND_EXP_FUA);
-	if (info->flags & ND_EXP_TRIM) {
-		blk_queue_max_discard_sectors(q, ND_MAX_RANGE >> SECTOR_SHIFT);
-		q->limits.discard_granularity = info->block_size;
-	}
-	if (info->flags & ND_EXP_WRITE_ZEROES)
-		blk_queue_max_write_zeroes_sectors(q, ND_MAX_RANGE >>
-						   SECTOR_SHIFT);
-
 	disk->major = nd_major;
 	disk->first_minor = dev->index << ND_PART_SHIFT;
 	disk->minors = 1 << ND_PART_SHIFT;

@@ -61,8 +61,7 @@ struct nd_cache {
 	struct nd_stripe *stripes;
 	unsigned long *ghosts;		/* ring of index + 1; 0: empty */
 	unsigned long nr_ghosts, ghost_pos;
-	struct shrinker shrinker;
-	bool shrinker_on;
+	struct shrinker *shrinker;
 	atomic64_t hits, misses, evictions;
 };
 
@@ -496,7 +495,7 @@ void nd_cache_drop(struct nd_cache *c)
 static unsigned long nd_cache_count(struct shrinker *s,
 				    struct shrink_control *sc)
 {
-	struct nd_cache *c = container_of(s, struct nd_cache, shrinker);
+	struct nd_cache *c = nd_compat_shrinker_private(s);
 	unsigned long n = READ_ONCE(c->nr_a1) + READ_ONCE(c->nr_am);
 
 	return n ?: SHRINK_EMPTY;
@@ -505,7 +504,7 @@ static unsigned long nd_cache_count(struct shrinker *s,
 static unsigned long nd_cache_scan(struct shrinker *s,
 				   struct shrink_control *sc)
 {
-	struct nd_cache *c = container_of(s, struct nd_cache, shrinker);
+	struct nd_cache *c = nd_compat_shrinker_private(s);
 	unsigned long freed = 0, flags;
 
 	xa_lock_irqsave(&c->pages, flags);
@@ -519,8 +518,7 @@ void nd_cache_free(struct nd_cache *c)
 {
 	if (!c)
 		return;
-	if (c->shrinker_on)
-		unregister_shrinker(&c->shrinker);
+	nd_compat_shrinker_free(c->shrinker);
 	nd_cache_drop(c);
 	xa_destroy(&c->pages);
 	kvfree(c->ghosts);
@@ -531,6 +529,7 @@ void nd_cache_free(struct nd_cache *c)
 struct nd_cache *nd_cache_create(u64 size, const char *name)
 {
 	struct nd_cache *c = kzalloc(sizeof(*c), GFP_KERNEL);
+	char sname[32];
 
 	if (!c)
 		return NULL;
@@ -545,12 +544,11 @@ struct nd_cache *nd_cache_create(u64 size, const char *name)
 	c->ghosts = kvcalloc(c->nr_ghosts, sizeof(*c->ghosts), GFP_KERNEL);
 	if (!c->stripes || !c->ghosts)
 		goto fail;
-	c->shrinker.count_objects = nd_cache_count;
-	c->shrinker.scan_objects = nd_cache_scan;
-	c->shrinker.seeks = DEFAULT_SEEKS;
-	if (register_shrinker(&c->shrinker, "netdisk-cache-%s", name))
+	snprintf(sname, sizeof(sname), "netdisk-cache-%s", name);
+	c->shrinker = nd_compat_shrinker_create(sname, c, nd_cache_count,
+						nd_cache_scan);
+	if (!c->shrinker)
 		goto fail;
-	c->shrinker_on = true;
 	return c;
 fail:
 	nd_cache_free(c);

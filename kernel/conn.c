@@ -188,8 +188,8 @@ static int nd_connect(struct nd_conn *c, const struct nd_conn_params *p)
 			       IPPROTO_TCP, &sock);
 	if (err)
 		return err;
-	/* Socket allocations must not recurse into our own block device. */
-	sock->sk->sk_allocation = GFP_NOIO | __GFP_MEMALLOC;
+	/* Allocations must not recurse into our own block device. */
+	nd_compat_sock_setup(sock->sk);
 	/* Published first, so that a forced detach can interrupt connect. */
 	mutex_lock(&c->sock_lock);
 	c->sock = sock;

@@ -15,6 +15,7 @@
 #include <linux/types.h>
 #include <linux/workqueue.h>
 
+#include "compat.h"
 #include "../include/netdisk_proto.h"
 #include "../include/netdisk_ioctl.h"
 
