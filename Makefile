@@ -77,7 +77,11 @@ $(O)/tools/%: $(O)/tests/tools/%.o $(O)/libnetdisk.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-KVER ?= $(shell ls /lib/modules 2>/dev/null | sort -V | tail -n 1)
+# The kernel to build for and boot in the VM tests: `make kernel KVER=...`.
+# Without it, scripts/kver: the running kernel if its headers are
+# installed, else the distribution's default one, named on stderr. Chosen
+# once per make run.
+KVER ?= $(eval KVER := $(shell scripts/kver))$(KVER)
 # O= : our O is a userspace build dir; kbuild would take it as its output dir.
 # tests/kmod: test-only modules the VM cases load (never installed).
 kernel: | $(DEPS_STAMP)

@@ -32,7 +32,7 @@ cd "$REPO"
 O=${O:-build}
 case "$O" in /*) ;; *) O="$REPO/$O" ;; esac
 export O
-export KVER=${KVER:-$(ls /lib/modules 2>/dev/null | sort -V | tail -n 1)}
+export KVER=${KVER:-$("$REPO/scripts/kver")}
 TIME=${BENCH_TIME:-10}
 VM_TIME=${BENCH_VM_TIME:-10}
 ROUNDS=${BENCH_ROUNDS:-2}

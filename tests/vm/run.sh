@@ -10,7 +10,7 @@ cd "$REPO"
 O=${O:-build}
 case "$O" in /*) ;; *) O="$REPO/$O" ;; esac
 export O
-export KVER=${KVER:-$(ls /lib/modules 2>/dev/null | sort -V | tail -n 1)}
+export KVER=${KVER:-$("$REPO/scripts/kver")}
 
 cases=()
 if [ $# = 0 ]; then
@@ -32,6 +32,16 @@ if [ -n "$missing" ]; then
 	echo "0 passed, ${#cases[@]} failed"
 	exit 1
 fi
+# The modules in the tree are built for one kernel at a time.
+for ko in kernel/netdisk.ko tests/kmod/*.ko; do
+	[ -e "$ko" ] || continue
+	vm=$(modinfo -F vermagic "$ko" | cut -d' ' -f1)
+	if [ "$vm" != "$KVER" ]; then
+		echo "run.sh: $ko is built for $vm, not $KVER (make kernel KVER=$KVER)" >&2
+		echo "0 passed, ${#cases[@]} failed"
+		exit 1
+	fi
+done
 
 RES="$O/vm/results"
 rm -rf "$RES"

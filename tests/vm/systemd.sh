@@ -14,7 +14,7 @@ REPO=$(cd "$(dirname "$0")/../.." && pwd -P)
 cd "$REPO"
 O=${O:-build}
 case "$O" in /*) ;; *) O="$REPO/$O" ;; esac
-KVER=${KVER:-$(ls /lib/modules 2>/dev/null | sort -V | tail -n 1)}
+KVER=${KVER:-$("$REPO/scripts/kver")}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 # 3-5 minutes on a busy 2-core host (systemd ~55-80 s to the test, the
 # checks ~70-100 s, shutdown ~15 s under TCG); the limit leaves room.

@@ -44,7 +44,7 @@ O=${O:-build}
 case "$O" in /*) ;; *) O="$REPO/$O" ;; esac
 mkdir -p "$O/vm"
 O=$(cd "$O" && pwd -P)
-KVER=${KVER:-$(ls /lib/modules 2>/dev/null | sort -V | tail -n 1)}
+KVER=${KVER:-$("$REPO/scripts/kver")}
 VMDIR="$O/vm"
 OUT="$VMDIR/out"
 CONSOLE="$VMDIR/console.log"
@@ -67,6 +67,7 @@ done
 # ---------------------------------------------------------------- initramfs
 MODS="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci
       netfs fscache 9pnet 9pnet_virtio 9p"
+OPTIONAL_MODS=" fscache "	# part of netfs since 6.12
 
 # /init of the initramfs: busybox sh, mounts the host root and chroots.
 INIT=$(cat <<'EOF'
@@ -120,7 +121,10 @@ EOF
 
 modpaths=()
 for m in $MODS; do
-	p=$(modinfo -k "$KVER" -n "$m" 2>/dev/null) || die "module $m not found for $KVER"
+	if ! p=$(modinfo -k "$KVER" -n "$m" 2>/dev/null); then
+		[[ "$OPTIONAL_MODS" == *" $m "* ]] && continue
+		die "module $m not found for $KVER"
+	fi
 	[ -f "$p" ] && modpaths+=("$m:$p")	# skip built-ins
 done
 key=$( { echo "$KVER"; echo "$INIT"; sha256sum "$BUSYBOX";
