@@ -3,7 +3,8 @@
 # e.g. `tests/vm/run.sh 10-fs-tree 50`) inside QEMU guests via vm-run.sh,
 # as many as possible in one boot. A case that crashes or wedges the guest is
 # failed and the rest go on in a fresh boot. Ends with "N passed, M failed".
-# Per-case logs: $O/vm/results/NAME.{log,dmesg}; consoles: $O/vm/console-*.log
+# Per-case logs: $O/vm/results/NAME.{log,dmesg} (or $VM_RESULTS/); consoles:
+# $O/vm/console-*.log. KVER: the kernel to boot (default: scripts/kver).
 set -u
 REPO=$(cd "$(dirname "$0")/../.." && pwd -P)
 cd "$REPO"
@@ -43,7 +44,7 @@ for ko in kernel/netdisk.ko tests/kmod/*.ko; do
 	fi
 done
 
-RES="$O/vm/results"
+RES=${VM_RESULTS:-$O/vm/results}
 rm -rf "$RES"
 mkdir -p "$RES"
 : >"$RES/summary"
