@@ -114,6 +114,7 @@ static int fx_teardown(void **state)
 
 	ov_close(f);
 	nd_export_close(&f->base);
+	umount2(f->ov_dir, MNT_DETACH);	/* the ENOSPC test's, if it failed */
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
 	assert_int_equal(system(cmd), 0);
 	free(f);
