@@ -41,7 +41,6 @@
 #define REGION_SHIFT	20		/* stripe lock granularity: 1 MiB */
 #define COMMIT_BATCH	32		/* map pages copied per sync */
 #define MASK_LO		0x5555555555555555ull
-#define PAGE_CLUSTERS	(COW_PAGE * 4)	/* clusters per map page */
 
 struct cow {
 	int fd;
