@@ -173,15 +173,4 @@ int cow_sync_parent(const char *path);
 int cow_load(int fd, const char *path, struct cow_hdr *h, uint8_t **map,
 	     char *err, size_t errlen);
 
-/*
- * cow.c: makes out the backend serving the overlay open on fd (locked;
- * header h and map checked by cow_load): out->ops and out->h. Takes fd
- * (closed by the backend's close) and map. -1 if out of memory: map
- * freed, fd left to the caller.
- */
-struct nd_export;
-int cow_serve(int fd, const char *path, const struct cow_hdr *h,
-	      uint8_t *map, const struct nd_cow_base *base,
-	      struct nd_export *out);
-
 #endif /* ND_SRV_COW_FORMAT_H */
