@@ -65,7 +65,12 @@ struct cow {
 	size_t mem;
 
 	pthread_mutex_t stripe[NSTRIPES];
-	pthread_mutex_t commit_lock;	/* one commit at a time; wb_err */
+
+	pthread_mutex_t commit_mu;	/* the commit fields below */
+	pthread_cond_t commit_done;
+	bool committing;		/* one commit at a time */
+	uint64_t commits_started;	/* sequence numbers */
+	uint64_t commits_ok;		/* latest that succeeded */
 	atomic_int wb_err;		/* a failed sync: sticky errno */
 };
 
@@ -284,24 +289,27 @@ static int copy_pages(struct cow *w, uint64_t *next, uint8_t *buf,
 	return n;
 }
 
-static int commit(struct cow *w)
+static bool any_dirty(struct cow *w)
+{
+	for (uint64_t i = 0; i < (w->npages + 63) / 64; i++)
+		if (atomic_load(&w->dirty[i]))
+			return true;
+	return false;
+}
+
+/* One commit; the caller is the only committer. */
+static int commit_once(struct cow *w)
 {
 	uint64_t pages[COMMIT_BATCH], next = 0;
 	uint8_t *buf = NULL;
 	int n, rc;
 
-	pthread_mutex_lock(&w->commit_lock);
 	rc = -atomic_load(&w->wb_err);
 	if (rc)
-		goto out;
+		return rc;
+	if (any_dirty(w) && !(buf = malloc(COMMIT_BATCH * COW_PAGE)))
+		return -ENOMEM;
 	do {
-		if (!buf && next < w->npages) {
-			buf = malloc(COMMIT_BATCH * COW_PAGE);
-			if (!buf) {
-				rc = -ENOMEM;
-				break;
-			}
-		}
 		n = buf ? copy_pages(w, &next, buf, pages) : 0;
 		/* The data every copied entry describes is durable ... */
 		rc = sync_locked(w);
@@ -313,9 +321,40 @@ static int commit(struct cow *w)
 			for (int i = 0; i < n; i++)
 				mark_dirty(w, pages[i]);
 	} while (n && rc == 0);	/* the last round's sync ends the commit */
-out:
-	pthread_mutex_unlock(&w->commit_lock);
 	free(buf);
+	return rc;
+}
+
+/*
+ * FLUSH and FUA: any commit that starts after the caller arrived covers
+ * everything acknowledged before, so callers arriving during a commit
+ * share the next one instead of syncing one after another.
+ */
+static int commit(struct cow *w)
+{
+	uint64_t need, mine;
+	int rc;
+
+	pthread_mutex_lock(&w->commit_mu);
+	need = w->commits_started + 1;
+	while (w->committing && w->commits_ok < need)
+		pthread_cond_wait(&w->commit_done, &w->commit_mu);
+	if (w->commits_ok >= need) {
+		pthread_mutex_unlock(&w->commit_mu);
+		return 0;
+	}
+	w->committing = true;
+	mine = ++w->commits_started;
+	pthread_mutex_unlock(&w->commit_mu);
+
+	rc = commit_once(w);
+
+	pthread_mutex_lock(&w->commit_mu);
+	w->committing = false;
+	if (rc == 0)
+		w->commits_ok = mine;
+	pthread_cond_broadcast(&w->commit_done);
+	pthread_mutex_unlock(&w->commit_mu);
 	return rc;
 }
 
@@ -544,7 +583,8 @@ static void cow_free(struct cow *w)
 {
 	for (int i = 0; i < NSTRIPES; i++)
 		pthread_mutex_destroy(&w->stripe[i]);
-	pthread_mutex_destroy(&w->commit_lock);
+	pthread_mutex_destroy(&w->commit_mu);
+	pthread_cond_destroy(&w->commit_done);
 	if (w->fd >= 0)
 		close(w->fd);
 	free(w->map);
@@ -776,7 +816,8 @@ static struct cow *cow_new(int fd, const char *path, const struct cow_hdr *h,
 	free(map);
 	for (int i = 0; i < NSTRIPES; i++)
 		pthread_mutex_init(&w->stripe[i], NULL);
-	pthread_mutex_init(&w->commit_lock, NULL);
+	pthread_mutex_init(&w->commit_mu, NULL);
+	pthread_cond_init(&w->commit_done, NULL);
 	w->fd = fd;
 	w->bops = base->e->ops;
 	w->bh = base->e->h;

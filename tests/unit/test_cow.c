@@ -474,6 +474,128 @@ static void test_crash_keeps_last_commit(void **state)
 }
 
 
+/*
+ * FUA writes from several threads at once share commits: each one that
+ * returned is in the file's map, even if the process dies right after.
+ */
+#define FUA_THREADS	4
+#define FUA_WRITES	64
+
+static void *fua_main(void *arg)
+{
+	struct racer *r = arg;
+	uint8_t buf[1024];
+
+	memset(buf, 0xd0 + r->idx, sizeof(buf));
+	pthread_barrier_wait(r->bar);
+	for (int i = 0; i < FUA_WRITES; i++) {
+		uint64_t c = 1000 + (uint64_t)i * FUA_THREADS + r->idx;
+
+		if (r->f->ov.ops->pwrite(r->f->ov.h, buf, sizeof(buf),
+					 c * CS + 1024, i % 4 != 3) ||
+		    (i % 4 == 3 && r->f->ov.ops->flush(r->f->ov.h)))
+			return (void *)1;
+	}
+	return NULL;
+}
+
+static void test_concurrent_fua_durable(void **state)
+{
+	struct fx *f = *state;
+	pid_t pid = fork();
+	int st;
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		pthread_t t[FUA_THREADS];
+		struct racer r[FUA_THREADS];
+		pthread_barrier_t bar;
+		char err[256];
+
+		if (nd_cow_open(&f->cb, f->ov_dir, "lab-01", &f->ov, err,
+				sizeof(err)))
+			_exit(10);
+		pthread_barrier_init(&bar, NULL, FUA_THREADS);
+		for (int i = 0; i < FUA_THREADS; i++) {
+			r[i] = (struct racer){ f, i, &bar };
+			if (pthread_create(&t[i], NULL, fua_main, &r[i]))
+				_exit(11);
+		}
+		for (int i = 0; i < FUA_THREADS; i++) {
+			void *rv;
+
+			pthread_join(t[i], &rv);
+			if (rv)
+				_exit(12);
+		}
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	ov_open(f);
+	for (int i = 0; i < FUA_WRITES; i++)
+		for (int k = 0; k < FUA_THREADS; k++) {
+			uint64_t c = 1000 + (uint64_t)i * FUA_THREADS + k;
+
+			expect(f, -1, 1024, c * CS);
+			expect(f, 0xd0 + k, 1024, c * CS + 1024);
+			expect(f, -1, 2048, c * CS + 2048);
+		}
+}
+
+/* A disk whose size is not a multiple of the cluster size. */
+#define ODD_SIZE	(BASE_SIZE + 1536)
+
+static int fx_setup_odd(void **state)
+{
+	return fx_setup_size(state, ODD_SIZE);
+}
+
+static void test_odd_size_last_cluster(void **state)
+{
+	struct fx *f = *state;
+	struct nd_cow_info in;
+	char err[512] = "", out[256];
+	uint8_t *want = malloc(ODD_SIZE), *got = malloc(ODD_SIZE);
+	int fd;
+
+	assert_non_null(want);
+	assert_non_null(got);
+	ov_open(f);
+	assert_int_equal(f->ov.size, ODD_SIZE);
+	expect(f, -1, ODD_SIZE, 0);
+	ov_write(f, 0x5e, 512, ODD_SIZE - 1024, true);
+	expect(f, -1, 512, BASE_SIZE);
+	expect(f, 0x5e, 512, ODD_SIZE - 1024);
+	expect(f, -1, 512, ODD_SIZE - 512);
+	ov_read(f, want, ODD_SIZE, 0);
+	ov_close(f);
+	assert_int_equal(nd_cow_info(f->ov_dir, "lab-01", &in, err,
+				     sizeof(err)), 0);
+	assert_int_equal(in.data_bytes, 1536);
+	snprintf(out, sizeof(out), "%s/merged.img", f->dir);
+	assert_int_equal(nd_cow_merge(&f->cb, f->ov_dir, "lab-01", out, err,
+				      sizeof(err)), 0);
+	fd = open(out, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, got, ODD_SIZE, 0), ODD_SIZE);
+	assert_int_equal(pread(fd, got, 1, ODD_SIZE), 0);
+	close(fd);
+	assert_memory_equal(want, got, ODD_SIZE);
+	ov_open(f);
+	assert_int_equal(f->ov.ops->trim(f->ov.h, 1536, BASE_SIZE), 0);
+	expect(f, 0, 1536, BASE_SIZE);
+	assert_int_equal(f->ov.ops->flush(f->ov.h), 0);
+	ov_close(f);
+	assert_int_equal(nd_cow_info(f->ov_dir, "lab-01", &in, err,
+				     sizeof(err)), 0);
+	assert_int_equal(in.data_bytes, 0);
+	assert_int_equal(in.zero_bytes, 1536);
+	free(want);
+	free(got);
+}
+
 /* ---- refusals of damaged files ---- */
 
 static uint64_t hdr_get(struct fx *f, unsigned int off, unsigned int width)
@@ -1031,6 +1153,10 @@ int main(void)
 						fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_crash_keeps_last_commit,
 						fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_concurrent_fua_durable,
+						fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_odd_size_last_cluster,
+						fx_setup_odd, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_damaged_overlays_refused,
 						fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_changed_base_refused,
