@@ -29,11 +29,13 @@ static const struct {
 	const char *word;
 	const char *ctl;		/* the control command (control.h) */
 	int nargs;			/* after the verb */
+	const char *args;
 } verbs[] = {
-	[OVL_LIST] = { "list", "overlays", 1 },
-	[OVL_RESET] = { "reset", "overlay-reset", 2 },
-	[OVL_MERGE] = { "merge", "overlay-merge", 3 },
-	[OVL_CHECK] = { "check", "overlay-check", 2 },
+	[OVL_LIST] = { "list", "overlays", 1, "EXPORT" },
+	[OVL_RESET] = { "reset", "overlay-reset", 2, "EXPORT IDENTITY" },
+	[OVL_MERGE] = { "merge", "overlay-merge", 3,
+			"EXPORT IDENTITY OUTPUT" },
+	[OVL_CHECK] = { "check", "overlay-check", 2, "EXPORT IDENTITY" },
 };
 
 struct ovl_args {
@@ -52,8 +54,9 @@ static void usage(FILE *f)
 "       netdiskd overlay merge EXPORT IDENTITY OUTPUT [...]\n"
 "       netdiskd overlay check EXPORT IDENTITY [...]\n"
 "The per-identity overlays of a copy-on-write export (netdiskd(8) OVERLAYS),\n"
-"through the running server's control socket (default %s)\n"
-"or, with --config FILE and no server answering, on the files directly.\n"
+"through the running server's control socket (default\n"
+"%s) or, with --config FILE and no server answering,\n"
+"on the files directly.\n"
 "  list    every overlay: size, allocated bytes, last use, attached or not\n"
 "  reset   delete IDENTITY's overlay: it reads the base again (--force: end\n"
 "          its session first if it is attached)\n"
@@ -104,7 +107,8 @@ static int take_words(struct ovl_args *a, int n, char **w, FILE *errout)
 	}
 	a->verb = (enum ovl_verb)v;
 	if (n - 1 != verbs[v].nargs) {
-		usage(errout);
+		fprintf(errout, "netdiskd overlay %s: takes %s (see --help)\n",
+			verbs[v].word, verbs[v].args);
 		return 2;
 	}
 	a->export = w[1];
@@ -176,7 +180,7 @@ static int parse(int argc, char **argv, struct ovl_args *a, FILE *out,
 		return 2;
 	}
 	if (optind >= argc) {
-		usage(errout);
+		fprintf(errout, "netdiskd overlay: list, reset, merge or check? (see --help)\n");
 		return 2;
 	}
 	c = take_words(a, argc - optind, argv + optind, errout);
