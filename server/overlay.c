@@ -165,7 +165,7 @@ static void reset(struct nd_server *s, struct nd_exp *x, const char *id,
 	char err[512];
 	int rc;
 
-	if (nd_exp_cow_hold(s, x, id, force, ND_SRV_DRAIN_MS, err,
+	if (nd_exp_cow_hold(s, x, id, force, s->drain_ms, err,
 			    sizeof(err)) < 0) {
 		fprintf(out, "error: %s\n", err);
 		return;
