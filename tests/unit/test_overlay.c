@@ -224,6 +224,11 @@ static int setup(void **state)
 	return setup_with(state, 2000, false);
 }
 
+static int setup_gated(void **state)
+{
+	return setup_with(state, 2000, true);
+}
+
 /* Longer than the control socket's 5 s deadline for one command. */
 static int setup_slow_drain(void **state)
 {
@@ -728,6 +733,53 @@ static void test_reset_session_stuck(void **state)
 	nd_client_close(c);
 }
 
+struct merge_job {
+	struct fixture *f;
+	char out[256];
+	struct run r;
+};
+
+static void *merge_main(void *arg)
+{
+	struct merge_job *j = arg;
+
+	j->r = overlay("merge", "default", "lab-01", j->out, "--control",
+		       j->f->sock, NULL);
+	return NULL;
+}
+
+/* While a command works on an overlay, its identity cannot attach. */
+static void test_busy_while_held(void **state)
+{
+	struct fixture *f = *state;
+	struct merge_job j = { .f = f };
+	struct nd_client *c;
+	pthread_t t;
+	uint16_t st;
+
+	lab01_writes(f);
+	snprintf(j.out, sizeof(j.out), "%s/merged.img", f->dir);
+	gate_set(true);
+	assert_int_equal(pthread_create(&t, NULL, merge_main, &j), 0);
+	pthread_mutex_lock(&the_gate.lock);
+	while (!the_gate.waiting)
+		pthread_cond_wait(&the_gate.cond, &the_gate.lock);
+	pthread_mutex_unlock(&the_gate.lock);
+
+	c = attach_st(f, "lab-01", &st);
+	assert_null(c);
+	assert_int_equal(st, ND_ERR_BUSY);
+
+	gate_set(false);
+	pthread_join(t, NULL);
+	if (j.r.rc)
+		fail_msg("merge: %s", j.r.err);
+	run_free(&j.r);
+	c = attach(f, "lab-01");	/* let go */
+	assert_int_equal(read_block(c, 5), 0x15);
+	nd_client_close(c);
+}
+
 static void expect_error(struct fixture *f, const char *cmd,
 			 const char *want)
 {
@@ -801,6 +853,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_offline, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reset_session_stuck,
 						setup_slow_drain, teardown),
+		cmocka_unit_test_setup_teardown(test_busy_while_held,
+						setup_gated, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_commands, setup, teardown),
 	};
 
