@@ -53,7 +53,7 @@ void nd_overlay_print(FILE *out, const char *export,
 		fputc('-', out);
 	fprintf(out, " attaches=%llu attached=%s mem=",
 		(unsigned long long)in->attaches, attached ? "yes" : "no");
-	if (attached)
+	if (attached && mem != ND_OVL_MEM_UNKNOWN)
 		fprintf(out, "%zu\n", mem);
 	else
 		fputs("-\n", out);
