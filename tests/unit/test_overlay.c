@@ -564,6 +564,26 @@ static void test_merge(void **state)
 	assert_int_equal(read_block(c, 5), 0x15);	/* session unharmed */
 	close_client(f, c, "lab-01");
 
+	/* An OUTPUT far longer than a status command fits through. */
+	{
+		char deep[1024];
+		int n = snprintf(deep, sizeof(deep), "%s", f->dir);
+
+		for (int i = 0; i < 6; i++) {
+			n += snprintf(deep + n, sizeof(deep) - (size_t)n,
+				      "/%0100d", i);
+			assert_int_equal(mkdir(deep, 0700), 0);
+		}
+		snprintf(deep + n, sizeof(deep) - (size_t)n, "/merged.img");
+		r = overlay("merge", "default", "lab-01", deep, "--control",
+			    f->sock, NULL);
+		if (r.rc)
+			fail_msg("merge to a %zu-byte path: %s", strlen(deep),
+				 r.err);
+		run_free(&r);
+		assert_int_equal(stat(deep, &st), 0);
+	}
+
 	/* The socket takes only absolute paths without blanks. */
 	{
 		char *ans = ask(f, "overlay-merge default lab-01 merged3.img");
