@@ -7,6 +7,8 @@
  *   ndmodel fill FILE SIZE
  *   ndmodel run URL --key-file K [--identity NAME] [--seed N] [--ops N]
  *               [--queue N] [--hot BYTES] [--reconnect SEC] [-v]
+ *   ndmodel op URL --key-file K [--identity NAME] [--fua]
+ *               trim|zeroes|flush OFFSET LENGTH
  *
  * fill writes FILE (SIZE bytes) with the initial pattern the model starts
  * from; make the export from it (or a cow export's base).
@@ -29,6 +31,9 @@
  * sector whose set has several values narrows it to the value read.
  * TRIM is modelled as reading zeros afterwards (true of netdisk's file
  * backend and of copy-on-write exports).
+ *
+ * op sends one TRIM, WRITE_ZEROES or FLUSH (the CLI has none of these):
+ * exit 0 when it succeeded, 1 with one line naming the status otherwise.
  *
  * Exit: 0 every read allowed; 1 a read the model does not allow, or an
  * unexpected error status (each printed, up to 20); 2 usage; 3 cannot
@@ -379,6 +384,16 @@ static void on_done(void *arg, int status)
 	free(o);
 }
 
+/* cmd_op's completion: the status into *arg. */
+static void op_done(void *arg, int status)
+{
+	pthread_mutex_lock(&M.m);
+	*(int *)arg = status;
+	M.inflight = 0;
+	pthread_cond_broadcast(&M.cv);
+	pthread_mutex_unlock(&M.m);
+}
+
 struct conn {
 	const struct nd_url *url;
 	const uint8_t *key;
@@ -599,7 +614,9 @@ static int usage(void)
 		"usage: ndmodel fill FILE SIZE\n"
 		"       ndmodel run URL --key-file K [--identity NAME] [--seed N]\n"
 		"                   [--ops N] [--queue N] [--hot BYTES] "
-		"[--reconnect SEC] [-v]\n");
+		"[--reconnect SEC] [-v]\n"
+		"       ndmodel op URL --key-file K [--identity NAME] [--fua]\n"
+		"                  trim|zeroes|flush OFFSET LENGTH\n");
 	return 2;
 }
 
@@ -805,6 +822,75 @@ out:
 	return M.bad ? 1 : 0;
 }
 
+static int cmd_op(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "key-file", required_argument, NULL, 'k' },
+		{ "identity", required_argument, NULL, 'i' },
+		{ "fua", no_argument, NULL, 'f' },
+		{ 0 },
+	};
+	struct nd_client_opts opts = { .timeout_ms = 20000 };
+	const char *key_file = NULL;
+	uint8_t key[ND_KEY_LEN], type, flags = 0;
+	struct nd_client *c;
+	struct nd_url url;
+	uint64_t off;
+	uint32_t len;
+	char err[256];
+	int ch, rc, st = 0;
+
+	optind = 2;
+	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		switch (ch) {
+		case 'k': key_file = optarg; break;
+		case 'i': opts.identity = optarg; break;
+		case 'f': flags = ND_REQ_FUA; break;
+		default: return usage();
+		}
+	}
+	if (optind != argc - 4 || !key_file)
+		return usage();
+	if (!strcmp(argv[optind + 1], "trim"))
+		type = ND_OP_TRIM;
+	else if (!strcmp(argv[optind + 1], "zeroes"))
+		type = ND_OP_WRITE_ZEROES;
+	else if (!strcmp(argv[optind + 1], "flush"))
+		type = ND_OP_FLUSH;
+	else
+		return usage();
+	off = strtoull(argv[optind + 2], NULL, 0);
+	len = (uint32_t)strtoul(argv[optind + 3], NULL, 0);
+	if (nd_url_parse(argv[optind], &url, err, sizeof(err)) ||
+	    nd_key_load(key_file, key, err, sizeof(err))) {
+		fprintf(stderr, "ndmodel: %s\n", err);
+		return 2;
+	}
+	rc = nd_client_open(&url, key, &opts, &c, NULL, err, sizeof(err));
+	nd_wipe(key, sizeof(key));
+	if (rc) {
+		fprintf(stderr, "ndmodel: connect: %s\n", err);
+		return 3;
+	}
+	pthread_mutex_lock(&M.m);
+	M.inflight = 1;
+	pthread_mutex_unlock(&M.m);
+	rc = nd_client_submit(c, type, flags, off, len, NULL, op_done, &st);
+	if (!rc) {
+		pthread_mutex_lock(&M.m);
+		wait_below(1);
+		rc = st;
+		pthread_mutex_unlock(&M.m);
+	}
+	nd_client_close(c);
+	if (rc) {
+		fprintf(stderr, "ndmodel: %s at %" PRIu64 " length %u: %s\n",
+			argv[optind + 1], off, len, nd_client_strerror(rc));
+		return 1;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -812,5 +898,7 @@ int main(int argc, char **argv)
 		return cmd_fill(argc, argv);
 	if (argc >= 2 && !strcmp(argv[1], "run"))
 		return cmd_run(argc, argv);
+	if (argc >= 2 && !strcmp(argv[1], "op"))
+		return cmd_op(argc, argv);
 	return usage();
 }
