@@ -788,6 +788,10 @@ evil_case_rc list-none 1 "server cannot list exports" "$ND" exports URL
 evil_case_rc access-denied 12 "access denied" "$ND" exports URL
 evil_case_rc access-denied 12 "server refused: access denied" "$ND" info URL
 evil_case_rc access-denied 12 "server refused: access denied" "$ND" copy URL evil-out.img
+# Status 16 (a copy-on-write overlay whose base changed): exit 13.
+evil_case_rc base-changed 13 "server refused: base image of the overlay changed" "$ND" info URL
+evil_case_rc base-changed 13 "server refused: base image of the overlay changed" "$ND" copy evil.img URL
+evil_case_rc base-changed 13 "server refused: base image of the overlay changed" "$ND" bench URL --time 1
 
 # Someone on the path without the key answers with a forged ServerHello
 # "unknown session": a malformed hello, not a refusal from the server.
