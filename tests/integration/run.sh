@@ -195,8 +195,9 @@ if [ "${ND_IT_ONLY:-}" = install ]; then
 	finish
 fi
 
-# ND_IT_ONLY=cow: only the copy-on-write part (cow.sh).
-if [ "${ND_IT_ONLY:-}" = cow ]; then
+# ND_IT_ONLY=cow: only the copy-on-write part (cow.sh); cow-model: only its
+# model test (cow_model.sh).
+if [ "${ND_IT_ONLY:-}" = cow ] || [ "${ND_IT_ONLY:-}" = cow-model ]; then
 	. "$ROOT/tests/integration/cow.sh"
 	finish
 fi
