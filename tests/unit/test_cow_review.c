@@ -471,12 +471,70 @@ static void test_first_writes_over_slow_base(void **state)
 	f->cb.e = &f->base;
 }
 
+/* ---- the administrator's commands and files they were not given ---- */
+
+static void write_text(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+}
+
+static void expect_text(const char *path, const char *text)
+{
+	char buf[256] = "";
+	int fd = open(path, O_RDONLY);
+
+	if (fd < 0)
+		fail_msg("%s: %s", path, strerror(errno));
+	assert_true(read(fd, buf, sizeof(buf) - 1) >= 0);
+	close(fd);
+	assert_string_equal(buf, text);
+}
+
+/*
+ * merge OUTPUT writes OUTPUT.tmp first: an OUTPUT.tmp that is there
+ * already is someone's file, not the merge's to delete.
+ */
+static void test_merge_keeps_existing_tmp(void **state)
+{
+	struct fx *f = *state;
+	char out[192], tmp[200], err[512];
+	struct nd_export ov;
+	uint8_t buf[CS];
+	int rc;
+
+	ov_open(f, &ov);
+	memset(buf, 0x5a, sizeof(buf));
+	assert_int_equal(ov.ops->pwrite(ov.h, buf, CS, 0, true), 0);
+	nd_export_close(&ov);
+	snprintf(out, sizeof(out), "%s/next.img", f->dir);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", out);
+	write_text(tmp, "the administrator's notes\n");
+	rc = nd_cow_merge(&f->cb, f->ov_dir, "lab", out, err, sizeof(err));
+	expect_text(tmp, "the administrator's notes\n");
+	if (rc == 0) {
+		struct stat st;
+
+		assert_int_equal(stat(out, &st), 0);
+		assert_int_equal((uint64_t)st.st_size, BASE_SIZE);
+	} else {
+		assert_int_equal(rc, ND_COW_ERR);
+		assert_non_null(strstr(err, tmp));
+		assert_null(strchr(err, '\n'));
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_first_writes_over_slow_base,
 						fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_threads_and_kill9,
+						fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_merge_keeps_existing_tmp,
 						fx_setup, fx_teardown),
 	};
 
