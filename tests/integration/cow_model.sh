@@ -49,8 +49,8 @@ for seed in ${ND_MODEL_SEEDS:-1 2}; do
 done
 s=${ND_MODEL_SEEDS:-1}
 s=${s%% *}
-ov_expect cow-ov-check-model 0 "." check model "m$s"
-ov_expect cow-ov-merge-model 0 "." merge model "m$s" "$C/merged-m$s.img"
+ov_expect cow-ov-check-model 0 "consistent" check model "m$s"
+ov_expect cow-ov-merge-model 0 "" merge model "m$s" "$C/merged-m$s.img"
 rm -f "$C/m$s.out"
 as "m$s" "cow-read-m$s" copy "$MURL" "$C/m$s.out" -q
 same "cow: merged image of m$s = what m$s reads" "$C/merged-m$s.img" "$C/m$s.out"
