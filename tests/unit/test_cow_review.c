@@ -55,6 +55,18 @@ static uint8_t pat(uint64_t off)
 	return (uint8_t)((off >> 9) * 7 + (off & 511) + 1);
 }
 
+/* As the server names its base: the file it opened (export.c). */
+static void base_ids(struct fx *f)
+{
+	struct stat st;
+
+	assert_int_equal(stat(f->base_path, &st), 0);
+	f->cb.e = &f->base;
+	f->cb.path = f->base_path;
+	f->cb.dev = (uint64_t)st.st_dev;
+	f->cb.ino = (uint64_t)st.st_ino;
+}
+
 static int fx_setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
@@ -77,8 +89,7 @@ static int fx_setup(void **state)
 	free(buf);
 	assert_int_equal(nd_file_open(&f->base, f->base_path, true, err,
 				      sizeof(err)), 0);
-	f->cb.e = &f->base;
-	f->cb.path = f->base_path;
+	base_ids(f);
 	*state = f;
 	return 0;
 }
@@ -527,6 +538,80 @@ static void test_merge_keeps_existing_tmp(void **state)
 	}
 }
 
+/* ---- the base binding describes the base that is served ---- */
+
+/* Is 4 KiB block k of a size-byte base one of the binding's samples? */
+static bool sampled(uint64_t k, uint64_t size)
+{
+	uint64_t span = size - 4096;
+
+	for (int i = 0; i < 64; i++)
+		if ((span / 63 * i + span % 63 * i / 63) / 4096 == k)
+			return true;
+	return false;
+}
+
+/*
+ * The administrator replaces the base file (mv new.img base.img, as
+ * netdiskd(8) says, then resets the overlays) while the server still has
+ * the old one open and serves its bytes. An overlay made then must never
+ * be accepted later over bytes other than the ones it was made over: here
+ * the new file differs from the old one only outside the 64 samples, so
+ * only the mtime can tell them apart.
+ */
+static void test_binding_of_replaced_base(void **state)
+{
+	struct fx *f = *state;
+	char np[160], err[512];
+	struct timespec t[2] = { { 1500000000, 0 }, { 1500000000, 0 } };
+	struct nd_export ov;
+	uint8_t *buf = malloc(BASE_SIZE), got[CS];
+	uint64_t k = 1;
+	int fd, rc;
+
+	assert_non_null(buf);
+	while (sampled(k, BASE_SIZE))
+		k++;
+	for (uint64_t i = 0; i < BASE_SIZE; i++)
+		buf[i] = pat(i);
+	memset(buf + k * CS, 0xee, CS);
+	snprintf(np, sizeof(np), "%s/new.img", f->dir);
+	fd = open(np, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, buf, BASE_SIZE), BASE_SIZE);
+	assert_int_equal(futimens(fd, t), 0);
+	close(fd);
+	free(buf);
+	assert_int_equal(rename(np, f->base_path), 0);
+
+	/* The server still serves the old file (f->base). */
+	memset(&ov, 0, sizeof(ov));
+	rc = nd_cow_open(&f->cb, f->ov_dir, "lab", &ov, err, sizeof(err));
+	if (rc != 0) {
+		assert_int_equal(rc, ND_COW_ERR);
+		assert_non_null(strstr(err, f->base_path));
+		return;
+	}
+	assert_int_equal(ov.ops->pread(ov.h, got, CS, k * CS), 0);
+	assert_int_equal(got[0], pat(k * CS));	/* the old bytes */
+	nd_export_close(&ov);
+
+	/* Restarted: the new file is the base now. */
+	nd_export_close(&f->base);
+	assert_int_equal(nd_file_open(&f->base, f->base_path, true, err,
+				      sizeof(err)), 0);
+	base_ids(f);
+	memset(&ov, 0, sizeof(ov));
+	rc = nd_cow_open(&f->cb, f->ov_dir, "lab", &ov, err, sizeof(err));
+	if (rc == 0) {
+		assert_int_equal(ov.ops->pread(ov.h, got, CS, k * CS), 0);
+		nd_export_close(&ov);
+		fail_msg("an overlay made over the old base is served over the new one (block %llu read 0x%02x, now 0x%02x, never written)",
+			 (unsigned long long)k, pat(k * CS), got[0]);
+	}
+	assert_int_equal(rc, ND_COW_BASE_CHANGED);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -535,6 +620,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_threads_and_kill9,
 						fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_merge_keeps_existing_tmp,
+						fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_binding_of_replaced_base,
 						fx_setup, fx_teardown),
 	};
 
