@@ -538,6 +538,32 @@ static void test_merge_keeps_existing_tmp(void **state)
 	}
 }
 
+/*
+ * Whoever can write DIR can link any file of theirs (or, without
+ * protected_hardlinks, anyone's) as IDENTITY.ndcow.tmp: creating the
+ * overlay must not truncate and overwrite that file.
+ */
+static void test_create_spares_linked_tmp(void **state)
+{
+	struct fx *f = *state;
+	char victim[160], tmp[192], err[512];
+	struct nd_export ov;
+	int rc;
+
+	assert_int_equal(mkdir(f->ov_dir, 0700), 0);
+	snprintf(victim, sizeof(victim), "%s/victim", f->dir);
+	snprintf(tmp, sizeof(tmp), "%s/lab.ndcow.tmp", f->ov_dir);
+	write_text(victim, "someone else's file\n");
+	assert_int_equal(link(victim, tmp), 0);
+	memset(&ov, 0, sizeof(ov));
+	rc = nd_cow_open(&f->cb, f->ov_dir, "lab", &ov, err, sizeof(err));
+	if (rc == 0)
+		nd_export_close(&ov);
+	else
+		assert_null(strchr(err, '\n'));
+	expect_text(victim, "someone else's file\n");
+}
+
 /* ---- the base binding describes the base that is served ---- */
 
 /* Is 4 KiB block k of a size-byte base one of the binding's samples? */
@@ -622,6 +648,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_merge_keeps_existing_tmp,
 						fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_binding_of_replaced_base,
+						fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_create_spares_linked_tmp,
 						fx_setup, fx_teardown),
 	};
 
