@@ -22,7 +22,7 @@
 #include "control.h"
 #include "overlay.h"
 
-/* How long to wait for an answer other than a merge's (which may take hours). */
+/* How long to wait for any answer but a merge's (which may take hours). */
 #define OVL_WAIT_MS	60000
 
 enum ovl_verb { OVL_LIST, OVL_RESET, OVL_MERGE, OVL_CHECK };
