@@ -53,7 +53,7 @@ void nd_overlay_print(FILE *out, const char *export,
 		fputc('-', out);
 	fprintf(out, " attaches=%llu attached=%s mem=",
 		(unsigned long long)in->attaches, attached ? "yes" : "no");
-	if (attached)
+	if (attached && mem != ND_OVL_MEM_UNKNOWN)
 		fprintf(out, "%zu\n", mem);
 	else
 		fputs("-\n", out);
@@ -165,7 +165,7 @@ static void reset(struct nd_server *s, struct nd_exp *x, const char *id,
 	char err[512];
 	int rc;
 
-	if (nd_exp_cow_hold(s, x, id, force, ND_SRV_DRAIN_MS, err,
+	if (nd_exp_cow_hold(s, x, id, force, s->drain_ms, err,
 			    sizeof(err)) < 0) {
 		fprintf(out, "error: %s\n", err);
 		return;

@@ -17,9 +17,11 @@
 /* Exit status of `netdiskd overlay check` finding damage or a changed base. */
 #define ND_OVL_EXIT_DAMAGED	4
 
+/* nd_overlay_print's mem when nobody can tell (no server asked). */
+#define ND_OVL_MEM_UNKNOWN	((size_t)-1)
 /*
  * One overlay's line of the `overlays` answer and of `netdiskd overlay
- * list` (control.h); mem is printed only if attached.
+ * list` (control.h); mem is printed only if attached and known.
  */
 void nd_overlay_print(FILE *out, const char *export,
 		      const struct nd_cow_info *in, bool attached, size_t mem);

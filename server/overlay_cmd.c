@@ -9,6 +9,7 @@
  * overlay's lock, which a server that has the overlay open holds.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
@@ -20,7 +21,7 @@
 #include "control.h"
 #include "overlay.h"
 
-/* How long to wait for an answer other than a merge's (which may take hours). */
+/* How long to wait for any answer but a merge's (which may take hours). */
 #define OVL_WAIT_MS	60000
 
 enum ovl_verb { OVL_LIST, OVL_RESET, OVL_MERGE, OVL_CHECK };
@@ -252,6 +253,26 @@ static int ask(const struct ovl_args *a, const char *path, FILE *out,
 	return rc;
 }
 
+/*
+ * Does a process hold the overlay's lock (a server that has it open, whose
+ * control socket we could not reach, or another command)? Only asks.
+ */
+static bool locked(const char *dir, const char *identity)
+{
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+	char path[PATH_MAX + ND_NAME_MAX + 16];	/* config.c keeps it shorter */
+	bool held = false;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s%s", dir, identity, ND_COW_SUFFIX);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	if (fd < 0)
+		return false;
+	held = fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
+	close(fd);
+	return held;
+}
+
 static int offline_list(const struct nd_cfg_export *ce, FILE *out,
 			FILE *errout)
 {
@@ -264,7 +285,9 @@ static int offline_list(const struct nd_cfg_export *ce, FILE *out,
 		return 1;
 	}
 	for (int i = 0; i < n; i++)
-		nd_overlay_print(out, ce->name, &v[i], false, 0);
+		nd_overlay_print(out, ce->name, &v[i],
+				 locked(ce->cow_dir, v[i].identity),
+				 ND_OVL_MEM_UNKNOWN);
 	free(v);
 	return 0;
 }

@@ -24,6 +24,7 @@
 #include "client.h"
 #include "nd_wire.h"
 #include "url.h"
+#include "../../server/backend.h"
 #include "../../server/config.h"
 #include "../../server/control.h"
 #include "../../server/log.h"
@@ -80,9 +81,86 @@ static void make_base(const char *path)
 	free(img);
 }
 
-static int setup(void **state)
+/*
+ * A base whose reads can be stopped (gate_backend_open): a session with a
+ * read stuck in it cannot end.
+ */
+struct gate {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool closed;
+	int waiting;			/* reads held at the gate */
+	const struct nd_backend_ops *ops;
+	void *h;
+};
+
+static struct gate the_gate = {
+	.lock = PTHREAD_MUTEX_INITIALIZER,
+	.cond = PTHREAD_COND_INITIALIZER,
+};
+
+static int gate_pread(void *h, void *buf, uint32_t len, uint64_t off)
 {
-	const struct nd_server_config opts = { .drain_ms = 2000 };
+	struct gate *g = h;
+
+	pthread_mutex_lock(&g->lock);
+	g->waiting++;
+	pthread_cond_broadcast(&g->cond);
+	while (g->closed)
+		pthread_cond_wait(&g->cond, &g->lock);
+	g->waiting--;
+	pthread_mutex_unlock(&g->lock);
+	return g->ops->pread(g->h, buf, len, off);
+}
+
+static int gate_flush(void *h)
+{
+	struct gate *g = h;
+
+	return g->ops->flush(g->h);
+}
+
+static void gate_close(void *h)
+{
+	struct gate *g = h;
+
+	g->ops->close(g->h);
+}
+
+static const struct nd_backend_ops gate_ops = {
+	.name = "gate",
+	.pread = gate_pread,
+	.flush = gate_flush,
+	.close = gate_close,
+};
+
+static void gate_set(bool closed)
+{
+	pthread_mutex_lock(&the_gate.lock);
+	the_gate.closed = closed;
+	pthread_cond_broadcast(&the_gate.cond);
+	pthread_mutex_unlock(&the_gate.lock);
+}
+
+/* nd_backend_open of the gated tests: the base behind the_gate. */
+static int gate_backend_open(struct nd_export *e, const char *path,
+			     bool read_only, char *err, size_t errlen)
+{
+	if (nd_file_open(e, path, read_only, err, errlen) < 0)
+		return -1;
+	if (strstr(path, ".plain"))
+		return 0;
+	the_gate.ops = e->ops;
+	the_gate.h = e->h;
+	e->ops = &gate_ops;
+	e->h = &the_gate;
+	return 0;
+}
+
+/* drain_ms: also how long a forced reset waits for the session to end. */
+static int setup_with(void **state, int drain_ms, bool gated)
+{
+	const struct nd_server_config opts = { .drain_ms = drain_ms };
 	struct fixture *f = calloc(1, sizeof(*f));
 	char p[256], hex[2 * ND_KEY_LEN + 2], err[512], *text = NULL;
 	struct nd_config cfg;
@@ -126,7 +204,10 @@ static int setup(void **state)
 	if (nd_config_load(f->conf, &cfg, err, sizeof(err)) < 0)
 		fail_msg("nd_config_load: %s", err);
 	nd_log_level = getenv("ND_TEST_DEBUG") ? ND_LOG_DEBUG : ND_LOG_ERROR;
+	if (gated)
+		nd_backend_open = gate_backend_open;
 	f->srv = nd_server_create(&opts, &cfg, err, sizeof(err));
+	nd_backend_open = nd_file_open;
 	if (!f->srv)
 		fail_msg("nd_server_create: %s", err);
 	f->port = nd_server_port(f->srv);
@@ -136,6 +217,22 @@ static int setup(void **state)
 		fail_msg("nd_control_start: %s", err);
 	*state = f;
 	return 0;
+}
+
+static int setup(void **state)
+{
+	return setup_with(state, 2000, false);
+}
+
+static int setup_gated(void **state)
+{
+	return setup_with(state, 2000, true);
+}
+
+/* Longer than the control socket's 5 s deadline for one command. */
+static int setup_slow_drain(void **state)
+{
+	return setup_with(state, 6000, true);
 }
 
 static int teardown(void **state)
@@ -198,6 +295,11 @@ static uint8_t read_block(struct nd_client *c, unsigned int b)
 	for (int i = 1; i < BS; i++)
 		assert_int_equal(buf[i], buf[0]);
 	return buf[0];
+}
+
+static void store_status(void *arg, int status)
+{
+	__atomic_store_n((int *)arg, status, __ATOMIC_RELEASE);
 }
 
 /* ---- the control socket and the command ---- */
@@ -462,6 +564,26 @@ static void test_merge(void **state)
 	assert_int_equal(read_block(c, 5), 0x15);	/* session unharmed */
 	close_client(f, c, "lab-01");
 
+	/* An OUTPUT far longer than a status command fits through. */
+	{
+		char deep[1024];
+		int n = snprintf(deep, sizeof(deep), "%s", f->dir);
+
+		for (int i = 0; i < 6; i++) {
+			n += snprintf(deep + n, sizeof(deep) - (size_t)n,
+				      "/%0100d", i);
+			assert_int_equal(mkdir(deep, 0700), 0);
+		}
+		snprintf(deep + n, sizeof(deep) - (size_t)n, "/merged.img");
+		r = overlay("merge", "default", "lab-01", deep, "--control",
+			    f->sock, NULL);
+		if (r.rc)
+			fail_msg("merge to a %zu-byte path: %s", strlen(deep),
+				 r.err);
+		run_free(&r);
+		assert_int_equal(stat(deep, &st), 0);
+	}
+
 	/* The socket takes only absolute paths without blanks. */
 	{
 		char *ans = ask(f, "overlay-merge default lab-01 merged3.img");
@@ -544,14 +666,15 @@ static void test_offline(void **state)
 	nd_control_stop(f->ctl);	/* the server runs on, unreachable */
 	f->ctl = NULL;
 
+	/* lab-02's overlay is open in the server: its lock says attached. */
 	r = overlay("list", "default", "--config", f->conf, NULL);
 	assert_int_equal(r.rc, 0);
 	assert_true(!strncmp(r.out, "overlay default lab-01 size=1048576 ", 36));
-	assert_non_null(strstr(r.out, "\noverlay default lab-02 "));
-	assert_null(strstr(r.out, "attached=yes"));
+	assert_non_null(strstr(r.out, " attaches=1 attached=no mem=-\noverlay default lab-02 "));
+	assert_non_null(strstr(r.out, " attaches=1 attached=yes mem=-\n"));
 	run_free(&r);
 
-	/* lab-02's overlay is open in the server: its lock says in use. */
+	/* ... and the reset of an overlay in use fails. */
 	r = overlay("reset", "default", "lab-02", "--config", f->conf, NULL);
 	assert_int_equal(r.rc, 1);
 	assert_non_null(strstr(r.err, "in use"));
@@ -591,6 +714,91 @@ static void test_offline(void **state)
 	assert_int_equal(r.rc, 1);
 	assert_non_null(strstr(r.err, "cannot connect"));
 	run_free(&r);
+}
+
+/*
+ * A forced reset whose session cannot end (a read stuck in the base)
+ * gives up after the drain time, longer here than the control socket's
+ * deadline for a command: its answer still arrives, and the overlay is
+ * left alone.
+ */
+static void test_reset_session_stuck(void **state)
+{
+	struct fixture *f = *state;
+	struct nd_client *c = attach(f, "lab-01");
+	uint8_t buf[BS];
+	int done = -1;
+	char p[256];
+	struct stat st;
+	struct run r;
+
+	write_block(c, 0, 0x11);
+	assert_int_equal(nd_client_flush(c), ND_OK);
+	gate_set(true);
+	assert_int_equal(nd_client_submit(c, ND_OP_READ, 0, BS, BS, buf,
+					  store_status, &done), 0);
+	pthread_mutex_lock(&the_gate.lock);
+	while (!the_gate.waiting)
+		pthread_cond_wait(&the_gate.cond, &the_gate.lock);
+	pthread_mutex_unlock(&the_gate.lock);
+
+	r = overlay("reset", "default", "lab-01", "--force", "--control",
+		    f->sock, NULL);
+	gate_set(false);
+	assert_int_equal(r.rc, 1);
+	if (!strstr(r.err, "did not end"))
+		fail_msg("stuck forced reset: '%s'", r.err);
+	run_free(&r);
+	snprintf(p, sizeof(p), "%s/lab-01.ndcow", f->cow);
+	assert_int_equal(stat(p, &st), 0);
+	nd_client_close(c);
+}
+
+struct merge_job {
+	struct fixture *f;
+	char out[256];
+	struct run r;
+};
+
+static void *merge_main(void *arg)
+{
+	struct merge_job *j = arg;
+
+	j->r = overlay("merge", "default", "lab-01", j->out, "--control",
+		       j->f->sock, NULL);
+	return NULL;
+}
+
+/* While a command works on an overlay, its identity cannot attach. */
+static void test_busy_while_held(void **state)
+{
+	struct fixture *f = *state;
+	struct merge_job j = { .f = f };
+	struct nd_client *c;
+	pthread_t t;
+	uint16_t st;
+
+	lab01_writes(f);
+	snprintf(j.out, sizeof(j.out), "%s/merged.img", f->dir);
+	gate_set(true);
+	assert_int_equal(pthread_create(&t, NULL, merge_main, &j), 0);
+	pthread_mutex_lock(&the_gate.lock);
+	while (!the_gate.waiting)
+		pthread_cond_wait(&the_gate.cond, &the_gate.lock);
+	pthread_mutex_unlock(&the_gate.lock);
+
+	c = attach_st(f, "lab-01", &st);
+	assert_null(c);
+	assert_int_equal(st, ND_ERR_BUSY);
+
+	gate_set(false);
+	pthread_join(t, NULL);
+	if (j.r.rc)
+		fail_msg("merge: %s", j.r.err);
+	run_free(&j.r);
+	c = attach(f, "lab-01");	/* let go */
+	assert_int_equal(read_block(c, 5), 0x15);
+	nd_client_close(c);
 }
 
 static void expect_error(struct fixture *f, const char *cmd,
@@ -664,6 +872,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_merge, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_check, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_offline, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reset_session_stuck,
+						setup_slow_drain, teardown),
+		cmocka_unit_test_setup_teardown(test_busy_while_held,
+						setup_gated, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_commands, setup, teardown),
 	};
 
