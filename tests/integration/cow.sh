@@ -365,6 +365,40 @@ cow_golden() {
 	[ "$(sum "$C/base.img")" = "$BASESUM" ] && ok "cow: the base is unchanged after restarts" ||
 		bad "cow: the base file changed"
 
+	# ------------------------------------------------------------ reload
+	# A reload moving golden's overlays to another directory closes the
+	# sessions of all its overlays; the identities start from the base in
+	# the new one, the old overlays untouched; moving back restores them.
+	reload_to() {	# reload_to DIR WHAT
+		local mark
+		mark=$(wc -l <"$CW_LOG")
+		sed -i "s#^cow = $C/ov-golden.*#cow = $1#" "$C/cow.conf"
+		kill -HUP "$CW_PID"
+		if cow_wait 30 eval "tail -n +$((mark + 1)) \"\$CW_LOG\" | grep -q 'reload of .* applied'"; then
+			ok "cow: reload: $2"
+		else
+			bad "cow: reload ($2) not applied: $(tail -n +$((mark + 1)) "$CW_LOG" | head -c 300)"
+		fi
+	}
+	hold alice 60
+	reload_to "$C/ov-golden2" "golden's cow directory changed"
+	if cow_wait 15 gone "$HOLD_PID"; then
+		ok "cow: reload: alice's session closed"
+	else
+		bad "cow: reload: alice's session survived the change of directory"
+		kill "$HOLD_PID" 2>/dev/null
+	fi
+	wait "$HOLD_PID" 2>/dev/null
+	alicesum=$(sum "$C/ov-golden/alice.ndcow")
+	readback alice "$C/alice.out" && same "cow: reload: alice starts from the base in the new directory" \
+		"$C/alice.out" "$C/base.img" || bad "cow: reload: alice: $(head -c 300 "$ERR")"
+	[ -f "$C/ov-golden2/alice.ndcow" ] && [ "$(sum "$C/ov-golden/alice.ndcow")" = "$alicesum" ] &&
+		ok "cow: reload: a new overlay in the new directory, the old one untouched" ||
+		bad "cow: reload: overlays: $(find "$C/ov-golden2" 2>&1 | head -c 200)"
+	reload_to "$C/ov-golden" "golden's cow directory back"
+	readback alice "$C/alice.out" && same "cow: reload: back in the old directory alice reads hers" \
+		"$C/alice.out" "$C/exp-alice.img" || bad "cow: reload back: alice: $(head -c 300 "$ERR")"
+
 	# ------------------------------------------------------- a changed base
 	# The base's mtime moves on (contents kept): alice's and bob's overlays are
 	# refused with status 16 (CLI exit 13) and a log line; a new identity gets

@@ -54,6 +54,13 @@ ov_expect cow-ov-merge-model 0 "" merge model "m$s" "$C/merged-m$s.img"
 rm -f "$C/m$s.out"
 as "m$s" "cow-read-m$s" copy "$MURL" "$C/m$s.out" -q
 same "cow: merged image of m$s = what m$s reads" "$C/merged-m$s.img" "$C/m$s.out"
+# Sparse where the disk reads zeros: the zero clusters take no space.
+zc=$(sed -n 's/.* \([0-9][0-9]*\) of zeros.*/\1/p' "$T/cow-ov-$((OVN - 1)).out")
+alloc=$(($(stat -c '%b * %B' "$C/merged-m$s.img")))
+msize=$(stat -c %s "$C/merged-m$s.img")
+[ -n "$zc" ] && [ "$zc" -gt 0 ] && [ $((alloc + zc * 4096)) -le "$msize" ] &&
+	ok "cow: merged image sparse: $alloc bytes allocated of $msize, $zc zero clusters" ||
+	bad "cow: merged image: $alloc bytes allocated of $msize, zero clusters '${zc}'"
 stop_server CM
 [ "$(sum "$C/model.img")" = "$MODELSUM" ] && ok "cow: the model's base is unchanged" ||
 	bad "cow: the model's base changed"
