@@ -26,6 +26,7 @@ enum nd_exit {
 	ND_EXIT_DEV_BUSY = 10,	/* device in use (detach without --force) */
 	ND_EXIT_PROTO = 11,	/* protocol error / connection lost */
 	ND_EXIT_ACCESS = 12,	/* access denied (identity not allowed) */
+	ND_EXIT_BASE_CHANGED = 13, /* the overlay's base image changed */
 };
 
 /* Userspace subcommands (cli/netdisk.c and friends). */

@@ -215,6 +215,8 @@ static int status_exit(unsigned int status)
 		return ND_EXIT_NO_EXPORT;
 	case ND_ERR_ACCESS:
 		return ND_EXIT_ACCESS;
+	case ND_ERR_BASE_CHANGED:
+		return ND_EXIT_BASE_CHANGED;
 	case ND_ERR_VERSION:
 	case ND_ERR_NO_SESSION:
 	case ND_ERR_INVALID:

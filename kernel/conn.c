@@ -530,7 +530,8 @@ static bool nd_same_export(const struct nd_session_info *a,
 /*
  * One connect + handshake; tx_lock held. 0, -EAGAIN (retry; also for
  * "superseded": the next attempt has a larger epoch), -ESTALE (another
- * export) or -EUCLEAN (another client wrote the export meanwhile).
+ * export), -EUCLEAN (another client wrote the export meanwhile) or
+ * -EMEDIUMTYPE (the base image under this copy-on-write overlay changed).
  */
 static int nd_reconnect_once(struct nd_conn *c, struct nd_hs_result *r)
 {
@@ -578,6 +579,9 @@ static int nd_reconnect_once(struct nd_conn *c, struct nd_hs_result *r)
 	if (r->result == ND_ATTACH_REFUSED &&
 	    r->server_status == ND_ERR_WRITTEN)
 		return -EUCLEAN;
+	if (r->result == ND_ATTACH_REFUSED &&
+	    r->server_status == ND_ERR_BASE_CHANGED)
+		return -EMEDIUMTYPE;
 	if (r->result != ND_ATTACH_OK)
 		return -EAGAIN;
 	if (!nd_same_export(&dev->info, &r->info)) {
@@ -619,6 +623,9 @@ static void nd_reconnect_work(struct work_struct *work)
 		else if (err == -EUCLEAN)
 			/* Its filesystem's view of the disk may be stale. */
 			nd_dev_fail(dev, "export was written by another client while disconnected, giving up");
+		else if (err == -EMEDIUMTYPE)
+			/* No retry brings it back: only the admin can. */
+			nd_dev_fail(dev, "base image of the overlay changed on the server, giving up");
 		else if (time_after(jiffies, c->reconnect_deadline))
 			nd_dev_fail(dev, "reconnect timeout expired, failing I/O");
 		else if (!nd_conn_dead(c))

@@ -61,7 +61,9 @@ static void nd_hs_refused(struct nd_hs_result *r, struct nd_conn *c,
 	r->server_status = status;
 	nd_hs_fail(r, c, ND_ATTACH_REFUSED,
 		   status == ND_ERR_BUSY ? -EBUSY :
-		   status == ND_ERR_ACCESS ? -EACCES : -ECONNREFUSED, NULL);
+		   status == ND_ERR_ACCESS ? -EACCES :
+		   status == ND_ERR_BASE_CHANGED ? -ESTALE :
+		   -ECONNREFUSED, NULL);
 	if (!c->quiet)
 		pr_err("%s: server refused: %s\n", c->dev->name,
 		       nd_status_str(status));

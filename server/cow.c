@@ -732,6 +732,7 @@ static int create(const struct nd_cow_base *base, const char *path, int *fd,
 		  char *err, size_t errlen)
 {
 	char tmp[PATH_MAX];
+	struct stat st;
 	int f, rc;
 
 	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp)) {
@@ -750,6 +751,19 @@ static int create(const struct nd_cow_base *base, const char *path, int *fd,
 		return -EEXIST;	/* renamed by the other creator */
 	if (rc < 0)
 		return rc;
+	/*
+	 * Another name for the file (a link made in DIR): not ours to
+	 * overwrite. Dropping our name leaves it to its owner.
+	 */
+	if (fstat(f, &st) < 0 || st.st_nlink != 1) {
+		if (unlink(tmp) < 0 && errno != ENOENT) {
+			snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+			close(f);
+			return ND_COW_ERR;
+		}
+		close(f);
+		return -EEXIST;
+	}
 	if (access(path, F_OK) == 0) {
 		close(f);
 		return -EEXIST;

@@ -345,15 +345,13 @@ int nd_cow_merge(const struct nd_cow_base *base, const char *dir,
 	if (rc < 0)
 		return rc;
 	rc = ND_COW_ERR;
-	/* A .tmp is left only by an interrupted merge. */
-	if (unlink(tmp) < 0 && errno != ENOENT) {
-		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
-		goto out;
-	}
+	/* An existing .tmp may be anyone's file: never ours to delete. */
 	out = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
 		   0600);
 	if (out < 0) {
-		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+		snprintf(err, errlen, "%s: %s", tmp, errno == EEXIST ?
+			 "already exists (left by an interrupted merge? remove it first)" :
+			 strerror(errno));
 		goto out;
 	}
 	if (merge_copy(base, fd, &h, map, out, tmp, err, errlen) < 0) {

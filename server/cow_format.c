@@ -191,6 +191,13 @@ int cow_base_bind(const struct nd_cow_base *b, uint64_t *size,
 		snprintf(err, errlen, "%s: %s", b->path, strerror(errno));
 		return -1;
 	}
+	/* Its mtime would bind the overlay to a file we do not serve. */
+	if ((b->dev || b->ino) && ((uint64_t)st.st_dev != b->dev ||
+				   (uint64_t)st.st_ino != b->ino)) {
+		snprintf(err, errlen, "base %s was replaced since it was opened (the old file is still served; restart netdiskd to serve the new one)",
+			 b->path);
+		return -1;
+	}
 	*size = e->size;
 	*mtime_ns = 0;
 	if (S_ISREG(st.st_mode))

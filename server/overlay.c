@@ -184,7 +184,9 @@ static void reset(struct nd_server *s, struct nd_exp *x, const char *id,
 static void merge(struct nd_server *s, struct nd_exp *x, const char *id,
 		  const char *output, FILE *out)
 {
-	const struct nd_cow_base base = { .e = &x->e, .path = x->path };
+	const struct nd_cow_base base = {
+		.e = &x->e, .path = x->path, .dev = x->dev, .ino = x->ino,
+	};
 	char err[512];
 	int rc;
 
@@ -210,7 +212,9 @@ static void merge(struct nd_server *s, struct nd_exp *x, const char *id,
 static void check(struct nd_server *s, struct nd_exp *x, const char *id,
 		  FILE *out)
 {
-	const struct nd_cow_base base = { .e = &x->e, .path = x->path };
+	const struct nd_cow_base base = {
+		.e = &x->e, .path = x->path, .dev = x->dev, .ino = x->ino,
+	};
 	char err[512], *text = NULL;
 	size_t len = 0;
 	FILE *report;

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -298,14 +299,19 @@ static int offline_with_base(const struct ovl_args *a,
 			     FILE *errout)
 {
 	struct nd_export e = { 0 };
-	const struct nd_cow_base base = { .e = &e, .path = ce->path };
+	struct nd_cow_base base = { .e = &e, .path = ce->path };
 	char err[1024];
+	struct stat st;
 	int rc;
 
 	if (nd_file_open(&e, ce->path, true, err, sizeof(err)) < 0) {
 		fprintf(errout, "netdiskd overlay: base of export '%s': %s\n",
 			ce->name, err);
 		return 1;
+	}
+	if (stat(ce->path, &st) == 0) {
+		base.dev = (uint64_t)st.st_dev;
+		base.ino = (uint64_t)st.st_ino;
 	}
 	if (a->verb == OVL_MERGE)
 		rc = nd_cow_merge(&base, ce->cow_dir, a->identity, a->output,

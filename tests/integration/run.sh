@@ -195,6 +195,13 @@ if [ "${ND_IT_ONLY:-}" = install ]; then
 	finish
 fi
 
+# ND_IT_ONLY=cow: only the copy-on-write part (cow.sh); cow-model: only its
+# model test (cow_model.sh).
+if [ "${ND_IT_ONLY:-}" = cow ] || [ "${ND_IT_ONLY:-}" = cow-model ]; then
+	. "$ROOT/tests/integration/cow.sh"
+	finish
+fi
+
 # netdiskd as a service: config file, identities, access, reload.
 # ND_IT_ONLY=service runs only these.
 . "$ROOT/tests/integration/service.sh"
@@ -782,6 +789,10 @@ evil_case_rc list-none 1 "server cannot list exports" "$ND" exports URL
 evil_case_rc access-denied 12 "access denied" "$ND" exports URL
 evil_case_rc access-denied 12 "server refused: access denied" "$ND" info URL
 evil_case_rc access-denied 12 "server refused: access denied" "$ND" copy URL evil-out.img
+# Status 16 (a copy-on-write overlay whose base changed): exit 13.
+evil_case_rc base-changed 13 "server refused: base image of the overlay changed" "$ND" info URL
+evil_case_rc base-changed 13 "server refused: base image of the overlay changed" "$ND" copy evil.img URL
+evil_case_rc base-changed 13 "server refused: base image of the overlay changed" "$ND" bench URL --time 1
 
 # Someone on the path without the key answers with a forged ServerHello
 # "unknown session": a malformed hello, not a refusal from the server.
@@ -1103,6 +1114,9 @@ wait_fds "$FL_PID" "$fd0"
 	ok "flood: server alive, fds back to $fd0" ||
 	bad "flood: server fds $(fdcount "$FL_PID") after the flood, idle $fd0"
 stop_server FL
+
+# ------------------------------------------------ copy-on-write exports
+. "$ROOT/tests/integration/cow.sh"
 
 # ------------------------------------------------ installed system
 # netdisktab, netdisk-generator, make install, man pages.

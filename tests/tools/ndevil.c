@@ -41,7 +41,10 @@
  *   client's dh would be 0), access-denied (SessionInfo status 15, then
  *   close), access-revoked (honest until the first READ covering --at,
  *   which closes its connection as a server revoking the client's access
- *   would; every later handshake gets access-denied's answer).
+ *   would; every later handshake gets access-denied's answer),
+ *   base-changed (SessionInfo status 16, the base image of a copy-on-write
+ *   overlay changed, then close), base-changed-later (access-revoked's
+ *   timing with base-changed's answer: a server restarted on another base).
  * A ClientHello offering list-exports gets an ExportList of three exports
  * (alpha rw, beta.ro ro, gamma rw busy), then the connection closes; list
  * modes spoil it: list-count (count one more than the entries),
@@ -85,6 +88,7 @@ enum mode {
 	M_SIZE_HUGE, M_SIZE_UNALIGNED, M_BLOCK_SIZE, M_PAYLOAD_ZERO,
 	M_PAYLOAD_HUGE, M_PAYLOAD_RAISE, M_INFO_STATUS, M_HELLO_TRICKLE,
 	M_V1_SERVER, M_LOW_ORDER_SHARE, M_ACCESS_DENIED, M_ACCESS_REVOKED,
+	M_BASE_CHANGED, M_BASE_CHANGED_LATER,
 	/* export list modes (a ClientHello offering list-exports) */
 	M_LIST_COUNT, M_LIST_COUNT_SMALL, M_LIST_NAME, M_LIST_FLAG,
 	M_LIST_SIZE_ZERO, M_LIST_SIZE_HUGE, M_LIST_BLOCK_SIZE, M_LIST_DUP,
@@ -97,6 +101,7 @@ static const char *const mode_names[M_COUNT] = {
 	"size-huge", "size-unaligned", "block-size", "payload-zero",
 	"payload-huge", "payload-raise", "info-status", "hello-trickle",
 	"v1-server", "low-order-share", "access-denied", "access-revoked",
+	"base-changed", "base-changed-later",
 	"list-count", "list-count-small", "list-name", "list-flag",
 	"list-size-zero", "list-size-huge", "list-block-size", "list-dup",
 	"list-unsorted", "list-trailing", "list-too-many", "list-none",
@@ -118,7 +123,7 @@ static uint64_t g_size;
 static uint8_t g_token[ND_TOKEN_LEN], g_export_id[ND_EXPORT_ID_LEN];
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static unsigned long g_nconn;
-static bool g_revoked;		/* access-revoked: access is gone (g_lock) */
+static bool g_revoked;		/* *-revoked, *-later: refusing (g_lock) */
 
 struct conn {
 	int fd;
@@ -147,11 +152,13 @@ static void on_signal(int sig)
 	_exit(0);	/* workers may be mid-write: nothing to flush */
 }
 
-/* access-revoked: the first READ covering --at revokes access. */
+/* access-revoked, base-changed-later: the first READ covering --at. */
 static bool revoke_access(struct conn *c, const struct nd_request *q)
 {
 	bool now;
 
+	if (g_mode != M_ACCESS_REVOKED && g_mode != M_BASE_CHANGED_LATER)
+		return false;
 	if (q->op != ND_OP_READ || g_at < q->offset ||
 	    g_at - q->offset >= q->length)
 		return false;
@@ -160,8 +167,9 @@ static bool revoke_access(struct conn *c, const struct nd_request *q)
 	g_revoked = true;
 	pthread_mutex_unlock(&g_lock);
 	if (now)
-		fprintf(stderr, "ndevil: conn %lu: access-revoked: closing (READ offset %llu length %u)\n",
-			c->id, (unsigned long long)q->offset, q->length);
+		fprintf(stderr, "ndevil: conn %lu: %s: closing (READ offset %llu length %u)\n",
+			c->id, mode_names[g_mode],
+			(unsigned long long)q->offset, q->length);
 	return now;
 }
 
@@ -578,10 +586,15 @@ static int handshake(struct conn *c)
 		break;
 	case M_ACCESS_DENIED:
 	case M_ACCESS_REVOKED:
+	case M_BASE_CHANGED:
+	case M_BASE_CHANGED_LATER:
 		pthread_mutex_lock(&g_lock);
-		if (g_mode == M_ACCESS_DENIED || g_revoked) {
+		if (g_mode == M_ACCESS_DENIED || g_mode == M_BASE_CHANGED ||
+		    g_revoked) {
 			memset(&info, 0, sizeof(info));
-			info.status = ND_ERR_ACCESS;
+			info.status = g_mode == M_ACCESS_DENIED ||
+				      g_mode == M_ACCESS_REVOKED ?
+				      ND_ERR_ACCESS : ND_ERR_BASE_CHANGED;
 		}
 		pthread_mutex_unlock(&g_lock);
 		break;
@@ -591,7 +604,8 @@ static int handshake(struct conn *c)
 	if (g_mode >= M_SIZE_HUGE && g_mode != M_HELLO_TRICKLE &&
 	    g_mode != M_V1_SERVER && g_mode != M_LOW_ORDER_SHARE &&
 	    g_mode < M_LIST_COUNT &&
-	    (g_mode != M_ACCESS_REVOKED || info.status))
+	    ((g_mode != M_ACCESS_REVOKED && g_mode != M_BASE_CHANGED_LATER) ||
+	     info.status))
 		fprintf(stderr, "ndevil: conn %lu: %s: session info size %llu, block size %u, max payload %u, status %u\n",
 			c->id, mode_names[g_mode],
 			(unsigned long long)info.size, info.block_size,
@@ -636,7 +650,7 @@ static void *conn_main(void *arg)
 		}
 		if (c->stalled)
 			continue;
-		if (g_mode == M_ACCESS_REVOKED && revoke_access(c, &q))
+		if (revoke_access(c, &q))
 			break;
 		m = c->spoiled ? M_HONEST : trigger(&q);
 		if (m != M_HONEST) {

@@ -452,7 +452,15 @@ static void test_session_info(void **state)
 	nd_session_info_encode(b, &s);
 	assert_int_equal(nd_session_info_decode(b, &d), 0);
 	assert_int_equal(d.status, ND_ERR_BUSY);
+	/* Base changed (a copy-on-write overlay's): 16, the last status. */
+	s.status = ND_ERR_BASE_CHANGED;
+	nd_session_info_encode(b, &s);
+	assert_int_equal(nd_get16(b), 16);
+	assert_int_equal(nd_session_info_decode(b, &d), 0);
+	assert_int_equal(d.status, ND_ERR_BASE_CHANGED);
+	assert_null(nd_session_info_invalid(&d));
 	/* An unknown status is malformed, not a refusal. */
+	assert_int_equal(ND_ERR__COUNT, 17);
 	s.status = ND_ERR__COUNT;
 	nd_session_info_encode(b, &s);
 	assert_int_equal(nd_session_info_decode(b, &d), -1);
@@ -669,6 +677,8 @@ static void test_nonce_and_status(void **state)
 	assert_string_equal(nd_status_str(ND_ERR_SHUTDOWN),
 			    "server shutting down");
 	assert_string_equal(nd_status_str(ND_ERR_ACCESS), "access denied");
+	assert_string_equal(nd_status_str(ND_ERR_BASE_CHANGED),
+			    "base image of the overlay changed");
 	assert_string_equal(nd_status_str(ND_ERR__COUNT), "unknown error");
 	assert_string_equal(nd_status_str(0xffff), "unknown error");
 }
