@@ -700,6 +700,9 @@ static int write_new(int fd, const struct nd_cow_base *base,
 		r = -errno;
 	if (r == 0)
 		r = cow_pwrite_all(fd, hdr, COW_HDR_LEN, 0);
+	/* The usage block (all zero: never used), allocated like the map. */
+	if (r == 0)
+		r = cow_pwrite_all(fd, zeros, COW_USAGE_LEN, COW_USAGE_OFF);
 	/* Allocated now, so a commit never needs new space. */
 	for (uint64_t o = 0; r == 0 && o < h.map_len; o += sizeof(zeros)) {
 		uint64_t n = h.map_len - o;

@@ -240,13 +240,13 @@ put("client", "list_denied", b"\x04\x01" + struct.pack(">H", 15) + bytes(70))
 # ---- cow: byte 0 = fix-ups (1 header checksum, 2 base fields, 4 extend
 # past the data offset), then the overlay file; the base is 64 KiB.
 def cow_file(cluster_bits=12, version=1, magic=b"NDCOW\r\n\x1a", incompat=0,
-             size=64 << 10, map_offset=4096, map_len=4096,
+             size=64 << 10, map_offset=8192, map_len=4096,
              data_offset=1 << 20, entries=()):
     hdr = (magic + struct.pack("<IIII", version, incompat, 0, cluster_bits) +
            struct.pack("<QQQQ", size, map_offset, map_len, data_offset) +
            bytes(range(16)) + struct.pack("<QQQ", 1700000000, size, 0) +
            bytes(32))
-    hdr += bytes(4096 - len(hdr))
+    hdr += bytes(8192 - len(hdr))	# header block and an empty usage block
     m = bytearray(map_len)
     for c, v in entries:
         m[c // 4] |= v << (2 * (c % 4))

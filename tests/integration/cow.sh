@@ -432,14 +432,14 @@ cow_golden() {
 	# the identity): check exits 4 and says what; the server refuses it.
 	damage dave 0 4e resum		# the same byte: an intact copy
 	ov_expect cow-ov-check-copy 0 "consistent" check golden dave
-	damage d-usage 600 ff		# the usage record: informational only
+	damage d-usage 4200 ff		# the usage record: informational only
 	ov_expect cow-ov-check-usage 0 "consistent" check golden d-usage
 	damage d-magic 0 00 resum
 	damage d-version 8 02000000 resum
 	damage d-sum 200 01		# a reserved byte: the header checksum fails
 	damage d-flags 12 01000000 resum	# an unknown incompatible feature
 	damage d-bits 20 15000000 resum	# cluster_bits 21
-	damage d-map3 4096 ff		# map value 3 for clusters 0..3
+	damage d-map3 8192 ff		# map value 3 for clusters 0..3
 	cp "$C/ov-golden/bob.ndcow" "$C/ov-golden/d-short.ndcow"
 	truncate -s 8192 "$C/ov-golden/d-short.ndcow"
 	for d in "d-magic:magic" "d-version:version" "d-sum:checksum" \

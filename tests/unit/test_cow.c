@@ -941,7 +941,7 @@ static void test_damaged_overlays_refused(void **state)
 	hdr_set(f, 24, 8, BASE_SIZE + 512, true);
 	refused(f, "differs from base size");
 	fresh(f);
-	hdr_set(f, 32, 8, 8192, true);
+	hdr_set(f, 32, 8, 4096, true);
 	refused(f, "map offset");
 	fresh(f);
 	hdr_set(f, 40, 8, hdr_get(f, 40, 8) + 4096, true);
@@ -1254,6 +1254,35 @@ static void test_reset(void **state)
 	assert_memory_not_equal(id1, f->ov.id, sizeof(id1));
 }
 
+/*
+ * The header block is written once: an attach's unsynced usage record goes
+ * to a block of its own, so a torn write at power loss cannot take the
+ * header (and with it the overlay) along.
+ */
+static void test_attach_leaves_header_block(void **state)
+{
+	struct fx *f = *state;
+	uint8_t before[COW_HDR_LEN], after[COW_HDR_LEN];
+	int fd;
+
+	ov_open(f);
+	ov_close(f);
+	fd = open(f->ov_path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, before, sizeof(before), 0), sizeof(before));
+	close(fd);
+	ov_open(f);
+	ov_close(f);
+	fd = open(f->ov_path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, after, sizeof(after), 0), sizeof(after));
+	close(fd);
+	assert_memory_equal(before, after, sizeof(before));
+	assert_int_equal(hdr_get(f, COW_USAGE_OFF + 8, 8), 2);
+	assert_true(COW_USAGE_OFF >= COW_HDR_LEN &&
+		    COW_USAGE_OFF + COW_USAGE_LEN <= COW_MAP_OFFSET);
+}
+
 static void test_list_and_info(void **state)
 {
 	struct fx *f = *state;
@@ -1385,6 +1414,8 @@ int main(void)
 						fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_reset, fx_setup,
 						fx_teardown),
+		cmocka_unit_test_setup_teardown(test_attach_leaves_header_block,
+						fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_list_and_info, fx_setup,
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_memory_per_10g,

@@ -27,6 +27,7 @@
 #include "../../server/backend.h"
 #include "../../server/config.h"
 #include "../../server/control.h"
+#include "../../server/cow_format.h"
 #include "../../server/log.h"
 #include "../../server/overlay.h"
 #include "../../server/server.h"
@@ -621,8 +622,8 @@ static void test_check(void **state)
 	snprintf(p, sizeof(p), "%s/lab-01.ndcow", f->cow);
 	fd = open(p, O_RDWR);
 	assert_true(fd >= 0);
-	assert_int_equal(pread(fd, &old, 1, 4096), 1);
-	assert_int_equal(pwrite(fd, "\xff", 1, 4096), 1);
+	assert_int_equal(pread(fd, &old, 1, COW_MAP_OFFSET), 1);
+	assert_int_equal(pwrite(fd, "\xff", 1, COW_MAP_OFFSET), 1);
 	r = overlay("check", "default", "lab-01", "--control", f->sock, NULL);
 	assert_int_equal(r.rc, ND_OVL_EXIT_DAMAGED);
 	assert_string_not_equal(r.out, "");
@@ -634,7 +635,7 @@ static void test_check(void **state)
 		assert_true(n > 8 && !strcmp(ans + n - 8, "damaged\n"));
 		free(ans);
 	}
-	assert_int_equal(pwrite(fd, &old, 1, 4096), 1);
+	assert_int_equal(pwrite(fd, &old, 1, COW_MAP_OFFSET), 1);
 	close(fd);
 	r = overlay("check", "default", "lab-01", "--control", f->sock, NULL);
 	assert_int_equal(r.rc, 0);
