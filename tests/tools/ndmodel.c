@@ -662,6 +662,26 @@ static void settle(struct conn *k)
 	k->c = NULL;
 }
 
+/*
+ * After a lost connection: let every request finish, widen the model,
+ * reconnect and read the whole disk, again until a read gets through.
+ * False if the run must end (a violation).
+ */
+static bool recover(struct conn *k, unsigned int queue,
+		    unsigned long *reconnects)
+{
+	do {
+		if (k->c)
+			settle(k);
+		if (M.bad)
+			return false;
+		apply_crash();
+		(*reconnects)++;
+		connect_retry(k);
+	} while (!verify_all(k, queue));
+	return true;
+}
+
 static int cmd_run(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -743,14 +763,9 @@ static int cmd_run(int argc, char **argv)
 	mx.hot = hot / SEC < M.nsec ? hot / SEC : M.nsec;
 
 	connect_retry(&k);
-	while (!verify_all(&k, (unsigned int)queue)) {
-		settle(&k);
-		if (M.bad)
-			goto out;
-		apply_crash();
-		reconnects++;
-		connect_retry(&k);
-	}
+	if (!verify_all(&k, (unsigned int)queue) &&
+	    !recover(&k, (unsigned int)queue, &reconnects))
+		goto out;
 	while (done < ops && !M.bad) {
 		struct op *o = random_op(&k, &mx);
 
@@ -762,20 +777,8 @@ static int cmd_run(int argc, char **argv)
 			pthread_mutex_unlock(&M.m);
 			free(o->buf);
 			free(o);
-			settle(&k);
-			if (M.bad)
+			if (!recover(&k, (unsigned int)queue, &reconnects))
 				break;
-			apply_crash();
-			reconnects++;
-			connect_retry(&k);
-			while (!verify_all(&k, (unsigned int)queue)) {
-				settle(&k);
-				if (M.bad)
-					goto out;
-				apply_crash();
-				reconnects++;
-				connect_retry(&k);
-			}
 			continue;
 		}
 		o->flush_stamp = M.stamp;
@@ -784,21 +787,18 @@ static int cmd_run(int argc, char **argv)
 		submit(&k, o);
 		done++;
 	}
-	/* The end: everything settles, then one last look at every sector. */
-	while (!M.bad) {
-		if (k.c)
-			settle(&k);
-		if (M.bad)
-			break;
-		if (M.dead) {
-			apply_crash();
-			reconnects++;
-			M.dead = false;
-		}
-		connect_retry(&k);
-		if (verify_all(&k, (unsigned int)queue))
-			break;
+	/* The end: everything settles, then one last look on a new session. */
+	if (!M.bad) {
+		bool died;
+
 		settle(&k);
+		died = M.dead;
+		if (!died) {
+			connect_retry(&k);
+			died = !verify_all(&k, (unsigned int)queue);
+		}
+		if (died)
+			recover(&k, (unsigned int)queue, &reconnects);
 	}
 out:
 	if (k.c)
