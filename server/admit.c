@@ -122,6 +122,19 @@ static void list_exports(struct nd_server *s, const struct nd_admit *a,
 	}
 }
 
+/*
+ * The reference nd_exp_lookup took on an overlay (a cow child): once the
+ * session holds its own, or none does, which closes the overlay.
+ */
+static void lookup_done(struct nd_server *s, struct nd_exp *x)
+{
+	if (!x || !x->parent)
+		return;
+	pthread_mutex_lock(&s->sess_lock);
+	nd_exp_put_locked(s, x);
+	pthread_mutex_unlock(&s->sess_lock);
+}
+
 void nd_admit(struct nd_server *s, const struct nd_admit *a,
 	      struct nd_crypto *crypto, const struct nd_client_finish *cf)
 {
@@ -173,6 +186,8 @@ void nd_admit(struct nd_server *s, const struct nd_admit *a,
 		goto refuse;
 	}
 	status = nd_session_attach(s, c, a->identity, x, cf);
+	lookup_done(s, x);
+	x = NULL;
 	if (status != ND_OK) {
 		nd_conn_destroy(c);
 		send_session_status(fd, crypto, status);
@@ -190,6 +205,7 @@ void nd_admit(struct nd_server *s, const struct nd_admit *a,
 	}
 	return;
 refuse:
+	lookup_done(s, x);
 	nd_crypto_free(crypto);
 	close(fd);
 }

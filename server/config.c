@@ -47,6 +47,23 @@ int nd_config_from_args(const struct nd_config_args *a, struct nd_config *cfg,
 			name);
 		return -1;
 	}
+	if (a->cow_dir && (a->cow_dir[0] != '/' ||
+			   !a->cow_dir[strspn(a->cow_dir, "/")])) {
+		set_err(err, errlen, "--cow needs an absolute directory path, not '%s'",
+			a->cow_dir);
+		return -1;
+	}
+	if (a->cow_dir && a->read_only) {
+		set_err(err, errlen,
+			"--cow with --read-only: a copy-on-write export is read-write (the base is opened read-only)");
+		return -1;
+	}
+	if (a->cow_dir &&
+	    strlen(a->cow_dir) + 1 + ND_NAME_MAX + sizeof(".ndcow.tmp") >
+		    PATH_MAX) {
+		set_err(err, errlen, "--cow: path too long");
+		return -1;
+	}
 	if (strlen(a->file) >= sizeof(e->path) ||
 	    strlen(a->key_file) >= sizeof(cfg->key_file) ||
 	    strlen(state) >= sizeof(cfg->state_dir)) {
@@ -72,6 +89,15 @@ int nd_config_from_args(const struct nd_config_args *a, struct nd_config *cfg,
 	snprintf(e->name, sizeof(e->name), "%s", name);
 	snprintf(e->path, sizeof(e->path), "%s", a->file);
 	e->read_only = a->read_only;
+	if (a->cow_dir) {
+		size_t n = strlen(a->cow_dir);
+
+		/* As config_values.c:set_cow: no trailing slashes. */
+		while (n > 1 && a->cow_dir[n - 1] == '/')
+			n--;
+		memcpy(e->cow_dir, a->cow_dir, n);
+		e->cow_dir[n] = 0;
+	}
 	if (a->listen) {
 		cfg->listen[0] = strdup(a->listen);
 		if (!cfg->listen[0])
@@ -264,6 +290,8 @@ static void print_export(FILE *f, const struct nd_cfg_export *e)
 	fprintf(f, "\n[export %s]\n", e->name);
 	put_kv(f, "path", e->path);
 	fprintf(f, "read-only = %s\n", e->read_only ? "yes" : "no");
+	if (e->cow_dir[0])
+		put_kv(f, "cow", e->cow_dir);
 	if (!e->nclients) {
 		fprintf(f, "; clients: every identity with a key\n");
 		return;

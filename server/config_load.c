@@ -88,6 +88,8 @@ static int begin_export(struct nd_cfg_parse *p, const char *name)
 	snprintf(e->name, sizeof(e->name), "%s", name);
 	e->line = p->line;
 	p->path_line = 0;
+	p->cow_line = 0;
+	p->read_only_line = 0;
 	p->sec = SEC_EXPORT;
 	p->keys = nd_cfg_export_keys;
 	p->nkeys = nd_cfg_nexport_keys;

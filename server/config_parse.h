@@ -28,6 +28,11 @@ struct nd_cfg_file {
 	dev_t dev;
 	ino_t ino;
 	int line;
+	/* Its cow directory, if that exists yet (cow_line 0: not cow). */
+	bool cow_exists;
+	dev_t cow_dev;
+	ino_t cow_ino;
+	int cow_line;
 };
 
 struct nd_cfg_parse {
@@ -50,6 +55,8 @@ struct nd_cfg_parse {
 	int seen[16];		/* line each key of the section was set on */
 	int server_line;
 	int path_line;		/* of the current export */
+	int cow_line;		/* of the current export; 0: not set */
+	int read_only_line;	/* of the current export; 0: not set */
 	int key_dir_line, key_file_line;
 	int exports_cap;
 	struct nd_cfg_file *files;	/* per export, parallel to cfg->exports */

@@ -238,6 +238,7 @@ static int set_read_only(struct nd_cfg_parse *p, const char *value)
 	static const char *const no[] = { "no", "false", "off", "0" };
 	size_t i;
 
+	p->read_only_line = p->line;
 	for (i = 0; i < 4; i++) {
 		if (strcasecmp(value, yes[i]) == 0) {
 			cur_export(p)->read_only = true;
@@ -249,6 +250,30 @@ static int set_read_only(struct nd_cfg_parse *p, const char *value)
 		}
 	}
 	return nd_cfg_fail(p, p->line, "invalid read-only '%s' (yes or no)", value);
+}
+
+/*
+ * cow = DIR: trailing slashes dropped, so two spellings of one directory
+ * compare equal. DIR/IDENTITY.ndcow.tmp must fit in PATH_MAX.
+ */
+static int set_cow(struct nd_cfg_parse *p, const char *value)
+{
+	struct nd_cfg_export *e = cur_export(p);
+	size_t n = strlen(value);
+
+	p->cow_line = p->line;
+	if (value[0] != '/')
+		return nd_cfg_fail(p, p->line, "cow must be an absolute path, not '%s'",
+			    value);
+	while (n > 1 && value[n - 1] == '/')
+		n--;
+	if (n == 1)
+		return nd_cfg_fail(p, p->line, "cow = / : name a directory for the overlays");
+	if (n + 1 + ND_NAME_MAX + sizeof(".ndcow.tmp") > PATH_MAX)
+		return nd_cfg_fail(p, p->line, "cow is too long");
+	memcpy(e->cow_dir, value, n);
+	e->cow_dir[n] = 0;
+	return 0;
 }
 
 /*
@@ -324,9 +349,59 @@ const struct nd_cfg_key nd_cfg_export_keys[] = {
 	{ "path", set_export_path, false },
 	{ "read-only", set_read_only, false },
 	{ "clients", set_clients, true },
+	{ "cow", set_cow, false },
 };
 const int nd_cfg_nexport_keys =
 	sizeof(nd_cfg_export_keys) / sizeof(nd_cfg_export_keys[0]);
+
+/*
+ * The cow directory of the export just finished: not read-only, not
+ * another export's, a directory we can write if it exists (netdiskd
+ * creates it otherwise).
+ */
+static int end_cow(struct nd_cfg_parse *p, struct nd_cfg_file *sf)
+{
+	struct nd_cfg_export *e = cur_export(p);
+	int i, n = p->cfg->nexports - 1;
+	struct stat st;
+
+	sf->cow_line = p->cow_line;
+	sf->cow_exists = false;
+	if (!p->cow_line)
+		return 0;
+	if (e->read_only)
+		return nd_cfg_fail(p, p->read_only_line,
+			    "export '%s': read-only = yes with cow = %s: a copy-on-write export is read-write (each identity writes its own overlay; the base is opened read-only)",
+			    e->name, e->cow_dir);
+	if (stat(e->cow_dir, &st) == 0) {
+		if (!S_ISDIR(st.st_mode))
+			return nd_cfg_fail(p, p->cow_line,
+				    "export '%s': cow %s is not a directory",
+				    e->name, e->cow_dir);
+		if (faccessat(AT_FDCWD, e->cow_dir, R_OK | W_OK | X_OK,
+			      AT_EACCESS) < 0)
+			return nd_cfg_fail(p, p->cow_line,
+				    "export '%s': cannot write in cow %s: %s",
+				    e->name, e->cow_dir, strerror(errno));
+		sf->cow_exists = true;
+		sf->cow_dev = st.st_dev;
+		sf->cow_ino = st.st_ino;
+	}
+	for (i = 0; i < n; i++) {
+		const struct nd_cfg_file *of = &p->files[i];
+
+		if (!of->cow_line)
+			continue;
+		if (strcmp(p->cfg->exports[i].cow_dir, e->cow_dir) == 0 ||
+		    (sf->cow_exists && of->cow_exists &&
+		     of->cow_dev == sf->cow_dev && of->cow_ino == sf->cow_ino))
+			return nd_cfg_fail(p, p->cow_line,
+				    "export '%s': cow %s is already the overlay directory of export '%s' (line %d)",
+				    e->name, e->cow_dir,
+				    p->cfg->exports[i].name, of->cow_line);
+	}
+	return 0;
+}
 
 /* Checks the export just finished: its path is there and usable. */
 int nd_cfg_end_export(struct nd_cfg_parse *p)
@@ -334,6 +409,7 @@ int nd_cfg_end_export(struct nd_cfg_parse *p)
 	struct nd_cfg_export *e = cur_export(p);
 	int i, n = p->cfg->nexports - 1;
 	struct nd_cfg_file *sf = &p->files[n];
+	bool base_only = e->read_only || e->cow_dir[0];
 	struct stat st;
 
 	if (!p->path_line)
@@ -345,10 +421,10 @@ int nd_cfg_end_export(struct nd_cfg_parse *p)
 		return nd_cfg_fail(p, p->path_line,
 			    "export '%s': %s is not a regular file or block device",
 			    e->name, e->path);
-	if (faccessat(AT_FDCWD, e->path, e->read_only ? R_OK : R_OK | W_OK,
+	if (faccessat(AT_FDCWD, e->path, base_only ? R_OK : R_OK | W_OK,
 		      AT_EACCESS) < 0)
 		return nd_cfg_fail(p, p->path_line, "export '%s': cannot %s %s: %s",
-			    e->name, e->read_only ? "read" : "read and write",
+			    e->name, base_only ? "read" : "read and write",
 			    e->path, strerror(errno));
 	for (i = 0; i < n; i++)
 		if (p->files[i].dev == st.st_dev && p->files[i].ino == st.st_ino)
@@ -359,5 +435,5 @@ int nd_cfg_end_export(struct nd_cfg_parse *p)
 	sf->dev = st.st_dev;
 	sf->ino = st.st_ino;
 	sf->line = p->path_line;
-	return 0;
+	return end_cow(p, sf);
 }

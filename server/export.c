@@ -5,6 +5,10 @@
  * write-epoch state and its writer. Sessions hold references, so an
  * export a reload removed stays open until its last session has ended.
  * Which export a client gets, if any, is decided here (nd_exp_lookup).
+ *
+ * A copy-on-write export's entry holds only its read-only base; each
+ * identity with a session gets a child (its overlay, cow.h), created by
+ * nd_exp_lookup and closed with the last reference (internal.h).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -12,6 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "cow.h"
 #include "internal.h"
 #include "log.h"
 
@@ -26,7 +31,8 @@ struct nd_exp *nd_exp_new(const struct nd_cfg_export *ce)
 		return NULL;
 	snprintf(x->e.name, sizeof(x->e.name), "%s", ce->name);
 	snprintf(x->path, sizeof(x->path), "%s", ce->path);
-	x->e.read_only = ce->read_only;
+	x->e.read_only = ce->read_only || ce->cow_dir[0];
+	snprintf(x->cow_dir, sizeof(x->cow_dir), "%s", ce->cow_dir);
 	x->refs = 1;
 	pthread_mutex_init(&x->state_lock, NULL);
 	return x;
@@ -47,6 +53,17 @@ int nd_exp_open(struct nd_exp *x, const char *state_dir, char *err,
 		x->dev = st.st_dev;
 		x->ino = st.st_ino;
 	}
+	/* The overlays have the write epochs; a missing dir fails now. */
+	if (x->cow_dir[0]) {
+		if (mkdir(x->cow_dir, 0700) < 0 && errno != EEXIST) {
+			snprintf(err, errlen,
+				 "export '%s': cow directory %s: cannot create it: %s",
+				 x->e.name, x->cow_dir, strerror(errno));
+			nd_export_close(&x->e);
+			return -1;
+		}
+		return 0;
+	}
 	if (nd_state_open(x, state_dir, why, sizeof(why)) < 0) {
 		snprintf(err, errlen, "export '%s': %s", x->e.name, why);
 		nd_export_close(&x->e);
@@ -61,17 +78,42 @@ void nd_exp_free(struct nd_exp *x)
 		return;
 	nd_export_close(&x->e);
 	pthread_mutex_destroy(&x->state_lock);
+	free(x->held);
 	free(x);
+}
+
+/* Takes child x out of its parent's list; sess_lock held. */
+static void child_unlink_locked(struct nd_exp *x)
+{
+	struct nd_exp **pp = &x->parent->children;
+
+	while (*pp && *pp != x)
+		pp = &(*pp)->sibling;
+	if (*pp)
+		*pp = x->sibling;
 }
 
 void nd_exp_put_locked(struct nd_server *s, struct nd_exp *x)
 {
+	struct nd_exp *parent = x->parent;
+
 	if (--x->refs > 0)
 		return;
-	if (x->open)
+	if (parent) {
+		child_unlink_locked(x);
+		if (x->open)
+			nd_info("export '%s': overlay of '%s' closed",
+				x->e.name, x->identity);
+	} else if (x->open) {
 		nd_info("export '%s': %s closed", x->e.name, x->path);
+	}
 	nd_exp_free(x);
-	/* A reload may wait for the file to take it over (reload.c). */
+	if (parent)
+		nd_exp_put_locked(s, parent);
+	/*
+	 * A reload may wait for the file to take it over (reload.c), an
+	 * overlay command for the overlay to be closed.
+	 */
 	pthread_cond_broadcast(&s->sess_cond);
 }
 
@@ -79,7 +121,8 @@ bool nd_exp_serves(const struct nd_exp *x, const struct nd_cfg_export *ce)
 {
 	return strcmp(x->e.name, ce->name) == 0 &&
 	       strcmp(x->path, ce->path) == 0 &&
-	       x->e.read_only == ce->read_only;
+	       strcmp(x->cow_dir, ce->cow_dir) == 0 &&
+	       x->e.read_only == (ce->read_only || ce->cow_dir[0]);
 }
 
 bool nd_exp_same_file(const struct nd_exp *x, const char *path)
@@ -115,6 +158,8 @@ uint16_t nd_exp_lookup(struct nd_server *s, const char *peer,
 			peer, identity, name);
 		return ND_ERR_IO;
 	}
+	if (x->cow_dir[0])
+		return nd_exp_cow_child_get(s, peer, identity, x, out);
 	*out = x;
 	return ND_OK;
 }

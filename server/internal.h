@@ -421,6 +421,19 @@ void nd_exp_cow_unhold(struct nd_server *s, struct nd_exp *x,
 /* The open child of cow export x for identity, or NULL; sess_lock held. */
 struct nd_exp *nd_exp_cow_child_locked(struct nd_exp *x,
 				       const char *identity);
+/*
+ * export_cow.c, for nd_exp_lookup: identity's child of cow export x, a
+ * reference more (the caller drops it with nd_exp_put_locked once the
+ * session holds its own), opened if it was not. ND_OK and *out, or
+ * ND_ERR_BUSY / ND_ERR_BASE_CHANGED / ND_ERR_IO, logged with peer.
+ */
+uint16_t nd_exp_cow_child_get(struct nd_server *s, const char *peer,
+			      const char *identity, struct nd_exp *x,
+			      struct nd_exp **out);
+/* Does an overlay command hold identity on x? sess_lock held. */
+bool nd_exp_cow_held_locked(const struct nd_exp *x, const char *identity);
+/* Has identity a child (a session) on x, or is it held? sess_lock held. */
+bool nd_exp_cow_busy_locked(struct nd_exp *x, const char *identity);
 
 /* Opens every export of s->cfg into s->exps; -1 with a one-line reason. */
 int nd_exps_create(struct nd_server *s, char *err, size_t errlen);

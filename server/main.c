@@ -43,6 +43,9 @@ static void usage(FILE *f)
 "  -l, --listen ADDR       address to listen on (default: all, IPv6+IPv4)\n"
 "  -p, --port N            TCP port (default %d; 0 picks a free one)\n"
 "  -r, --read-only         export read-only (file opened O_RDONLY)\n"
+"      --cow DIR           copy-on-write: PATH is a read-only base, each\n"
+"                          identity writes its own persistent overlay\n"
+"                          DIR/IDENTITY.ndcow (created 0700 if missing)\n"
 "  -e, --export NAME       export name (default \"default\")\n"
 "  -L, --log-level LEVEL   error, warn, info (default) or debug\n"
 "  -w, --workers N         I/O worker threads, 1..%d (default: CPUs, min 2;\n"
@@ -103,7 +106,7 @@ struct options {
 	bool check;
 };
 
-enum { OPT_MAX_PAYLOAD = 0x100, OPT_CHECK, OPT_CONTROL };
+enum { OPT_MAX_PAYLOAD = 0x100, OPT_CHECK, OPT_CONTROL, OPT_COW };
 
 /*
  * One option of the one-export shortcut into o->args. 0, or the exit
@@ -190,6 +193,13 @@ static int shortcut_option(struct options *o, int c, const char *arg)
 		}
 		a->state_dir = arg;
 		return 0;
+	case OPT_COW:
+		if (arg[0] != '/') {
+			fprintf(stderr, "netdiskd: --cow needs an absolute path\n");
+			return 2;
+		}
+		a->cow_dir = arg;
+		return 0;
 	}
 	return 2;
 }
@@ -212,6 +222,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{ "grace", required_argument, NULL, 'g' },
 		{ "max-payload", required_argument, NULL, OPT_MAX_PAYLOAD },
 		{ "state-dir", required_argument, NULL, 's' },
+		{ "cow", required_argument, NULL, OPT_COW },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -365,9 +376,11 @@ static void summarize(const struct nd_config *cfg, struct summary *sum)
 	int i;
 
 	for (i = 0; f && i < cfg->nexports; i++)
-		fprintf(f, "export '%s': %s, %s\n", cfg->exports[i].name,
+		fprintf(f, "export '%s': %s, %s%s\n", cfg->exports[i].name,
 			cfg->exports[i].path,
-			cfg->exports[i].read_only ? "read-only" : "read-write");
+			cfg->exports[i].cow_dir[0] ? "copy-on-write, overlays in " :
+			cfg->exports[i].read_only ? "read-only" : "read-write",
+			cfg->exports[i].cow_dir);
 	if (f)
 		fclose(f);
 	snprintf(sum->listen, sizeof(sum->listen), "all addresses");

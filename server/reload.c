@@ -10,7 +10,7 @@
  *   pending handshakes that proved a key that changed → open the exports
  *   that take over a file a replaced export still held.
  *
- * An export is "changed" when its path or read-only setting is; the new
+ * An export is "changed" when its path, read-only or cow setting is; the new
  * one is a new struct nd_exp (new file, new lock), the old one lives until
  * its revoked sessions have ended. When both are the same file, the new
  * one can only lock it once the old one let go: it is opened last, waiting
@@ -173,20 +173,22 @@ fail:
 static const char *affected(struct nd_server *s, const struct nd_config *old,
 			    const struct nd_session *ss)
 {
+	/* A session of an overlay belongs to the overlay's cow export. */
+	const struct nd_exp *x = ss->exp->parent ? ss->exp->parent : ss->exp;
 	const struct nd_cfg_export *ce;
 	int i;
 
 	for (i = 0; i < s->cfg.nexports; i++)
-		if (s->exps[i] == ss->exp)
+		if (s->exps[i] == x)
 			break;
 	if (i == s->cfg.nexports)
-		return "its export was removed or changed";
+		return "by the reload: its export was removed or changed";
 	if (!same_key(nd_config_key(old, ss->identity),
 		      nd_config_key(&s->cfg, ss->identity)))
-		return "its identity's key was removed or changed";
+		return "by the reload: its identity's key was removed or changed";
 	ce = &s->cfg.exports[i];
 	if (!nd_config_allows(ce, ss->identity))
-		return "its identity may no longer use the export";
+		return "by the reload: its identity may no longer use the export";
 	return NULL;
 }
 

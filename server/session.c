@@ -33,6 +33,8 @@ static const char *mode_str(const struct nd_session *ss)
 {
 	if (ss->writer)
 		return "read-write, exclusive";
+	if (ss->exp->parent)
+		return "read-only, exclusive";
 	if (ss->flags & ND_EXP_EXCLUSIVE)
 		return "read-only export";
 	return "read-only";
@@ -60,7 +62,7 @@ static void expire_locked(struct nd_server *s, bool all)
 		    (all || ss->revoked || now >= ss->expire_ms)) {
 			*pp = ss->next;
 			if (ss->writer && ss->revoked)
-				nd_info("session %llu: ended by the reload, write lock on '%s' released",
+				nd_info("session %llu: ended (revoked), write lock on '%s' released",
 					ss->id, ss->exp->e.name);
 			else if (ss->writer && !all)
 				nd_info("session %llu: grace period over, write lock on '%s' released",
@@ -187,6 +189,28 @@ static uint16_t join_locked(struct nd_server *s, struct nd_conn *c,
 	return ND_OK;
 }
 
+/*
+ * An overlay (x a cow child) has one session at a time, read-only or
+ * not, and none while an overlay command holds the identity: true and
+ * logged if c must wait.
+ */
+static bool cow_busy_locked(struct nd_server *s, struct nd_conn *c,
+			    const char *identity, struct nd_exp *x)
+{
+	if (nd_exp_cow_held_locked(x->parent, identity)) {
+		nd_warn("client %s: export '%s' busy: an overlay command is working on the overlay of '%s'",
+			c->peer, x->e.name, identity);
+		return true;
+	}
+	for (struct nd_session *ss = s->sessions; ss; ss = ss->next)
+		if (ss->exp == x) {
+			nd_warn("client %s: export '%s' busy: identity '%s' has session %llu on its overlay (one session per identity)",
+				c->peer, x->e.name, identity, ss->id);
+			return true;
+		}
+	return false;
+}
+
 static uint16_t create_locked(struct nd_server *s, struct nd_conn *c,
 			      const char *identity, struct nd_exp *x,
 			      const struct nd_client_finish *cf)
@@ -196,6 +220,8 @@ static uint16_t create_locked(struct nd_server *s, struct nd_conn *c,
 	bool resume = cf->resume_writer || cf->resume_own;
 	struct nd_session *ss;
 
+	if (x->parent && cow_busy_locked(s, c, identity, x))
+		return ND_ERR_BUSY;
 	if (!e->read_only && !(cf->flags & ND_CF_READ_ONLY) && e->writer) {
 		nd_warn("client %s: export '%s' busy: write lock held by session %llu",
 			c->peer, e->name, e->writer->id);
@@ -227,6 +253,9 @@ static uint16_t create_locked(struct nd_server *s, struct nd_conn *c,
 		ss->flags = ND_EXP_READ_ONLY | ND_EXP_FLUSH | ND_EXP_EXCLUSIVE;
 	} else if (cf->flags & ND_CF_READ_ONLY) {
 		ss->flags = ND_EXP_READ_ONLY | ND_EXP_FLUSH;
+		/* An overlay's only session: nobody else writes it. */
+		if (x->parent)
+			ss->flags |= ND_EXP_EXCLUSIVE;
 	} else {
 		ss->flags = ND_EXP_FLUSH | ND_EXP_EXCLUSIVE | e->caps;
 		ss->writer = true;
@@ -353,7 +382,16 @@ void nd_session_detach(struct nd_server *s, struct nd_conn *c, bool clean)
 {
 	struct nd_session *ss = c->sess;
 	struct nd_slot *sl = &ss->slots[c->slot];
+	const struct nd_export *e = &ss->exp->e;
 
+	/*
+	 * An overlay is closed under sess_lock when its session ends, and
+	 * closing commits its map: committed here, outside the lock, that
+	 * final commit finds nothing left to sync and holds nobody up.
+	 */
+	if (ss->exp->parent && !c->read_only && e->ops->flush(e->h) < 0)
+		nd_debug("client %s: commit of the overlay of '%s' at detach failed",
+			 c->peer, ss->identity);
 	pthread_mutex_lock(&s->sess_lock);
 	if (sl->conn == c)
 		sl->conn = NULL;
@@ -372,7 +410,7 @@ void nd_session_detach(struct nd_server *s, struct nd_conn *c, bool clean)
 		clean = clean || ss->revoked;
 		ss->expire_ms = nd_now_ms() + (clean ? 0 : s->grace_ms);
 		if (ss->revoked && ss->writer)
-			nd_info("session %llu: ended by the reload, write lock on '%s' released",
+			nd_info("session %llu: ended (revoked), write lock on '%s' released",
 				ss->id, ss->exp->e.name);
 		else if (clean && ss->writer)
 			nd_info("session %llu: closed by client, write lock on '%s' released",
@@ -400,7 +438,7 @@ void nd_session_revoke_locked(struct nd_server *s, struct nd_session *ss,
 	if (ss->revoked)
 		return;
 	ss->revoked = true;
-	nd_info("session %llu (identity '%s', export '%s'): closed by the reload: %s",
+	nd_info("session %llu (identity '%s', export '%s'): closed %s",
 		ss->id, ss->identity, ss->exp->e.name, why);
 	for (int i = 0; i < ND_MAX_SLOTS; i++) {
 		struct nd_conn *c = ss->slots[i].conn;

@@ -29,19 +29,25 @@ static void export_line_locked(struct nd_server *s, const struct nd_exp *x,
 {
 	int n = 0;
 
+	/* A cow export's sessions are those of its overlays. */
 	for (const struct nd_session *ss = s->sessions; ss; ss = ss->next)
-		if (ss->exp == x && !ss->revoked)
+		if ((ss->exp == x || ss->exp->parent == x) && !ss->revoked)
 			n++;
 	/* size=0: not open (see the reload's error). */
 	fprintf(out, "export %s path=", x->e.name);
 	put_field(out, x->path);
 	fprintf(out, " mode=%s size=%llu sessions=%d writer=",
-		x->e.read_only ? "ro" : "rw",
+		x->e.read_only && !x->cow_dir[0] ? "ro" : "rw",
 		x->open ? (unsigned long long)x->e.size : 0ULL, n);
 	if (x->e.writer)
-		fprintf(out, "%llu\n", x->e.writer->id);
+		fprintf(out, "%llu", x->e.writer->id);
 	else
-		fprintf(out, "-\n");
+		fprintf(out, "-");
+	if (x->cow_dir[0]) {
+		fprintf(out, " cow=");
+		put_field(out, x->cow_dir);
+	}
+	fprintf(out, "\n");
 }
 
 static void session_line_locked(const struct nd_session *ss, int64_t now,

@@ -105,6 +105,8 @@ clients = lab-* db0[1-3]
 put("config", "minimal", b"[export a]\npath=@/img1\n[server]\nkey-dir=@/keys\n")
 put("config", "bad_pattern", b"[server]\nkey-file=@/key\n[export a]\n"
     b"path=@/img1\nclients=lab-[0-9\n")
+put("config", "cow", b"[server]\nkey-file=@/key\n[export g]\npath=@/img1\n"
+    b"cow = @/ov/\nclients = lab-*\n[export h]\npath=@/img2\ncow=@/keys\n")
 put("config", "duplicate", b"[server]\nkey-file=@/key\n[export a]\n"
     b"path=@/img1\n[export a]\npath=@/img2\n")
 

@@ -649,6 +649,79 @@ static void test_from_args(void **state)
 	a.key_file = NULL;
 	assert_int_equal(nd_config_from_args(&a, &cfg, err, sizeof(err)), -1);
 	assert_string_equal(err, "--file and --key-file are required");
+
+	/* --cow DIR */
+	a.key_file = expand("@/key");
+	a.read_only = false;
+	a.cow_dir = expand("@/ov/");
+	assert_int_equal(nd_config_from_args(&a, &cfg, err, sizeof(err)), 0);
+	assert_string_equal(cfg.exports[0].cow_dir, expand("@/ov"));
+	assert_false(cfg.exports[0].read_only);
+	nd_config_free(&cfg);
+	a.read_only = true;
+	assert_int_equal(nd_config_from_args(&a, &cfg, err, sizeof(err)), -1);
+	assert_string_equal(err,
+			    "--cow with --read-only: a copy-on-write export is read-write (the base is opened read-only)");
+	a.read_only = false;
+	a.cow_dir = "ov";
+	assert_int_equal(nd_config_from_args(&a, &cfg, err, sizeof(err)), -1);
+	assert_string_equal(err,
+			    "--cow needs an absolute directory path, not 'ov'");
+}
+
+/* cow = DIR: the base is only read; the overlay directory is one export's. */
+static void test_cow(void **state)
+{
+	struct nd_config cfg;
+	char *out = NULL;
+	size_t n = 0;
+	FILE *f;
+
+	load_ok(SRV "[export g]\npath = @/img1\ncow = @/ov//\n"
+		"[export h]\npath = @/img2\n", &cfg);
+	assert_string_equal(cfg.exports[0].cow_dir, expand("@/ov"));
+	assert_false(cfg.exports[0].read_only);
+	assert_string_equal(cfg.exports[1].cow_dir, "");
+	f = open_memstream(&out, &n);
+	nd_config_print(f, &cfg);
+	fclose(f);
+	assert_non_null(strstr(out, expand("read-only = no\ncow = @/ov\n")));
+	nd_config_free(&cfg);
+	/* The printout loads again, cow and all. */
+	put_file("netdiskd.conf", out, 0644);
+	load_ok(out, &cfg);
+	assert_string_equal(cfg.exports[0].cow_dir, expand("@/ov"));
+	nd_config_free(&cfg);
+	free(out);
+
+	refused(SRV EXP "cow = ov\n",
+		"5: cow must be an absolute path, not 'ov'");
+	refused(SRV EXP "cow = ///\n",
+		"5: cow = / : name a directory for the overlays");
+	refused(SRV EXP "cow = @/a\ncow = @/b\n",
+		"6: 'cow' set twice (first on line 5)");
+	refused(SRV EXP "cow = @/ov\nread-only = yes\n",
+		"6: export 'e': read-only = yes with cow = @/ov: a copy-on-write export is read-write (each identity writes its own overlay; the base is opened read-only)");
+	refused(SRV EXP "read-only = yes\ncow = @/ov\n",
+		"5: export 'e': read-only = yes with cow = @/ov: a copy-on-write export is read-write (each identity writes its own overlay; the base is opened read-only)");
+	refused(SRV EXP "cow = @/key\n",
+		"5: export 'e': cow @/key is not a directory");
+	refused(SRV EXP "cow = @/ov\n[export f]\npath = @/img2\ncow = @/ov/\n",
+		"8: export 'f': cow @/ov is already the overlay directory of export 'e' (line 5)");
+	/* One directory by two names (a symbolic link) is found too. */
+	assert_int_equal(symlink(expand("@/keys"), expand("@/keys2")), 0);
+	refused(SRV EXP "cow = @/keys\n[export f]\npath = @/img2\ncow = @/keys2\n",
+		"8: export 'f': cow @/keys2 is already the overlay directory of export 'e' (line 5)");
+	unlink(expand("@/keys2"));
+	if (geteuid() != 0) {
+		/* The base is only read: a read-only file is a fine base. */
+		put_file("robase", "x", 0400);
+		load_ok(SRV "[export e]\npath = @/robase\ncow = @/ov\n", &cfg);
+		nd_config_free(&cfg);
+		assert_int_equal(mkdir(expand("@/rodir"), 0500), 0);
+		refused(SRV EXP "cow = @/rodir\n",
+			"5: export 'e': cannot write in cow @/rodir: Permission denied");
+	}
 }
 
 static void test_parse_num(void **state)
@@ -683,6 +756,7 @@ int main(void)
 		cmocka_unit_test(test_refuse_endless_line),
 		cmocka_unit_test(test_refuse_keys),
 		cmocka_unit_test(test_from_args),
+		cmocka_unit_test(test_cow),
 		cmocka_unit_test(test_parse_num),
 	};
 

@@ -28,6 +28,8 @@
 #include "../../server/backend.h"
 #include "../../server/config.h"
 #include "../../server/control.h"
+#include "../../server/cow.h"
+#include "../../server/internal.h"
 #include "../../server/log.h"
 #include "../../server/server.h"
 
@@ -346,11 +348,14 @@ static void conn_close(struct conn *cn)
  * One request of len bytes (READ into, WRITE from cn->buf's data part):
  * its status, or -1 if the connection is gone.
  */
-static int request(struct conn *cn, uint8_t op, uint64_t off)
+static int request_fill(struct conn *cn, uint8_t op, uint64_t off,
+			uint8_t fill)
 {
 	static uint64_t handle = 1;
+	bool bare = op == ND_OP_FLUSH || op == ND_OP_DISCONNECT;
 	struct nd_request r = {
-		.op = op, .length = BS, .handle = handle++, .offset = off,
+		.op = op, .length = bare ? 0 : BS, .handle = handle++,
+		.offset = bare ? 0 : off,
 	};
 	uint8_t hdr[ND_REQ_HDR_LEN], data[BS];
 	struct iovec v[2] = { { hdr, sizeof(hdr) }, { data, BS } };
@@ -358,15 +363,22 @@ static int request(struct conn *cn, uint8_t op, uint64_t off)
 	long n;
 
 	nd_request_encode(hdr, &r);
-	memset(data, 0x5a, sizeof(data));
+	memset(data, fill, sizeof(data));
 	if (nd_send_record(cn->fd, &cn->c.tx, v, op == ND_OP_WRITE ? 2 : 1))
 		return -1;
+	if (op == ND_OP_DISCONNECT)
+		return ND_OK;	/* no reply */
 	n = nd_recv_record(cn->fd, &cn->c.rx, cn->buf, sizeof(cn->buf));
 	if (n < 0)
 		return -1;
 	assert_int_equal(nd_reply_decode(cn->buf, (size_t)n, &rep), 0);
 	assert_true(rep.handle == r.handle);
 	return rep.status;
+}
+
+static int request(struct conn *cn, uint8_t op, uint64_t off)
+{
+	return request_fill(cn, op, off, 0x5a);
 }
 
 /* A READ works on cn, and its data is block fill of the image. */
@@ -986,6 +998,430 @@ static void test_listen_addresses(void **state)
 	conn_close(&a);
 }
 
+/* ---- copy-on-write exports ---- */
+
+/* base_exports and golden: delta.img (0xd4) as the base, overlays in DIR. */
+static void write_cow_conf(struct fixture *f, const char *overlays)
+{
+	char base[1024];
+
+	snprintf(base, sizeof(base), base_exports, f->dir);
+	write_conf(f, false, "%2$s[export golden]\npath = %1$s/delta.img\n"
+		   "cow = %1$s/%3$s\n", f->dir, base, overlays);
+}
+
+static int setup_cow(void **state)
+{
+	struct fixture *f;
+
+	setup_common(state, false);
+	f = *state;
+	stop_server(f);
+	write_cow_conf(f, "overlays");
+	start_server(f);
+	return 0;
+}
+
+/* The table's entry of export name (test thread: no reload running). */
+static struct nd_exp *table_exp(struct fixture *f, const char *name)
+{
+	for (int i = 0; i < f->srv->cfg.nexports; i++)
+		if (strcmp(f->srv->exps[i]->e.name, name) == 0)
+			return f->srv->exps[i];
+	fail_msg("no export %s", name);
+	return NULL;
+}
+
+static bool has_child(struct fixture *f, const char *identity)
+{
+	struct nd_exp *x = table_exp(f, "golden");
+	bool r;
+
+	pthread_mutex_lock(&f->srv->sess_lock);
+	r = nd_exp_cow_child_locked(x, identity) != NULL;
+	pthread_mutex_unlock(&f->srv->sess_lock);
+	return r;
+}
+
+/* Ends cn's session at once (DISCONNECT), as a client detaching does. */
+static void disconnect(struct conn *cn)
+{
+	assert_int_equal(request(cn, ND_OP_DISCONNECT, 0), ND_OK);
+	conn_close(cn);
+}
+
+/* Does another open file description hold a lock on path? */
+static bool ofd_locked(const char *path)
+{
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+	int fd = open(path, O_RDONLY);
+	bool r;
+
+	assert_true(fd >= 0);
+	assert_int_equal(fcntl(fd, F_OFD_GETLK, &fl), 0);
+	r = fl.l_type != F_UNLCK;
+	close(fd);
+	return r;
+}
+
+/* Until path's lock is gone, 3 s at most. */
+static bool ofd_unlocked_soon(const char *path)
+{
+	for (int i = 0; i < 300; i++) {
+		if (!ofd_locked(path))
+			return true;
+		usleep(10000);
+	}
+	return false;
+}
+
+/* Every byte of file name is fill. */
+static void file_is(const struct fixture *f, const char *name, uint8_t fill)
+{
+	uint8_t block[BS];
+	char p[256];
+	int fd;
+
+	path_of(f, p, sizeof(p), name);
+	fd = open(p, O_RDONLY);
+	assert_true(fd >= 0);
+	for (unsigned int i = 0; i < IMG_SIZE / BS; i++) {
+		assert_int_equal(read(fd, block, BS), BS);
+		for (int j = 0; j < BS; j++)
+			if (block[j] != fill)
+				fail_msg("%s: byte %u is 0x%02x, not 0x%02x",
+					 name, i * BS + j, block[j], fill);
+	}
+	close(fd);
+}
+
+/* READ at off on cn reads block fill. */
+static void read_at(struct conn *cn, uint64_t off, uint8_t fill)
+{
+	assert_int_equal(request(cn, ND_OP_READ, off), ND_OK);
+	for (int i = 0; i < BS; i++)
+		if (cn->buf[ND_REPLY_HDR_LEN + i] != fill)
+			fail_msg("offset %llu + %d: 0x%02x, not 0x%02x",
+				 (unsigned long long)off, i,
+				 cn->buf[ND_REPLY_HDR_LEN + i], fill);
+}
+
+/*
+ * Two identities on one cow export each write and read their own disk; a
+ * third reads the untouched base; TRIM and WRITE_ZEROES read as zeros;
+ * one session per identity; the base file is never written.
+ */
+static void test_cow_identities(void **state)
+{
+	struct fixture *f = *state;
+	struct conn a, b, c, d;
+	struct listing l;
+	char line[512], p[256], *text;
+	uint16_t status;
+
+	open_ok(f, &a, "lab-01", f->lab01, "golden");
+	open_ok(f, &b, "lab-02", f->lab02, "golden");
+	assert_int_equal(a.info.size, IMG_SIZE);
+	assert_false(a.info.flags & ND_EXP_READ_ONLY);
+	assert_true(a.info.flags & ND_EXP_EXCLUSIVE);
+	assert_true(a.info.flags & ND_EXP_TRIM);
+	assert_true(a.info.flags & ND_EXP_WRITE_ZEROES);
+	assert_true(a.info.flags & ND_EXP_FUA);
+	assert_true(a.info.write_epoch != 0);
+	/* Each overlay is a disk of its own. */
+	assert_memory_not_equal(a.info.export_id, b.info.export_id,
+				ND_EXPORT_ID_LEN);
+
+	assert_int_equal(request_fill(&a, ND_OP_WRITE, 0, 0x11), ND_OK);
+	assert_int_equal(request_fill(&b, ND_OP_WRITE, 0, 0x22), ND_OK);
+	assert_int_equal(request_fill(&b, ND_OP_WRITE, 5 * BS, 0x23), ND_OK);
+	read_at(&a, 0, 0x11);
+	read_at(&b, 0, 0x22);
+	read_at(&a, BS, 0xd4);
+	read_at(&a, 5 * BS, 0xd4);
+	read_at(&b, 5 * BS, 0x23);
+	/* Zeros, not the base, for this identity only. */
+	assert_int_equal(request(&a, ND_OP_TRIM, 2 * BS), ND_OK);
+	assert_int_equal(request(&b, ND_OP_WRITE_ZEROES, 3 * BS), ND_OK);
+	read_at(&a, 2 * BS, 0);
+	read_at(&b, 2 * BS, 0xd4);
+	read_at(&b, 3 * BS, 0);
+	read_at(&a, 3 * BS, 0xd4);
+	assert_int_equal(request(&a, ND_OP_FLUSH, 0), ND_OK);
+
+	/* A third identity: the base. */
+	open_ok(f, &c, "db01", f->db01, "golden");
+	read_at(&c, 0, 0xd4);
+	read_at(&c, 2 * BS, 0xd4);
+
+	/* One session per identity, read-only or not; others go on. */
+	assert_int_equal(refused(f, "lab-01", f->lab01, "golden"),
+			 ND_ERR_BUSY);
+	assert_int_equal(try_open(f, &d, "lab-01", f->lab01, "golden",
+				  ND_CF_READ_ONLY, &status), ND_HS_REFUSED);
+	assert_int_equal(status, ND_ERR_BUSY);
+	assert_int_equal(request_fill(&b, ND_OP_WRITE, BS, 0x24), ND_OK);
+	read_at(&b, BS, 0x24);
+	/* A read-only session of an overlay is exclusive too. */
+	disconnect(&c);
+	for (int i = 0; i < 300 && has_child(f, "db01"); i++)
+		usleep(10000);
+	assert_int_equal(try_open(f, &c, "db01", f->db01, "golden",
+				  ND_CF_READ_ONLY, &status), ND_HS_OK);
+	assert_true(c.info.flags & ND_EXP_READ_ONLY);
+	assert_true(c.info.flags & ND_EXP_EXCLUSIVE);
+	assert_int_equal(c.info.write_epoch, 0);
+	assert_int_equal(request(&c, ND_OP_WRITE, 0), ND_ERR_READ_ONLY);
+	read_at(&c, 0, 0xd4);
+
+	/* The list: busy only for an identity whose overlay is in use. */
+	disconnect(&c);
+	for (int i = 0; i < 300 && has_child(f, "db01"); i++)
+		usleep(10000);
+	assert_int_equal(list_exports(f, "db01", f->db01, &l), 0);
+	assert_int_equal(l.n, 3);	/* beta gamma golden */
+	assert_true(listed(&l, 2, "golden"));
+	assert_false(l.e[2].flags & (ND_LIST_BUSY | ND_EXP_READ_ONLY));
+	assert_true(l.e[2].flags & ND_EXP_TRIM);
+	assert_int_equal(l.e[2].size, IMG_SIZE);
+	assert_int_equal(list_exports(f, "lab-01", f->lab01, &l), 0);
+	assert_int_equal(l.n, 4);
+	assert_true(listed(&l, 3, "golden"));
+	assert_true(l.e[3].flags & ND_LIST_BUSY);
+
+	text = status_text(f);
+	path_of(f, p, sizeof(p), "delta.img");
+	snprintf(line, sizeof(line),
+		 "export golden path=%s mode=rw size=%u sessions=2 writer=- cow=%s/overlays\n",
+		 p, IMG_SIZE, f->dir);
+	assert_non_null(strstr(text, line));
+	assert_non_null(strstr(text, " identity=lab-01 export=golden mode=rw conns=1 "));
+	free(text);
+
+	/* Only overlays were written. */
+	path_of(f, p, sizeof(p), "overlays/lab-01" ND_COW_SUFFIX);
+	assert_true(ofd_locked(p));
+	path_of(f, p, sizeof(p), "overlays/db01" ND_COW_SUFFIX);
+	assert_int_equal(access(p, F_OK), 0);
+	disconnect(&a);
+	disconnect(&b);
+	path_of(f, p, sizeof(p), "overlays/lab-01" ND_COW_SUFFIX);
+	assert_true(ofd_unlocked_soon(p));
+	file_is(f, "delta.img", 0xd4);
+}
+
+/* Overlays and their write epochs outlive the server. */
+static void test_cow_restart(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t id[ND_EXPORT_ID_LEN];
+	uint64_t epoch;
+	struct conn a, b;
+
+	open_ok(f, &a, "lab-01", f->lab01, "golden");
+	memcpy(id, a.info.export_id, sizeof(id));
+	epoch = a.info.write_epoch;
+	assert_int_equal(request_fill(&a, ND_OP_WRITE, 7 * BS, 0x71), ND_OK);
+	assert_int_equal(request(&a, ND_OP_FLUSH, 0), ND_OK);
+	conn_close(&a);
+	stop_server(f);
+	start_server(f);
+	open_ok(f, &a, "lab-01", f->lab01, "golden");
+	assert_memory_equal(a.info.export_id, id, sizeof(id));
+	assert_true(a.info.write_epoch > epoch);
+	assert_int_equal(a.info.last_writer, epoch);
+	read_at(&a, 7 * BS, 0x71);
+	read_at(&a, 6 * BS, 0xd4);
+	open_ok(f, &b, "lab-02", f->lab02, "golden");
+	read_at(&b, 7 * BS, 0xd4);
+	disconnect(&a);
+	disconnect(&b);
+	file_is(f, "delta.img", 0xd4);
+}
+
+/*
+ * A base that changed under an overlay: that identity is refused with
+ * 16 (and the log says which file and what to do); one without an
+ * overlay starts from the new base.
+ */
+static void test_cow_base_changed(void **state)
+{
+	struct fixture *f = *state;
+	struct logcap lc;
+	struct conn a, b;
+	char p[256], *log;
+	int fd;
+
+	open_ok(f, &a, "lab-01", f->lab01, "golden");
+	assert_int_equal(request_fill(&a, ND_OP_WRITE, 0, 0x11), ND_OK);
+	disconnect(&a);
+	path_of(f, p, sizeof(p), "overlays/lab-01" ND_COW_SUFFIX);
+	assert_true(ofd_unlocked_soon(p));
+
+	/* Someone writes the base behind the server's back. */
+	path_of(f, p, sizeof(p), "delta.img");
+	fd = open(p, O_WRONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, "\xee", 1, 100 * BS), 1);
+	close(fd);
+
+	logcap_start(&lc);
+	assert_int_equal(refused(f, "lab-01", f->lab01, "golden"),
+			 ND_ERR_BASE_CHANGED);
+	log = logcap_end(&lc);
+	path_of(f, p, sizeof(p), "overlays/lab-01" ND_COW_SUFFIX);
+	assert_non_null(strstr(log, p));
+	assert_non_null(strstr(log, "netdiskd overlay reset golden lab-01"));
+	free(log);
+	/* Still refused: nothing was left open or changed by the refusal. */
+	assert_int_equal(refused(f, "lab-01", f->lab01, "golden"),
+			 ND_ERR_BASE_CHANGED);
+	assert_false(has_child(f, "lab-01"));
+	open_ok(f, &b, "lab-02", f->lab02, "golden");
+	read_at(&b, 0, 0xd4);
+	assert_int_equal(request(&b, ND_OP_READ, 100 * BS), ND_OK);
+	assert_int_equal(b.buf[ND_REPLY_HDR_LEN], 0xee);
+	disconnect(&b);
+}
+
+/*
+ * Reloads: an unchanged cow export keeps its sessions; a changed cow
+ * directory is a changed export (sessions closed, overlays closed, the
+ * new directory used); a removed one closes its overlays and the base.
+ */
+static void test_cow_reload(void **state)
+{
+	struct fixture *f = *state;
+	struct conn a, b;
+	char p[256], q[256];
+
+	open_ok(f, &a, "lab-01", f->lab01, "golden");
+	assert_int_equal(request_fill(&a, ND_OP_WRITE, 0, 0x11), ND_OK);
+	write_cow_conf(f, "overlays");
+	reload(f, true);
+	read_at(&a, 0, 0x11);
+
+	write_cow_conf(f, "overlays2");
+	reload(f, true);
+	closed(&a);
+	conn_close(&a);
+	path_of(f, p, sizeof(p), "overlays/lab-01" ND_COW_SUFFIX);
+	assert_true(ofd_unlocked_soon(p));
+	open_after_close(f, &a, "lab-01", f->lab01, "golden");
+	read_at(&a, 0, 0xd4);
+	path_of(f, q, sizeof(q), "overlays2/lab-01" ND_COW_SUFFIX);
+	assert_true(ofd_locked(q));
+	disconnect(&a);
+
+	write_cow_conf(f, "overlays");
+	reload(f, true);
+	open_after_close(f, &a, "lab-01", f->lab01, "golden");
+	read_at(&a, 0, 0x11);
+	open_ok(f, &b, "lab-02", f->lab02, "golden");
+
+	/* Access taken from one identity: its session only. */
+	write_conf(f, false, "[export golden]\npath = %1$s/delta.img\n"
+		   "cow = %1$s/overlays\nclients = lab-02\n", f->dir);
+	reload(f, true);
+	closed(&a);
+	conn_close(&a);
+	read_at(&b, 0, 0xd4);
+	assert_int_equal(refused(f, "lab-01", f->lab01, "golden"),
+			 ND_ERR_ACCESS);
+	write_cow_conf(f, "overlays");
+	reload(f, true);
+	open_after_close(f, &a, "lab-01", f->lab01, "golden");
+	read_at(&a, 0, 0x11);
+
+	/* Removed: sessions, overlays and the base's lock all go. */
+	write_conf(f, false, base_exports, f->dir);
+	reload(f, true);
+	closed(&a);
+	closed(&b);
+	assert_true(ofd_unlocked_soon(p));
+	path_of(f, p, sizeof(p), "delta.img");
+	assert_true(unlocked(p));
+	assert_int_equal(refused(f, "lab-01", f->lab01, "golden"),
+			 ND_ERR_NO_EXPORT);
+	conn_close(&a);
+	conn_close(&b);
+
+	/* A plain export made copy-on-write: its writer is closed. */
+	open_ok(f, &a, "lab-02", f->lab02, "gamma");
+	assert_int_equal(request_fill(&a, ND_OP_WRITE, 0, 0x33), ND_OK);
+	write_conf(f, false, "[export alpha]\npath = %1$s/alpha.img\n"
+		   "clients = lab-*\n\n[export gamma]\npath = %1$s/gamma.img\n"
+		   "cow = %1$s/gov\n", f->dir);
+	reload(f, true);
+	closed(&a);
+	conn_close(&a);
+	open_after_close(f, &a, "lab-02", f->lab02, "gamma");
+	read_at(&a, 0, 0x33);	/* the plain writer's data is the base */
+	assert_int_equal(request_fill(&a, ND_OP_WRITE, 0, 0x34), ND_OK);
+	read_at(&a, 0, 0x34);
+	disconnect(&a);
+}
+
+/*
+ * An overlay command's hold: new sessions of the identity are busy while
+ * it lasts; an attached identity is refused unless forced, which ends
+ * its session and waits for the overlay to be closed.
+ */
+static void test_cow_hold(void **state)
+{
+	struct fixture *f = *state;
+	struct nd_exp *x = table_exp(f, "golden");
+	struct conn a, b;
+	char err[256], p[256];
+
+	assert_int_equal(nd_exp_cow_hold(f->srv, x, "lab-01", false, 1000,
+					 err, sizeof(err)), 0);
+	assert_int_equal(refused(f, "lab-01", f->lab01, "golden"),
+			 ND_ERR_BUSY);
+	assert_int_equal(nd_exp_cow_hold(f->srv, x, "lab-01", true, 1000,
+					 err, sizeof(err)), -1);
+	assert_string_equal(err,
+			    "identity 'lab-01': another overlay command is working on its overlay");
+	open_ok(f, &b, "lab-02", f->lab02, "golden");
+	nd_exp_cow_unhold(f->srv, x, "lab-01");
+	assert_int_equal(nd_exp_cow_hold(f->srv, table_exp(f, "gamma"),
+					 "lab-01", false, 1000, err,
+					 sizeof(err)), -1);
+	assert_string_equal(err,
+			    "export 'gamma' is not a copy-on-write export");
+
+	open_ok(f, &a, "lab-01", f->lab01, "golden");
+	assert_int_equal(request_fill(&a, ND_OP_WRITE, 0, 0x11), ND_OK);
+	assert_true(has_child(f, "lab-01"));
+	assert_int_equal(nd_exp_cow_hold(f->srv, x, "lab-01", false, 1000,
+					 err, sizeof(err)), -1);
+	assert_string_equal(err,
+			    "identity 'lab-01' is attached; --force ends its session");
+	read_at(&a, 0, 0x11);
+
+	assert_int_equal(nd_exp_cow_hold(f->srv, x, "lab-01", true, 5000,
+					 err, sizeof(err)), 0);
+	closed(&a);
+	conn_close(&a);
+	assert_false(has_child(f, "lab-01"));
+	path_of(f, p, sizeof(p), "overlays/lab-01" ND_COW_SUFFIX);
+	assert_false(ofd_locked(p));
+	assert_int_equal(refused(f, "lab-01", f->lab01, "golden"),
+			 ND_ERR_BUSY);
+	read_at(&b, 0, 0xd4);	/* lab-02 is untouched */
+	nd_exp_cow_unhold(f->srv, x, "lab-01");
+	open_ok(f, &a, "lab-01", f->lab01, "golden");
+	read_at(&a, 0, 0x11);
+
+	/* A session kept for its grace period (no DISCONNECT) ends too. */
+	conn_close(&a);
+	assert_int_equal(nd_exp_cow_hold(f->srv, x, "lab-01", true, 5000,
+					 err, sizeof(err)), 0);
+	assert_false(has_child(f, "lab-01"));
+	nd_exp_cow_unhold(f->srv, x, "lab-01");
+	disconnect(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1012,6 +1448,16 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_reload_ends_idle_session,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cow_identities, setup_cow,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_cow_restart, setup_cow,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_cow_base_changed,
+						setup_cow, teardown),
+		cmocka_unit_test_setup_teardown(test_cow_reload, setup_cow,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_cow_hold, setup_cow,
+						teardown),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
