@@ -56,7 +56,10 @@ function bar(label, r, goal, cls) {
 	if ($1 == "rss") { rss = $5; rss_base = $6; rss_thr = $7; next }
 	if ($1 == "cowrss") { cr_gib = $2; cr_n = $4; cr_rss = $5; cr_base = $6; cr_thr = $7; next }
 	# per-round values, for the per-round ratios
-	if ($1 == "cow") rv[$2 SUBSEP $3 SUBSEP $4] = ($2 ~ /1m$/) ? $6 : $5
+	if ($1 == "cow") {
+		rv[$2 SUBSEP $3 SUBSEP $4] = ($2 ~ /1m$/) ? $6 : $5
+		cpu[$2 SUBSEP $3] += $9
+	}
 	k = $1 SUBSEP $2 SUBSEP $3
 	# seq and the cow 1M rows compare MB/s, the rest IOPS.
 	v = ($1 == "seq" || ($1 == "cow" && $2 ~ /1m$/)) ? $6 : $5
@@ -169,10 +172,10 @@ END {
 	if (ran("cow")) {
 		print "## Copy-on-write export vs plain exports (host, userspace)"
 		print ""
-		print "One netdiskd serves a cow export (base file + overlay directory), the base file as a plain read-only export and a copy of it as a plain read-write export. `netdisk bench` (one connection) for reads and rewrites; for first writes `netdisk copy` uploads the whole disk into the empty overlay of a new identity (every block written once; its time per request is not a latency). Cow and plain alternate, cow first in odd rounds. `control-randread4k` runs the plain read-only export against itself: the ratio noise of this machine at that moment. Rounds and per-round ratios: IOPS for 4k jobs, MB/s for 1M jobs."
+		print "One netdiskd serves a cow export (base file + overlay directory), a copy of the base as a plain read-only export and another copy as a plain read-write export (all in the same tmpfs; netdiskd serves a file as one export only). `netdisk bench` (one connection) for reads and rewrites; for first writes `netdisk copy` uploads the whole disk into the empty overlay of a new identity (every block written once; its time per request is not a latency). Cow and plain alternate, cow first in odd rounds. `control-randread4k` runs the plain read-only export against itself: the ratio noise of this machine at that moment. Rounds and per-round ratios: IOPS for 4k jobs, MB/s for 1M jobs. Server CPU: the user + system time of netdiskd over the run divided by its requests (both sides are the same process), steadier than throughput when the machine is shared."
 		print ""
-		print "| job | cow IOPS | cow MB/s | cow lat us | plain IOPS | plain MB/s | plain lat us | ratio of means | per-round ratios | cow rounds | plain rounds |"
-		print "|---|---|---|---|---|---|---|---|---|---|---|"
+		print "| job | cow IOPS | cow MB/s | cow lat us | plain IOPS | plain MB/s | plain lat us | ratio of means | per-round ratios | cow rounds | plain rounds | server CPU us/request, cow / plain |"
+		print "|---|---|---|---|---|---|---|---|---|---|---|---|"
 		cj[++nc] = "control-randread4k"
 		for (i = 1; i <= nc; i++) {
 			ka = "cow" SUBSEP cj[i] SUBSEP "cow"
@@ -182,14 +185,22 @@ END {
 			for (q = 1; (cj[i] SUBSEP "cow" SUBSEP q) in rv || (cj[i] SUBSEP "plain" SUBSEP q) in rv; q++)
 				pr = pr (q > 1 ? ", " : "") fmt(ratio((cj[i] SUBSEP "cow" SUBSEP q) in rv ? rv[cj[i], "cow", q] : -1, \
 					(cj[i] SUBSEP "plain" SUBSEP q) in rv ? rv[cj[i], "plain", q] : -1), 2)
-			printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", cj[i],
+			printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s |\n", cj[i],
 				fmt(n[ka] ? iops[ka] / n[ka] : -1, 0), fmt(n[ka] ? mbs[ka] / n[ka] : -1, 1),
 				fmt(n[ka] ? lat[ka] / n[ka] : -1, 0),
 				fmt(n[kb] ? iops[kb] / n[kb] : -1, 0), fmt(n[kb] ? mbs[kb] / n[kb] : -1, 1),
 				fmt(n[kb] ? lat[kb] / n[kb] : -1, 0),
-				fmt(r, 2), pr, rounds[ka], rounds[kb]
+				fmt(r, 2), pr, rounds[ka], rounds[kb],
+				fmt(n[ka] ? cpu[cj[i], "cow"] / n[ka] : -1, 1), fmt(n[kb] ? cpu[cj[i], "plain"] / n[kb] : -1, 1)
 		}
 		print ""
+		for (i = 7; i <= 8; i++) {
+			k = "cow" SUBSEP cj[i] SUBSEP "holes"
+			if (n[k])
+				printf "%s into a plain read-write export whose file was just punched empty (not a target: what allocating the space costs a plain file): %s %s, rounds %s, server CPU %.1f us/request; cow / this: %s.\n\n",
+					cj[i], fmt(mean(k), mean(k) >= 100 ? 0 : 1), cj[i] ~ /1m$/ ? "MB/s" : "IOPS", rounds[k],
+					cpu[cj[i], "holes"] / n[k], fmt(ratio(mean("cow" SUBSEP cj[i] SUBSEP "cow"), mean(k)), 2)
+		}
 		if (cr_n != "")
 			printf "Memory: netdiskd with one cow export of a %d GiB sparse base: RSS %.1f MiB before, %.1f MiB with %d overlays attached (one idle session each, 4 KiB read): %.0f KiB per overlay, session included (target 1 MiB per 10 GiB: %.0f KiB); %d threads.\n\n",
 				cr_gib, cr_base / 1024, cr_rss / 1024, cr_n, (cr_rss - cr_base) / cr_n, cr_gib / 10 * 1024, cr_thr

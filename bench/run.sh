@@ -322,20 +322,28 @@ host_side() {
 }
 
 # ---------------------------------------------------------------- copy-on-write
+# CPU time (user + system, clock ticks) netdiskd $COW_PID has used so far:
+# on a loaded machine, its growth per request is steadier than throughput.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$COW_PID/stat"; }
+
 # cow_bench JOB SYSTEM ROUND URL IDENTITY RW BS QD: one `netdisk bench` run,
-# "cow JOB SYSTEM ROUND IOPS MB/s LAT_US BYTES" in the TSV.
+# "cow JOB SYSTEM ROUND IOPS MB/s LAT_US BYTES SERVER_CPU_US_PER_REQUEST"
+# in the TSV.
 cow_bench() {
 	local job=$1 sys=$2 r=$3 url=$4 id=$5 rw=$6 bs=$7 qd=$8
-	local f="$W/cow-$job-$sys-$r.json" rc=0
+	local f="$W/cow-$job-$sys-$r.json" rc=0 c0 c1
+	c0=$(cpu_ticks)
 	"$ND" bench "$url" --key-file "$W/key" --identity "$id" --rw "$rw" \
 		--bs "$bs" --iodepth "$qd" --time "$TIME" --json \
 		>"$f" 2>"$W/ndbench.err" || rc=$?
+	c1=$(cpu_ticks)
 	if [ "$rc" != 0 ]; then
 		err "cow: netdisk bench $job $sys round $r $(status_text $rc): $(tail -n 2 "$W/ndbench.err" | tr '\n' ' ')"
 		return
 	fi
 	jq -r --arg j "$job" --arg s "$sys" --arg r "$r" \
-		'"cow\t\($j)\t\($s)\t\($r)\t\(.iops)\t\(.mb_per_s)\t\(.lat_us.mean)\t\(.bytes)"' \
+		--argjson cpu "$(((c1 - c0) * 1000000 / $(getconf CLK_TCK)))" \
+		'"cow\t\($j)\t\($s)\t\($r)\t\(.iops)\t\(.mb_per_s)\t\(.lat_us.mean)\t\(.bytes)\t\(if .ios > 0 then $cpu / .ios else 0 end)"' \
 		"$f" >>"$TSV" || err "cow: bad JSON from netdisk bench ($f)"
 }
 
@@ -344,19 +352,22 @@ cow_bench() {
 # requests, INFLIGHT bytes in flight, then its FLUSH: every block written
 # exactly once, so into an empty overlay nothing but first writes.
 cow_upload() {
-	local job=$1 sys=$2 r=$3 url=$4 id=$5 bs=$6 infl=$7 t0 t1 rc=0
+	local job=$1 sys=$2 r=$3 url=$4 id=$5 bs=$6 infl=$7 t0 t1 rc=0 c0 c1
+	c0=$(cpu_ticks)
 	t0=$(date +%s%N)
 	"$ND" copy "$DATA/fill.img" "$url" --key-file "$W/key" --identity "$id" -q \
 		--bs "$bs" --inflight "$infl" >"$W/copy.err" 2>&1 || rc=$?
 	t1=$(date +%s%N)
+	c1=$(cpu_ticks)
 	if [ "$rc" != 0 ]; then
 		err "cow: netdisk copy $job $sys round $r $(status_text $rc): $(tail -n 2 "$W/copy.err" | tr '\n' ' ')"
 		return
 	fi
 	# IOPS, MB/s, and the mean time per request (not a latency).
-	awk -v j="$job" -v y="$sys" -v r="$r" -v mb="$SEQ_MB" -v bs="$bs" -v ns=$((t1 - t0)) 'BEGIN {
+	awk -v j="$job" -v y="$sys" -v r="$r" -v mb="$SEQ_MB" -v bs="$bs" -v ns=$((t1 - t0)) \
+		-v cpu="$(((c1 - c0) * 1000000 / $(getconf CLK_TCK)))" 'BEGIN {
 		b = mb * 1048576; n = b / (bs ~ /k$/ ? bs * 1024 : bs * 1048576); s = ns / 1e9
-		printf "cow\t%s\t%s\t%s\t%.1f\t%.1f\t%.1f\t%d\n", j, y, r, n / s, b / 1e6 / s, s * 1e6 / n, b
+		printf "cow\t%s\t%s\t%s\t%.1f\t%.1f\t%.1f\t%d\t%.2f\n", j, y, r, n / s, b / 1e6 / s, s * 1e6 / n, b, cpu / n
 	}' >>"$TSV"
 }
 
@@ -381,16 +392,17 @@ cow_side() {
 			DATA=$(mktemp -d /tmp/netdisk-bench.XXXXXX)
 	fi
 	ovl="$DATA/overlays"
-	log "cow: $SEQ_MB MiB base, a copy of it and $SEQ_MB MiB to upload, in $DATA"
+	log "cow: $SEQ_MB MiB base, two copies of it and $SEQ_MB MiB to upload, in $DATA"
 	head -c "${SEQ_MB}M" /dev/urandom >"$DATA/base.img" || die "cannot write $DATA/base.img"
+	cp "$DATA/base.img" "$DATA/base-ro.img" || die "cannot write $DATA/base-ro.img"
 	cp "$DATA/base.img" "$DATA/copy.img" || die "cannot write $DATA/copy.img"
+	truncate -s "${SEQ_MB}M" "$DATA/holes.img" || die "cannot create $DATA/holes.img"
 	head -c "${SEQ_MB}M" /dev/urandom >"$DATA/fill.img" || die "cannot write $DATA/fill.img"
 	[ -f "$W/key" ] || "$ND" keygen "$W/key" >/dev/null || die "netdisk keygen failed"
 	rm -rf "$W/cow-state"
 	# One server for the three exports, so both sides run in the same
-	# process. base-ro and cow serve the same file (both lock it shared);
-	# plain-rw a copy of it, since writing the base would (rightly) make
-	# the overlays refuse it.
+	# process, each export on its own copy of the same bytes in the same
+	# tmpfs (netdiskd serves a file as one export only).
 	cat >"$W/cow.conf" <<-CONF
 	[server]
 	listen = 127.0.0.1
@@ -402,11 +414,14 @@ cow_side() {
 	log-level = warn
 
 	[export base-ro]
-	path = $DATA/base.img
+	path = $DATA/base-ro.img
 	read-only = yes
 
 	[export plain-rw]
 	path = $DATA/copy.img
+
+	[export plain-holes]
+	path = $DATA/holes.img
 
 	[export cow]
 	path = $DATA/base.img
@@ -414,6 +429,7 @@ cow_side() {
 	CONF
 	start netdiskd-cow "$P" "$NDD" --config "$W/cow.conf"
 	pid=$last_pid
+	COW_PID=$pid
 	url="netdisk://127.0.0.1:$P"
 
 	for ((r = 1; r <= ROUNDS; r++)); do
@@ -433,12 +449,18 @@ cow_side() {
 		# First writes into untouched space: a new identity (an empty
 		# overlay) for every run writes each block once, 4 KiB requests
 		# 32 in flight, then 1 MiB requests 8 in flight.
+		# Then, not a target, a plain export writing into holes (its file
+		# punched empty first): what allocating the space costs alone.
 		pair first-write4k "$r" \
 			cow_upload first-write4k cow "$r" "$url/cow" "first4k-$r" 4k 128k -- \
 			cow_upload first-write4k plain "$r" "$url/plain-rw" writer 4k 128k
+		fallocate -p -o 0 -l "${SEQ_MB}M" "$DATA/holes.img" || err "cow: cannot punch $DATA/holes.img"
+		cow_upload first-write4k holes "$r" "$url/plain-holes" writer 4k 128k
 		pair first-write1m "$r" \
 			cow_upload first-write1m cow "$r" "$url/cow" "first1m-$r" 1m 8m -- \
 			cow_upload first-write1m plain "$r" "$url/plain-rw" writer 1m 8m
+		fallocate -p -o 0 -l "${SEQ_MB}M" "$DATA/holes.img" || err "cow: cannot punch $DATA/holes.img"
+		cow_upload first-write1m holes "$r" "$url/plain-holes" writer 1m 8m
 		# Overlays of ended sessions: only their tmpfs space matters.
 		rm -f "$ovl"/first4k-*.ndcow
 		[ "$r" -lt "$ROUNDS" ] && rm -f "$ovl/first1m-$r.ndcow"
@@ -459,7 +481,7 @@ cow_side() {
 	kill -TERM "$pid" 2>/dev/null
 	wait "$pid" || err "netdiskd-cow exited with status $? on SIGTERM"
 	pids=()
-	rm -rf "$ovl" "$DATA/base.img" "$DATA/copy.img" "$DATA/fill.img"
+	rm -rf "$ovl" "$DATA"/*.img
 
 	# Memory: COW_N identities attach a cow export of a sparse COW_GB GiB
 	# base (the cluster map alone is 64 KiB per GiB), read 4 KiB, idle.
