@@ -114,6 +114,7 @@ static int fx_teardown(void **state)
 
 	ov_close(f);
 	nd_export_close(&f->base);
+	umount2(f->ov_dir, MNT_DETACH);	/* the ENOSPC test's, if it failed */
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
 	assert_int_equal(system(cmd), 0);
 	free(f);
@@ -790,6 +791,14 @@ static void test_damaged_overlays_refused(void **state)
 
 		assert_int_equal(ov_try(f, "lab-01", err, sizeof(err)),
 				 ND_COW_ERR);
+		assert_non_null(strstr(err, "not a regular file"));
+		assert_int_equal(unlink(f->ov_path), 0);
+		assert_int_equal(mkfifo(f->ov_path, 0600), 0);
+		assert_int_equal(ov_try(f, "lab-01", err, sizeof(err)),
+				 ND_COW_ERR);
+		assert_non_null(strstr(err, "not a regular file"));
+		assert_int_equal(nd_cow_reset(f->ov_dir, "lab-01", err,
+					      sizeof(err)), ND_COW_ERR);
 	}
 	expect_base_file_intact(f);
 }
