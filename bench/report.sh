@@ -1,7 +1,8 @@
 #!/bin/bash
 # bench/report.sh WORKDIR RESULTS-DIR STAMP: turns the raw results of
 # bench/run.sh (WORKDIR/results.tsv, machine.tsv, extra.tsv, errors) into
-# RESULTS-DIR/STAMP.{md,png,tsv} and copies them to latest.*.
+# RESULTS-DIR/STAMP.{md,png,tsv} and copies them to latest.* (not after a
+# --cow-only run).
 # results.tsv lines: SECTION JOB SYSTEM ROUND IOPS MB/s LAT_US, except
 # "rss idle64 netdisk 1 RSS_KIB BASELINE_KIB THREADS", "cow ... LAT_US
 # BYTES" (BYTES moved by the run) and "cowrss BASE_GIB netdisk N RSS_KIB
@@ -324,6 +325,10 @@ else
 	# No ratio at all: still leave a PNG saying so, so latest.png is never stale.
 	gnuplot -e "set terminal png size 600,200; set output '$PNG'; unset border; unset tics; set label 'no results' at graph 0.4, graph 0.5; plot [0:1][0:1] NaN notitle"
 fi
-cp "$MD" "$RES/latest.md"
-cp "$PNG" "$RES/latest.png"
-cp "$RES/$STAMP.tsv" "$RES/latest.tsv"
+# latest.* stay the last run of the whole bench: a --cow-only run
+# leaves only its STAMP files.
+if [ "$(mi parts)" != cow ]; then
+	cp "$MD" "$RES/latest.md"
+	cp "$PNG" "$RES/latest.png"
+	cp "$RES/$STAMP.tsv" "$RES/latest.tsv"
+fi

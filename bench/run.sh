@@ -29,7 +29,8 @@
 #             on a sparse base
 #  cache:     netdisk.ko with and without --cache-size, 4k randread, in a
 #             second guest (bench/cache-guest.sh; no NBD counterpart)
-# Writes bench/results/latest.{md,png,tsv} and timestamped copies. Missed
+# Writes bench/results/STAMP.{md,png,tsv} and copies them to latest.*
+# (except after --cow-only, which leaves latest.* to the whole bench). Missed
 # targets are reported, not fatal; a crashing or failing tool makes the run
 # exit 1 (after writing the report, which lists the errors).
 set -uo pipefail
@@ -592,7 +593,7 @@ echo "duration	$(( $(date +%s) - start_s )) s" >>"$W/machine.tsv"
 log "writing the report"
 bench/report.sh "$W" "$RES" "$STAMP" || die "bench/report.sh failed"
 echo
-cat "$RES/latest.md"
+cat "$RES/$STAMP.md"
 if [ -s "$ERRS" ]; then
 	echo "bench: $(wc -l <"$ERRS") error(s), see above and $W" >&2
 	exit 1
