@@ -9,7 +9,8 @@
 #   --cow-only only the copy-on-write rows (host, a few minutes)
 # env: O (build dir, default build), KVER, BENCH_TIME (s per userspace run,
 #      default 10), BENCH_VM_TIME (s per guest fio run, default 10),
-#      BENCH_ROUNDS (A B rounds, default 2), BENCH_SEQ_MB (copy size, 1024),
+#      BENCH_ROUNDS (A B rounds, default 2), BENCH_SEQ_MB (copy size and
+#      the cow rows' disk, 1024; those keep up to 5 such files in tmpfs),
 #      BENCH_COW_GB (sparse base of the overlay memory test, 100),
 #      BENCH_COW_N (overlays attached in it, 16), BENCH_PORT (first host
 #      TCP port, default 27400; the run uses 6), BENCH_RESULTS (report
@@ -60,7 +61,7 @@ while [ $# -gt 0 ]; do
 	--no-host) DO_HOST=0; shift ;;
 	--no-cow) DO_COW=0; shift ;;
 	--cow-only) DO_VM=0; DO_HOST=0; DO_COW=1; shift ;;
-	-h|--help) sed -n '4,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '4,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "bench: unknown argument '$1' (see --help)" >&2; exit 2 ;;
 	esac
 done
@@ -349,14 +350,14 @@ cow_bench() {
 }
 
 # cow_upload JOB SYSTEM ROUND URL IDENTITY BS INFLIGHT: `netdisk copy` of
-# $DATA/fill.img ($SEQ_MB MiB of random bytes) into the export, BS
+# $DATA/base-ro.img ($SEQ_MB MiB of random bytes) into the export, BS
 # requests, INFLIGHT bytes in flight, then its FLUSH: every block written
 # exactly once, so into an empty overlay nothing but first writes.
 cow_upload() {
 	local job=$1 sys=$2 r=$3 url=$4 id=$5 bs=$6 infl=$7 t0 t1 rc=0 c0 c1
 	c0=$(cpu_ticks)
 	t0=$(date +%s%N)
-	"$ND" copy "$DATA/fill.img" "$url" --key-file "$W/key" --identity "$id" -q \
+	"$ND" copy "$DATA/base-ro.img" "$url" --key-file "$W/key" --identity "$id" -q \
 		--bs "$bs" --inflight "$infl" >"$W/copy.err" 2>&1 || rc=$?
 	t1=$(date +%s%N)
 	c1=$(cpu_ticks)
@@ -393,12 +394,11 @@ cow_side() {
 			DATA=$(mktemp -d /tmp/netdisk-bench.XXXXXX)
 	fi
 	ovl="$DATA/overlays"
-	log "cow: $SEQ_MB MiB base, two copies of it and $SEQ_MB MiB to upload, in $DATA"
+	log "cow: $SEQ_MB MiB base and two copies of it in $DATA"
 	head -c "${SEQ_MB}M" /dev/urandom >"$DATA/base.img" || die "cannot write $DATA/base.img"
 	cp "$DATA/base.img" "$DATA/base-ro.img" || die "cannot write $DATA/base-ro.img"
 	cp "$DATA/base.img" "$DATA/copy.img" || die "cannot write $DATA/copy.img"
 	truncate -s "${SEQ_MB}M" "$DATA/holes.img" || die "cannot create $DATA/holes.img"
-	head -c "${SEQ_MB}M" /dev/urandom >"$DATA/fill.img" || die "cannot write $DATA/fill.img"
 	[ -f "$W/key" ] || "$ND" keygen "$W/key" >/dev/null || die "netdisk keygen failed"
 	rm -rf "$W/cow-state"
 	# One server for the three exports, so both sides run in the same
@@ -457,11 +457,13 @@ cow_side() {
 			cow_upload first-write4k plain "$r" "$url/plain-rw" writer 4k 128k
 		fallocate -p -o 0 -l "${SEQ_MB}M" "$DATA/holes.img" || err "cow: cannot punch $DATA/holes.img"
 		cow_upload first-write4k holes "$r" "$url/plain-holes" writer 4k 128k
+		fallocate -p -o 0 -l "${SEQ_MB}M" "$DATA/holes.img" || err "cow: cannot punch $DATA/holes.img"
 		pair first-write1m "$r" \
 			cow_upload first-write1m cow "$r" "$url/cow" "first1m-$r" 1m 8m -- \
 			cow_upload first-write1m plain "$r" "$url/plain-rw" writer 1m 8m
 		fallocate -p -o 0 -l "${SEQ_MB}M" "$DATA/holes.img" || err "cow: cannot punch $DATA/holes.img"
 		cow_upload first-write1m holes "$r" "$url/plain-holes" writer 1m 8m
+		fallocate -p -o 0 -l "${SEQ_MB}M" "$DATA/holes.img" || err "cow: cannot punch $DATA/holes.img"
 		# Overlays of ended sessions: only their tmpfs space matters.
 		rm -f "$ovl"/first4k-*.ndcow
 		[ "$r" -lt "$ROUNDS" ] && rm -f "$ovl/first1m-$r.ndcow"
