@@ -41,7 +41,6 @@
 #define REGION_SHIFT	20		/* stripe lock granularity: 1 MiB */
 #define COMMIT_BATCH	32		/* map pages copied per sync */
 #define MASK_LO		0x5555555555555555ull
-#define PAGE_CLUSTERS	(COW_PAGE * 4)	/* clusters per map page */
 
 struct cow {
 	int fd;
@@ -253,10 +252,13 @@ static int cow_pread_nowait(void *h, void *buf, uint32_t len, uint64_t off)
 /*
  * After (never before) every write to the file: a commit that clears the
  * flag before its sync then covers the write, a later one sees the flag.
+ * Seen set, it needs no store (no cache line bouncing between workers):
+ * a commit clearing it after our load syncs after our write.
  */
 static void wrote(struct cow *w)
 {
-	atomic_store(&w->unsynced, true);
+	if (!atomic_load(&w->unsynced))
+		atomic_store(&w->unsynced, true);
 }
 
 static int sync_locked(struct cow *w)
