@@ -5,9 +5,11 @@
 # --cow-only run).
 # results.tsv lines: SECTION JOB SYSTEM ROUND IOPS MB/s LAT_US, except
 # "rss idle64 netdisk 1 RSS_KIB BASELINE_KIB THREADS", "cow ... LAT_US
-# BYTES" (BYTES moved by the run) and "cowrss BASE_GIB netdisk N RSS_KIB
-# BASELINE_KIB THREADS" (N overlays attached). machine.tsv's "parts" (host,
-# vm, cow) says which parts ran: the others' rows are left out.
+# BYTES CPU_US" (BYTES moved by the run, netdiskd CPU per request) and
+# "cowrss BASE_GIB netdisk N RSS_KIB BASELINE_KIB THREADS MEM_BYTES" (N
+# overlays attached; MEM_BYTES: the mean mem= of `netdiskd overlay list`,
+# "-" if unknown). machine.tsv's "parts" (host, vm, cow) says which parts
+# ran: the others' rows are left out.
 set -euo pipefail
 W=${1:?workdir}
 RES=${2:?results dir}
@@ -72,7 +74,7 @@ function bar(label, r, goal, cls) {
 }
 {
 	if ($1 == "rss") { rss = $5; rss_base = $6; rss_thr = $7; next }
-	if ($1 == "cowrss") { cr_gib = $2; cr_n = $4; cr_rss = $5; cr_base = $6; cr_thr = $7; next }
+	if ($1 == "cowrss") { cr_gib = $2; cr_n = $4; cr_rss = $5; cr_base = $6; cr_thr = $7; cr_mem = $8; next }
 	# per-round values, for the per-round ratios
 	if ($1 == "cow") {
 		rv[$2 SUBSEP $3 SUBSEP $4] = ($2 ~ /1m$/) ? $6 : $5
@@ -222,6 +224,8 @@ END {
 		if (cr_n != "")
 			printf "Memory: netdiskd with one cow export of a %d GiB sparse base: RSS %.1f MiB before, %.1f MiB with %d overlays attached (one idle session each, 4 KiB read): %.0f KiB per overlay, session included (target 1 MiB per 10 GiB: %.0f KiB); %d threads.\n\n",
 				cr_gib, cr_base / 1024, cr_rss / 1024, cr_n, (cr_rss - cr_base) / cr_n, cr_gib / 10 * 1024, cr_thr
+		if (cr_mem ~ /^[0-9.]+$/)
+			printf "netdiskd counts %.0f KiB per attached overlay itself (nd_cow_mem in `netdiskd overlay list`: the cluster map and bookkeeping).\n\n", cr_mem / 1024
 	}
 	if (!ran("host"))
 		exit

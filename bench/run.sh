@@ -388,7 +388,7 @@ pair() {
 
 cow_side() {
 	local P=$((PORT + 4)) P_MEM=$((PORT + 5)) pid mem_pid r job rw bs qd url
-	local ovl base rss thr i idle_pid
+	local ovl base rss thr i idle_pid mem
 	if [ -z "$DATA" ]; then
 		[ -d /dev/shm ] && DATA=$(mktemp -d /dev/shm/netdisk-bench.XXXXXX) ||
 			DATA=$(mktemp -d /tmp/netdisk-bench.XXXXXX)
@@ -522,7 +522,13 @@ cow_side() {
 		sleep 2
 		rss=$(vm_rss_kib "$mem_pid" VmRSS)
 		thr=$(sed -n 's/^Threads:[[:space:]]*//p' "/proc/$mem_pid/status")
-		printf 'cowrss\t%s\tnetdisk\t%s\t%s\t%s\t%s\n' "$COW_GB" "$COW_N" "$rss" "$base" "$thr" >>"$TSV"
+		# netdiskd's own count of each attached overlay's memory
+		# (nd_cow_mem), in bytes, averaged: "-" if not listed.
+		"$NDD" overlay list big --control "$W/cow-mem.sock" >"$W/cow-mem-overlays.txt" 2>&1 ||
+			err "cow: netdiskd overlay list failed: $(tail -n 1 "$W/cow-mem-overlays.txt")"
+		mem=$(awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^mem=[0-9]+$/) { s += substr($i, 5); n++ } }
+			END { print n ? s / n : "-" }' "$W/cow-mem-overlays.txt")
+		printf 'cowrss\t%s\tnetdisk\t%s\t%s\t%s\t%s\t%s\n' "$COW_GB" "$COW_N" "$rss" "$base" "$thr" "$mem" >>"$TSV"
 		"$NDD" status --control "$W/cow-mem.sock" >"$W/cow-mem-status.txt" 2>&1 ||
 			err "cow: netdiskd status failed: $(tail -n 1 "$W/cow-mem-status.txt")"
 	else
