@@ -527,7 +527,7 @@ cow_side() {
 		"$NDD" overlay list big --control "$W/cow-mem.sock" >"$W/cow-mem-overlays.txt" 2>&1 ||
 			err "cow: netdiskd overlay list failed: $(tail -n 1 "$W/cow-mem-overlays.txt")"
 		mem=$(awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^mem=[0-9]+$/) { s += substr($i, 5); n++ } }
-			END { print n ? s / n : "-" }' "$W/cow-mem-overlays.txt")
+			END { if (n) printf "%.0f\n", s / n; else print "-" }' "$W/cow-mem-overlays.txt")
 		printf 'cowrss\t%s\tnetdisk\t%s\t%s\t%s\t%s\t%s\n' "$COW_GB" "$COW_N" "$rss" "$base" "$thr" "$mem" >>"$TSV"
 		"$NDD" status --control "$W/cow-mem.sock" >"$W/cow-mem-status.txt" 2>&1 ||
 			err "cow: netdiskd status failed: $(tail -n 1 "$W/cow-mem-status.txt")"
