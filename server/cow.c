@@ -842,19 +842,23 @@ static struct cow *cow_new(int fd, const char *path, const struct cow_hdr *h,
 	w->fd = -1;
 	w->nwords = h->map_len / 8;
 	w->npages = h->map_len / COW_PAGE;
-	w->map = calloc(w->nwords, sizeof(*w->map));
 	w->dirty = calloc((w->npages + 63) / 64, sizeof(*w->dirty));
 	w->path = strdup(path);
-	if (!w->map || !w->dirty || !w->path) {
-		free(w->map);
+	if (!w->dirty || !w->path) {
 		free(w->dirty);
 		free(w->path);
 		free(w);
 		goto fail;
 	}
+	/*
+	 * The loaded map becomes the live one, converted in place (a no-op
+	 * on little-endian hosts): no second copy of a map that is 64 KiB
+	 * per GiB, neither while opening nor afterwards in malloc's pools.
+	 */
+	_Static_assert(sizeof(*w->map) == 8, "map words are 8 bytes");
+	w->map = (void *)map;
 	for (uint64_t i = 0; i < w->nwords; i++)
 		atomic_init(&w->map[i], cow_get64(map + 8 * i));
-	free(map);
 	for (int i = 0; i < NSTRIPES; i++)
 		pthread_mutex_init(&w->stripe[i], NULL);
 	pthread_mutex_init(&w->commit_mu, NULL);
