@@ -41,7 +41,6 @@
 #define REGION_SHIFT	20		/* stripe lock granularity: 1 MiB */
 #define COMMIT_BATCH	32		/* map pages copied per sync */
 #define MASK_LO		0x5555555555555555ull
-#define PAGE_CLUSTERS	(COW_PAGE * 4)	/* clusters per map page */
 
 struct cow {
 	int fd;
@@ -72,6 +71,8 @@ struct cow {
 	uint64_t commits_started;	/* sequence numbers */
 	uint64_t commits_ok;		/* latest that succeeded */
 	atomic_int wb_err;		/* a failed sync: sticky errno */
+	/* Written since the last commit began (set after each write). */
+	atomic_bool unsynced;
 };
 
 static const uint8_t zeros[65536];
@@ -248,6 +249,18 @@ static int cow_pread_nowait(void *h, void *buf, uint32_t len, uint64_t off)
 
 /* ---- commits (rule 2) ---- */
 
+/*
+ * After (never before) every write to the file: a commit that clears the
+ * flag before its sync then covers the write, a later one sees the flag.
+ * Seen set, it needs no store (no cache line bouncing between workers):
+ * a commit clearing it after our load syncs after our write.
+ */
+static void wrote(struct cow *w)
+{
+	if (!atomic_load(&w->unsynced))
+		atomic_store(&w->unsynced, true);
+}
+
 static int sync_locked(struct cow *w)
 {
 	int rc;
@@ -307,8 +320,13 @@ static int commit_once(struct cow *w)
 	rc = -atomic_load(&w->wb_err);
 	if (rc)
 		return rc;
-	if (any_dirty(w) && !(buf = malloc(COMMIT_BATCH * COW_PAGE)))
+	/* Nothing written since the last commit: nothing to make durable. */
+	if (!atomic_exchange(&w->unsynced, false) && !any_dirty(w))
+		return 0;
+	if (any_dirty(w) && !(buf = malloc(COMMIT_BATCH * COW_PAGE))) {
+		wrote(w);
 		return -ENOMEM;
+	}
 	do {
 		n = buf ? copy_pages(w, &next, buf, pages) : 0;
 		/* The data every copied entry describes is durable ... */
@@ -322,6 +340,8 @@ static int commit_once(struct cow *w)
 				mark_dirty(w, pages[i]);
 	} while (n && rc == 0);	/* the last round's sync ends the commit */
 	free(buf);
+	if (rc < 0)
+		wrote(w);
 	return rc;
 }
 
@@ -451,6 +471,7 @@ static int cow_pwrite(void *h, const void *buf, uint32_t len, uint64_t off,
 		rc = first_write_locked(w, buf, off, end);
 		unlock_stripes(w, mask);
 	}
+	wrote(w);
 	if (rc == 0 && fua)
 		rc = commit(w);
 	return rc;
@@ -474,6 +495,8 @@ static int cow_pwrite_nowait(void *h, const void *buf, uint32_t len,
 	else
 		n = pwritev2(w->fd, &iov, 1, (off_t)(w->data_offset + off),
 			     RWF_NOWAIT);
+	if (n > 0)
+		wrote(w);
 	if (n == (ssize_t)len)
 		return 0;
 	if (n < 0 && !w->in_memory &&
@@ -563,6 +586,7 @@ static int cow_write_zeroes(void *h, uint32_t len, uint64_t off, bool fua)
 	lock_stripes(w, mask);
 	rc = zero_locked(w, off, off + len);
 	unlock_stripes(w, mask);
+	wrote(w);
 	if (rc == 0 && fua)
 		rc = commit(w);
 	return rc;

@@ -316,8 +316,14 @@ int cow_open_locked(const char *path, int *fd, char *err, size_t errlen)
 	for (int tries = 0; tries < 10; tries++) {
 		struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
 		struct stat a, b;
-		int f = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+		int f;
 
+		/* Never open a device node or a FIFO found there. */
+		if (lstat(path, &a) == 0 && !S_ISREG(a.st_mode)) {
+			snprintf(err, errlen, "%s: not a regular file", path);
+			return ND_COW_ERR;
+		}
+		f = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 		if (f < 0) {
 			if (errno == ENOENT)
 				return -ENOENT;

@@ -387,9 +387,14 @@ void nd_session_detach(struct nd_server *s, struct nd_conn *c, bool clean)
 	/*
 	 * An overlay is closed under sess_lock when its session ends, and
 	 * closing commits its map: committed here, outside the lock, that
-	 * final commit finds nothing left to sync and holds nobody up.
+	 * final commit finds nothing left to sync and holds nobody up. Only
+	 * for what looks like the session's last connection (a fenced one
+	 * has a successor waiting for it); a wrong guess only costs time.
 	 */
-	if (ss->exp->parent && !c->read_only && e->ops->flush(e->h) < 0)
+	if (ss->exp->parent && !c->read_only &&
+	    !__atomic_load_n(&c->fenced, __ATOMIC_RELAXED) &&
+	    __atomic_load_n(&ss->nconns, __ATOMIC_RELAXED) == 1 &&
+	    e->ops->flush(e->h) < 0)
 		nd_debug("client %s: commit of the overlay of '%s' at detach failed",
 			 c->peer, ss->identity);
 	pthread_mutex_lock(&s->sess_lock);

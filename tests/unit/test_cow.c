@@ -110,11 +110,13 @@ static void ov_close(struct fx *f)
 static int fx_teardown(void **state)
 {
 	struct fx *f = *state;
-	char cmd[128];
+	char cmd[320];
 
 	ov_close(f);
 	nd_export_close(&f->base);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+	umount2(f->ov_dir, MNT_DETACH);	/* the ENOSPC test's, if it failed */
+	/* the overlay directory may be elsewhere (tmpfs) */
+	snprintf(cmd, sizeof(cmd), "rm -rf %s %s", f->dir, f->ov_dir);
 	assert_int_equal(system(cmd), 0);
 	free(f);
 	return 0;
@@ -320,6 +322,59 @@ static void test_trim_and_zeroes_read_zeros(void **state)
 	expect(f, -1, CS - 1536, 100 * CS + 1536);
 	expect(f, 0x44, 512, 210 * CS + 512);
 	expect(f, 0, 3 * CS + 512, BASE_SIZE - 3 * CS - 512);
+}
+
+/*
+ * The receiver's variants: first writes, FUA and reads that would wait
+ * are left to a worker (-EAGAIN, nothing changed); the overlay here is
+ * on tmpfs, so rewrites and reads of its data never wait.
+ */
+static void test_nowait_variants(void **state)
+{
+	struct fx *f = *state;
+	const struct nd_backend_ops *o;
+	uint8_t buf[2 * CS], rd[2 * CS];
+	int rc;
+
+	snprintf(f->ov_dir, sizeof(f->ov_dir), "/dev/shm/nd-cow-%d",
+		 (int)getpid());
+	snprintf(f->ov_path, sizeof(f->ov_path), "%s/lab-01.ndcow", f->ov_dir);
+	ov_open(f);
+	o = f->ov.ops;
+	memset(buf, 0x6a, sizeof(buf));
+	assert_int_equal(o->pwrite_nowait(f->ov.h, buf, CS, 0, false), -EAGAIN);
+	assert_int_equal(o->pwrite_nowait(f->ov.h, buf, 512, CS + 512, false),
+			 -EAGAIN);
+	expect(f, -1, 2 * CS, 0);
+	ov_write(f, 0x11, 2 * CS, 0, false);
+	assert_int_equal(o->pwrite_nowait(f->ov.h, buf, 512, CS + 512, false),
+			 0);
+	assert_int_equal(o->pwrite_nowait(f->ov.h, buf, 512, 0, true), -EAGAIN);
+	/* spans a cluster not yet written */
+	assert_int_equal(o->pwrite_nowait(f->ov.h, buf, 2 * CS, CS, false),
+			 -EAGAIN);
+	expect(f, 0x11, CS + 512, 0);
+	expect(f, 0x6a, 512, CS + 512);
+	expect(f, 0x11, CS - 1024, CS + 1024);
+	expect(f, -1, CS, 2 * CS);
+	assert_int_equal(f->ov.ops->trim(f->ov.h, CS, 3 * CS), 0);
+	/* data and zeros never wait here; the base may */
+	assert_int_equal(o->pread_nowait(f->ov.h, rd, 2 * CS, 0), 0);
+	for (uint32_t k = 0; k < 2 * CS; k++)
+		assert_int_equal(rd[k], k < CS + 512 ? 0x11 :
+				 k < CS + 1024 ? 0x6a : 0x11);
+	assert_int_equal(o->pread_nowait(f->ov.h, rd, CS, 3 * CS), 0);
+	for (uint32_t k = 0; k < CS; k++)
+		assert_int_equal(rd[k], 0);
+	rc = o->pread_nowait(f->ov.h, rd, 2 * CS, 3 * CS);
+	assert_true(rc == 0 || rc == -EAGAIN);
+	if (rc == 0)
+		for (uint32_t k = 0; k < 2 * CS; k++)
+			assert_int_equal(rd[k], k < CS ? 0 : pat(4 * CS + k - CS));
+	ov_close(f);
+	assert_int_equal(nd_cow_reset(f->ov_dir, "lab-01", (char *)rd,
+				      sizeof(rd)), 0);
+	assert_int_equal(rmdir(f->ov_dir), 0);
 }
 
 /* ---- partial first writes from many threads ---- */
@@ -790,6 +845,14 @@ static void test_damaged_overlays_refused(void **state)
 
 		assert_int_equal(ov_try(f, "lab-01", err, sizeof(err)),
 				 ND_COW_ERR);
+		assert_non_null(strstr(err, "not a regular file"));
+		assert_int_equal(unlink(f->ov_path), 0);
+		assert_int_equal(mkfifo(f->ov_path, 0600), 0);
+		assert_int_equal(ov_try(f, "lab-01", err, sizeof(err)),
+				 ND_COW_ERR);
+		assert_non_null(strstr(err, "not a regular file"));
+		assert_int_equal(nd_cow_reset(f->ov_dir, "lab-01", err,
+					      sizeof(err)), ND_COW_ERR);
 	}
 	expect_base_file_intact(f);
 }
@@ -1152,6 +1215,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_racing_partial_first_writes,
 						fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_crash_keeps_last_commit,
+						fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_nowait_variants,
 						fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_fua_durable,
 						fx_setup, fx_teardown),

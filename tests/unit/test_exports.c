@@ -1371,6 +1371,7 @@ static void test_cow_hold(void **state)
 {
 	struct fixture *f = *state;
 	struct nd_exp *x = table_exp(f, "golden");
+	struct listing l;
 	struct conn a, b;
 	char err[256], p[256];
 
@@ -1378,6 +1379,12 @@ static void test_cow_hold(void **state)
 					 err, sizeof(err)), 0);
 	assert_int_equal(refused(f, "lab-01", f->lab01, "golden"),
 			 ND_ERR_BUSY);
+	assert_int_equal(list_exports(f, "lab-01", f->lab01, &l), 0);
+	assert_true(listed(&l, 3, "golden"));
+	assert_true(l.e[3].flags & ND_LIST_BUSY);
+	assert_int_equal(list_exports(f, "lab-02", f->lab02, &l), 0);
+	assert_true(listed(&l, 2, "golden"));	/* alpha gamma golden */
+	assert_false(l.e[2].flags & ND_LIST_BUSY);
 	assert_int_equal(nd_exp_cow_hold(f->srv, x, "lab-01", true, 1000,
 					 err, sizeof(err)), -1);
 	assert_string_equal(err,
