@@ -896,7 +896,7 @@ int nd_cow_open(const struct nd_cow_base *base, const char *dir,
 	rc = cow_base_check(&h, base, why, sizeof(why));
 	if (rc) {
 		if (rc > 0)
-			snprintf(err, errlen, "%s: base image changed: %s; reset the overlay or restore the base",
+			snprintf(err, errlen, "%s: base image changed: %s",
 				 path, why);
 		else
 			snprintf(err, errlen, "%s: %s", path, why);

@@ -447,6 +447,153 @@ static void test_racing_partial_first_writes(void **state)
 	}
 }
 
+/*
+ * Random operations from threads that own interleaved clusters (thread k:
+ * clusters c with c % 4 == k), so they change entries of the same map
+ * words at once; each checks its reads against its own model (per
+ * 512-byte sector: -1 base, else the byte). With 4 KiB clusters a map
+ * word lies in one stripe region; with 64 KiB clusters it spans two, so
+ * only the compare-and-swap keeps concurrent changes of a word.
+ */
+#define RND_THREADS	4
+#define RND_OPS		3000
+#define RND_MAX_CS	(64u << 10)
+
+struct rnd {
+	struct fx *f;
+	int idx;
+	unsigned int seed;
+	uint32_t cs;			/* cluster size */
+	int16_t *model;			/* BASE_SIZE / 512 sectors, shared */
+	const char *fail;
+};
+
+static bool rnd_check(struct rnd *r, uint64_t c, uint8_t *buf)
+{
+	if (r->f->ov.ops->pread(r->f->ov.h, buf, r->cs, c * r->cs))
+		return false;
+	for (uint32_t k = 0; k < r->cs; k++) {
+		int16_t m = r->model[(c * r->cs + k) / 512];
+		uint8_t want = m < 0 ? pat(c * r->cs + k) : (uint8_t)m;
+
+		if (buf[k] != want)
+			return false;
+	}
+	return true;
+}
+
+static void *rnd_main(void *arg)
+{
+	struct rnd *r = arg;
+	const struct nd_backend_ops *o = r->f->ov.ops;
+	uint32_t secs = r->cs / 512;
+	uint8_t *buf = malloc(r->cs);
+
+	for (int i = 0; buf && i < RND_OPS && !r->fail; i++) {
+		uint64_t c = (uint64_t)(rand_r(&r->seed) % (BASE_SIZE / r->cs /
+						 RND_THREADS)) * RND_THREADS + r->idx;
+		uint32_t s0 = rand_r(&r->seed) % secs;
+		uint32_t s1 = s0 + 1 + rand_r(&r->seed) % (secs - s0);
+		int op = rand_r(&r->seed) % 5, v = 0, rc = 0;
+		uint64_t off;
+		uint32_t len;
+
+		if (rand_r(&r->seed) % 3 == 0) {	/* whole cluster */
+			s0 = 0;
+			s1 = secs;
+		}
+		off = c * r->cs + s0 * 512;
+		len = (s1 - s0) * 512;
+		switch (op) {
+		case 0:
+		case 1:
+			v = 1 + rand_r(&r->seed) % 255;
+			memset(buf, v, len);
+			rc = o->pwrite(r->f->ov.h, buf, len, off, op == 1);
+			break;
+		case 2:
+			rc = o->trim(r->f->ov.h, len, off);
+			break;
+		case 3:
+			rc = o->write_zeroes(r->f->ov.h, len, off, false);
+			break;
+		default:
+			if (!rnd_check(r, c, buf))
+				r->fail = "read differs from the model";
+			continue;
+		}
+		if (rc) {
+			r->fail = "operation failed";
+			break;
+		}
+		for (uint32_t k = s0; k < s1; k++)
+			r->model[c * secs + k] = (int16_t)v;
+		if (i % 500 == 0 && o->flush(r->f->ov.h))
+			r->fail = "flush failed";
+	}
+	if (!buf)
+		r->fail = "out of memory";
+	free(buf);
+	return NULL;
+}
+
+static void random_ops(struct fx *f, uint32_t cs)
+{
+	int16_t *model = malloc(BASE_SIZE / 512 * sizeof(*model));
+	uint8_t *buf = malloc(RND_MAX_CS);
+	struct rnd r[RND_THREADS];
+	pthread_t t[RND_THREADS];
+
+	assert_non_null(model);
+	assert_non_null(buf);
+	for (uint32_t k = 0; k < BASE_SIZE / 512; k++)
+		model[k] = -1;
+	ov_open(f);
+	for (int i = 0; i < RND_THREADS; i++) {
+		r[i] = (struct rnd){ f, i, 1234u + (unsigned int)i, cs, model,
+				     NULL };
+		assert_int_equal(pthread_create(&t[i], NULL, rnd_main, &r[i]),
+				 0);
+	}
+	for (int i = 0; i < RND_THREADS; i++) {
+		pthread_join(t[i], NULL);
+		if (r[i].fail)
+			fail_msg("thread %d: %s", i, r[i].fail);
+	}
+	for (int round = 0; round < 2; round++) {
+		for (uint64_t c = 0; c < BASE_SIZE / cs; c++)
+			if (!rnd_check(&r[0], c, buf))
+				fail_msg("cluster %llu differs from the model (%s)",
+					 (unsigned long long)c,
+					 round ? "reopened" : "open");
+		assert_int_equal(f->ov.ops->flush(f->ov.h), 0);
+		ov_close(f);
+		ov_open(f);
+	}
+	free(buf);
+	free(model);
+}
+
+static void test_random_ops_from_threads(void **state)
+{
+	random_ops(*state, CS);
+}
+
+static void hdr_set(struct fx *f, unsigned int off, unsigned int width,
+		    uint64_t v, bool resum);
+
+/* Readers accept other cluster sizes: an overlay with 64 KiB clusters. */
+static void test_random_ops_64k_clusters(void **state)
+{
+	struct fx *f = *state;
+
+	ov_open(f);
+	ov_close(f);
+	/* 8 MiB: 128 clusters, map and data offset as with 4 KiB ones */
+	hdr_set(f, 20, 4, 16, true);
+	random_ops(f, 64u << 10);
+}
+
 /* ---- crash consistency ---- */
 
 /*
@@ -1213,6 +1360,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_trim_and_zeroes_read_zeros,
 						fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_racing_partial_first_writes,
+						fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_random_ops_from_threads,
+						fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_random_ops_64k_clusters,
 						fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_crash_keeps_last_commit,
 						fx_setup, fx_teardown),
