@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: MIT
 /*
- * idle-clients URL KEY-FILE N: opens N read-only netdisk sessions, reads
- * 4 KiB on each (so every connection has carried a request, as an attached
- * but quiet device would), prints "ready N" and holds them until stdin
- * reaches EOF. Used by bench/run.sh to measure netdiskd's memory per idle
- * connection. Exits non-zero if any session fails.
+ * idle-clients URL KEY-FILE N [PREFIX]: opens N read-only netdisk sessions,
+ * reads 4 KiB on each (so every connection has carried a request, as an
+ * attached but quiet device would), prints "ready N" and holds them until
+ * stdin reaches EOF. Used by bench/run.sh to measure netdiskd's memory per
+ * idle connection. With PREFIX, session i is identity PREFIX-i and
+ * read-write: on a copy-on-write export, N attached overlays. Exits
+ * non-zero if any session fails.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,12 +24,12 @@ int main(int argc, char **argv)
 	uint8_t key[ND_KEY_LEN];
 	static uint8_t buf[4096];
 	struct nd_url u;
-	char err[512], *end;
+	char err[512], id[ND_NAME_MAX + 1], *end;
 	long n, i;
 	int rc = 0;
 
-	if (argc != 4) {
-		fprintf(stderr, "usage: idle-clients URL KEY-FILE N\n");
+	if (argc != 4 && argc != 5) {
+		fprintf(stderr, "usage: idle-clients URL KEY-FILE N [PREFIX]\n");
 		return 2;
 	}
 	n = strtol(argv[3], &end, 10);
@@ -40,6 +42,15 @@ int main(int argc, char **argv)
 		fprintf(stderr, "idle-clients: %s\n", err);
 		return 2;
 	}
+	if (argc == 5) {
+		/* "PREFIX-N" must stay a valid identity. */
+		if (!*argv[4] || strlen(argv[4]) > ND_NAME_MAX - 5) {
+			fprintf(stderr, "idle-clients: bad prefix '%s'\n", argv[4]);
+			return 2;
+		}
+		o.flags = 0;
+		o.identity = id;
+	}
 	c = calloc((size_t)n, sizeof(*c));
 	if (!c) {
 		fprintf(stderr, "idle-clients: out of memory\n");
@@ -47,8 +58,12 @@ int main(int argc, char **argv)
 	}
 	for (i = 0; i < n; i++) {
 		uint16_t status = 0;
-		int r = nd_client_open(&u, key, &o, &c[i], &status, err,
-				       sizeof(err));
+		int r;
+
+		if (argc == 5)
+			snprintf(id, sizeof(id), "%s-%ld", argv[4], i);
+		r = nd_client_open(&u, key, &o, &c[i], &status, err,
+				   sizeof(err));
 
 		if (r) {
 			fprintf(stderr, "idle-clients: session %ld: %s\n", i, err);

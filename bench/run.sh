@@ -1,15 +1,20 @@
 #!/bin/bash
 # bench/run.sh: netdisk against NBD (what `make bench` runs, with O and KVER).
 #
-# usage: bench/run.sh [--quick] [--no-vm] [--no-host]
+# usage: bench/run.sh [--quick] [--no-vm] [--no-host] [--no-cow] [--cow-only]
 #   --quick    3 s runs, one round, 256 MiB copies (a smoke test, ~5 min)
 #   --no-vm    skip the kernel path (QEMU guest)
 #   --no-host  skip the userspace path, the copies and the RSS test
+#   --no-cow   skip the copy-on-write rows
+#   --cow-only only the copy-on-write rows (host, a few minutes)
 # env: O (build dir, default build), KVER, BENCH_TIME (s per userspace run,
 #      default 10), BENCH_VM_TIME (s per guest fio run, default 10),
-#      BENCH_ROUNDS (A B rounds, default 2), BENCH_SEQ_MB (copy size, 1024),
-#      BENCH_PORT (first host TCP port, default 27400), BENCH_RESULTS
-#      (report directory, default bench/results)
+#      BENCH_ROUNDS (A B rounds, default 2), BENCH_SEQ_MB (copy size and
+#      the cow rows' disk, 1024; those keep up to 5 such files in tmpfs),
+#      BENCH_COW_GB (sparse base of the overlay memory test, 100),
+#      BENCH_COW_N (overlays attached in it, 16), BENCH_PORT (first host
+#      TCP port, default 27400; the run uses 6), BENCH_RESULTS (report
+#      directory, default bench/results)
 #
 # Measures, each pair alternated (A B A B) so drift hits both sides:
 #  kernel:    fio libaio direct on /dev/netdiskN (netdisk.ko + netdiskd) and
@@ -18,9 +23,15 @@
 #  copies:    `netdisk copy URL /dev/null` vs nbdcopy from nbdkit (plain and
 #             TLS-PSK), 1 connection, 8 x 1 MiB in flight on both
 #  memory:    netdiskd RSS with 64 idle sessions (bench/idle-clients.c)
+#  cow:       a copy-on-write export (cow = DIR) vs plain exports of the
+#             same bytes, served by one netdiskd: `netdisk bench`, and
+#             `netdisk copy` uploads for first writes, cow and plain
+#             alternated; netdiskd RSS with BENCH_COW_N overlays attached
+#             on a sparse base
 #  cache:     netdisk.ko with and without --cache-size, 4k randread, in a
 #             second guest (bench/cache-guest.sh; no NBD counterpart)
-# Writes bench/results/latest.{md,png,tsv} and timestamped copies. Missed
+# Writes bench/results/STAMP.{md,png,tsv} and copies them to latest.*
+# (except after --cow-only, which leaves latest.* to the whole bench). Missed
 # targets are reported, not fatal; a crashing or failing tool makes the run
 # exit 1 (after writing the report, which lists the errors).
 set -uo pipefail
@@ -38,18 +49,23 @@ VM_TIME=${BENCH_VM_TIME:-10}
 ROUNDS=${BENCH_ROUNDS:-2}
 SEQ_MB=${BENCH_SEQ_MB:-1024}
 PORT=${BENCH_PORT:-27400}
+COW_GB=${BENCH_COW_GB:-100}
+COW_N=${BENCH_COW_N:-16}
 DO_VM=1
 DO_HOST=1
+DO_COW=1
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--quick) TIME=3; VM_TIME=3; ROUNDS=1; SEQ_MB=256; shift ;;
 	--no-vm) DO_VM=0; shift ;;
 	--no-host) DO_HOST=0; shift ;;
-	-h|--help) sed -n '4,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	--no-cow) DO_COW=0; shift ;;
+	--cow-only) DO_VM=0; DO_HOST=0; DO_COW=1; shift ;;
+	-h|--help) sed -n '4,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "bench: unknown argument '$1' (see --help)" >&2; exit 2 ;;
 	esac
 done
-for v in "$TIME" "$VM_TIME" "$ROUNDS" "$SEQ_MB" "$PORT"; do
+for v in "$TIME" "$VM_TIME" "$ROUNDS" "$SEQ_MB" "$PORT" "$COW_GB" "$COW_N"; do
 	[[ "$v" =~ ^[1-9][0-9]*$ ]] || { echo "bench: bad number '$v'" >&2; exit 2; }
 done
 
@@ -150,6 +166,8 @@ machine_info() {
 	echo "aes_gcm_16k	$(openssl speed -evp aes-256-gcm -seconds 1 -bytes 16384 2>/dev/null | awk '/^AES-256-GCM/ { v = $2; sub(/k$/, "", v); printf "%.0f MB/s", v / 1000 }')"
 	echo "load_start	$(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "settings	userspace ${TIME}s/run, guest ${VM_TIME}s/run (+2s ramp), $ROUNDS round(s), copies of $SEQ_MB MiB"
+	echo "parts	$([ "$DO_HOST" = 1 ] && echo -n 'host ')$([ "$DO_VM" = 1 ] && echo -n 'vm ')$([ "$DO_COW" = 1 ] && echo -n cow)"
+	echo "cow_settings	$SEQ_MB MiB base, overlays and plain copy in $( [ -d /dev/shm ] && echo /dev/shm || echo /tmp), ${TIME}s per run, $ROUNDS round(s); memory: $COW_N overlays on a $COW_GB GiB sparse base"
 }
 
 # JOB RW BS IODEPTH: the four jobs of issue #6, on both paths.
@@ -305,6 +323,227 @@ host_side() {
 	DATA=""
 }
 
+# ---------------------------------------------------------------- copy-on-write
+# CPU time (user + system, clock ticks) netdiskd $COW_PID has used so far:
+# on a loaded machine, its growth per request is steadier than throughput.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$COW_PID/stat"; }
+
+# cow_bench JOB SYSTEM ROUND URL IDENTITY RW BS QD: one `netdisk bench` run,
+# "cow JOB SYSTEM ROUND IOPS MB/s LAT_US BYTES SERVER_CPU_US_PER_REQUEST"
+# in the TSV.
+cow_bench() {
+	local job=$1 sys=$2 r=$3 url=$4 id=$5 rw=$6 bs=$7 qd=$8
+	local f="$W/cow-$job-$sys-$r.json" rc=0 c0 c1
+	c0=$(cpu_ticks)
+	"$ND" bench "$url" --key-file "$W/key" --identity "$id" --rw "$rw" \
+		--bs "$bs" --iodepth "$qd" --time "$TIME" --json \
+		>"$f" 2>"$W/ndbench.err" || rc=$?
+	c1=$(cpu_ticks)
+	if [ "$rc" != 0 ]; then
+		err "cow: netdisk bench $job $sys round $r $(status_text $rc): $(tail -n 2 "$W/ndbench.err" | tr '\n' ' ')"
+		return
+	fi
+	jq -r --arg j "$job" --arg s "$sys" --arg r "$r" \
+		--argjson cpu "$(((c1 - c0) * 1000000 / $(getconf CLK_TCK)))" \
+		'"cow\t\($j)\t\($s)\t\($r)\t\(.iops)\t\(.mb_per_s)\t\(.lat_us.mean)\t\(.bytes)\t\(if .ios > 0 then $cpu / .ios else 0 end)"' \
+		"$f" >>"$TSV" || err "cow: bad JSON from netdisk bench ($f)"
+}
+
+# cow_upload JOB SYSTEM ROUND URL IDENTITY BS INFLIGHT: `netdisk copy` of
+# $DATA/base-ro.img ($SEQ_MB MiB of random bytes) into the export, BS
+# requests, INFLIGHT bytes in flight, then its FLUSH: every block written
+# exactly once, so into an empty overlay nothing but first writes.
+cow_upload() {
+	local job=$1 sys=$2 r=$3 url=$4 id=$5 bs=$6 infl=$7 t0 t1 rc=0 c0 c1
+	c0=$(cpu_ticks)
+	t0=$(date +%s%N)
+	"$ND" copy "$DATA/base-ro.img" "$url" --key-file "$W/key" --identity "$id" -q \
+		--bs "$bs" --inflight "$infl" >"$W/copy.err" 2>&1 || rc=$?
+	t1=$(date +%s%N)
+	c1=$(cpu_ticks)
+	if [ "$rc" != 0 ]; then
+		err "cow: netdisk copy $job $sys round $r $(status_text $rc): $(tail -n 2 "$W/copy.err" | tr '\n' ' ')"
+		return
+	fi
+	# IOPS, MB/s, and the mean time per request (not a latency).
+	awk -v j="$job" -v y="$sys" -v r="$r" -v mb="$SEQ_MB" -v bs="$bs" -v ns=$((t1 - t0)) \
+		-v cpu="$(((c1 - c0) * 1000000 / $(getconf CLK_TCK)))" 'BEGIN {
+		b = mb * 1048576; n = b / (bs ~ /k$/ ? bs * 1024 : bs * 1048576); s = ns / 1e9
+		printf "cow\t%s\t%s\t%s\t%.1f\t%.1f\t%.1f\t%d\t%.2f\n", j, y, r, n / s, b / 1e6 / s, s * 1e6 / n, b, cpu / n
+	}' >>"$TSV"
+}
+
+# pair JOB ROUND CMD-COW... -- CMD-PLAIN...: runs both, cow first in odd
+# rounds and plain first in even ones, so that neither side always runs
+# right after the other (warm caches, a neighbour's burst).
+pair() {
+	local job=$1 r=$2 a=() b=()
+	shift 2
+	while [ "$1" != -- ]; do a+=("$1"); shift; done
+	shift
+	b=("$@")
+	log "cow $job round $r"
+	if ((r % 2)); then "${a[@]}"; "${b[@]}"; else "${b[@]}"; "${a[@]}"; fi
+}
+
+cow_side() {
+	local P=$((PORT + 4)) P_MEM=$((PORT + 5)) pid mem_pid r job rw bs qd url
+	local ovl base rss thr i idle_pid mem
+	if [ -z "$DATA" ]; then
+		[ -d /dev/shm ] && DATA=$(mktemp -d /dev/shm/netdisk-bench.XXXXXX) ||
+			DATA=$(mktemp -d /tmp/netdisk-bench.XXXXXX)
+	fi
+	ovl="$DATA/overlays"
+	log "cow: $SEQ_MB MiB base and two copies of it in $DATA"
+	head -c "${SEQ_MB}M" /dev/urandom >"$DATA/base.img" || die "cannot write $DATA/base.img"
+	cp "$DATA/base.img" "$DATA/base-ro.img" || die "cannot write $DATA/base-ro.img"
+	cp "$DATA/base.img" "$DATA/copy.img" || die "cannot write $DATA/copy.img"
+	truncate -s "${SEQ_MB}M" "$DATA/holes.img" || die "cannot create $DATA/holes.img"
+	[ -f "$W/key" ] || "$ND" keygen "$W/key" >/dev/null || die "netdisk keygen failed"
+	rm -rf "$W/cow-state"
+	# One server for the three exports, so both sides run in the same
+	# process, each export on its own copy of the same bytes in the same
+	# tmpfs (netdiskd serves a file as one export only).
+	cat >"$W/cow.conf" <<-CONF
+	[server]
+	listen = 127.0.0.1
+	port = $P
+	key-file = $W/key
+	state-dir = $W/cow-state
+	control = $W/cow.sock
+	grace = 0
+	log-level = warn
+
+	[export base-ro]
+	path = $DATA/base-ro.img
+	read-only = yes
+
+	[export plain-rw]
+	path = $DATA/copy.img
+
+	[export plain-holes]
+	path = $DATA/holes.img
+
+	[export cow]
+	path = $DATA/base.img
+	cow = $ovl
+	CONF
+	start netdiskd-cow "$P" "$NDD" --config "$W/cow.conf"
+	pid=$last_pid
+	COW_PID=$pid
+	url="netdisk://127.0.0.1:$P"
+
+	for ((r = 1; r <= ROUNDS; r++)); do
+		# Blocks the identity never wrote ("reader" never writes: its
+		# overlay stays empty, every read goes to the base) vs the plain
+		# read-only export of the base.
+		pair unwritten-randread4k "$r" \
+			cow_bench unwritten-randread4k cow "$r" "$url/cow" reader randread 4k 32 -- \
+			cow_bench unwritten-randread4k plain "$r" "$url/base-ro" reader randread 4k 32
+		pair unwritten-read1m "$r" \
+			cow_bench unwritten-read1m cow "$r" "$url/cow" reader read 1m 8 -- \
+			cow_bench unwritten-read1m plain "$r" "$url/base-ro" reader read 1m 8
+		# The noise floor: the plain read-only export against itself.
+		pair control-randread4k "$r" \
+			cow_bench control-randread4k cow "$r" "$url/base-ro" reader randread 4k 32 -- \
+			cow_bench control-randread4k plain "$r" "$url/base-ro" reader randread 4k 32
+		# First writes into untouched space: a new identity (an empty
+		# overlay) for every run writes each block once, 4 KiB requests
+		# 32 in flight, then 1 MiB requests 8 in flight.
+		# Then, not a target, a plain export writing into holes (its file
+		# punched empty first): what allocating the space costs alone.
+		pair first-write4k "$r" \
+			cow_upload first-write4k cow "$r" "$url/cow" "first4k-$r" 4k 128k -- \
+			cow_upload first-write4k plain "$r" "$url/plain-rw" writer 4k 128k
+		fallocate -p -o 0 -l "${SEQ_MB}M" "$DATA/holes.img" || err "cow: cannot punch $DATA/holes.img"
+		cow_upload first-write4k holes "$r" "$url/plain-holes" writer 4k 128k
+		fallocate -p -o 0 -l "${SEQ_MB}M" "$DATA/holes.img" || err "cow: cannot punch $DATA/holes.img"
+		pair first-write1m "$r" \
+			cow_upload first-write1m cow "$r" "$url/cow" "first1m-$r" 1m 8m -- \
+			cow_upload first-write1m plain "$r" "$url/plain-rw" writer 1m 8m
+		fallocate -p -o 0 -l "${SEQ_MB}M" "$DATA/holes.img" || err "cow: cannot punch $DATA/holes.img"
+		cow_upload first-write1m holes "$r" "$url/plain-holes" writer 1m 8m
+		fallocate -p -o 0 -l "${SEQ_MB}M" "$DATA/holes.img" || err "cow: cannot punch $DATA/holes.img"
+		# Overlays of ended sessions: only their tmpfs space matters.
+		rm -f "$ovl"/first4k-*.ndcow
+		[ "$r" -lt "$ROUNDS" ] && rm -f "$ovl/first1m-$r.ndcow"
+	done
+	# "first1m-$ROUNDS" wrote every block of the disk: reads and rewrites
+	# of blocks the identity already wrote vs the plain read-write export.
+	for ((r = 1; r <= ROUNDS; r++)); do
+		while read -r job rw bs qd; do
+			pair "written-$job" "$r" \
+				cow_bench "written-$job" cow "$r" "$url/cow" "first1m-$ROUNDS" "$rw" "$bs" "$qd" -- \
+				cow_bench "written-$job" plain "$r" "$url/plain-rw" writer "$rw" "$bs" "$qd"
+		done <<<"$JOBS"
+	done
+	"$NDD" status --control "$W/cow.sock" >"$W/cow-status.txt" 2>&1 ||
+		err "cow: netdiskd status failed: $(tail -n 1 "$W/cow-status.txt")"
+	alive netdiskd-cow "$pid"
+	echo "info	cow_peak_rss_kib	$(vm_rss_kib "$pid" VmHWM)" >>"$W/extra.tsv"
+	kill -TERM "$pid" 2>/dev/null
+	wait "$pid" || err "netdiskd-cow exited with status $? on SIGTERM"
+	pids=()
+	rm -rf "$ovl" "$DATA"/*.img
+
+	# Memory: COW_N identities attach a cow export of a sparse COW_GB GiB
+	# base (the cluster map alone is 64 KiB per GiB), read 4 KiB, idle.
+	log "cow memory: $COW_N overlays on a $COW_GB GiB sparse base"
+	truncate -s "${COW_GB}G" "$DATA/sparse.img" || die "cannot create $DATA/sparse.img"
+	cat >"$W/cow-mem.conf" <<-CONF
+	[server]
+	listen = 127.0.0.1
+	port = $P_MEM
+	key-file = $W/key
+	state-dir = $W/cow-state
+	control = $W/cow-mem.sock
+	grace = 0
+	log-level = warn
+
+	[export big]
+	path = $DATA/sparse.img
+	cow = $ovl
+	CONF
+	start netdiskd-cow-mem "$P_MEM" "$NDD" --config "$W/cow-mem.conf"
+	mem_pid=$last_pid
+	base=$(vm_rss_kib "$mem_pid" VmRSS)
+	rm -f "$W/hold"
+	mkfifo "$W/hold"
+	"$IDLE" "netdisk://127.0.0.1:$P_MEM/big" "$W/key" "$COW_N" ovl \
+		<"$W/hold" >"$W/idle.out" 2>"$W/idle.err" &
+	idle_pid=$!
+	exec 7>"$W/hold"
+	for ((i = 0; i < 1200; i++)); do
+		grep -q '^ready' "$W/idle.out" 2>/dev/null && break
+		kill -0 "$idle_pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if grep -q "^ready $COW_N\$" "$W/idle.out"; then
+		sleep 2
+		rss=$(vm_rss_kib "$mem_pid" VmRSS)
+		thr=$(sed -n 's/^Threads:[[:space:]]*//p' "/proc/$mem_pid/status")
+		# netdiskd's own count of each attached overlay's memory
+		# (nd_cow_mem), in bytes, averaged: "-" if not listed.
+		"$NDD" overlay list big --control "$W/cow-mem.sock" >"$W/cow-mem-overlays.txt" 2>&1 ||
+			err "cow: netdiskd overlay list failed: $(tail -n 1 "$W/cow-mem-overlays.txt")"
+		mem=$(awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^mem=[0-9]+$/) { s += substr($i, 5); n++ } }
+			END { if (n) printf "%.0f\n", s / n; else print "-" }' "$W/cow-mem-overlays.txt")
+		printf 'cowrss\t%s\tnetdisk\t%s\t%s\t%s\t%s\t%s\n' "$COW_GB" "$COW_N" "$rss" "$base" "$thr" "$mem" >>"$TSV"
+		"$NDD" status --control "$W/cow-mem.sock" >"$W/cow-mem-status.txt" 2>&1 ||
+			err "cow: netdiskd status failed: $(tail -n 1 "$W/cow-mem-status.txt")"
+	else
+		err "cow: idle-clients did not attach $COW_N overlays: $(tr '\n' ' ' <"$W/idle.err")"
+	fi
+	exec 7>&-
+	wait "$idle_pid" || err "cow: idle-clients exited with an error: $(tr '\n' ' ' <"$W/idle.err")"
+	alive netdiskd-cow-mem "$mem_pid"
+	kill -TERM "$mem_pid" 2>/dev/null
+	wait "$mem_pid" || err "netdiskd-cow-mem exited with status $? on SIGTERM"
+	pids=()
+	rm -rf "$DATA"
+	DATA=""
+}
+
 # ---------------------------------------------------------------- guest side
 vm_side() {
 	local limit rc=0
@@ -353,6 +592,7 @@ machine_info >"$W/machine.tsv"
 : >"$W/extra.tsv"
 start_s=$(date +%s)
 [ "$DO_HOST" = 1 ] && host_side
+[ "$DO_COW" = 1 ] && cow_side
 [ "$DO_VM" = 1 ] && vm_side
 [ "$DO_VM" = 1 ] && cache_side
 echo "load_end	$(cut -d' ' -f1-3 /proc/loadavg)" >>"$W/machine.tsv"
@@ -361,7 +601,7 @@ echo "duration	$(( $(date +%s) - start_s )) s" >>"$W/machine.tsv"
 log "writing the report"
 bench/report.sh "$W" "$RES" "$STAMP" || die "bench/report.sh failed"
 echo
-cat "$RES/latest.md"
+cat "$RES/$STAMP.md"
 if [ -s "$ERRS" ]; then
 	echo "bench: $(wc -l <"$ERRS") error(s), see above and $W" >&2
 	exit 1

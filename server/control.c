@@ -4,7 +4,9 @@
  * and one thread that answers one command per connection, one connection
  * at a time. Only the server's user (and root) can connect, and every
  * connection has a deadline, so serving them in turn is enough: a client
- * that stalls delays the next by at most ND_CTL_DEADLINE_MS.
+ * that stalls delays the next by at most ND_CTL_DEADLINE_MS. Only the
+ * administrator's own overlay commands take longer (a merge copies a
+ * whole disk), and the next command waits for them.
  *
  * The answer is built in memory before a byte is sent, so the server's
  * locks taken by nd_server_status are never held while a client is slow
@@ -29,8 +31,6 @@
 #include "control.h"
 #include "log.h"
 
-/* Longest command line, newline included. */
-#define ND_CTL_CMD_MAX		256
 /* Time one connection may take, command and answer, on either side. */
 #define ND_CTL_DEADLINE_MS	5000
 /* The client's limit for one answer. */
@@ -142,6 +142,8 @@ static char *answer(struct nd_control *ctl, const char *cmd, size_t *len)
 		return NULL;
 	if (!strcmp(cmd, "status"))
 		nd_server_status(ctl->srv, f);
+	else if (!strncmp(cmd, "overlay", 7))
+		nd_server_overlay(ctl->srv, cmd, f);
 	else
 		fputs("error: unknown command\n", f);
 	if (fclose(f)) {
@@ -163,6 +165,8 @@ static void serve_one(struct nd_control *ctl, int fd)
 		return;
 	}
 	buf = answer(ctl, cmd, &len);
+	/* A merge may have taken minutes: the client waited, so may we. */
+	deadline = now_ms() + ND_CTL_DEADLINE_MS;
 	if (!buf) {
 		send_all(fd, "error: out of memory\n", 21, deadline);
 		return;
@@ -413,11 +417,14 @@ void nd_control_stop(struct nd_control *ctl)
 
 /* ---------------------------------------------------------------- client */
 
-/* Reads the whole answer into memory; -1 with err set. */
-static char *read_answer(int fd, const char *path, size_t *len, char *err,
-			 size_t errlen)
+/*
+ * Reads the whole answer into memory, waiting up to wait_ms for it (< 0:
+ * no limit); NULL with err set.
+ */
+static char *read_answer(int fd, const char *path, int wait_ms, size_t *len,
+			 char *err, size_t errlen)
 {
-	long long deadline = now_ms() + 2 * ND_CTL_DEADLINE_MS;
+	long long deadline = wait_ms < 0 ? LLONG_MAX : now_ms() + wait_ms;
 	size_t cap = 4096, have = 0;
 	char *buf = malloc(cap), *grown;
 	ssize_t n;
@@ -462,8 +469,12 @@ fail:
 	return NULL;
 }
 
-int nd_control_query(const char *path, const char *cmd, FILE *out,
-		     char *err, size_t errlen)
+/*
+ * Sends cmd, copies the answer to out. verbatim: also an "error: "
+ * answer, which otherwise becomes err. 0, -1 (err) or ND_CTL_NO_SERVER.
+ */
+static int query(const char *path, const char *cmd, FILE *out, int wait_ms,
+		 bool verbatim, char *err, size_t errlen)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	long long deadline = now_ms() + ND_CTL_DEADLINE_MS;
@@ -497,6 +508,8 @@ int nd_control_query(const char *path, const char *cmd, FILE *out,
 			 e == ENOENT || e == ECONNREFUSED ?
 			 " (is netdiskd running?)" :
 			 e == EACCES ? " (run as the server's user or root)" : "");
+		if (e == ENOENT || e == ECONNREFUSED)
+			rc = ND_CTL_NO_SERVER;
 		goto out;
 	}
 	if (send_all(fd, line, n, deadline) < 0) {
@@ -505,10 +518,10 @@ int nd_control_query(const char *path, const char *cmd, FILE *out,
 		goto out;
 	}
 	shutdown(fd, SHUT_WR);
-	buf = read_answer(fd, path, &len, err, errlen);
+	buf = read_answer(fd, path, wait_ms, &len, err, errlen);
 	if (!buf)
 		goto out;
-	if (len >= 7 && !memcmp(buf, "error: ", 7)) {
+	if (!verbatim && len >= 7 && !memcmp(buf, "error: ", 7)) {
 		const char *nl = memchr(buf + 7, '\n', len - 7);
 
 		n = nl ? (size_t)(nl - buf - 7) : len - 7;
@@ -526,4 +539,19 @@ out:
 	free(buf);
 	close(fd);
 	return rc;
+}
+
+int nd_control_query(const char *path, const char *cmd, FILE *out,
+		     char *err, size_t errlen)
+{
+	int rc = query(path, cmd, out, 2 * ND_CTL_DEADLINE_MS, false, err,
+		       errlen);
+
+	return rc < 0 ? -1 : 0;
+}
+
+int nd_control_ask(const char *path, const char *cmd, FILE *out,
+		   int wait_ms, char *err, size_t errlen)
+{
+	return query(path, cmd, out, wait_ms, true, err, errlen);
 }

@@ -29,8 +29,12 @@
 #ifndef ND_SRV_CONTROL_H
 #define ND_SRV_CONTROL_H
 
+#include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
+
+/* Longest command line, newline included: room for a merge's OUTPUT. */
+#define ND_CTL_CMD_MAX		(PATH_MAX + 256)
 
 struct nd_server;
 struct nd_control;
@@ -51,6 +55,17 @@ void nd_control_stop(struct nd_control *ctl);
  */
 int nd_control_query(const char *path, const char *cmd, FILE *out,
 		     char *err, size_t errlen);
+
+/* nd_control_ask: nobody listens at path (nothing there, or stale). */
+#define ND_CTL_NO_SERVER	(-2)
+/*
+ * For commands that may take long (an overlay merge) and answers the
+ * caller reads itself: waits up to wait_ms for the answer (< 0: as long
+ * as it takes) and copies it to out as it is, "error: " lines included.
+ * 0, -1 with one line in err, or ND_CTL_NO_SERVER (err set as well).
+ */
+int nd_control_ask(const char *path, const char *cmd, FILE *out,
+		   int wait_ms, char *err, size_t errlen);
 
 /*
  * server.c: the server's state as text, one record per line, for the

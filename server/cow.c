@@ -41,7 +41,6 @@
 #define REGION_SHIFT	20		/* stripe lock granularity: 1 MiB */
 #define COMMIT_BATCH	32		/* map pages copied per sync */
 #define MASK_LO		0x5555555555555555ull
-#define PAGE_CLUSTERS	(COW_PAGE * 4)	/* clusters per map page */
 
 struct cow {
 	int fd;
@@ -72,6 +71,8 @@ struct cow {
 	uint64_t commits_started;	/* sequence numbers */
 	uint64_t commits_ok;		/* latest that succeeded */
 	atomic_int wb_err;		/* a failed sync: sticky errno */
+	/* Written since the last commit began (set after each write). */
+	atomic_bool unsynced;
 };
 
 static const uint8_t zeros[65536];
@@ -248,6 +249,18 @@ static int cow_pread_nowait(void *h, void *buf, uint32_t len, uint64_t off)
 
 /* ---- commits (rule 2) ---- */
 
+/*
+ * After (never before) every write to the file: a commit that clears the
+ * flag before its sync then covers the write, a later one sees the flag.
+ * Seen set, it needs no store (no cache line bouncing between workers):
+ * a commit clearing it after our load syncs after our write.
+ */
+static void wrote(struct cow *w)
+{
+	if (!atomic_load(&w->unsynced))
+		atomic_store(&w->unsynced, true);
+}
+
 static int sync_locked(struct cow *w)
 {
 	int rc;
@@ -307,8 +320,13 @@ static int commit_once(struct cow *w)
 	rc = -atomic_load(&w->wb_err);
 	if (rc)
 		return rc;
-	if (any_dirty(w) && !(buf = malloc(COMMIT_BATCH * COW_PAGE)))
+	/* Nothing written since the last commit: nothing to make durable. */
+	if (!atomic_exchange(&w->unsynced, false) && !any_dirty(w))
+		return 0;
+	if (any_dirty(w) && !(buf = malloc(COMMIT_BATCH * COW_PAGE))) {
+		wrote(w);
 		return -ENOMEM;
+	}
 	do {
 		n = buf ? copy_pages(w, &next, buf, pages) : 0;
 		/* The data every copied entry describes is durable ... */
@@ -322,6 +340,8 @@ static int commit_once(struct cow *w)
 				mark_dirty(w, pages[i]);
 	} while (n && rc == 0);	/* the last round's sync ends the commit */
 	free(buf);
+	if (rc < 0)
+		wrote(w);
 	return rc;
 }
 
@@ -451,6 +471,7 @@ static int cow_pwrite(void *h, const void *buf, uint32_t len, uint64_t off,
 		rc = first_write_locked(w, buf, off, end);
 		unlock_stripes(w, mask);
 	}
+	wrote(w);
 	if (rc == 0 && fua)
 		rc = commit(w);
 	return rc;
@@ -474,6 +495,8 @@ static int cow_pwrite_nowait(void *h, const void *buf, uint32_t len,
 	else
 		n = pwritev2(w->fd, &iov, 1, (off_t)(w->data_offset + off),
 			     RWF_NOWAIT);
+	if (n > 0)
+		wrote(w);
 	if (n == (ssize_t)len)
 		return 0;
 	if (n < 0 && !w->in_memory &&
@@ -563,6 +586,7 @@ static int cow_write_zeroes(void *h, uint32_t len, uint64_t off, bool fua)
 	lock_stripes(w, mask);
 	rc = zero_locked(w, off, off + len);
 	unlock_stripes(w, mask);
+	wrote(w);
 	if (rc == 0 && fua)
 		rc = commit(w);
 	return rc;
@@ -676,6 +700,9 @@ static int write_new(int fd, const struct nd_cow_base *base,
 		r = -errno;
 	if (r == 0)
 		r = cow_pwrite_all(fd, hdr, COW_HDR_LEN, 0);
+	/* The usage block (all zero: never used), allocated like the map. */
+	if (r == 0)
+		r = cow_pwrite_all(fd, zeros, COW_USAGE_LEN, COW_USAGE_OFF);
 	/* Allocated now, so a commit never needs new space. */
 	for (uint64_t o = 0; r == 0 && o < h.map_len; o += sizeof(zeros)) {
 		uint64_t n = h.map_len - o;
@@ -708,6 +735,7 @@ static int create(const struct nd_cow_base *base, const char *path, int *fd,
 		  char *err, size_t errlen)
 {
 	char tmp[PATH_MAX];
+	struct stat st;
 	int f, rc;
 
 	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp)) {
@@ -726,6 +754,19 @@ static int create(const struct nd_cow_base *base, const char *path, int *fd,
 		return -EEXIST;	/* renamed by the other creator */
 	if (rc < 0)
 		return rc;
+	/*
+	 * Another name for the file (a link made in DIR): not ours to
+	 * overwrite. Dropping our name leaves it to its owner.
+	 */
+	if (fstat(f, &st) < 0 || st.st_nlink != 1) {
+		if (unlink(tmp) < 0 && errno != ENOENT) {
+			snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+			close(f);
+			return ND_COW_ERR;
+		}
+		close(f);
+		return -EEXIST;
+	}
 	if (access(path, F_OK) == 0) {
 		close(f);
 		return -EEXIST;
@@ -801,19 +842,23 @@ static struct cow *cow_new(int fd, const char *path, const struct cow_hdr *h,
 	w->fd = -1;
 	w->nwords = h->map_len / 8;
 	w->npages = h->map_len / COW_PAGE;
-	w->map = calloc(w->nwords, sizeof(*w->map));
 	w->dirty = calloc((w->npages + 63) / 64, sizeof(*w->dirty));
 	w->path = strdup(path);
-	if (!w->map || !w->dirty || !w->path) {
-		free(w->map);
+	if (!w->dirty || !w->path) {
 		free(w->dirty);
 		free(w->path);
 		free(w);
 		goto fail;
 	}
+	/*
+	 * The loaded map becomes the live one, converted in place (a no-op
+	 * on little-endian hosts): no second copy of a map that is 64 KiB
+	 * per GiB, neither while opening nor afterwards in malloc's pools.
+	 */
+	_Static_assert(sizeof(*w->map) == 8, "map words are 8 bytes");
+	w->map = (void *)map;
 	for (uint64_t i = 0; i < w->nwords; i++)
 		atomic_init(&w->map[i], cow_get64(map + 8 * i));
-	free(map);
 	for (int i = 0; i < NSTRIPES; i++)
 		pthread_mutex_init(&w->stripe[i], NULL);
 	pthread_mutex_init(&w->commit_mu, NULL);
@@ -872,7 +917,7 @@ int nd_cow_open(const struct nd_cow_base *base, const char *dir,
 	rc = cow_base_check(&h, base, why, sizeof(why));
 	if (rc) {
 		if (rc > 0)
-			snprintf(err, errlen, "%s: base image changed: %s; reset the overlay or restore the base",
+			snprintf(err, errlen, "%s: base image changed: %s",
 				 path, why);
 		else
 			snprintf(err, errlen, "%s: %s", path, why);

@@ -28,11 +28,15 @@
 /*
  * The base of a copy-on-write export: an open read-only backend (its ops
  * are used for every read of the base) and the path it was opened from
- * (stat for the binding's size and mtime).
+ * (stat for the binding's size and mtime). dev and ino: st_dev and st_ino
+ * of the file e has open (both 0: unknown); when known, a path that names
+ * another file by now (the base replaced while open) is refused, since
+ * its mtime is not that of the bytes e serves.
  */
 struct nd_cow_base {
 	const struct nd_export *e;	/* read_only, size, block_size, ops, h */
 	const char *path;
+	uint64_t dev, ino;
 };
 
 /*

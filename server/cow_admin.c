@@ -54,7 +54,11 @@ int nd_cow_info(const char *dir, const char *identity,
 		return -1;
 	}
 	snprintf(info->identity, sizeof(info->identity), "%s", identity);
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s: not a regular file", path);
+		return -1;
+	}
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
@@ -341,15 +345,13 @@ int nd_cow_merge(const struct nd_cow_base *base, const char *dir,
 	if (rc < 0)
 		return rc;
 	rc = ND_COW_ERR;
-	/* A .tmp is left only by an interrupted merge. */
-	if (unlink(tmp) < 0 && errno != ENOENT) {
-		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
-		goto out;
-	}
+	/* An existing .tmp may be anyone's file: never ours to delete. */
 	out = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
 		   0600);
 	if (out < 0) {
-		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+		snprintf(err, errlen, "%s: %s", tmp, errno == EEXIST ?
+			 "already exists (left by an interrupted merge? remove it first)" :
+			 strerror(errno));
 		goto out;
 	}
 	if (merge_copy(base, fd, &h, map, out, tmp, err, errlen) < 0) {

@@ -191,6 +191,13 @@ int cow_base_bind(const struct nd_cow_base *b, uint64_t *size,
 		snprintf(err, errlen, "%s: %s", b->path, strerror(errno));
 		return -1;
 	}
+	/* Its mtime would bind the overlay to a file we do not serve. */
+	if ((b->dev || b->ino) && ((uint64_t)st.st_dev != b->dev ||
+				   (uint64_t)st.st_ino != b->ino)) {
+		snprintf(err, errlen, "base %s was replaced since it was opened (the old file is still served; restart netdiskd to serve the new one)",
+			 b->path);
+		return -1;
+	}
 	*size = e->size;
 	*mtime_ns = 0;
 	if (S_ISREG(st.st_mode))
@@ -316,8 +323,14 @@ int cow_open_locked(const char *path, int *fd, char *err, size_t errlen)
 	for (int tries = 0; tries < 10; tries++) {
 		struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
 		struct stat a, b;
-		int f = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+		int f;
 
+		/* Never open a device node or a FIFO found there. */
+		if (lstat(path, &a) == 0 && !S_ISREG(a.st_mode)) {
+			snprintf(err, errlen, "%s: not a regular file", path);
+			return ND_COW_ERR;
+		}
+		f = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 		if (f < 0) {
 			if (errno == ENOENT)
 				return -ENOENT;

@@ -18,7 +18,7 @@
 #define COW_MAGIC		"NDCOW\r\n\x1a"
 #define COW_VERSION		1
 #define COW_HDR_LEN		4096u
-#define COW_MAP_OFFSET		4096u
+#define COW_MAP_OFFSET		8192u
 #define COW_PAGE		4096u	/* map pages: unit of a commit */
 #define COW_DATA_ALIGN		(1u << 20)
 #define COW_MIN_CLUSTER_BITS	9
@@ -27,7 +27,8 @@
 #define COW_MAX_SIZE		(1ull << 56)
 #define COW_MAX_DATA_OFFSET	(1ull << 62)
 #define COW_SUM_OFF		480u
-#define COW_USAGE_OFF		512u
+/* Own 4 KiB block: its unsynced rewrite can never tear the header. */
+#define COW_USAGE_OFF		4096u
 #define COW_USAGE_LEN		512u
 #define COW_USAGE_SUM_OFF	480u	/* within the usage record */
 #define COW_SAMPLES		64

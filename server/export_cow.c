@@ -82,7 +82,9 @@ static uint16_t child_open(struct nd_server *s, const char *peer,
 			   struct nd_exp *c)
 {
 	struct nd_exp *x = c->parent;
-	struct nd_cow_base base = { .e = &x->e, .path = x->path };
+	struct nd_cow_base base = {
+		.e = &x->e, .path = x->path, .dev = x->dev, .ino = x->ino,
+	};
 	char err[512];
 	int rc;
 

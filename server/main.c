@@ -2,7 +2,8 @@
 /*
  * netdiskd: serve files and block devices over the netdisk protocol, as
  * configured by netdiskd.conf(5) (--config) or, for one export, by the
- * command line; and `netdiskd status`, the client of its control socket.
+ * command line; and `netdiskd status` and `netdiskd overlay`, the clients
+ * of its control socket.
  */
 #include <getopt.h>
 #include <limits.h>
@@ -16,6 +17,7 @@
 #include "control.h"
 #include "log.h"
 #include "nd_wire.h"
+#include "overlay.h"
 #include "server.h"
 #include "service.h"
 
@@ -27,6 +29,7 @@ static void usage(FILE *f)
 "Usage: netdiskd --config FILE [--check]\n"
 "       netdiskd --file PATH --key-file FILE [options]\n"
 "       netdiskd status [--control PATH | --config FILE]\n"
+"       netdiskd overlay list|reset|merge|check EXPORT ... (see overlay --help)\n"
 "Serve regular files or block devices as netdisk exports (foreground,\n"
 "logs to stderr). See netdiskd(8) and netdiskd.conf(5).\n"
 "\n"
@@ -57,8 +60,8 @@ static void usage(FILE *f)
 "  -s, --state-dir DIR     where a read-write export's write epochs are kept\n"
 "                          (DIR/<export id>.state; default %s,\n"
 "                          created 0700; must be writable and persistent)\n"
-"      --control PATH      answer `netdiskd status` on this Unix socket\n"
-"                          (default: none)\n"
+"      --control PATH      answer `netdiskd status` and `overlay` on this\n"
+"                          Unix socket (default: none)\n"
 "\n"
 "  -h, --help              show this help\n"
 "  -V, --version           show the version\n"
@@ -459,6 +462,8 @@ int main(int argc, char **argv)
 
 	if (argc > 1 && strcmp(argv[1], "status") == 0)
 		return cmd_status(argc - 1, argv + 1);
+	if (argc > 1 && strcmp(argv[1], "overlay") == 0)
+		return nd_overlay_cmd(argc - 1, argv + 1, stdout, stderr);
 	rc = parse_options(argc, argv, &o);
 	if (rc >= 0)
 		return rc;

@@ -386,10 +386,12 @@ void nd_session_detach(struct nd_server *s, struct nd_conn *c, bool clean)
 
 	/*
 	 * An overlay is closed under sess_lock when its session ends, and
-	 * closing commits its map: committed here, outside the lock, that
-	 * final commit finds nothing left to sync and holds nobody up.
+	 * closing commits its map: committed here, outside the lock, by
+	 * every connection that goes (all of a session's may go at once,
+	 * each seeing the others), that final commit finds nothing left to
+	 * sync and holds nobody up. A commit with nothing new costs nothing.
 	 */
-	if (ss->exp->parent && !c->read_only && e->ops->flush(e->h) < 0)
+	if (ss->exp->parent && e->ops->flush(e->h) < 0)
 		nd_debug("client %s: commit of the overlay of '%s' at detach failed",
 			 c->peer, ss->identity);
 	pthread_mutex_lock(&s->sess_lock);

@@ -236,3 +236,36 @@ put("client", "list", b"\x04\x02" + struct.pack(">H", len(good_list)) +
     good_list)
 put("client", "list_none", b"\x04" + info_ok)
 put("client", "list_denied", b"\x04\x01" + struct.pack(">H", 15) + bytes(70))
+
+# ---- cow: byte 0 = fix-ups (1 header checksum, 2 base fields, 4 extend
+# past the data offset), then the overlay file; the base is 64 KiB.
+def cow_file(cluster_bits=12, version=1, magic=b"NDCOW\r\n\x1a", incompat=0,
+             size=64 << 10, map_offset=8192, map_len=4096,
+             data_offset=1 << 20, entries=()):
+    hdr = (magic + struct.pack("<IIII", version, incompat, 0, cluster_bits) +
+           struct.pack("<QQQQ", size, map_offset, map_len, data_offset) +
+           bytes(range(16)) + struct.pack("<QQQ", 1700000000, size, 0) +
+           bytes(32))
+    hdr += bytes(8192 - len(hdr))	# header block and an empty usage block
+    m = bytearray(map_len)
+    for c, v in entries:
+        m[c // 4] |= v << (2 * (c % 4))
+    return hdr + bytes(m)
+
+
+put("cow", "valid", b"\x07" + cow_file(entries=((0, 1), (1, 2), (5, 1))))
+put("cow", "valid_c9", b"\x07" + cow_file(cluster_bits=9,
+                                          entries=((3, 1), (127, 2))))
+put("cow", "valid_c20", b"\x07" + cow_file(cluster_bits=20,
+                                           entries=((0, 1),)))
+put("cow", "empty_map", b"\x07" + cow_file())
+put("cow", "no_fixups", b"\x00" + cow_file())
+put("cow", "base_fields_kept", b"\x05" + cow_file())
+put("cow", "short", b"\x03" + cow_file(entries=((0, 1),)))
+put("cow", "bad_magic", b"\x07" + cow_file(magic=b"NDCOW\n\n\x1a"))
+put("cow", "version2", b"\x07" + cow_file(version=2))
+put("cow", "incompat", b"\x07" + cow_file(incompat=1))
+put("cow", "map_three", b"\x07" + cow_file(entries=((7, 3),)))
+put("cow", "past_end", b"\x07" + cow_file(entries=((16, 1),)))
+put("cow", "bad_map_len", b"\x07" + cow_file(map_len=8192))
+put("cow", "header_only", b"\x07" + cow_file()[:4096])

@@ -29,6 +29,7 @@ max_len() {
 	case $1 in
 	url) echo 512 ;;
 	keyfile) echo 5000 ;;	# past the 4096-byte key file limit
+	cow) echo 12288 ;;	# header, map and a little more
 	record|server_hs|server_req) echo 8192 ;;
 	*) echo 4096 ;;
 	esac
@@ -38,7 +39,8 @@ max_len() {
 clean_scratch() {
 	for f in /dev/shm/netdisk-fuzz-key-* /tmp/netdisk-fuzz-key-* \
 		 /dev/shm/netdisk-fuzz-state-* /tmp/netdisk-fuzz-state-* \
-		 /dev/shm/netdisk-fuzz-conf-* /tmp/netdisk-fuzz-conf-*; do
+		 /dev/shm/netdisk-fuzz-conf-* /tmp/netdisk-fuzz-conf-* \
+		 /dev/shm/netdisk-fuzz-cow-* /tmp/netdisk-fuzz-cow-*; do
 		[ -e "$f" ] || continue
 		kill -0 "${f##*-}" 2>/dev/null || rm -rf "$f"
 	done

@@ -195,6 +195,13 @@ if [ "${ND_IT_ONLY:-}" = install ]; then
 	finish
 fi
 
+# ND_IT_ONLY=cow: only the copy-on-write part (cow.sh); cow-model: only its
+# model test (cow_model.sh).
+if [ "${ND_IT_ONLY:-}" = cow ] || [ "${ND_IT_ONLY:-}" = cow-model ]; then
+	. "$ROOT/tests/integration/cow.sh"
+	finish
+fi
+
 # netdiskd as a service: config file, identities, access, reload.
 # ND_IT_ONLY=service runs only these.
 . "$ROOT/tests/integration/service.sh"
@@ -1107,6 +1114,9 @@ wait_fds "$FL_PID" "$fd0"
 	ok "flood: server alive, fds back to $fd0" ||
 	bad "flood: server fds $(fdcount "$FL_PID") after the flood, idle $fd0"
 stop_server FL
+
+# ------------------------------------------------ copy-on-write exports
+. "$ROOT/tests/integration/cow.sh"
 
 # ------------------------------------------------ installed system
 # netdisktab, netdisk-generator, make install, man pages.

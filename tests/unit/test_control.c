@@ -3,8 +3,9 @@
  * netdiskd's control socket (server/control.c) with a real server running
  * in-process: the status answer, the socket's mode and directory, a stale
  * socket replaced, a live one or a non-socket refused, unknown and
- * malformed commands, stop removing only its own socket, and many clients
- * at once.
+ * malformed commands, the overlay commands' dispatch (their own tests are
+ * test_overlay.c), stop removing only its own socket, and many clients at
+ * once.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -206,11 +207,44 @@ static void test_unknown_command(void **state)
 	nd_control_stop(ctl);
 }
 
+/* The overlay commands reach nd_server_overlay; a plain export has none. */
+static void test_overlay_commands(void **state)
+{
+	struct fixture *f = *state;
+	struct nd_control *ctl;
+	char err[256], *ans = NULL;
+	size_t len = 0;
+	FILE *m;
+
+	ctl = nd_control_start(f->srv, f->sock, err, sizeof(err));
+	assert_non_null(ctl);
+	assert_string_equal(raw_exchange(f->sock, "overlays default\n", 17),
+			    "error: export 'default' is not a copy-on-write export\n");
+	assert_string_equal(raw_exchange(f->sock, "overlay-check nope x\n", 21),
+			    "error: no export 'nope'\n");
+	/* nd_control_ask hands the error line over as it is. */
+	m = open_memstream(&ans, &len);
+	assert_non_null(m);
+	assert_int_equal(nd_control_ask(f->sock, "overlays default", m, -1,
+					 err, sizeof(err)), 0);
+	assert_int_equal(fclose(m), 0);
+	assert_true(strncmp(ans, "error: export 'default' ", 24) == 0);
+	free(ans);
+	nd_control_stop(ctl);
+	/* Nobody listening: ND_CTL_NO_SERVER, so a caller can do without. */
+	m = open_memstream(&ans, &len);
+	assert_non_null(m);
+	assert_int_equal(nd_control_ask(f->sock, "overlays default", m, -1,
+					 err, sizeof(err)), ND_CTL_NO_SERVER);
+	assert_int_equal(fclose(m), 0);
+	free(ans);
+}
+
 static void test_bad_commands(void **state)
 {
 	struct fixture *f = *state;
 	struct nd_control *ctl;
-	char err[256], big[1000];
+	char err[256], big[ND_CTL_CMD_MAX + 100];
 
 	ctl = nd_control_start(f->srv, f->sock, err, sizeof(err));
 	assert_non_null(ctl);
@@ -371,6 +405,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_status, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_status_session, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_command, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_overlay_commands, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_commands, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stale_replaced, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_live_refused, setup, teardown),

@@ -110,11 +110,13 @@ static void ov_close(struct fx *f)
 static int fx_teardown(void **state)
 {
 	struct fx *f = *state;
-	char cmd[128];
+	char cmd[320];
 
 	ov_close(f);
 	nd_export_close(&f->base);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+	umount2(f->ov_dir, MNT_DETACH);	/* the ENOSPC test's, if it failed */
+	/* the overlay directory may be elsewhere (tmpfs) */
+	snprintf(cmd, sizeof(cmd), "rm -rf %s %s", f->dir, f->ov_dir);
 	assert_int_equal(system(cmd), 0);
 	free(f);
 	return 0;
@@ -322,6 +324,59 @@ static void test_trim_and_zeroes_read_zeros(void **state)
 	expect(f, 0, 3 * CS + 512, BASE_SIZE - 3 * CS - 512);
 }
 
+/*
+ * The receiver's variants: first writes, FUA and reads that would wait
+ * are left to a worker (-EAGAIN, nothing changed); the overlay here is
+ * on tmpfs, so rewrites and reads of its data never wait.
+ */
+static void test_nowait_variants(void **state)
+{
+	struct fx *f = *state;
+	const struct nd_backend_ops *o;
+	uint8_t buf[2 * CS], rd[2 * CS];
+	int rc;
+
+	snprintf(f->ov_dir, sizeof(f->ov_dir), "/dev/shm/nd-cow-%d",
+		 (int)getpid());
+	snprintf(f->ov_path, sizeof(f->ov_path), "%s/lab-01.ndcow", f->ov_dir);
+	ov_open(f);
+	o = f->ov.ops;
+	memset(buf, 0x6a, sizeof(buf));
+	assert_int_equal(o->pwrite_nowait(f->ov.h, buf, CS, 0, false), -EAGAIN);
+	assert_int_equal(o->pwrite_nowait(f->ov.h, buf, 512, CS + 512, false),
+			 -EAGAIN);
+	expect(f, -1, 2 * CS, 0);
+	ov_write(f, 0x11, 2 * CS, 0, false);
+	assert_int_equal(o->pwrite_nowait(f->ov.h, buf, 512, CS + 512, false),
+			 0);
+	assert_int_equal(o->pwrite_nowait(f->ov.h, buf, 512, 0, true), -EAGAIN);
+	/* spans a cluster not yet written */
+	assert_int_equal(o->pwrite_nowait(f->ov.h, buf, 2 * CS, CS, false),
+			 -EAGAIN);
+	expect(f, 0x11, CS + 512, 0);
+	expect(f, 0x6a, 512, CS + 512);
+	expect(f, 0x11, CS - 1024, CS + 1024);
+	expect(f, -1, CS, 2 * CS);
+	assert_int_equal(f->ov.ops->trim(f->ov.h, CS, 3 * CS), 0);
+	/* data and zeros never wait here; the base may */
+	assert_int_equal(o->pread_nowait(f->ov.h, rd, 2 * CS, 0), 0);
+	for (uint32_t k = 0; k < 2 * CS; k++)
+		assert_int_equal(rd[k], k < CS + 512 ? 0x11 :
+				 k < CS + 1024 ? 0x6a : 0x11);
+	assert_int_equal(o->pread_nowait(f->ov.h, rd, CS, 3 * CS), 0);
+	for (uint32_t k = 0; k < CS; k++)
+		assert_int_equal(rd[k], 0);
+	rc = o->pread_nowait(f->ov.h, rd, 2 * CS, 3 * CS);
+	assert_true(rc == 0 || rc == -EAGAIN);
+	if (rc == 0)
+		for (uint32_t k = 0; k < 2 * CS; k++)
+			assert_int_equal(rd[k], k < CS ? 0 : pat(4 * CS + k - CS));
+	ov_close(f);
+	assert_int_equal(nd_cow_reset(f->ov_dir, "lab-01", (char *)rd,
+				      sizeof(rd)), 0);
+	assert_int_equal(rmdir(f->ov_dir), 0);
+}
+
 /* ---- partial first writes from many threads ---- */
 
 #define RACE_THREADS	8
@@ -390,6 +445,153 @@ static void test_racing_partial_first_writes(void **state)
 		ov_close(f);
 		ov_open(f);
 	}
+}
+
+/*
+ * Random operations from threads that own interleaved clusters (thread k:
+ * clusters c with c % 4 == k), so they change entries of the same map
+ * words at once; each checks its reads against its own model (per
+ * 512-byte sector: -1 base, else the byte). With 4 KiB clusters a map
+ * word lies in one stripe region; with 64 KiB clusters it spans two, so
+ * only the compare-and-swap keeps concurrent changes of a word.
+ */
+#define RND_THREADS	4
+#define RND_OPS		3000
+#define RND_MAX_CS	(64u << 10)
+
+struct rnd {
+	struct fx *f;
+	int idx;
+	unsigned int seed;
+	uint32_t cs;			/* cluster size */
+	int16_t *model;			/* BASE_SIZE / 512 sectors, shared */
+	const char *fail;
+};
+
+static bool rnd_check(struct rnd *r, uint64_t c, uint8_t *buf)
+{
+	if (r->f->ov.ops->pread(r->f->ov.h, buf, r->cs, c * r->cs))
+		return false;
+	for (uint32_t k = 0; k < r->cs; k++) {
+		int16_t m = r->model[(c * r->cs + k) / 512];
+		uint8_t want = m < 0 ? pat(c * r->cs + k) : (uint8_t)m;
+
+		if (buf[k] != want)
+			return false;
+	}
+	return true;
+}
+
+static void *rnd_main(void *arg)
+{
+	struct rnd *r = arg;
+	const struct nd_backend_ops *o = r->f->ov.ops;
+	uint32_t secs = r->cs / 512;
+	uint8_t *buf = malloc(r->cs);
+
+	for (int i = 0; buf && i < RND_OPS && !r->fail; i++) {
+		uint64_t c = (uint64_t)(rand_r(&r->seed) % (BASE_SIZE / r->cs /
+						 RND_THREADS)) * RND_THREADS + r->idx;
+		uint32_t s0 = rand_r(&r->seed) % secs;
+		uint32_t s1 = s0 + 1 + rand_r(&r->seed) % (secs - s0);
+		int op = rand_r(&r->seed) % 5, v = 0, rc = 0;
+		uint64_t off;
+		uint32_t len;
+
+		if (rand_r(&r->seed) % 3 == 0) {	/* whole cluster */
+			s0 = 0;
+			s1 = secs;
+		}
+		off = c * r->cs + s0 * 512;
+		len = (s1 - s0) * 512;
+		switch (op) {
+		case 0:
+		case 1:
+			v = 1 + rand_r(&r->seed) % 255;
+			memset(buf, v, len);
+			rc = o->pwrite(r->f->ov.h, buf, len, off, op == 1);
+			break;
+		case 2:
+			rc = o->trim(r->f->ov.h, len, off);
+			break;
+		case 3:
+			rc = o->write_zeroes(r->f->ov.h, len, off, false);
+			break;
+		default:
+			if (!rnd_check(r, c, buf))
+				r->fail = "read differs from the model";
+			continue;
+		}
+		if (rc) {
+			r->fail = "operation failed";
+			break;
+		}
+		for (uint32_t k = s0; k < s1; k++)
+			r->model[c * secs + k] = (int16_t)v;
+		if (i % 500 == 0 && o->flush(r->f->ov.h))
+			r->fail = "flush failed";
+	}
+	if (!buf)
+		r->fail = "out of memory";
+	free(buf);
+	return NULL;
+}
+
+static void random_ops(struct fx *f, uint32_t cs)
+{
+	int16_t *model = malloc(BASE_SIZE / 512 * sizeof(*model));
+	uint8_t *buf = malloc(RND_MAX_CS);
+	struct rnd r[RND_THREADS];
+	pthread_t t[RND_THREADS];
+
+	assert_non_null(model);
+	assert_non_null(buf);
+	for (uint32_t k = 0; k < BASE_SIZE / 512; k++)
+		model[k] = -1;
+	ov_open(f);
+	for (int i = 0; i < RND_THREADS; i++) {
+		r[i] = (struct rnd){ f, i, 1234u + (unsigned int)i, cs, model,
+				     NULL };
+		assert_int_equal(pthread_create(&t[i], NULL, rnd_main, &r[i]),
+				 0);
+	}
+	for (int i = 0; i < RND_THREADS; i++) {
+		pthread_join(t[i], NULL);
+		if (r[i].fail)
+			fail_msg("thread %d: %s", i, r[i].fail);
+	}
+	for (int round = 0; round < 2; round++) {
+		for (uint64_t c = 0; c < BASE_SIZE / cs; c++)
+			if (!rnd_check(&r[0], c, buf))
+				fail_msg("cluster %llu differs from the model (%s)",
+					 (unsigned long long)c,
+					 round ? "reopened" : "open");
+		assert_int_equal(f->ov.ops->flush(f->ov.h), 0);
+		ov_close(f);
+		ov_open(f);
+	}
+	free(buf);
+	free(model);
+}
+
+static void test_random_ops_from_threads(void **state)
+{
+	random_ops(*state, CS);
+}
+
+static void hdr_set(struct fx *f, unsigned int off, unsigned int width,
+		    uint64_t v, bool resum);
+
+/* Readers accept other cluster sizes: an overlay with 64 KiB clusters. */
+static void test_random_ops_64k_clusters(void **state)
+{
+	struct fx *f = *state;
+
+	ov_open(f);
+	ov_close(f);
+	/* 8 MiB: 128 clusters, map and data offset as with 4 KiB ones */
+	hdr_set(f, 20, 4, 16, true);
+	random_ops(f, 64u << 10);
 }
 
 /* ---- crash consistency ---- */
@@ -739,7 +941,7 @@ static void test_damaged_overlays_refused(void **state)
 	hdr_set(f, 24, 8, BASE_SIZE + 512, true);
 	refused(f, "differs from base size");
 	fresh(f);
-	hdr_set(f, 32, 8, 8192, true);
+	hdr_set(f, 32, 8, 4096, true);
 	refused(f, "map offset");
 	fresh(f);
 	hdr_set(f, 40, 8, hdr_get(f, 40, 8) + 4096, true);
@@ -790,6 +992,14 @@ static void test_damaged_overlays_refused(void **state)
 
 		assert_int_equal(ov_try(f, "lab-01", err, sizeof(err)),
 				 ND_COW_ERR);
+		assert_non_null(strstr(err, "not a regular file"));
+		assert_int_equal(unlink(f->ov_path), 0);
+		assert_int_equal(mkfifo(f->ov_path, 0600), 0);
+		assert_int_equal(ov_try(f, "lab-01", err, sizeof(err)),
+				 ND_COW_ERR);
+		assert_non_null(strstr(err, "not a regular file"));
+		assert_int_equal(nd_cow_reset(f->ov_dir, "lab-01", err,
+					      sizeof(err)), ND_COW_ERR);
 	}
 	expect_base_file_intact(f);
 }
@@ -1044,6 +1254,35 @@ static void test_reset(void **state)
 	assert_memory_not_equal(id1, f->ov.id, sizeof(id1));
 }
 
+/*
+ * The header block is written once: an attach's unsynced usage record goes
+ * to a block of its own, so a torn write at power loss cannot take the
+ * header (and with it the overlay) along.
+ */
+static void test_attach_leaves_header_block(void **state)
+{
+	struct fx *f = *state;
+	uint8_t before[COW_HDR_LEN], after[COW_HDR_LEN];
+	int fd;
+
+	ov_open(f);
+	ov_close(f);
+	fd = open(f->ov_path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, before, sizeof(before), 0), sizeof(before));
+	close(fd);
+	ov_open(f);
+	ov_close(f);
+	fd = open(f->ov_path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, after, sizeof(after), 0), sizeof(after));
+	close(fd);
+	assert_memory_equal(before, after, sizeof(before));
+	assert_int_equal(hdr_get(f, COW_USAGE_OFF + 8, 8), 2);
+	assert_true(COW_USAGE_OFF >= COW_HDR_LEN &&
+		    COW_USAGE_OFF + COW_USAGE_LEN <= COW_MAP_OFFSET);
+}
+
 static void test_list_and_info(void **state)
 {
 	struct fx *f = *state;
@@ -1151,7 +1390,13 @@ int main(void)
 						fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_racing_partial_first_writes,
 						fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_random_ops_from_threads,
+						fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_random_ops_64k_clusters,
+						fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_crash_keeps_last_commit,
+						fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_nowait_variants,
 						fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_fua_durable,
 						fx_setup, fx_teardown),
@@ -1169,6 +1414,8 @@ int main(void)
 						fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_reset, fx_setup,
 						fx_teardown),
+		cmocka_unit_test_setup_teardown(test_attach_leaves_header_block,
+						fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_list_and_info, fx_setup,
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_memory_per_10g,

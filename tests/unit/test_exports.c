@@ -1371,6 +1371,7 @@ static void test_cow_hold(void **state)
 {
 	struct fixture *f = *state;
 	struct nd_exp *x = table_exp(f, "golden");
+	struct listing l;
 	struct conn a, b;
 	char err[256], p[256];
 
@@ -1378,6 +1379,12 @@ static void test_cow_hold(void **state)
 					 err, sizeof(err)), 0);
 	assert_int_equal(refused(f, "lab-01", f->lab01, "golden"),
 			 ND_ERR_BUSY);
+	assert_int_equal(list_exports(f, "lab-01", f->lab01, &l), 0);
+	assert_true(listed(&l, 3, "golden"));
+	assert_true(l.e[3].flags & ND_LIST_BUSY);
+	assert_int_equal(list_exports(f, "lab-02", f->lab02, &l), 0);
+	assert_true(listed(&l, 2, "golden"));	/* alpha gamma golden */
+	assert_false(l.e[2].flags & ND_LIST_BUSY);
 	assert_int_equal(nd_exp_cow_hold(f->srv, x, "lab-01", true, 1000,
 					 err, sizeof(err)), -1);
 	assert_string_equal(err,
@@ -1422,6 +1429,59 @@ static void test_cow_hold(void **state)
 	disconnect(&b);
 }
 
+/*
+ * A forced hold (overlay-reset --force) while the identity's client keeps
+ * writing, trimming and flushing: its session ends, the overlay is closed
+ * once the requests in flight are done (ASan: nothing used after), and
+ * the identity attaches again afterwards.
+ */
+struct streamer {
+	struct conn *cn;
+	int done;		/* requests answered ND_OK */
+};
+
+static void *stream_main(void *arg)
+{
+	static const uint8_t ops[] = { ND_OP_WRITE, ND_OP_WRITE, ND_OP_TRIM,
+				       ND_OP_FLUSH, ND_OP_READ };
+	struct streamer *st = arg;
+
+	for (unsigned int i = 0; ; i++) {
+		uint8_t op = ops[i % sizeof(ops)];
+
+		if (request_fill(st->cn, op, (uint64_t)(i * 7 % 64) * BS,
+				 (uint8_t)i) != ND_OK)
+			break;
+		__atomic_add_fetch(&st->done, 1, __ATOMIC_RELAXED);
+	}
+	return NULL;
+}
+
+static void test_cow_forced_hold_while_writing(void **state)
+{
+	struct fixture *f = *state;
+	struct nd_exp *x = table_exp(f, "golden");
+	struct streamer st = { 0 };
+	struct conn a;
+	pthread_t th;
+	char err[256];
+
+	open_ok(f, &a, "lab-01", f->lab01, "golden");
+	st.cn = &a;
+	assert_int_equal(pthread_create(&th, NULL, stream_main, &st), 0);
+	while (__atomic_load_n(&st.done, __ATOMIC_RELAXED) < 200)
+		usleep(1000);
+	assert_int_equal(nd_exp_cow_hold(f->srv, x, "lab-01", true, 5000,
+					 err, sizeof(err)), 0);
+	pthread_join(th, NULL);
+	conn_close(&a);
+	assert_false(has_child(f, "lab-01"));
+	nd_exp_cow_unhold(f->srv, x, "lab-01");
+	open_ok(f, &a, "lab-01", f->lab01, "golden");
+	assert_int_equal(request(&a, ND_OP_FLUSH, 0), ND_OK);
+	disconnect(&a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1458,6 +1518,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_cow_hold, setup_cow,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_cow_forced_hold_while_writing,
+						setup_cow, teardown),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
