@@ -130,9 +130,14 @@ vm-test-compat: userspace
 			tests/vm/run.sh $(VM_COMPAT_CASES) || rc=1; \
 	done; $(MAKE) kernel KVER=$(KVER) && exit $$rc
 
-test: unit integration asan-test fuzz-smoke vm-test systemd-test
-	$(MAKE) vm-test-compat
-	@echo "all test suites passed"
+# Each suite in turn, its time on one line so a CI log shows where it went.
+TEST_SUITES = unit integration asan-test fuzz-smoke vm-test systemd-test \
+	      vm-test-compat
+test:
+	@t0=$$(date +%s); for s in $(TEST_SUITES); do \
+		t=$$(date +%s); $(MAKE) $$s || exit 1; \
+		echo "==== make $$s: $$(($$(date +%s) - t)) s"; \
+	done; echo "all test suites passed in $$(($$(date +%s) - t0)) s"
 
 demo: userspace kernel
 	O=$(O) KVER=$(KVER) scripts/demo.sh
