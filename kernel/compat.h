@@ -7,7 +7,9 @@
  * (bookworm-backports), both built and tested here. Each entry names the
  * kernel that changed the API; where the change left a macro behind, the
  * test is for the feature, so that a distribution backport is picked up.
- * Nothing else in kernel/ includes <linux/version.h>.
+ * Nothing else in kernel/ includes <linux/version.h>. Where a change left
+ * no macro, a type is tested with _Generic (as the kernel's own
+ * __unqual_scalar_typeof does), which also sees stable backports.
  *
  * Checked against the installed headers and not needed: ->open/->release
  * taking blk_mode_t (6.5; netdisk has neither), sendpage (gone in 6.5;
@@ -39,6 +41,28 @@
 #else
 #define ND_COMPAT_MQ_F_SHOULD_MERGE	BLK_MQ_F_SHOULD_MERGE
 #endif
+
+/*
+ * init_request's NUMA node: an int since 7.0 (NUMA_NO_NODE is -1; the
+ * fix went to stable kernels too), unsigned int before. The type is taken
+ * from the installed blk_mq_ops, not from the version.
+ */
+typedef __typeof__(_Generic(((struct blk_mq_ops *)NULL)->init_request,
+	int (*)(struct blk_mq_tag_set *, struct request *, unsigned int,
+		unsigned int): 0u,
+	default: 0)) nd_compat_numa_node_t;
+
+/*
+ * kernel_connect() takes a struct sockaddr_unsized * since 6.19 (struct
+ * sockaddr has a 14-byte sa_data; the length says how much is there), a
+ * struct sockaddr * before: through void * both take the storage.
+ */
+static inline int nd_compat_kernel_connect(struct socket *sock,
+					   const struct sockaddr_storage *addr,
+					   int addrlen, int flags)
+{
+	return kernel_connect(sock, (void *)addr, addrlen, flags);
+}
 
 /*
  * Queue features: in queue_limits.features as BLK_FEAT_* since 6.11,
