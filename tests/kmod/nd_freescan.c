@@ -16,8 +16,8 @@
  * cannot pass for clean memory. Scanning every free is slow: for short tests.
  * Not seen: memory freed by other paths (pages, kfree_bulk, vfree).
  */
-/* hex2bin(): in <linux/kernel.h>, moved to <linux/hex.h> in 7.x */
-#if __has_include(<linux/hex.h>)
+/* hex2bin(): in <linux/kernel.h>, moved to <linux/hex.h> in 7.x (Kbuild) */
+#ifdef ND_HAVE_LINUX_HEX_H
 #include <linux/hex.h>
 #endif
 #include <linux/kernel.h>
