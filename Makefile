@@ -126,6 +126,8 @@ KVERS_KROOT  = $(shell scripts/kroot list)
 VM_COMPAT_CASES = 00-module 10-fs-tree 20-fio-verify 70-detach-busy \
 		  90-rmmod 100-reconnect 120-discard 140-cache
 VM_NEWEST_CASES = $(VM_COMPAT_CASES)
+# Every kernel's build is W=1 warning-free: a warning fails the run.
+KERNEL_STRICT = W=1 KCFLAGS=-Werror
 
 kroot:
 	scripts/kroot install >/dev/null
@@ -136,10 +138,10 @@ vm-test-compat: userspace kroot
 		*" $$k "*) cases="$(VM_NEWEST_CASES)" ;; \
 		*) cases="$(VM_COMPAT_CASES)" ;; esac; \
 		echo "==== kernel $$k: $$cases"; \
-		$(MAKE) kernel KVER=$$k && \
+		$(MAKE) kernel KVER=$$k $(KERNEL_STRICT) && \
 		O=$(O) KVER=$$k VM_RESULTS=$(O)/vm/results-$$k \
 			tests/vm/run.sh $$cases || rc=1; \
-	done; $(MAKE) kernel KVER=$(KVER) && exit $$rc
+	done; $(MAKE) kernel KVER=$(KVER) $(KERNEL_STRICT) && exit $$rc
 
 test: unit integration asan-test fuzz-smoke vm-test systemd-test
 	$(MAKE) vm-test-compat
