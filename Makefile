@@ -123,9 +123,9 @@ systemd-test: userspace kernel
 # failed or not.
 KVERS_OTHER ?= $(eval KVERS_OTHER := $(shell scripts/kver --others $(KVER)))$(KVERS_OTHER)
 KVERS_KROOT  = $(shell scripts/kroot list)
-VM_COMPAT_CASES = 00-module 10-fs-tree 20-fio-verify 70-detach-busy \
-		  90-rmmod 100-reconnect 120-discard 140-cache
-VM_NEWEST_CASES = $(VM_COMPAT_CASES)
+VM_COMPAT_CASES = 00-module 20-fio-verify 70-detach-busy 90-rmmod 120-discard
+VM_NEWEST_CASES = 00-module 10-fs-tree 20-fio-verify 70-detach-busy \
+		  100-reconnect 120-discard 140-cache
 # Every kernel's build is W=1 warning-free: a warning fails the run.
 KERNEL_STRICT = W=1 KCFLAGS=-Werror
 
