@@ -3,10 +3,11 @@
  * The one place that knows kernel versions (style of the kernel's
  * backports and DRBD's compat layer). The driver is written against the
  * newest API and calls the nd_compat_* helpers below where the API differs
- * between the kernels netdisk supports: Debian 12's 6.1 and 6.12
- * (bookworm-backports), both built and tested here. Each entry names the
- * kernel that changed the API; where the change left a macro behind, the
- * test is for the feature, so that a distribution backport is picked up.
+ * between the kernels netdisk supports: Debian 12's 6.1, 6.12
+ * (bookworm-backports) and 7.3 (trixie-backports), all built and tested
+ * here. Each entry names the kernel that changed the API; where the
+ * change left a macro behind, the test is for the feature, so that a
+ * distribution backport is picked up.
  * Nothing else in kernel/ includes <linux/version.h>. Where a change left
  * no macro, a type is tested with _Generic (as the kernel's own
  * __unqual_scalar_typeof does), which also sees stable backports.
@@ -16,7 +17,8 @@
  * netdisk copies with kernel_sendmsg, see nd_compat_sock_setup),
  * class_create without an owner (6.4; /dev/netdisk-control is a misc
  * device), the timeout and busy_iter callbacks without `reserved` (6.0,
- * older than the oldest kernel supported).
+ * older than the oldest kernel supported); 7.x's removal of page->index
+ * (cache.c uses the folio's, right on every supported kernel).
  */
 #ifndef ND_KERNEL_COMPAT_H
 #define ND_KERNEL_COMPAT_H
