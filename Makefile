@@ -15,6 +15,12 @@ CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer \
 LDFLAGS += -fsanitize=address,undefined
 endif
 LDLIBS  += -lcrypto -pthread
+# The one version (debian/changelog): --version of both programs.
+VERSION := $(shell scripts/version)
+ifeq ($(VERSION),)
+$(error no version: scripts/version failed)
+endif
+CPPFLAGS += -DNETDISK_VERSION='"$(VERSION)"'
 # netdiskd and what links its objects: config parser, readiness.
 SERVER_LDLIBS := -linih -lsystemd
 
@@ -33,7 +39,10 @@ TOOL_BIN   := $(TOOL_SRC:tests/tools/%.c=$(O)/tools/%)
 # The server's objects minus main(), so unit tests can link server code.
 SERVER_LIB_OBJ := $(filter-out $(O)/server/main.o,$(SERVER_OBJ))
 
+# NO_INSTALL_DEPS=1: never run scripts/install-deps (package builds).
+ifneq ($(NO_INSTALL_DEPS),1)
 DEPS_STAMP := .deps-installed
+endif
 
 # Keep intermediate objects (unit-test and tool objects are chained rules).
 .SECONDARY:
@@ -47,15 +56,19 @@ all: userspace kernel
 userspace: $(O)/netdiskd $(O)/netdisk $(O)/netdisk-generator $(UNIT_BIN) \
            $(TOOL_BIN)
 
+ifneq ($(DEPS_STAMP),)
 $(DEPS_STAMP): scripts/install-deps
 	./scripts/install-deps
 	touch $@
+endif
 
 deps: $(DEPS_STAMP)
 
 $(O)/%.o: %.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(O)/cli/netdisk.o $(O)/server/main.o: debian/changelog
 
 $(O)/libnetdisk.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
