@@ -49,9 +49,12 @@ endif
 
 .PHONY: all userspace kernel test unit integration vm-test asan-test \
         demo bench clean deps sparse fuzz install uninstall systemd-test \
-        vm-test-compat
+        vm-test-compat programs dkms-src dkms-install deb pkg-test
 
 all: userspace kernel
+
+# What gets installed (make install, the Debian packages).
+programs: $(O)/netdiskd $(O)/netdisk $(O)/netdisk-generator
 
 userspace: $(O)/netdiskd $(O)/netdisk $(O)/netdisk-generator $(UNIT_BIN) \
            $(TOOL_BIN)
@@ -188,6 +191,42 @@ install: $(O)/netdiskd $(O)/netdisk $(O)/netdisk-generator
 		$(DESTDIR)$(DOCDIR)/netdiskd.conf.example
 	install -m 0644 docs/examples/netdisktab $(DESTDIR)$(DOCDIR)/netdisktab.example
 	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
+
+# ---- DKMS: the module's sources and dkms.conf in /usr/src/netdisk-VERSION,
+# from which DKMS builds netdisk.ko for every kernel with headers and again
+# on kernel upgrades. `make dkms-install` (root) registers and builds them.
+DKMS_DIR := /usr/src/netdisk-$(VERSION)
+DKMS_SRC := $(wildcard kernel/*.c kernel/*.h) kernel/Kbuild kernel/Makefile \
+            include/netdisk_proto.h include/netdisk_ioctl.h \
+            include/netdisk_vectors.h
+
+dkms-src:
+	install -d $(DESTDIR)$(DKMS_DIR)/kernel $(DESTDIR)$(DKMS_DIR)/include
+	for f in $(DKMS_SRC); do \
+		install -m 0644 $$f $(DESTDIR)$(DKMS_DIR)/$$f || exit 1; done
+	sed 's/#MODULE_VERSION#/$(VERSION)/' dkms.conf \
+		>$(DESTDIR)$(DKMS_DIR)/dkms.conf
+
+dkms-install: dkms-src
+	dkms install netdisk/$(VERSION)
+
+# ---- Debian packages (debian/): netdisk-server, netdisk-client and
+# netdisk-dkms into $(O)/deb, built from a copy of the tree (tracked and
+# untracked-but-not-ignored files) so that nothing lands beside it; then
+# lintian, which must have nothing left to say (debian/*.lintian-overrides
+# carry the justified exceptions).
+DEB_O := $(O)/deb
+
+deb: | $(DEPS_STAMP)
+	rm -rf $(DEB_O)
+	mkdir -p $(DEB_O)/netdisk-$(VERSION)
+	git ls-files -co --exclude-standard -z | \
+		tar --null -T - -cf - | tar -C $(DEB_O)/netdisk-$(VERSION) -xf -
+	cd $(DEB_O)/netdisk-$(VERSION) && dpkg-buildpackage -us -uc -b -Jauto \
+		>../build.log 2>&1 || { tail -n 40 ../build.log; exit 1; }
+	rm -rf $(DEB_O)/netdisk-$(VERSION)
+	lintian --fail-on error,warning,info --display-info \
+		$(DEB_O)/netdisk_$(VERSION)_*.changes
 
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/netdiskd $(DESTDIR)$(BINDIR)/netdisk \
