@@ -148,6 +148,7 @@ vm-test-compat: userspace
 
 test: unit integration asan-test fuzz-smoke vm-test systemd-test
 	$(MAKE) vm-test-compat
+	$(MAKE) pkg-test
 	@echo "all test suites passed"
 
 demo: userspace kernel
@@ -228,6 +229,11 @@ deb: | $(DEPS_STAMP)
 	lintian --fail-on error,warning,info --display-info \
 		$(DEB_O)/netdisk_$(VERSION)_*.changes
 
+# The packages installed into a clean Debian 12 root, DKMS, a kernel
+# upgrade, the DKMS-built module in a VM, purge (tests/pkg/run.sh).
+pkg-test: deb
+	O=$(O) KVER=$(KVER) tests/pkg/run.sh
+
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/netdiskd $(DESTDIR)$(BINDIR)/netdisk \
 		$(DESTDIR)$(GENDIR)/netdisk-generator
@@ -241,8 +247,10 @@ clean:
 	-$(MAKE) -C kernel clean KVER=$(KVER) O=
 	-$(MAKE) -C tests/kmod clean KVER=$(KVER) O=
 
-# (vm/: guest root file systems, whose /etc/rc?.d are no make files)
--include $(shell find $(O) -path $(O)/vm -prune -o -name '*.d' -print 2>/dev/null)
+# (vm/, pkg/, deb/: root file systems and package builds, whose
+# /etc/*.d are no make files)
+-include $(shell find $(O) \( -path $(O)/vm -o -path $(O)/pkg -o -path $(O)/deb \) \
+	-prune -o -name '*.d' -print 2>/dev/null)
 
 # ---- libFuzzer harnesses (tests/fuzz): clang, ASan+UBSan, into build-fuzz.
 # `make fuzz` runs each for FUZZ_TIME seconds, `make fuzz-smoke` for ~10 s.
