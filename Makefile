@@ -197,7 +197,9 @@ install: $(O)/netdiskd $(O)/netdisk $(O)/netdisk-generator
 # from which DKMS builds netdisk.ko for every kernel with headers and again
 # on kernel upgrades. `make dkms-install` (root) registers and builds them.
 DKMS_DIR := /usr/src/netdisk-$(VERSION)
-DKMS_SRC := $(wildcard kernel/*.c kernel/*.h) kernel/Kbuild kernel/Makefile \
+# (kernel/*.mod.c: kbuild's output of an earlier in-tree build.)
+DKMS_SRC := $(filter-out %.mod.c,$(wildcard kernel/*.c kernel/*.h)) \
+            kernel/Kbuild kernel/Makefile \
             include/netdisk_proto.h include/netdisk_ioctl.h \
             include/netdisk_vectors.h
 

@@ -38,8 +38,10 @@ finish() {
 }
 die() { bad "$*"; finish; }
 in_root() { scripts/inroot "$ROOT" "$@"; }
+# INITRD=No: kernel packages skip the initramfs (netdisk.ko is not in it,
+# and mkinitramfs takes many minutes on a loaded 2-core machine).
 apt_in_root() {
-	in_root env DEBIAN_FRONTEND=noninteractive apt-get -y -q \
+	in_root env DEBIAN_FRONTEND=noninteractive INITRD=No apt-get -y -q \
 		-o Dpkg::Use-Pty=0 "$@"
 }
 # The root's files, as paths with type, mode and owner: what a purge must
@@ -145,6 +147,17 @@ odd=$(in_root dpkg -L netdisk-server netdisk-client netdisk-dkms | sort -u |
 [ -z "$odd" ] && ok "packaged files: root's, none setuid or world-writable" ||
 	bad "packaged files with odd owners or modes: $odd"
 
+# ---- make dkms-src (the source install) gives DKMS the package's tree.
+S=$W/dkms-src
+rm -rf "$S"
+if make -s NO_INSTALL_DEPS=1 dkms-src DESTDIR="$S" >"$W/dkms-src.log" 2>&1 &&
+   diff -r "$S/usr/src/netdisk-$VERSION" "$ROOT/usr/src/netdisk-$VERSION" >>"$W/dkms-src.log" 2>&1; then
+	ok "make dkms-src installs the same tree as netdisk-dkms"
+else
+	bad "make dkms-src differs from netdisk-dkms's tree ($W/dkms-src.log)"
+fi
+rm -rf "$S"
+
 # ---- a kernel upgrade: Debian 12's newest 6.12 (bookworm-security)
 # installed now; DKMS's kernel hooks build netdisk.ko for it.
 K2=$(in_root apt-cache search --names-only '^linux-headers-6\.12\.[0-9]+\+deb12-amd64$' |
@@ -153,6 +166,8 @@ if [ -z "$K2" ]; then
 	bad "no linux-headers-6.12.*+deb12-amd64 in the root's archive"
 else
 	t0=$(date +%s)
+	# INITRD=No: the kernel hooks skip the initramfs (netdisk.ko is not in
+	# it, and mkinitramfs takes minutes on a loaded 2-core machine).
 	if apt_in_root install --no-install-recommends "linux-image-$K2" "linux-headers-$K2" \
 		>"$W/upgrade.log" 2>&1; then
 		ok "kernel upgrade: linux-image/headers-$K2 installed ($(($(date +%s) - t0)) s, DKMS build included)"
