@@ -47,13 +47,15 @@ apt_in_root() {
 # The root's files, as paths with type, mode and owner: what a purge must
 # restore. Left out: the mount points' contents (proc, sys, dev, run, tmp),
 # apt's package lists and caches (apt-get update), apt's and dpkg's logs
-# (the administrator's record), debconf's backups of its own database.
+# (the administrator's record), debconf's backups of its own database and
+# the shadow tools' of /etc/passwd, group, shadow, gshadow (etc/*-).
 file_list() {
 	(cd "$ROOT" && find . -xdev \( -path ./proc -o -path ./sys -o -path ./dev \
 		-o -path ./run -o -path ./tmp -o -path ./var/lib/apt/lists \
 		-o -path ./var/cache/apt -o -path ./var/log/apt \
 		-o -path ./var/log/dpkg.log -o -path ./var/log/alternatives.log \
-		-o -name '*-old' -path './var/cache/debconf/*' \) -prune -o \
+		-o -name '*-old' -path './var/cache/debconf/*' \
+		-o -path './etc/*-' \) -prune -o \
 		-printf '%y %m %u:%g %p\n' | sort -k4)
 }
 
@@ -72,6 +74,7 @@ if ! scripts/mkroot "$ROOT" "linux-headers-$KVER" man-db 2>"$W/mkroot.log"; then
 fi
 apt_in_root update >"$W/update.log" 2>&1 || die "apt-get update in the root failed ($W/update.log)"
 file_list >"$W/files-before"
+in_root dpkg-query -W -f='${Package}\n' | sort >"$W/packages-before"
 
 # ---- install, as a user would: apt pulls dkms and the compiler, DKMS's
 # postinst builds for the installed kernel(s).
@@ -91,7 +94,7 @@ rm -rf "$ROOT/tmp/netdisk-debs"
 # check_dkms K: DKMS built and installed netdisk.ko for kernel K.
 check_dkms() {
 	local k=$1 st ko vm ver
-	st=$(in_root dkms status -m netdisk -v "$VERSION" -k "$k" 2>&1)
+	st=$(in_root dkms status -m netdisk -v "$VERSION" -k "$k" 2>/dev/null)
 	case "$st" in
 	*"netdisk/$VERSION, $k, "*": installed"*) ok "dkms status for $k: $st" ;;
 	*) bad "dkms status for $k: '$st'"; return ;;
@@ -206,11 +209,16 @@ fi
 left=$(find "$ROOT/lib/modules" "$ROOT/usr/src" "$ROOT/var/lib/dkms" -name '*netdisk*' 2>/dev/null)
 [ -z "$left" ] && ok "no netdisk module, source or DKMS tree left" ||
 	bad "left after purge: $left"
-if [ -n "$K2" ]; then
-	apt_in_root purge "linux-image-$K2" "linux-headers-$K2" >>"$W/purge.log" 2>&1 ||
-		bad "purging linux-image-$K2 failed ($W/purge.log)"
+# Then everything the install and the upgrade brought (dkms, the compiler,
+# the 6.12 kernel): the root must be as before, whatever apt's autoremove
+# would keep for recommends of packages that were already there.
+in_root dpkg-query -W -f='${Package}\n' | sort >"$W/packages-after"
+brought=$(comm -13 "$W/packages-before" "$W/packages-after")
+if [ -n "$brought" ]; then
+	# shellcheck disable=SC2086 # one word per package
+	apt_in_root purge $brought >>"$W/purge.log" 2>&1 ||
+		bad "purging what the install brought failed ($W/purge.log)"
 fi
-apt_in_root autoremove --purge >>"$W/purge.log" 2>&1 || bad "apt-get autoremove --purge failed"
 file_list >"$W/files-after"
 if diff -u "$W/files-before" "$W/files-after" >"$W/files.diff"; then
 	ok "after purge the root's file list is the one before the install ($(wc -l <"$W/files-before") entries)"
