@@ -48,14 +48,18 @@ apt_in_root() {
 # restore. Left out: the mount points' contents (proc, sys, dev, run, tmp),
 # apt's package lists and caches (apt-get update), apt's and dpkg's logs
 # (the administrator's record), debconf's backups of its own database and
-# the shadow tools' of /etc/passwd, group, shadow, gshadow (etc/*-).
+# the shadow tools' of /etc/passwd, group, shadow, gshadow (etc/*-),
+# man-db's cache of the pages this test formats, and depmod's indexes
+# (modules.*: this root has the kernel's headers, not its image, which on
+# a real system made them before DKMS's depmod; the module itself counts).
 file_list() {
 	(cd "$ROOT" && find . -xdev \( -path ./proc -o -path ./sys -o -path ./dev \
 		-o -path ./run -o -path ./tmp -o -path ./var/lib/apt/lists \
 		-o -path ./var/cache/apt -o -path ./var/log/apt \
 		-o -path ./var/log/dpkg.log -o -path ./var/log/alternatives.log \
 		-o -name '*-old' -path './var/cache/debconf/*' \
-		-o -path './etc/*-' \) -prune -o \
+		-o -path './etc/*-' -o -path ./var/cache/man \
+		-o -path './usr/lib/modules/*/modules.*' \) -prune -o \
 		-printf '%y %m %u:%g %p\n' | sort -k4)
 }
 
