@@ -15,6 +15,12 @@ CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer \
 LDFLAGS += -fsanitize=address,undefined
 endif
 LDLIBS  += -lcrypto -pthread
+# The one version (debian/changelog): --version of both programs.
+VERSION := $(shell scripts/version)
+ifeq ($(VERSION),)
+$(error no version: scripts/version failed)
+endif
+CPPFLAGS += -DNETDISK_VERSION='"$(VERSION)"'
 # netdiskd and what links its objects: config parser, readiness.
 SERVER_LDLIBS := -linih -lsystemd
 
@@ -33,29 +39,39 @@ TOOL_BIN   := $(TOOL_SRC:tests/tools/%.c=$(O)/tools/%)
 # The server's objects minus main(), so unit tests can link server code.
 SERVER_LIB_OBJ := $(filter-out $(O)/server/main.o,$(SERVER_OBJ))
 
+# NO_INSTALL_DEPS=1: never run scripts/install-deps (package builds).
+ifneq ($(NO_INSTALL_DEPS),1)
 DEPS_STAMP := .deps-installed
+endif
 
 # Keep intermediate objects (unit-test and tool objects are chained rules).
 .SECONDARY:
 
 .PHONY: all userspace kernel test unit integration vm-test asan-test \
         demo bench clean deps sparse fuzz install uninstall systemd-test \
-        vm-test-compat kroot
+        vm-test-compat kroot programs dkms-src dkms-install deb pkg-test
 
 all: userspace kernel
+
+# What gets installed (make install, the Debian packages).
+programs: $(O)/netdiskd $(O)/netdisk $(O)/netdisk-generator
 
 userspace: $(O)/netdiskd $(O)/netdisk $(O)/netdisk-generator $(UNIT_BIN) \
            $(TOOL_BIN)
 
+ifneq ($(DEPS_STAMP),)
 $(DEPS_STAMP): scripts/install-deps
 	./scripts/install-deps
 	touch $@
+endif
 
 deps: $(DEPS_STAMP)
 
 $(O)/%.o: %.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(O)/cli/netdisk.o $(O)/server/main.o: debian/changelog
 
 $(O)/libnetdisk.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
@@ -141,14 +157,17 @@ vm-test-compat: userspace kroot
 	done; $(MAKE) kernel KVER=$(KVER) $(KERNEL_STRICT) && exit $$rc
 
 # The Debian 13 root of vm-test-compat (scripts/kroot: mostly download and
-# dpkg, 2 of its ~10 minutes on the CPU) is made in the background while
-# the other suites run; `make kroot` then waits for it on its lock, and
-# says why if it failed (log: $(O)/kroot.log). Each suite's time is printed
+# dpkg, 2 of its ~10 minutes on the CPU) and pkg-test's Debian 12 root
+# (scripts/mkroot) are made in the background while the other suites run;
+# `make kroot` and pkg-test then wait for them on their locks, and say why
+# if they failed (logs: $(O)/kroot.log, $(O)/mkroot.log). Each suite's time is printed
 # on one line, so a CI log shows where the minutes went.
 TEST_SUITES = unit integration asan-test fuzz-smoke vm-test systemd-test \
-	      vm-test-compat
+	      vm-test-compat pkg-test
 test: | $(DEPS_STAMP)
-	@mkdir -p $(O) && (scripts/kroot install >$(O)/kroot.log 2>&1 &)
+	@mkdir -p $(O) && (scripts/kroot install >$(O)/kroot.log 2>&1 &) && \
+		(scripts/mkroot --tarball linux-headers-$(KVER) man-db \
+			>$(O)/mkroot.log 2>&1 &)
 	@t0=$$(date +%s); for s in $(TEST_SUITES); do \
 		t=$$(date +%s); $(MAKE) $$s || exit 1; \
 		echo "==== make $$s: $$(($$(date +%s) - t)) s"; \
@@ -196,6 +215,49 @@ install: $(O)/netdiskd $(O)/netdisk $(O)/netdisk-generator
 	install -m 0644 docs/examples/netdisktab $(DESTDIR)$(DOCDIR)/netdisktab.example
 	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
 
+# ---- DKMS: the module's sources and dkms.conf in /usr/src/netdisk-VERSION,
+# from which DKMS builds netdisk.ko for every kernel with headers and again
+# on kernel upgrades. `make dkms-install` (root) registers and builds them.
+DKMS_DIR := /usr/src/netdisk-$(VERSION)
+# (kernel/*.mod.c: kbuild's output of an earlier in-tree build.)
+DKMS_SRC := $(filter-out %.mod.c,$(wildcard kernel/*.c kernel/*.h)) \
+            kernel/Kbuild kernel/Makefile \
+            include/netdisk_proto.h include/netdisk_ioctl.h \
+            include/netdisk_vectors.h
+
+dkms-src:
+	install -d $(DESTDIR)$(DKMS_DIR)/kernel $(DESTDIR)$(DKMS_DIR)/include
+	for f in $(DKMS_SRC); do \
+		install -m 0644 $$f $(DESTDIR)$(DKMS_DIR)/$$f || exit 1; done
+	sed 's/#MODULE_VERSION#/$(VERSION)/' dkms.conf \
+		>$(DESTDIR)$(DKMS_DIR)/dkms.conf
+
+dkms-install: dkms-src
+	dkms install netdisk/$(VERSION)
+
+# ---- Debian packages (debian/): netdisk-server, netdisk-client and
+# netdisk-dkms into $(O)/deb, built from a copy of the tree (tracked and
+# untracked-but-not-ignored files) so that nothing lands beside it; then
+# lintian, which must have nothing left to say (debian/*.lintian-overrides
+# carry the justified exceptions).
+DEB_O := $(O)/deb
+
+deb: | $(DEPS_STAMP)
+	rm -rf $(DEB_O)
+	mkdir -p $(DEB_O)/netdisk-$(VERSION)
+	git ls-files -co --exclude-standard -z | \
+		tar --null -T - -cf - | tar -C $(DEB_O)/netdisk-$(VERSION) -xf -
+	cd $(DEB_O)/netdisk-$(VERSION) && dpkg-buildpackage -us -uc -b -Jauto \
+		>../build.log 2>&1 || { tail -n 40 ../build.log; exit 1; }
+	rm -rf $(DEB_O)/netdisk-$(VERSION)
+	lintian --fail-on error,warning,info --display-info \
+		$(DEB_O)/netdisk_$(VERSION)_*.changes
+
+# The packages installed into a clean Debian 12 root, DKMS, a kernel
+# upgrade, the DKMS-built module in a VM, purge (tests/pkg/run.sh).
+pkg-test: deb
+	O=$(O) KVER=$(KVER) tests/pkg/run.sh
+
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/netdiskd $(DESTDIR)$(BINDIR)/netdisk \
 		$(DESTDIR)$(GENDIR)/netdisk-generator
@@ -209,8 +271,10 @@ clean:
 	-$(MAKE) -C kernel clean KVER=$(KVER) O=
 	-$(MAKE) -C tests/kmod clean KVER=$(KVER) O=
 
-# (vm/: guest root file systems, whose /etc/rc?.d are no make files)
--include $(shell find $(O) -path $(O)/vm -prune -o -name '*.d' -print 2>/dev/null)
+# (vm/, pkg/, deb/: root file systems and package builds, whose
+# /etc/*.d are no make files)
+-include $(shell find $(O) \( -path $(O)/vm -o -path $(O)/pkg -o -path $(O)/deb \) \
+	-prune -o -name '*.d' -print 2>/dev/null)
 
 # ---- libFuzzer harnesses (tests/fuzz): clang, ASan+UBSan, into build-fuzz.
 # `make fuzz` runs each for FUZZ_TIME seconds, `make fuzz-smoke` for ~10 s.

@@ -178,6 +178,8 @@ rm -rf "$OUT"
 mkdir -p "$OUT/.vmrun"
 {
 	for v in O KVER REPO; do printf 'export %s=%q\n' "$v" "${!v}"; done
+	# ND_KO: the netdisk.ko the guest loads (tests/pkg: the DKMS-built one).
+	printf 'export ND_KO=%q\n' "${ND_KO:-$REPO/kernel/netdisk.ko}"
 	echo 'export VMOUT=/run/vmout HOME=/root TERM=dumb LANG=C.UTF-8'
 	echo 'export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 	printf 'SCRIPT=%q\n' "$SCRIPT"
