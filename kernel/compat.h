@@ -226,7 +226,11 @@ static inline void nd_compat_shrinker_free(struct shrinker *s)
 static inline void nd_compat_sock_setup(struct sock *sk)
 {
 	sk->sk_allocation = GFP_NOIO | __GFP_MEMALLOC;
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 2, 0)
+	/*
+	 * A struct member, no macro, and not only 6.2+: Debian 12's 6.1 has
+	 * it too (stable backport), so Kbuild looks in <net/sock.h>.
+	 */
+#ifdef ND_HAVE_SK_USE_TASK_FRAG
 	sk->sk_use_task_frag = false;
 #endif
 }
