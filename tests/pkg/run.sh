@@ -82,18 +82,21 @@ in_root dpkg-query -W -f='${Package}\n' | sort >"$W/packages-before"
 
 # ---- install, as a user would: apt pulls dkms and the compiler, DKMS's
 # postinst builds for the installed kernel(s).
-mkdir -p "$ROOT/tmp/netdisk-debs"
-cp "${DEBS[@]}" "$ROOT/tmp/netdisk-debs/"
+# A fresh 0700 directory (mktemp): the root's /tmp is world-writable, and a
+# netdisk-debs made there beforehand by another user would let them swap
+# the .debs that apt then installs as root.
+debs=$(mktemp -d "$ROOT/tmp/netdisk-debs.XXXXXX") || die "mktemp in $ROOT/tmp"
+cp "${DEBS[@]}" "$debs/"
 t0=$(date +%s)
 inside=()
-for d in "${DEBS[@]}"; do inside+=("/tmp/netdisk-debs/${d##*/}"); done
+for d in "${DEBS[@]}"; do inside+=("/tmp/${debs##*/}/${d##*/}"); done
 if apt_in_root install --no-install-recommends "${inside[@]}" >"$W/install.log" 2>&1; then
 	ok "apt-get install of the three packages ($(($(date +%s) - t0)) s, DKMS build included)"
 else
 	tail -n 30 "$W/install.log"
 	die "apt-get install failed ($W/install.log)"
 fi
-rm -rf "$ROOT/tmp/netdisk-debs"
+rm -rf "$debs"
 
 # check_dkms K: DKMS built and installed netdisk.ko for kernel K.
 check_dkms() {
@@ -204,12 +207,28 @@ else
 fi
 
 # ---- purge: the three, then the kernel added, then what apt pulled in.
+# The administrator's data first (netdisk-server.postrm): a key in
+# /etc/netdisk and a copy-on-write overlay must stay, the write epochs go.
+mkdir -p "$ROOT/etc/netdisk" "$ROOT/var/lib/netdisk/overlays/golden"
+( umask 077; echo key >"$ROOT/etc/netdisk/client.key" )
+echo overlay >"$ROOT/var/lib/netdisk/overlays/golden/lab-01.ndcow"
+echo epochs >"$ROOT/var/lib/netdisk/0123456789abcdef.state"
+: >"$ROOT/var/lib/netdisk/0123456789abcdef.state.tmp"
 if apt_in_root purge netdisk-server netdisk-client netdisk-dkms >"$W/purge.log" 2>&1; then
 	ok "apt-get purge of the three packages"
 else
 	tail -n 20 "$W/purge.log"
 	bad "apt-get purge failed ($W/purge.log)"
 fi
+if [ "$(cat "$ROOT/etc/netdisk/client.key" 2>/dev/null)" = key ] &&
+   [ "$(stat -c %a "$ROOT/etc/netdisk/client.key")" = 600 ] &&
+   [ "$(cat "$ROOT/var/lib/netdisk/overlays/golden/lab-01.ndcow" 2>/dev/null)" = overlay ] &&
+   ! ls "$ROOT"/var/lib/netdisk/*.state* >/dev/null 2>&1; then
+	ok "purge kept the key and the overlay, removed the write epochs"
+else
+	bad "purge and the administrator's data: $(cd "$ROOT" && ls -lR etc/netdisk var/lib/netdisk 2>&1 | tr '\n' ' ')"
+fi
+rm -rf "$ROOT/etc/netdisk" "$ROOT/var/lib/netdisk"
 left=$(find "$ROOT/lib/modules" "$ROOT/usr/src" "$ROOT/var/lib/dkms" -name '*netdisk*' 2>/dev/null)
 [ -z "$left" ] && ok "no netdisk module, source or DKMS tree left" ||
 	bad "left after purge: $left"
