@@ -325,6 +325,95 @@ static void test_trim_and_zeroes_read_zeros(void **state)
 }
 
 /*
+ * The map's summary (a bit per 32-entry map word, 64 words per summary
+ * word) lets reads skip words never changed: clusters on both sides of
+ * every kind of boundary are written, zeroed or trimmed one at a time,
+ * each read back beside its untouched neighbours, through pread and
+ * pread_nowait, before and after a reopen (the summary rebuilt from the
+ * file's map), on a disk that ends inside a map word.
+ */
+#define EDGE_CLUSTERS	(3 * 2048 + 33)
+
+static int fx_setup_edges(void **state)
+{
+	return fx_setup_size(state, (uint64_t)EDGE_CLUSTERS * CS);
+}
+
+static const uint64_t edge_cl[] = {
+	0, 31, 32, 63, 64, 2047, 2048, 2049, 4095, 4096, 6143, 6144,
+	EDGE_CLUSTERS - 2, EDGE_CLUSTERS - 1,
+};
+
+/* What cluster c reads as after op i: base (-1), its fill, or zeros. */
+static int edge_want(uint64_t c, size_t done)
+{
+	for (size_t i = 0; i < done; i++)
+		if (edge_cl[i] == c)
+			return i % 3 == 0 ? (int)(0x80 + i) : 0;
+	return -1;
+}
+
+static void edge_check(struct fx *f, size_t done)
+{
+	uint8_t *buf = malloc(3 * CS);
+
+	assert_non_null(buf);
+	for (size_t i = 0; i < sizeof(edge_cl) / sizeof(edge_cl[0]); i++) {
+		uint64_t c0 = edge_cl[i] ? edge_cl[i] - 1 : 0;
+		uint64_t n = EDGE_CLUSTERS - c0 < 3 ? EDGE_CLUSTERS - c0 : 3;
+		int rc = f->ov.ops->pread_nowait(f->ov.h, buf, n * CS, c0 * CS);
+
+		/* the base may refuse to read without waiting */
+		assert_true(rc == 0 || rc == -EAGAIN);
+		if (rc == -EAGAIN)
+			ov_read(f, buf, n * CS, c0 * CS);
+		for (uint64_t c = c0; c < c0 + n; c++) {
+			int want = edge_want(c, done);
+
+			for (uint32_t b = 0; b < CS; b++) {
+				uint64_t o = c * CS + b;
+				uint8_t w8 = want < 0 ? pat(o) : (uint8_t)want;
+
+				if (buf[(c - c0) * CS + b] != w8)
+					fail_msg("cluster %llu after %zu ops: byte %u is 0x%02x, expected 0x%02x",
+						 (unsigned long long)c, done, b,
+						 buf[(c - c0) * CS + b], w8);
+			}
+			expect(f, want, CS, c * CS);
+		}
+	}
+	free(buf);
+}
+
+static void test_summary_edges(void **state)
+{
+	struct fx *f = *state;
+	size_t n = sizeof(edge_cl) / sizeof(edge_cl[0]);
+
+	ov_open(f);
+	edge_check(f, 0);
+	for (size_t i = 0; i < n; i++) {
+		uint64_t off = edge_cl[i] * CS;
+
+		if (i % 3 == 0)
+			ov_write(f, (uint8_t)(0x80 + i), CS, off, false);
+		else if (i % 3 == 1)
+			assert_int_equal(f->ov.ops->write_zeroes(f->ov.h, CS,
+								 off, false),
+					 0);
+		else
+			assert_int_equal(f->ov.ops->trim(f->ov.h, CS, off), 0);
+		edge_check(f, i + 1);
+	}
+	assert_int_equal(f->ov.ops->flush(f->ov.h), 0);
+	ov_close(f);
+	ov_open(f);
+	edge_check(f, n);
+	ov_close(f);
+	expect_base_file_intact(f);
+}
+
+/*
  * The receiver's variants: first writes, FUA and reads that would wait
  * are left to a worker (-EAGAIN, nothing changed); the overlay here is
  * on tmpfs, so rewrites and reads of its data never wait.
@@ -1388,6 +1477,8 @@ int main(void)
 						fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_trim_and_zeroes_read_zeros,
 						fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_summary_edges,
+						fx_setup_edges, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_racing_partial_first_writes,
 						fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_random_ops_from_threads,
