@@ -49,7 +49,7 @@ static void attach_usage(FILE *f)
 {
 	fprintf(f,
 		"usage: netdisk attach URL --key-file FILE [--read-only] [--identity NAME]\n"
-		"                      [--reconnect-timeout SEC] [--connections N]\n"
+		"                      [--reconnect-timeout SEC|forever] [--connections N]\n"
 		"                      [--cache-size SIZE]\n"
 		"       netdisk attach --tab NAME [--tab-file FILE]\n"
 		"\n"
@@ -65,7 +65,8 @@ static void attach_usage(FILE *f)
 		"  --reconnect-timeout SEC\n"
 		"                    when the connection breaks, hold I/O and reconnect\n"
 		"                    for up to SEC seconds before failing it with EIO\n"
-		"                    (default 120, 0..86400; 0 fails I/O at once)\n"
+		"                    (default 120, 0..86400; 0 fails I/O at once;\n"
+		"                    forever: no limit, as for a root device)\n"
 		"  --connections N   TCP connections, one per block queue, 1..16\n"
 		"                    (default: online CPUs, at most 4)\n"
 		"  --cache-size SIZE in-memory write-through cache of the disk, SIZE\n"
@@ -202,9 +203,11 @@ int nd_attach_argv(int argc, char **argv, long *index)
 		case OPT_RECONNECT:
 			errno = 0;
 			reconnect_s = strtoul(optarg, &end, 10);
-			if (!isdigit((unsigned char)optarg[0]) || *end || errno ||
-			    reconnect_s > 86400) {
-				nd_err("invalid --reconnect-timeout '%s' (seconds, 0..86400)",
+			if (!strcmp(optarg, "forever"))
+				reconnect_s = ND_RECONNECT_FOREVER;
+			else if (!isdigit((unsigned char)optarg[0]) || *end ||
+				 errno || reconnect_s > 86400) {
+				nd_err("invalid --reconnect-timeout '%s' (seconds, 0..86400, or forever)",
 				       optarg);
 				return ND_EXIT_USAGE;
 			}

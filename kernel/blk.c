@@ -278,7 +278,8 @@ static enum blk_eh_timer_return nd_timeout(struct request *rq)
 		nd_conn_kill(c, "request timed out (server not responding)");
 	if (nd_conn_dead(c))
 		return BLK_EH_DONE;
-	if (time_after_eq(jiffies, cmd->give_up) &&
+	if (!nd_dev_reconnects_forever(dev) &&
+	    time_after_eq(jiffies, cmd->give_up) &&
 	    nd_cmd_claim(c, cmd, BLK_STS_IOERR)) {
 		pr_err_ratelimited("%s: no answer to a request within %u s, across reconnects: failing it\n",
 				   dev->name, dev->io_timeout_s +

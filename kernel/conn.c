@@ -272,7 +272,7 @@ bool nd_conn_queue(struct nd_conn *c, struct request *rq)
 	cmd->inflight = true;
 	cmd->status = BLK_STS_OK;
 	cmd->give_up = jiffies + (c->dev->io_timeout_s +
-				  c->dev->reconnect_timeout_s) * HZ;
+				  (unsigned long)c->dev->reconnect_timeout_s) * HZ;
 	spin_unlock(&cmd->lock);
 	/* Unlinked by whoever claimed its last use: never on a list here. */
 	list_add_tail(&cmd->list, &c->queue);
@@ -626,8 +626,13 @@ static void nd_reconnect_work(struct work_struct *work)
 		else if (err == -EMEDIUMTYPE)
 			/* No retry brings it back: only the admin can. */
 			nd_dev_fail(dev, "base image of the overlay changed on the server, giving up");
-		else if (time_after(jiffies, c->reconnect_deadline))
+		else if (!nd_dev_reconnects_forever(dev) &&
+			 time_after(jiffies, c->reconnect_deadline))
 			nd_dev_fail(dev, "reconnect timeout expired, failing I/O");
+		else if (nd_dev_reconnects_forever(dev) && !nd_conn_dead(c))
+			queue_delayed_work(dev->reconnect_wq,
+					   &c->reconnect_work,
+					   msecs_to_jiffies(c->backoff_ms));
 		else if (!nd_conn_dead(c))
 			/* The last attempt falls on the deadline. */
 			queue_delayed_work(dev->reconnect_wq,

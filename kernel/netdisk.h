@@ -230,7 +230,8 @@ struct nd_device {
 	struct nd_session_info info;
 	bool read_only;
 	unsigned int io_timeout_s;
-	unsigned int reconnect_timeout_s;	/* 0: fail at once */
+	/* 0: fail at once; ND_RECONNECT_FOREVER: no limit (root devices) */
+	unsigned int reconnect_timeout_s;
 	struct net *net;		/* the attaching task's: reconnects */
 	/*
 	 * Per device, so that neither a reconnect blocked in connect nor a
@@ -247,6 +248,12 @@ struct nd_device {
 };
 
 extern const struct attribute_group *nd_disk_groups[];
+
+/* Held I/O waits for the server however long it takes (a root device). */
+static inline bool nd_dev_reconnects_forever(const struct nd_device *dev)
+{
+	return dev->reconnect_timeout_s == ND_RECONNECT_FOREVER;
+}
 
 int nd_blk_init_disk(struct nd_device *dev);
 /* Fails with EIO the requests still in flight of c's queue (NULL: all). */

@@ -1,0 +1,60 @@
+#!/bin/bash
+# timeout: 300
+# Root devices: `netdisk boot` attaches the netdisk= parameters of a
+# command line in order, reconnecting without a time limit by default; a
+# device with --reconnect-timeout forever holds I/O through a server outage
+# longer than its request timeout plus any finite deadline it could have
+# computed, and completes it once the server is back.
+set -eu
+. "$REPO/tests/vm/lib.sh"
+trap nd_cleanup EXIT
+
+D=$CASE_DIR
+nd_keygen "$D/key"
+truncate -s 16M "$D/a.img" "$D/b.img"
+port=$((_nd_port + 102))
+port2=$((port + 1))
+serve_on S "$port" --file "$D/a.img" --key-file "$D/key" --export rootfs
+serve_on S2 "$port2" --file "$D/b.img" --key-file "$D/key" --export data --read-only
+
+log "netdisk boot: two netdisk= parameters attached in order"
+no_devices_left || fail "devices attached before the case"
+printf 'ip=dhcp netdisk=netdisk://127.0.0.1:%s/rootfs root=/dev/netdisk0 netdisk=netdisk://127.0.0.1:%s/data,ro,reconnect-timeout=7\n' \
+	"$port" "$port2" >"$D/cmdline"
+"$ND" boot --cmdline "$D/cmdline" --key-file "$D/key" >"$D/boot.out" ||
+	fail "netdisk boot exited $?"
+cat "$D/boot.out"
+[ "$(cat "$D/boot.out")" = "$(printf '/dev/netdisk0\n/dev/netdisk1')" ] ||
+	fail "boot printed $(cat "$D/boot.out")"
+[ "$(sysattr /dev/netdisk0 export)" = rootfs ] || fail "netdisk0 is not rootfs"
+[ "$(sysattr /dev/netdisk1 export)" = data ] || fail "netdisk1 is not data"
+[ "$(sysattr /dev/netdisk0 reconnect_timeout)" = 4294967295 ] ||
+	fail "root device reconnect_timeout $(sysattr /dev/netdisk0 reconnect_timeout), not forever"
+[ "$(sysattr /dev/netdisk1 reconnect_timeout)" = 7 ] || fail "reconnect-timeout=7 not applied"
+[ "$(cat /sys/block/netdisk1/ro)" = 1 ] || fail "ro not applied"
+detach /dev/netdisk1
+detach /dev/netdisk0
+
+log "--reconnect-timeout forever: I/O held through a 12 s outage (request timeout 2 s)"
+attach dev "netdisk://127.0.0.1:$port/rootfs" --key-file "$D/key" \
+	--reconnect-timeout forever --timeout 2
+dd if=/dev/urandom of="$D/data" bs=1M count=1 status=none
+dd if="$D/data" of="$dev" bs=1M oflag=direct status=none || fail "initial write"
+kill_server "$S"
+dd if="$dev" of="$D/back" bs=1M count=1 iflag=direct status=none 2>"$D/dd.err" &
+dd_pid=$!
+echo "$dd_pid" >>"$D/pids"
+sleep 12
+kill -0 "$dd_pid" 2>/dev/null || { cat "$D/dd.err"; fail "read ended while the server was gone"; }
+[ "$(sysattr "$dev" state)" = reconnecting ] || fail "state $(sysattr "$dev" state), not reconnecting"
+serve_on S "$port" --file "$D/a.img" --key-file "$D/key" --export rootfs
+rc=0
+wait "$dd_pid" || rc=$?
+cat "$D/dd.err"
+[ "$rc" = 0 ] || fail "held read failed (exit $rc)"
+cmp "$D/data" "$D/back" || fail "held read returned other data"
+[ "$(sysattr "$dev" errors)" = 0 ] || fail "errors counted"
+dmesg | grep -q "${dev#/dev/}: reconnect timeout expired" && fail "expired with no limit"
+detach "$dev"
+no_devices_left || fail "device left after detach"
+log "ok"
