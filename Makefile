@@ -40,7 +40,7 @@ DEPS_STAMP := .deps-installed
 
 .PHONY: all userspace kernel test unit integration vm-test asan-test \
         demo bench clean deps sparse fuzz install uninstall systemd-test \
-        vm-test-compat
+        vm-test-compat boot-test
 
 all: userspace kernel
 
@@ -134,6 +134,11 @@ test: unit integration asan-test fuzz-smoke vm-test systemd-test
 	$(MAKE) vm-test-compat
 	@echo "all test suites passed"
 
+# Boots a Debian 12 machine from a netdisk copy-on-write export in QEMU
+# (tests/boot/run.sh); the image's root is cached in /var/cache/netdisk/boot.
+boot-test: userspace kernel
+	O=$(O) tests/boot/run.sh
+
 demo: userspace kernel
 	O=$(O) KVER=$(KVER) scripts/demo.sh
 
@@ -151,6 +156,9 @@ UNITDIR    ?= $(PREFIX)/lib/systemd/system
 GENDIR     ?= $(PREFIX)/lib/systemd/system-generators
 MANDIR     ?= $(PREFIX)/share/man
 DOCDIR     ?= $(PREFIX)/share/doc/netdisk
+# udev and initramfs-tools read only these, whatever PREFIX is.
+UDEVRULESDIR ?= /lib/udev/rules.d
+INITRAMFSDIR ?= /usr/share/initramfs-tools
 MAN_PAGES  := $(wildcard man/*.[1-8])
 UNITS      := netdiskd.service netdisk@.service
 UNIT_SED   := -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@BINDIR@|$(BINDIR)|g' \
@@ -175,6 +183,14 @@ install: $(O)/netdiskd $(O)/netdisk $(O)/netdisk-generator
 		$(DESTDIR)$(DOCDIR)/netdiskd.conf.example
 	install -m 0644 docs/examples/netdisktab $(DESTDIR)$(DOCDIR)/netdisktab.example
 	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
+	install -D -m 0644 udev/60-netdisk.rules \
+		$(DESTDIR)$(UDEVRULESDIR)/60-netdisk.rules
+	install -D -m 0755 initramfs-tools/hooks/netdisk \
+		$(DESTDIR)$(INITRAMFSDIR)/hooks/netdisk
+	install -D -m 0755 initramfs-tools/scripts/local-top/netdisk \
+		$(DESTDIR)$(INITRAMFSDIR)/scripts/local-top/netdisk
+	install -D -m 0644 initramfs-tools/conf.d/netdisk \
+		$(DESTDIR)$(INITRAMFSDIR)/conf.d/netdisk
 
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/netdiskd $(DESTDIR)$(BINDIR)/netdisk \
@@ -183,14 +199,18 @@ uninstall:
 	for m in $(MAN_PAGES); do s=$${m##*.}; \
 		rm -f $(DESTDIR)$(MANDIR)/man$$s/$${m##*/}; done
 	rm -rf $(DESTDIR)$(DOCDIR)
+	rm -f $(DESTDIR)$(UDEVRULESDIR)/60-netdisk.rules \
+		$(DESTDIR)$(INITRAMFSDIR)/hooks/netdisk \
+		$(DESTDIR)$(INITRAMFSDIR)/scripts/local-top/netdisk \
+		$(DESTDIR)$(INITRAMFSDIR)/conf.d/netdisk
 
 clean:
 	rm -rf build build-asan build-fuzz
 	-$(MAKE) -C kernel clean KVER=$(KVER) O=
 	-$(MAKE) -C tests/kmod clean KVER=$(KVER) O=
 
-# (vm/: guest root file systems, whose /etc/rc?.d are no make files)
--include $(shell find $(O) -path $(O)/vm -prune -o -name '*.d' -print 2>/dev/null)
+# (vm/, boot/: guest root file systems, whose /etc/rc?.d are no make files)
+-include $(shell find $(O) \( -path $(O)/vm -o -path $(O)/boot \) -prune -o -name '*.d' -print 2>/dev/null)
 
 # ---- libFuzzer harnesses (tests/fuzz): clang, ASan+UBSan, into build-fuzz.
 # `make fuzz` runs each for FUZZ_TIME seconds, `make fuzz-smoke` for ~10 s.

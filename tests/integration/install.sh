@@ -117,7 +117,13 @@ if make -s -C "$ROOT" O="$O" install DESTDIR="$DEST" PREFIX=/usr/local \
 		 share/doc/netdisk/netdisktab.example; do
 		[ -e "$DEST/usr/local/$f" ] || missing="$missing $f"
 	done
-	[ -z "$missing" ] && ok "make install: binaries, units, generator, man pages, examples" ||
+	for f in /lib/udev/rules.d/60-netdisk.rules \
+		 /usr/share/initramfs-tools/hooks/netdisk \
+		 /usr/share/initramfs-tools/scripts/local-top/netdisk \
+		 /usr/share/initramfs-tools/conf.d/netdisk; do
+		[ -e "$DEST$f" ] || missing="$missing $f"
+	done
+	[ -z "$missing" ] && ok "make install: binaries, units, generator, man pages, examples, udev rules, initramfs-tools hook" ||
 		bad "make install: missing$missing"
 	U=$DEST/usr/local/lib/systemd/system
 	grep -qx 'ExecStart=/usr/local/sbin/netdiskd --config /etc/netdisk/netdiskd.conf' "$U/netdiskd.service" &&
