@@ -10,8 +10,6 @@
 #include "client.h"
 #include "url.h"
 
-#define NETDISK_VERSION		"1.0.0"
-
 /* Options every network subcommand takes; see ND_COMMON_LONGOPTS. */
 struct nd_common_opts {
 	const char *key_file;

@@ -291,7 +291,8 @@ static enum blk_eh_timer_return nd_timeout(struct request *rq)
 }
 
 static int nd_init_request(struct blk_mq_tag_set *set, struct request *rq,
-			   unsigned int hctx_idx, unsigned int numa_node)
+			   unsigned int hctx_idx,
+			   nd_compat_numa_node_t numa_node)
 {
 	struct nd_cmd *cmd = blk_mq_rq_to_pdu(rq);
 

@@ -5,7 +5,9 @@
  *
  * - An xarray maps the page index to a struct page (or to a ghost entry,
  *   an xarray value, for 2Q's A1out history). page->lru links the page on
- *   the A1in FIFO or the Am LRU, page->index is its index, page->private
+ *   the A1in FIFO or the Am LRU, the folio's index is its index (struct
+ *   page lost its own in 7.x; a page from alloc_page() is its folio),
+ *   page->private
  *   says which list. Pages are never changed once inserted (an update
  *   replaces the page), so a reader holding a reference copies outside
  *   the lock. One lock (the xarray's, irq-safe: completion may run in
@@ -46,6 +48,12 @@
 #define ND_CACHE_STRIPES	4096u	/* a power of two */
 #define ND_PG_AM		1ul	/* page_private: on Am, else A1in */
 #define ND_CACHE_BATCH		16u	/* fills inserted per lock hold */
+
+/* The page's index in the disk (see the head comment). */
+static inline pgoff_t nd_pg_index(struct page *pg)
+{
+	return page_folio(pg)->index;
+}
 
 struct nd_stripe {
 	u32 inflight;		/* writes, discards touching it */
@@ -115,9 +123,9 @@ static bool nd_cache_evict_one(struct nd_cache *c)
 	pg = list_first_entry(from_a1 ? &c->a1 : &c->am, struct page, lru);
 	nd_cache_unlink(c, pg);
 	if (from_a1)
-		nd_cache_ghost(c, pg->index);
+		nd_cache_ghost(c, nd_pg_index(pg));
 	else
-		__xa_erase(&c->pages, pg->index);
+		__xa_erase(&c->pages, nd_pg_index(pg));
 	put_page(pg);
 	atomic64_inc(&c->evictions);
 	return true;
@@ -162,7 +170,7 @@ static bool nd_cache_insert(struct nd_cache *c, unsigned long idx,
 		nd_cache_evict_one(c);
 	if (xa_is_err(__xa_store(&c->pages, idx, pg, GFP_NOWAIT | __GFP_NOWARN)))
 		return false;
-	pg->index = idx;
+	page_folio(pg)->index = idx;
 	set_page_private(pg, am ? ND_PG_AM : 0);
 	if (am) {
 		list_add_tail(&pg->lru, &c->am);
@@ -356,7 +364,7 @@ static void nd_free_pages(struct list_head *list)
 
 /*
  * Private copies of the pages that [pos, pos + len) covers entirely, from
- * data (the bytes at pos), appended to list with page->index set. A page
+ * data (the bytes at pos), appended to list with its index set. A page
  * that cannot be had at once is left out: failing to cache is fine.
  */
 static void nd_copy_pages(struct list_head *list, u64 pos, u32 len,
@@ -372,7 +380,7 @@ static void nd_copy_pages(struct list_head *list, u64 pos, u32 len,
 			break;
 		memcpy_to_page(pg, 0, data + ((u64)idx << PAGE_SHIFT) - pos,
 			       PAGE_SIZE);
-		pg->index = idx;
+		page_folio(pg)->index = idx;
 		list_add_tail(&pg->lru, list);
 	}
 }
@@ -394,8 +402,8 @@ static void nd_cache_insert_pages(struct nd_cache *c, struct list_head *list,
 		for (n = 0; n < ND_CACHE_BATCH && !list_empty(list); n++) {
 			pg = list_first_entry(list, struct page, lru);
 			list_del(&pg->lru);
-			if (!nd_cache_fill_ok(c, pg->index, seq, write) ||
-			    !nd_cache_insert(c, pg->index, pg, write))
+			if (!nd_cache_fill_ok(c, nd_pg_index(pg), seq, write) ||
+			    !nd_cache_insert(c, nd_pg_index(pg), pg, write))
 				list_add_tail(&pg->lru, &left);
 		}
 		xa_unlock_irqrestore(&c->pages, flags);

@@ -3,18 +3,22 @@
  * The one place that knows kernel versions (style of the kernel's
  * backports and DRBD's compat layer). The driver is written against the
  * newest API and calls the nd_compat_* helpers below where the API differs
- * between the kernels netdisk supports: Debian 12's 6.1 and 6.12
- * (bookworm-backports), both built and tested here. Each entry names the
- * kernel that changed the API; where the change left a macro behind, the
- * test is for the feature, so that a distribution backport is picked up.
- * Nothing else in kernel/ includes <linux/version.h>.
+ * between the kernels netdisk supports: Debian 12's 6.1, 6.12
+ * (bookworm-backports) and 7.3 (trixie-backports), all built and tested
+ * here. Each entry names the kernel that changed the API; where the
+ * change left a macro behind, the test is for the feature, so that a
+ * distribution backport is picked up.
+ * Nothing else in kernel/ includes <linux/version.h>. Where a change left
+ * no macro, a type is tested with _Generic (as the kernel's own
+ * __unqual_scalar_typeof does), which also sees stable backports.
  *
  * Checked against the installed headers and not needed: ->open/->release
  * taking blk_mode_t (6.5; netdisk has neither), sendpage (gone in 6.5;
  * netdisk copies with kernel_sendmsg, see nd_compat_sock_setup),
  * class_create without an owner (6.4; /dev/netdisk-control is a misc
  * device), the timeout and busy_iter callbacks without `reserved` (6.0,
- * older than the oldest kernel supported).
+ * older than the oldest kernel supported); 7.x's removal of page->index
+ * (cache.c uses the folio's, right on every supported kernel).
  */
 #ifndef ND_KERNEL_COMPAT_H
 #define ND_KERNEL_COMPAT_H
@@ -39,6 +43,28 @@
 #else
 #define ND_COMPAT_MQ_F_SHOULD_MERGE	BLK_MQ_F_SHOULD_MERGE
 #endif
+
+/*
+ * init_request's NUMA node: an int since 7.0 (NUMA_NO_NODE is -1; the
+ * fix went to stable kernels too), unsigned int before. The type is taken
+ * from the installed blk_mq_ops, not from the version.
+ */
+typedef __typeof__(_Generic(((struct blk_mq_ops *)NULL)->init_request,
+	int (*)(struct blk_mq_tag_set *, struct request *, unsigned int,
+		unsigned int): 0u,
+	default: 0)) nd_compat_numa_node_t;
+
+/*
+ * kernel_connect() takes a struct sockaddr_unsized * since 6.19 (struct
+ * sockaddr has a 14-byte sa_data; the length says how much is there), a
+ * struct sockaddr * before: through void * both take the storage.
+ */
+static inline int nd_compat_kernel_connect(struct socket *sock,
+					   const struct sockaddr_storage *addr,
+					   int addrlen, int flags)
+{
+	return kernel_connect(sock, (void *)addr, addrlen, flags);
+}
 
 /*
  * Queue features: in queue_limits.features as BLK_FEAT_* since 6.11,
@@ -200,7 +226,11 @@ static inline void nd_compat_shrinker_free(struct shrinker *s)
 static inline void nd_compat_sock_setup(struct sock *sk)
 {
 	sk->sk_allocation = GFP_NOIO | __GFP_MEMALLOC;
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 2, 0)
+	/*
+	 * A struct member, no macro, and not only 6.2+: Debian 12's 6.1 has
+	 * it too (stable backport), so Kbuild looks in <net/sock.h>.
+	 */
+#ifdef ND_HAVE_SK_USE_TASK_FRAG
 	sk->sk_use_task_frag = false;
 #endif
 }

@@ -199,7 +199,7 @@ static int nd_connect(struct nd_conn *c, const struct nd_conn_params *p)
 		return err;
 	nd_set_timeouts(sock, msecs_to_jiffies(p->connect_timeout_ms),
 			MAX_SCHEDULE_TIMEOUT);
-	err = kernel_connect(sock, (struct sockaddr *)&p->addr, p->addr_len, 0);
+	err = nd_compat_kernel_connect(sock, &p->addr, p->addr_len, 0);
 	if (err == -EINPROGRESS || err == -EAGAIN)
 		return -ETIMEDOUT;	/* connect waits up to SO_SNDTIMEO */
 	if (err)

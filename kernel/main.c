@@ -62,3 +62,4 @@ module_exit(nd_exit);
 MODULE_LICENSE("GPL");
 MODULE_DESCRIPTION("netdisk: encrypted network block device client");
 MODULE_SOFTDEP("pre: gcm hmac");
+MODULE_VERSION(NETDISK_VERSION);

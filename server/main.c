@@ -21,8 +21,6 @@
 #include "server.h"
 #include "service.h"
 
-#define ND_SRV_VERSION	"0.1.0"
-
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -253,7 +251,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 			usage(stdout);
 			return 0;
 		case 'V':
-			printf("netdiskd %s (protocol %d)\n", ND_SRV_VERSION,
+			printf("netdiskd %s (protocol %d)\n", NETDISK_VERSION,
 			       ND_VERSION);
 			return 0;
 		case ':':
@@ -403,7 +401,7 @@ static void log_start(struct summary *sum, uint16_t port)
 	char *line, *save = NULL;
 
 	nd_info("netdiskd %s: listening on %s port %u, %d workers, grace %d s, configuration from %s",
-		ND_SRV_VERSION, sum->listen, port, sum->workers, sum->grace_s,
+		NETDISK_VERSION, sum->listen, port, sum->workers, sum->grace_s,
 		sum->source);
 	for (line = sum->exports ? strtok_r(sum->exports, "\n", &save) : NULL;
 	     line; line = strtok_r(NULL, "\n", &save))

@@ -16,6 +16,11 @@
  * cannot pass for clean memory. Scanning every free is slow: for short tests.
  * Not seen: memory freed by other paths (pages, kfree_bulk, vfree).
  */
+/* hex2bin(): in <linux/kernel.h>, moved to <linux/hex.h> in 7.x (Kbuild) */
+#ifdef ND_HAVE_LINUX_HEX_H
+#include <linux/hex.h>
+#endif
+#include <linux/kernel.h>
 #include <linux/kprobes.h>
 #include <linux/module.h>
 #include <linux/moduleparam.h>

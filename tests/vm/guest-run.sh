@@ -8,6 +8,7 @@
 set -u
 : "${REPO:?}" "${O:?}" "${VMOUT:?}"
 RESULTS="$VMOUT/results"
+KO=${ND_KO:-$REPO/kernel/netdisk.ko}
 KPAT='WARNING:|BUG:|Oops|Call Trace|Kernel panic|general protection fault|UBSAN:|blocked for more than'
 mkdir -p "$VMOUT/cases"
 : >>"$RESULTS"
@@ -22,10 +23,10 @@ if ! grep -q '^netdisk ' /proc/modules; then
 	modprobe -q ghash_clmulni_intel 2>/dev/null || true
 	dmesg -C
 	# insmod loads no dependencies: the curve25519 library modules first.
-	if ! modprobe -a $(modinfo -F depends "$REPO/kernel/netdisk.ko" | tr , ' ') \
+	if ! modprobe -a $(modinfo -F depends "$KO" | tr , ' ') \
 		2>"$VMOUT/insmod.err" ||
-	   ! insmod "$REPO/kernel/netdisk.ko" 2>"$VMOUT/insmod.err"; then
-		echo "guest-run: insmod $REPO/kernel/netdisk.ko failed: $(cat "$VMOUT/insmod.err")"
+	   ! insmod "$KO" 2>"$VMOUT/insmod.err"; then
+		echo "guest-run: insmod $KO failed: $(cat "$VMOUT/insmod.err")"
 		dmesg | tail -n 20
 		for c in "$@"; do
 			echo "FAIL $(basename "$c" .sh) module did not load" >>"$RESULTS"

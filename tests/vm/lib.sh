@@ -6,7 +6,7 @@
 : "${REPO:?}" "${O:?}"
 ND="$O/netdisk"
 NDD="$O/netdiskd"
-KO="$REPO/kernel/netdisk.ko"
+KO=${ND_KO:-$REPO/kernel/netdisk.ko}
 CASE_DIR=${CASE_DIR:-$(mktemp -d /tmp/nd-case.XXXXXX)}
 mkdir -p "$CASE_DIR"
 _nd_port=${ND_PORT_BASE:-21000}

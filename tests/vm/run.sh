@@ -25,7 +25,11 @@ else
 fi
 
 missing=""
-for f in "$O/netdisk" "$O/netdiskd" kernel/netdisk.ko; do
+# ND_KO: another netdisk.ko to load in place of the tree's (tests/pkg).
+KO=${ND_KO:-kernel/netdisk.ko}
+KMODS=(tests/kmod/*.ko)
+[ -n "${ND_KO:-}" ] && KMODS=()
+for f in "$O/netdisk" "$O/netdiskd" "$KO"; do
 	[ -e "$f" ] || missing="$missing $f"
 done
 if [ -n "$missing" ]; then
@@ -34,7 +38,7 @@ if [ -n "$missing" ]; then
 	exit 1
 fi
 # The modules in the tree are built for one kernel at a time.
-for ko in kernel/netdisk.ko tests/kmod/*.ko; do
+for ko in "$KO" "${KMODS[@]}"; do
 	[ -e "$ko" ] || continue
 	vm=$(modinfo -F vermagic "$ko" | cut -d' ' -f1)
 	if [ "$vm" != "$KVER" ]; then

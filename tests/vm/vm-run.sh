@@ -48,11 +48,19 @@ KVER=${KVER:-$("$REPO/scripts/kver")}
 VMDIR="$O/vm"
 OUT="$VMDIR/out"
 CONSOLE="$VMDIR/console.log"
-KERNEL="/boot/vmlinuz-$KVER"
-
 die() { echo "vm-run: $*" >&2; exit 1; }
-[ -n "$KVER" ] && [ -d "/lib/modules/$KVER" ] ||
-	die "no kernel modules dir /lib/modules/$KVER (run scripts/install-deps)"
+[ -n "$KVER" ] || die "no kernel chosen (KVER)"
+# A kernel not installed here (7.x) boots from the Debian 13 root of
+# scripts/kroot: its vmlinuz, and its modules bound over the guest's
+# /lib/modules/$KVER.
+KBASE=""
+if [ ! -d "/lib/modules/$KVER" ]; then
+	KBASE=$("$REPO/scripts/kroot" dir "$KVER") ||
+		die "kernel $KVER is neither installed nor in scripts/kroot's root (scripts/install-deps, scripts/kroot install)"
+fi
+KERNEL="$KBASE/boot/vmlinuz-$KVER"
+[ -d "$KBASE/lib/modules/$KVER" ] ||
+	die "no kernel modules dir $KBASE/lib/modules/$KVER (run scripts/install-deps)"
 [ -r "$KERNEL" ] || die "cannot read $KERNEL (run scripts/install-deps as root)"
 QEMU=$(command -v qemu-system-x86_64) ||
 	die "qemu-system-x86_64 missing (run scripts/install-deps)"
@@ -102,6 +110,13 @@ ln -sf /proc/self/fd/2 /mnt/dev/stderr
 mkdir -p /mnt/run/vmout
 mount -t 9p -o trans=virtio,version=9p2000.L,rw vmout /mnt/run/vmout ||
 	fail "cannot mount vmout"
+# A kernel from scripts/kroot's root: its modules where modprobe looks.
+if [ -f /mnt/run/vmout/.vmrun/kmods ]; then
+	km=/mnt/lib/modules/$(uname -r)
+	mount -t tmpfs -o mode=755 tmpfs /mnt/lib/modules && mkdir -p "$km" &&
+		mount --bind "/hostroot$(cat /mnt/run/vmout/.vmrun/kmods)" "$km" ||
+		fail "cannot bind the modules of $(uname -r)"
+fi
 # Host paths under the tmpfs dirs (repo in /root, say) are bound back.
 if [ -f /mnt/run/vmout/.vmrun/keep ]; then
 	for p in $(cat /mnt/run/vmout/.vmrun/keep); do
@@ -120,8 +135,10 @@ EOF
 )
 
 modpaths=()
+mbase=()
+[ -z "$KBASE" ] || mbase=(-b "$KBASE")
 for m in $MODS; do
-	if ! p=$(modinfo -k "$KVER" -n "$m" 2>/dev/null); then
+	if ! p=$(modinfo "${mbase[@]}" -k "$KVER" -n "$m" 2>/dev/null); then
 		[[ "$OPTIONAL_MODS" == *" $m "* ]] && continue
 		die "module $m not found for $KVER"
 	fi
@@ -161,6 +178,8 @@ rm -rf "$OUT"
 mkdir -p "$OUT/.vmrun"
 {
 	for v in O KVER REPO; do printf 'export %s=%q\n' "$v" "${!v}"; done
+	# ND_KO: the netdisk.ko the guest loads (tests/pkg: the DKMS-built one).
+	printf 'export ND_KO=%q\n' "${ND_KO:-$REPO/kernel/netdisk.ko}"
 	echo 'export VMOUT=/run/vmout HOME=/root TERM=dumb LANG=C.UTF-8'
 	echo 'export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 	printf 'SCRIPT=%q\n' "$SCRIPT"
@@ -178,6 +197,7 @@ echo "$rc" >"$VMOUT/.vmrun/rc"
 sync
 echo "VMRUN-EXIT-CODE=$rc"
 EOF
+[ -z "$KBASE" ] || echo "$KBASE/lib/modules/$KVER" >"$OUT/.vmrun/kmods"
 : >"$OUT/.vmrun/keep"
 for p in "$REPO" "$O" "$(dirname "$SCRIPT")"; do
 	case "$p/" in

@@ -89,7 +89,9 @@ t0=$(date +%s)
 timeout 30 "$ND" detach "$dev" --force || fail "detach --force while reconnecting"
 t=$(( $(date +%s) - t0 ))
 log "detach --force took $t s"
-[ "$t" -le 5 ] || fail "detach --force took $t s"
+# Not held for the 600 s reconnect timeout; the slack is for a TCG guest
+# on a loaded host (8 s seen at load 13).
+[ "$t" -le 20 ] || fail "detach --force took $t s"
 rc=0; wait "$dd_pid" || rc=$?
 [ "$rc" != 0 ] || fail "held read succeeded after a forced detach"
 no_devices_left || fail "device left after forced detach"
