@@ -44,8 +44,9 @@ static void boot_usage(FILE *f)
 		"  --key-file FILE   key of parameters without key-file= (default\n"
 		"                    " BOOT_KEY_DEFAULT ")\n"
 		"  --identity NAME   identity of parameters without identity=\n"
-		"  --wait SEC        retry an attach that cannot reach the server for up\n"
-		"                    to SEC seconds (default 0: one attempt)\n"
+		"  --wait SEC        retry an attach that cannot reach the server, or that\n"
+		"                    it refuses as busy, for up to SEC seconds (default 0:\n"
+		"                    one attempt)\n"
 		"  --dry-run         print the attach commands, attach nothing\n"
 		"  -h, --help        this help\n");
 }
@@ -122,7 +123,13 @@ static int attach_args(const struct nd_bootarg *b, const char *key,
 	return n;
 }
 
-/* Attaches one parameter, retrying unreachable servers until deadline. */
+/*
+ * Attaches one parameter, retrying until deadline what time may mend: a
+ * server not reachable yet, and "busy": after a crash or power cut the
+ * server still holds this machine's old writable session (until TCP
+ * keepalive notices, then its grace period, about 90 s by default), and
+ * refuses the new one; a reset machine is often back sooner than that.
+ */
 static int attach_one(int argc, char **argv, time_t deadline)
 {
 	long idx;
@@ -130,8 +137,8 @@ static int attach_one(int argc, char **argv, time_t deadline)
 
 	for (;;) {
 		rc = nd_attach_argv(argc, argv, &idx);
-		if ((rc != ND_EXIT_CONNECT && rc != ND_EXIT_PROTO) ||
-		    time(NULL) >= deadline)
+		if ((rc != ND_EXIT_CONNECT && rc != ND_EXIT_PROTO &&
+		     rc != ND_EXIT_BUSY) || time(NULL) >= deadline)
 			return rc;
 		sleep(1);
 	}

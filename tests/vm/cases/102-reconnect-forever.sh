@@ -4,7 +4,8 @@
 # command line in order, reconnecting without a time limit by default; a
 # device with --reconnect-timeout forever holds I/O through a server outage
 # longer than its request timeout plus any finite deadline it could have
-# computed, and completes it once the server is back.
+# computed, and completes it once the server is back. `netdisk boot --wait`
+# retries an export the server refuses as busy.
 set -eu
 . "$REPO/tests/vm/lib.sh"
 trap nd_cleanup EXIT
@@ -34,6 +35,28 @@ cat "$D/boot.out"
 [ "$(cat /sys/block/netdisk1/ro)" = 1 ] || fail "ro not applied"
 detach /dev/netdisk1
 detach /dev/netdisk0
+
+log "netdisk boot --wait: a busy export (the old session of a reset machine) is retried"
+# The writer lock of rootfs is held by another session, as the server holds
+# a crashed machine's until keepalive and grace end: the boot waits for it.
+attach holder "netdisk://127.0.0.1:$port/rootfs" --key-file "$D/key"
+printf 'netdisk=netdisk://127.0.0.1:%s/rootfs\n' "$port" >"$D/cmdline2"
+"$ND" boot --cmdline "$D/cmdline2" --key-file "$D/key" --wait 60 \
+	>"$D/boot2.out" 2>"$D/boot2.err" &
+boot_pid=$!
+echo "$boot_pid" >>"$D/pids"
+sleep 4
+kill -0 "$boot_pid" 2>/dev/null ||
+	{ cat "$D/boot2.err"; fail "netdisk boot gave up on a busy export at once"; }
+grep -q busy "$D/boot2.err" || fail "no busy refusal seen: $(cat "$D/boot2.err")"
+detach "$holder"
+rc=0
+wait "$boot_pid" || rc=$?
+[ "$rc" = 0 ] || { cat "$D/boot2.err"; fail "netdisk boot exited $rc after the export came free"; }
+dev=$(cat "$D/boot2.out")
+[[ "$dev" =~ ^/dev/netdisk[01]$ ]] || fail "boot printed $dev"
+detach "$dev"
+no_devices_left || fail "device left after the busy case"
 
 log "--reconnect-timeout forever: I/O held through a 12 s outage (request timeout 2 s)"
 attach dev "netdisk://127.0.0.1:$port/rootfs" --key-file "$D/key" \
