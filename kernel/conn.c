@@ -480,7 +480,9 @@ void nd_conn_kill(struct nd_conn *c, const char *why)
 	first = !(c->flags & (BIT(ND_CONN_DEAD) | BIT(ND_CONN_RECONNECTING)));
 	if (first) {
 		set_bit(ND_CONN_RECONNECTING, &c->flags);
-		c->reconnect_deadline = jiffies + dev->reconnect_timeout_s * HZ;
+		/* Unused without a limit (the product would wrap). */
+		c->reconnect_deadline = nd_dev_reconnects_forever(dev) ? 0 :
+			jiffies + (unsigned long)dev->reconnect_timeout_s * HZ;
 		c->backoff_ms = ND_BACKOFF_MIN_MS;
 		c->quiet = false;
 	}
