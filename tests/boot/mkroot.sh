@@ -21,7 +21,8 @@ if [ ! -s "$TAR" ]; then
 		for m in dev/pts dev proc sys; do
 			umount "$tmp/root/$m" 2>/dev/null || true
 		done
-		rm -rf "$tmp"
+		# A busy umount leaves the host's /dev bound in: never cross it.
+		rm -rf --one-file-system "$tmp"
 	}
 	trap cleanup EXIT
 	echo "mkroot: debootstrap into $tmp/root (cached afterwards in $TAR)"

@@ -51,8 +51,18 @@ done
 
 # ---- the image: root from the cache, then this tree installed into it
 build_image() {
-	local kv
-	rm -rf "$W"
+	local kv m
+	# A run killed between mount and umount (kill -9, a CI timeout: no
+	# trap) leaves the host's /dev bound into $W/root: rm -rf would empty
+	# the host's /dev. Unmount first; never cross a mount point.
+	for m in dev/pts dev proc sys; do
+		umount "$W/root/$m" 2>/dev/null
+	done
+	if findmnt -rno TARGET | grep -q "^$W/"; then
+		echo "boot-test: mounts left under $W: $(findmnt -rno TARGET | grep "^$W/" | tr '\n' ' ')" >&2
+		return 1
+	fi
+	rm -rf --one-file-system "$W"
 	mkdir -p "$W"
 	tests/boot/mkroot.sh "$W/root" || return 1
 	kv=$(ls "$W/root/lib/modules")
@@ -99,7 +109,7 @@ EOT
 	cp "$W/root/boot/initrd.img-$kv" "$W/initrd"
 	INITRD_MODE=$(stat -c %a "$W/root/boot/initrd.img-$kv")
 	mke2fs -q -t ext4 -L ndroot -d "$W/root" "$W/root.img" 1536M || return 1
-	rm -rf "$W/root"
+	rm -rf --one-file-system "$W/root"
 	mkdir -p "$W/overlays" "$W/state"
 	cat >"$W/netdiskd.conf" <<EOT
 [server]
