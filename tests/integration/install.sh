@@ -125,6 +125,16 @@ if make -s -C "$ROOT" O="$O" install DESTDIR="$DEST" PREFIX=/usr/local \
 	done
 	[ -z "$missing" ] && ok "make install: binaries, units, generator, man pages, examples, udev rules, initramfs-tools hook" ||
 		bad "make install: missing$missing"
+	# What make install takes from the tree must be in git, not merely in
+	# this checkout: a .gitignore pattern (*.d) once hid conf.d/netdisk,
+	# whose UMASK keeps the initramfs holding the key root-only.
+	if git -C "$ROOT" rev-parse --git-dir >/dev/null 2>&1; then
+		hidden=$(git -C "$ROOT" status --porcelain --ignored -- \
+			initramfs-tools dracut udev man docs/examples debian |
+			grep '^!!')
+		[ -z "$hidden" ] && ok "make install's sources: none ignored by git" ||
+			bad "make install's sources ignored by git: $hidden"
+	fi
 	U=$DEST/usr/local/lib/systemd/system
 	grep -qx 'ExecStart=/usr/local/sbin/netdiskd --config /etc/netdisk/netdiskd.conf' "$U/netdiskd.service" &&
 		grep -qx 'ExecStart=/usr/local/bin/netdisk attach --tab %i' "$U/netdisk@.service" &&
