@@ -50,7 +50,18 @@ ND_U64_ATTR(errors, atomic64_read(&dev->errors));
 ND_U64_ATTR(connections, dev->nr_conns);
 ND_U64_ATTR(discards, atomic64_read(&dev->discards));
 ND_U64_ATTR(reconnects, atomic64_read(&dev->reconnects));
-ND_U64_ATTR(reconnect_timeout, dev->reconnect_timeout_s);
+
+/* Seconds, or "forever" (ND_RECONNECT_FOREVER: no limit). */
+static ssize_t reconnect_timeout_show(struct device *d,
+				      struct device_attribute *attr, char *buf)
+{
+	unsigned int s = READ_ONCE(nd_from_dev(d)->reconnect_timeout_s);
+
+	if (s == ND_RECONNECT_FOREVER)
+		return sysfs_emit(buf, "forever\n");
+	return sysfs_emit(buf, "%u\n", s);
+}
+static DEVICE_ATTR_RO(reconnect_timeout);
 
 #define ND_CACHE_ATTR(name)						\
 static ssize_t cache_##name##_show(struct device *d,			\

@@ -28,9 +28,15 @@ cat "$D/boot.out"
 	fail "boot printed $(cat "$D/boot.out")"
 [ "$(sysattr /dev/netdisk0 export)" = rootfs ] || fail "netdisk0 is not rootfs"
 [ "$(sysattr /dev/netdisk1 export)" = data ] || fail "netdisk1 is not data"
-[ "$(sysattr /dev/netdisk0 reconnect_timeout)" = 4294967295 ] ||
+[ "$(sysattr /dev/netdisk0 reconnect_timeout)" = forever ] ||
 	fail "root device reconnect_timeout $(sysattr /dev/netdisk0 reconnect_timeout), not forever"
 [ "$(sysattr /dev/netdisk1 reconnect_timeout)" = 7 ] || fail "reconnect-timeout=7 not applied"
+"$ND" list -v >"$D/list"
+cat "$D/list"
+grep -A1 '^/dev/netdisk0 ' "$D/list" | grep -q 'reconnects 0 (timeout forever)' ||
+	fail "list -v does not show netdisk0's reconnect timeout as forever"
+grep -A1 '^/dev/netdisk1 ' "$D/list" | grep -q 'reconnects 0 (timeout 7 s)' ||
+	fail "list -v does not show netdisk1's reconnect timeout as 7 s"
 [ "$(cat /sys/block/netdisk1/ro)" = 1 ] || fail "ro not applied"
 detach /dev/netdisk1
 detach /dev/netdisk0
