@@ -129,8 +129,15 @@ static int attach_failed(const char *canon, const char *display,
 		       canon);
 		return ND_EXIT_PROTO;
 	case ND_ATTACH_LOST:
-		nd_err("%s: connection lost during handshake (server closed it or timed out)",
-		       canon);
+		if (o->errno_val == ETIMEDOUT)
+			nd_err("%s: timed out during the handshake (not complete within %d s)",
+			       canon, ND_HANDSHAKE_TIMEOUT);
+		else if (o->errno_val == ECONNRESET || o->errno_val == EPIPE)
+			nd_err("%s: connection closed by the server during the handshake",
+			       canon);
+		else
+			nd_err("%s: connection lost during the handshake: %s",
+			       canon, strerror((int)o->errno_val));
 		return ND_EXIT_PROTO;
 	case ND_ATTACH_CACHE_REFUSED:
 		nd_err("%s: --cache-size refused: others may write this export (read-only session on a read-write export), so a cache could serve stale data; attach without --cache-size",
