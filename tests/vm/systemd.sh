@@ -6,7 +6,11 @@
 # the control socket under the unit's hardening, a clean stop) and a
 # netdisktab entry attached at boot by netdisk-generator and
 # netdisk@.service; a unit stopped after netdisk@data at shutdown checks
-# that the device was detached, and the guest must power off in time.
+# that the device was detached, and the guest must power off in time. Last,
+# an ext4 with unwritten data on a device reconnecting without a limit (as
+# a root device), its server killed: netdisk-shutdown.service must bound
+# it at the poweroff ("reconnect timeout expired") and the guest must be
+# off within SHUTDOWN_MAX guest seconds of the poweroff request.
 # Run by `make systemd-test` (part of `make test`), as root; needs
 # debootstrap and Debian's registry the first time. Exit 0 if all passed.
 set -euo pipefail
