@@ -196,13 +196,15 @@ UNITDIR    ?= $(PREFIX)/lib/systemd/system
 GENDIR     ?= $(PREFIX)/lib/systemd/system-generators
 MANDIR     ?= $(PREFIX)/share/man
 DOCDIR     ?= $(PREFIX)/share/doc/netdisk
+LIBEXECDIR ?= $(PREFIX)/lib/netdisk
 # udev and initramfs-tools read only these, whatever PREFIX is.
 UDEVRULESDIR ?= /lib/udev/rules.d
 INITRAMFSDIR ?= /usr/share/initramfs-tools
 MAN_PAGES  := $(wildcard man/*.[1-8])
-UNITS      := netdiskd.service netdisk@.service
+UNITS      := netdiskd.service netdisk@.service netdisk-shutdown.service
 UNIT_SED   := -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@BINDIR@|$(BINDIR)|g' \
-              -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g'
+              -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+              -e 's|@LIBEXECDIR@|$(LIBEXECDIR)|g'
 
 install: $(O)/netdiskd $(O)/netdisk $(O)/netdisk-generator
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) \
@@ -210,6 +212,8 @@ install: $(O)/netdiskd $(O)/netdisk $(O)/netdisk-generator
 	install -m 0755 $(O)/netdiskd $(DESTDIR)$(SBINDIR)/netdiskd
 	install -m 0755 $(O)/netdisk $(DESTDIR)$(BINDIR)/netdisk
 	install -m 0755 $(O)/netdisk-generator $(DESTDIR)$(GENDIR)/netdisk-generator
+	install -D -m 0755 systemd/netdisk-shutdown \
+		$(DESTDIR)$(LIBEXECDIR)/netdisk-shutdown
 	for u in $(UNITS); do \
 		sed $(UNIT_SED) systemd/$$u.in >$(DESTDIR)$(UNITDIR)/$$u.tmp && \
 		chmod 0644 $(DESTDIR)$(UNITDIR)/$$u.tmp && \
@@ -277,7 +281,9 @@ pkg-test: deb
 
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/netdiskd $(DESTDIR)$(BINDIR)/netdisk \
-		$(DESTDIR)$(GENDIR)/netdisk-generator
+		$(DESTDIR)$(GENDIR)/netdisk-generator \
+		$(DESTDIR)$(LIBEXECDIR)/netdisk-shutdown
+	-rmdir $(DESTDIR)$(LIBEXECDIR) 2>/dev/null
 	rm -f $(addprefix $(DESTDIR)$(UNITDIR)/,$(UNITS))
 	for m in $(MAN_PAGES); do s=$${m##*.}; \
 		rm -f $(DESTDIR)$(MANDIR)/man$$s/$${m##*/}; done

@@ -129,8 +129,15 @@ static int attach_failed(const char *canon, const char *display,
 		       canon);
 		return ND_EXIT_PROTO;
 	case ND_ATTACH_LOST:
-		nd_err("%s: connection lost during handshake (server closed it or timed out)",
-		       canon);
+		if (o->errno_val == ETIMEDOUT)
+			nd_err("%s: timed out during the handshake (not complete within %d s)",
+			       canon, ND_HANDSHAKE_TIMEOUT);
+		else if (o->errno_val == ECONNRESET || o->errno_val == EPIPE)
+			nd_err("%s: connection closed by the server during the handshake",
+			       canon);
+		else
+			nd_err("%s: connection lost during the handshake: %s",
+			       canon, strerror((int)o->errno_val));
 		return ND_EXIT_PROTO;
 	case ND_ATTACH_CACHE_REFUSED:
 		nd_err("%s: --cache-size refused: others may write this export (read-only session on a read-write export), so a cache could serve stale data; attach without --cache-size",
@@ -447,7 +454,8 @@ static void list_usage(FILE *f)
 		"size, state and whether it is read-only.\n"
 		"\n"
 		"options:\n"
-		"  -v, --verbose     also connections, I/O counters and the cache\n"
+		"  -v, --verbose     also connections, reconnects and their timeout,\n"
+		"                    I/O counters and the cache\n"
 		"                    (size, bytes used, page hits, misses, evictions)\n"
 		"  -h, --help        this help\n");
 }
@@ -484,10 +492,14 @@ static void list_verbose(const char *name)
 	unsigned long long size = read_u64(name, "netdisk/cache_size");
 	unsigned long long hits = read_u64(name, "netdisk/cache_hits");
 	unsigned long long misses = read_u64(name, "netdisk/cache_misses");
+	char rt[32];
 
-	printf("    connections %llu, reconnects %llu, errors %llu\n",
+	/* Seconds, or "forever" (a root device's default). */
+	read_attr(name, "netdisk/reconnect_timeout", rt, sizeof(rt));
+	printf("    connections %llu, reconnects %llu (timeout %s%s), errors %llu\n",
 	       read_u64(name, "netdisk/connections"),
-	       read_u64(name, "netdisk/reconnects"),
+	       read_u64(name, "netdisk/reconnects"), rt,
+	       strspn(rt, "0123456789") == strlen(rt) ? " s" : "",
 	       read_u64(name, "netdisk/errors"));
 	printf("    server reads %llu (%s), writes %llu (%s), flushes %llu, discards %llu\n",
 	       read_u64(name, "netdisk/reads"),

@@ -209,7 +209,7 @@ r=$(report a1 by-netdisk)
 	bad "udev by-netdisk: '$r'"
 report a1 by-label | grep -q ndroot && ok "udev: /dev/disk/by-label/ndroot" ||
 	bad "udev by-label: $(report a1 by-label)"
-report a1 reconnect_timeout | grep -q '=4294967295$' &&
+report a1 reconnect_timeout | grep -q '=forever$' &&
 	ok "root device reconnects without a time limit" ||
 	bad "root reconnect timeout: $(report a1 reconnect_timeout)"
 r=$(report a1 failed-units)

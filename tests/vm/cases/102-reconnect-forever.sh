@@ -4,8 +4,10 @@
 # command line in order, reconnecting without a time limit by default; a
 # device with --reconnect-timeout forever holds I/O through a server outage
 # longer than its request timeout plus any finite deadline it could have
-# computed, and completes it once the server is back. `netdisk boot --wait`
-# retries an export the server refuses as busy.
+# computed, and completes it once the server is back; reconnect_timeout
+# written in sysfs (what netdisk-shutdown.service does at shutdown) bounds
+# an outage already going on: EIO at the next attempt, state dead.
+# `netdisk boot --wait` retries an export the server refuses as busy.
 set -eu
 . "$REPO/tests/vm/lib.sh"
 trap nd_cleanup EXIT
@@ -29,9 +31,15 @@ cat "$D/boot.out"
 	fail "boot printed $(cat "$D/boot.out")"
 [ "$(sysattr /dev/netdisk0 export)" = rootfs ] || fail "netdisk0 is not rootfs"
 [ "$(sysattr /dev/netdisk1 export)" = data ] || fail "netdisk1 is not data"
-[ "$(sysattr /dev/netdisk0 reconnect_timeout)" = 4294967295 ] ||
+[ "$(sysattr /dev/netdisk0 reconnect_timeout)" = forever ] ||
 	fail "root device reconnect_timeout $(sysattr /dev/netdisk0 reconnect_timeout), not forever"
 [ "$(sysattr /dev/netdisk1 reconnect_timeout)" = 7 ] || fail "reconnect-timeout=7 not applied"
+"$ND" list -v >"$D/list"
+cat "$D/list"
+grep -A1 '^/dev/netdisk0 ' "$D/list" | grep -q 'reconnects 0 (timeout forever)' ||
+	fail "list -v does not show netdisk0's reconnect timeout as forever"
+grep -A1 '^/dev/netdisk1 ' "$D/list" | grep -q 'reconnects 0 (timeout 7 s)' ||
+	fail "list -v does not show netdisk1's reconnect timeout as 7 s"
 [ "$(cat /sys/block/netdisk1/ro)" = 1 ] || fail "ro not applied"
 detach /dev/netdisk1
 detach /dev/netdisk0
@@ -78,6 +86,38 @@ cat "$D/dd.err"
 cmp "$D/data" "$D/back" || fail "held read returned other data"
 [ "$(sysattr "$dev" errors)" = 0 ] || fail "errors counted"
 dmesg | grep -q "${dev#/dev/}: reconnect timeout expired" && fail "expired with no limit"
+detach "$dev"
+no_devices_left || fail "device left after detach"
+
+log "reconnect_timeout written (as a shutdown does): forever bounded while I/O is held"
+attach dev "netdisk://127.0.0.1:$port/rootfs" --key-file "$D/key" \
+	--reconnect-timeout forever --timeout 2
+rt=/sys/block/${dev#/dev/}/netdisk/reconnect_timeout
+[ "$(stat -c %a "$rt")" = 644 ] || fail "reconnect_timeout mode $(stat -c %a "$rt"), not 644"
+for v in abc -1 86401 "" 12x; do
+	echo "$v" >"$rt" 2>/dev/null && fail "reconnect_timeout took '$v'"
+done
+[ "$(cat "$rt")" = forever ] || fail "a refused write changed it to $(cat "$rt")"
+echo 86400 >"$rt" && [ "$(cat "$rt")" = 86400 ] || fail "86400 not taken"
+echo forever >"$rt" && [ "$(cat "$rt")" = forever ] || fail "forever not taken back"
+kill_server "$S"
+t0=$(date +%s)
+dd if="$dev" of=/dev/null bs=1M count=1 iflag=direct status=none 2>"$D/dd.err" &
+dd_pid=$!
+echo "$dd_pid" >>"$D/pids"
+sleep 8
+kill -0 "$dd_pid" 2>/dev/null || fail "read ended while forever and the server gone"
+echo 5 >"$rt" || fail "writing 5 to reconnect_timeout failed"
+t1=$(date +%s)
+rc=0
+wait "$dd_pid" || rc=$?
+t=$(($(date +%s) - t1))
+echo "  read ended $t s after the write ($(($(date +%s) - t0)) s after the outage began): $(cat "$D/dd.err")"
+[ "$rc" != 0 ] || fail "held read succeeded with the server gone"
+# Past the new limit already: the next attempt (backoff <= 5 s) gives up.
+[ "$t" -le 10 ] || fail "EIO $t s after bounding, want <= 10 (next attempt)"
+[ "$(sysattr "$dev" state)" = dead ] || fail "state $(sysattr "$dev" state), not dead"
+dmesg | grep -q "${dev#/dev/}: reconnect timeout expired" || fail "no expiry line in dmesg"
 detach "$dev"
 no_devices_left || fail "device left after detach"
 log "ok"
