@@ -196,9 +196,11 @@ UNITDIR    ?= $(PREFIX)/lib/systemd/system
 GENDIR     ?= $(PREFIX)/lib/systemd/system-generators
 MANDIR     ?= $(PREFIX)/share/man
 DOCDIR     ?= $(PREFIX)/share/doc/netdisk
-# udev and initramfs-tools read only these, whatever PREFIX is.
+# udev, initramfs-tools and dracut read only these, whatever PREFIX is.
 UDEVRULESDIR ?= /lib/udev/rules.d
 INITRAMFSDIR ?= /usr/share/initramfs-tools
+DRACUTDIR    ?= /usr/lib/dracut/modules.d
+DRACUT_FILES := $(wildcard dracut/90netdisk/*)
 MAN_PAGES  := $(wildcard man/*.[1-8])
 UNITS      := netdiskd.service netdisk@.service
 UNIT_SED   := -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@BINDIR@|$(BINDIR)|g' \
@@ -229,8 +231,11 @@ install: $(O)/netdiskd $(O)/netdisk $(O)/netdisk-generator
 		$(DESTDIR)$(INITRAMFSDIR)/hooks/netdisk
 	install -D -m 0755 initramfs-tools/scripts/local-top/netdisk \
 		$(DESTDIR)$(INITRAMFSDIR)/scripts/local-top/netdisk
-	install -D -m 0644 initramfs-tools/conf.d/netdisk \
-		$(DESTDIR)$(INITRAMFSDIR)/conf.d/netdisk
+	install -D -m 0644 initramfs-tools/conf-hooks.d/netdisk \
+		$(DESTDIR)$(INITRAMFSDIR)/conf-hooks.d/netdisk
+	install -d $(DESTDIR)$(DRACUTDIR)/90netdisk
+	for f in $(DRACUT_FILES); do \
+		install -m 0755 $$f $(DESTDIR)$(DRACUTDIR)/90netdisk/ || exit 1; done
 
 # ---- DKMS: the module's sources and dkms.conf in /usr/src/netdisk-VERSION,
 # from which DKMS builds netdisk.ko for every kernel with headers and again
@@ -285,7 +290,8 @@ uninstall:
 	rm -f $(DESTDIR)$(UDEVRULESDIR)/60-netdisk.rules \
 		$(DESTDIR)$(INITRAMFSDIR)/hooks/netdisk \
 		$(DESTDIR)$(INITRAMFSDIR)/scripts/local-top/netdisk \
-		$(DESTDIR)$(INITRAMFSDIR)/conf.d/netdisk
+		$(DESTDIR)$(INITRAMFSDIR)/conf-hooks.d/netdisk
+	rm -rf $(DESTDIR)$(DRACUTDIR)/90netdisk
 
 clean:
 	rm -rf build build-asan build-fuzz
