@@ -134,6 +134,6 @@ rm -rf "$ROOT"/usr/src/linux-headers-* "$ROOT"/usr/lib/gcc "$ROOT"/var/lib/dkms/
 	"$ROOT"/usr/share/doc "$ROOT"/usr/share/man "$ROOT"/usr/share/locale \
 	"$ROOT"/var/cache/apt "$ROOT"/var/lib/apt/lists "$ROOT"/boot/initrd.img-*
 step "mke2fs -d ($(du -sm "$ROOT" | cut -f1) MB)"
-mke2fs -q -t ext4 -L ndroot -d "$ROOT" "$OUT/root.img" 1536M
+mke2fs -q -t ext4 -L ndroot -d "$ROOT" "$OUT/root.img" 1536M >"$OUT/mke2fs.log"
 rm -rf --one-file-system "$ROOT"
 step "image ready"

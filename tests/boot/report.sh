@@ -68,7 +68,12 @@ for a in $(cat /proc/cmdline); do
 			i=$((i + 1))
 		done
 		say "noserver: $go: state=$(cat $dev/state) after ${i} s; powering off"
-		systemctl poweroff
+		if ! systemctl poweroff; then
+			# Where it hangs, for the log: the blocked tasks' stacks.
+			say "noserver: systemctl poweroff failed; blocked tasks:"
+			echo 7 >/proc/sys/kernel/printk
+			echo w >/proc/sysrq-trigger
+		fi
 		exit 0
 		;;
 	esac

@@ -110,7 +110,7 @@ boot_guest() {
 		-kernel "$W/vmlinuz" -initrd "$initrd" \
 		-append "console=ttyS0 quiet panic=-1 netdisk=netdisk://10.0.2.100/root,identity=$id root=LABEL=ndroot ro $append" \
 		-netdev "user,id=n,restrict=on,guestfwd=tcp:10.0.2.100:26547-cmd:socat - TCP:127.0.0.1:$PORT" \
-		-device virtio-net-pci,netdev=n \
+		-device virtio-net-pci,netdev=n,romfile= \
 		>"$W/$name.console" 2>&1 <"$GUEST_STDIN" &
 	BOOT_PID=$!
 	QEMU_PIDS="$QEMU_PIDS $BOOT_PID"
@@ -168,7 +168,8 @@ check_up() {
 		bad "guest-$g: udev by-netdisk: '$r'"
 	report "$name" by-label | grep -q ndroot && ok "guest-$g: udev /dev/disk/by-label/ndroot" ||
 		bad "guest-$g: udev by-label: $(report "$name" by-label)"
-	report "$name" reconnect_timeout | grep -q '=4294967295$' &&
+	# (sysfs shows ND_RECONNECT_FOREVER as "forever", or as the raw value)
+	report "$name" reconnect_timeout | grep -q -E '=(forever|4294967295)$' &&
 		ok "guest-$g: the root device reconnects without a time limit" ||
 		bad "guest-$g: root reconnect timeout: $(report "$name" reconnect_timeout)"
 	r=$(report "$name" failed-units)
@@ -179,10 +180,16 @@ check_up() {
 
 t0=$(date +%s)
 if [ "${ND_BOOT_REUSE:-0}" = 1 ] && [ -s "$W/root.img" ]; then
-	# While working on the cases: the image of the last run, overlays reset.
+	# While working on the cases: the image of the last run, overlays
+	# reset, this tree's report.sh written into it.
 	log "reusing $W/root.img"
 	rm -rf "$W/overlays" "$W/state" "$W"/*.console "$W/netdiskd.log"
 	mkdir -p "$W/overlays" "$W/state"
+	debugfs -w -R "rm /usr/local/sbin/nd-report" "$W/root.img" >/dev/null 2>&1 &&
+		debugfs -w -f - "$W/root.img" >/dev/null 2>&1 <<EOT || { bad "report.sh into the image"; finish; }
+write tests/boot/report.sh /usr/local/sbin/nd-report
+sif /usr/local/sbin/nd-report mode 0100755
+EOT
 else
 	log "building the image from the packages"
 	build_image || { bad "image build"; finish; }
