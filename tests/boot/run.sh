@@ -255,7 +255,8 @@ if wait_report b2 "$pb" noserver-ready 900; then
 		if wait_vm "$pb" "$NOSERVER_LIMIT"; then
 			ok "guest-b: poweroff with the server gone: QEMU exit $(( $(date +%s) - t3 )) s after systemctl poweroff"
 		else
-			bad "guest-b: poweroff with the server gone: no exit within $NOSERVER_LIMIT s; console ends: $(tail -n 5 "$W/b2.console" | tr -d '\r' | tr '\n' '|')"
+			# What report.sh's sysrq-w and the hung-task watchdog said.
+			bad "guest-b: poweroff with the server gone: no exit within $NOSERVER_LIMIT s; $(grep -a -o -E 'Failed to start poweroff.target: [^\r]*' "$W/b2.console" | head -n 1); blocked: $(grep -a -o -E 'task:[^ ]+|task [^ ]+ blocked' "$W/b2.console" | sed -e 's/^task://' -e 's/^task \(.*\):[0-9]* blocked$/\1/' | sort -u | tr '\n' ' ')(see $W/b2.console)"
 		fi
 	else
 		bad "guest-b: $(report b2 noserver) (see $W/b2.console)"
