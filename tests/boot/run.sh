@@ -22,7 +22,7 @@
 #   ND_BOOT_REUSE=1   reuse the last run's image (overlays reset)
 set -u
 REPO=$(cd "$(dirname "$0")/../.." && pwd -P)
-cd "$REPO"
+cd "$REPO" || exit 1
 O=${O:-build}
 case "$O" in /*) ;; *) O="$REPO/$O" ;; esac
 W=$O/boot
