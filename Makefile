@@ -158,25 +158,29 @@ vm-test-compat: userspace kroot
 	done; $(MAKE) kernel KVER=$(KVER) $(KERNEL_STRICT) && exit $$rc
 
 # The Debian 13 root of vm-test-compat (scripts/kroot: mostly download and
-# dpkg, 2 of its ~10 minutes on the CPU) and pkg-test's Debian 12 root
-# (scripts/mkroot) are made in the background while the other suites run;
-# `make kroot` and pkg-test then wait for them on their locks, and say why
-# if they failed (logs: $(O)/kroot.log, $(O)/mkroot.log). Each suite's time is printed
-# on one line, so a CI log shows where the minutes went.
+# dpkg, 2 of its ~10 minutes on the CPU), pkg-test's Debian 12 root and
+# boot-test's (scripts/mkroot, the latter through tests/boot/mkimage.sh)
+# are made in the background while the other suites run; `make kroot`,
+# pkg-test and boot-test then wait for them on their locks, and say why if
+# they failed (logs: $(O)/kroot.log, $(O)/mkroot.log, $(O)/mkroot-boot.log).
+# Each suite's time is printed on one line, so a CI log shows where the
+# minutes went.
 TEST_SUITES = unit integration asan-test fuzz-smoke vm-test systemd-test \
-	      vm-test-compat pkg-test
+	      vm-test-compat pkg-test boot-test
 test: | $(DEPS_STAMP)
 	@mkdir -p $(O) && (scripts/kroot install >$(O)/kroot.log 2>&1 &) && \
 		(scripts/mkroot --tarball linux-headers-$(KVER) man-db \
-			>$(O)/mkroot.log 2>&1 &)
+			>$(O)/mkroot.log 2>&1 &) && \
+		(tests/boot/mkimage.sh --cache >$(O)/mkroot-boot.log 2>&1 &)
 	@t0=$$(date +%s); for s in $(TEST_SUITES); do \
 		t=$$(date +%s); $(MAKE) $$s || exit 1; \
 		echo "==== make $$s: $$(($$(date +%s) - t)) s"; \
 	done; echo "all test suites passed in $$(($$(date +%s) - t0)) s"
 
-# Boots a Debian 12 machine from a netdisk copy-on-write export in QEMU
-# (tests/boot/run.sh); the image's root is cached in /var/cache/netdisk/boot.
-boot-test: userspace kernel
+# Debian 12 machines boot from a netdisk copy-on-write export in QEMU
+# (tests/boot/run.sh): their image is made from the packages of `make deb`
+# on every run; its Debian root is cached by scripts/mkroot.
+boot-test: deb userspace
 	O=$(O) tests/boot/run.sh
 
 demo: userspace kernel
@@ -197,9 +201,11 @@ GENDIR     ?= $(PREFIX)/lib/systemd/system-generators
 MANDIR     ?= $(PREFIX)/share/man
 DOCDIR     ?= $(PREFIX)/share/doc/netdisk
 LIBEXECDIR ?= $(PREFIX)/lib/netdisk
-# udev and initramfs-tools read only these, whatever PREFIX is.
+# udev, initramfs-tools and dracut read only these, whatever PREFIX is.
 UDEVRULESDIR ?= /lib/udev/rules.d
 INITRAMFSDIR ?= /usr/share/initramfs-tools
+DRACUTDIR    ?= /usr/lib/dracut/modules.d
+DRACUT_FILES := $(wildcard dracut/90netdisk/*)
 MAN_PAGES  := $(wildcard man/*.[1-8])
 UNITS      := netdiskd.service netdisk@.service netdisk-shutdown.service
 UNIT_SED   := -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@BINDIR@|$(BINDIR)|g' \
@@ -233,8 +239,11 @@ install: $(O)/netdiskd $(O)/netdisk $(O)/netdisk-generator
 		$(DESTDIR)$(INITRAMFSDIR)/hooks/netdisk
 	install -D -m 0755 initramfs-tools/scripts/local-top/netdisk \
 		$(DESTDIR)$(INITRAMFSDIR)/scripts/local-top/netdisk
-	install -D -m 0644 initramfs-tools/conf.d/netdisk \
-		$(DESTDIR)$(INITRAMFSDIR)/conf.d/netdisk
+	install -D -m 0644 initramfs-tools/conf-hooks.d/netdisk \
+		$(DESTDIR)$(INITRAMFSDIR)/conf-hooks.d/netdisk
+	install -d $(DESTDIR)$(DRACUTDIR)/90netdisk
+	for f in $(DRACUT_FILES); do \
+		install -m 0755 $$f $(DESTDIR)$(DRACUTDIR)/90netdisk/ || exit 1; done
 
 # ---- DKMS: the module's sources and dkms.conf in /usr/src/netdisk-VERSION,
 # from which DKMS builds netdisk.ko for every kernel with headers and again
@@ -260,10 +269,16 @@ dkms-install: dkms-src
 # netdisk-dkms into $(O)/deb, built from a copy of the tree (tracked and
 # untracked-but-not-ignored files) so that nothing lands beside it; then
 # lintian, which must have nothing left to say (debian/*.lintian-overrides
-# carry the justified exceptions).
+# carry the justified exceptions). The .changes file stands for the
+# packages: they are rebuilt when a file of the tree is newer, so one
+# `make test` builds them once for pkg-test and boot-test.
 DEB_O := $(O)/deb
+DEB_CHANGES := $(DEB_O)/netdisk_$(VERSION)_$(shell dpkg --print-architecture).changes
+DEB_INPUTS := $(wildcard $(shell git ls-files -co --exclude-standard 2>/dev/null))
 
-deb: | $(DEPS_STAMP)
+deb: $(DEB_CHANGES)
+
+$(DEB_CHANGES): $(DEB_INPUTS) | $(DEPS_STAMP)
 	rm -rf $(DEB_O)
 	mkdir -p $(DEB_O)/netdisk-$(VERSION)
 	git ls-files -co --exclude-standard -z | \
@@ -271,8 +286,8 @@ deb: | $(DEPS_STAMP)
 	cd $(DEB_O)/netdisk-$(VERSION) && dpkg-buildpackage -us -uc -b -Jauto \
 		>../build.log 2>&1 || { tail -n 40 ../build.log; exit 1; }
 	rm -rf $(DEB_O)/netdisk-$(VERSION)
-	lintian --fail-on error,warning,info --display-info \
-		$(DEB_O)/netdisk_$(VERSION)_*.changes
+	lintian --fail-on error,warning,info --display-info $@ || \
+		{ rm -f $@; exit 1; }
 
 # The packages installed into a clean Debian 12 root, DKMS, a kernel
 # upgrade, the DKMS-built module in a VM, purge (tests/pkg/run.sh).
@@ -291,7 +306,8 @@ uninstall:
 	rm -f $(DESTDIR)$(UDEVRULESDIR)/60-netdisk.rules \
 		$(DESTDIR)$(INITRAMFSDIR)/hooks/netdisk \
 		$(DESTDIR)$(INITRAMFSDIR)/scripts/local-top/netdisk \
-		$(DESTDIR)$(INITRAMFSDIR)/conf.d/netdisk
+		$(DESTDIR)$(INITRAMFSDIR)/conf-hooks.d/netdisk
+	rm -rf $(DESTDIR)$(DRACUTDIR)/90netdisk
 
 clean:
 	rm -rf build build-asan build-fuzz
