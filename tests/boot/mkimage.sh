@@ -65,7 +65,8 @@ install -m 0755 "$REPO/tests/boot/report.sh" "$ROOT/usr/local/sbin/nd-report"
 cat >"$ROOT/etc/systemd/system/nd-report.service" <<'EOT'
 [Unit]
 Description=netdisk boot test report
-After=multi-user.target
+# Its poweroff must not cancel the start of the unit that bounds it.
+After=multi-user.target netdisk-shutdown.service
 
 [Service]
 Type=oneshot
@@ -76,6 +77,10 @@ WantedBy=multi-user.target
 EOT
 ln -s /etc/systemd/system/nd-report.service \
 	"$ROOT/etc/systemd/system/multi-user.target.wants/nd-report.service"
+# The poweroff with the server gone: bounded at 10 s, not the default 60.
+mkdir -p "$ROOT/etc/systemd/system/netdisk-shutdown.service.d"
+printf '[Service]\nEnvironment=NETDISK_SHUTDOWN_TIMEOUT=10\n' \
+	>"$ROOT/etc/systemd/system/netdisk-shutdown.service.d/boot-test.conf"
 # Units a diskless test machine has no use for, each a few seconds of
 # TCG time at boot or shutdown: none of them is under test. (The serial
 # console's getty would also read what the host types to report.sh.)

@@ -109,7 +109,7 @@ boot_guest() {
 		-nographic -no-reboot -nodefaults -serial stdio \
 		-kernel "$W/vmlinuz" -initrd "$initrd" \
 		-append "console=ttyS0 quiet panic=-1 netdisk=netdisk://10.0.2.100/root,identity=$id root=LABEL=ndroot ro $append" \
-		-netdev "user,id=n,restrict=on,guestfwd=tcp:10.0.2.100:26547-cmd:socat - TCP:127.0.0.1:$PORT" \
+		-netdev "user,id=n,restrict=on,guestfwd=tcp:10.0.2.100:26547-cmd:socat -lf $W/socat.log - TCP:127.0.0.1:$PORT" \
 		-device virtio-net-pci,netdev=n,romfile= \
 		>"$W/$name.console" 2>&1 <"$GUEST_STDIN" &
 	BOOT_PID=$!
@@ -254,6 +254,12 @@ if wait_report b2 "$pb" noserver-ready 900; then
 		t3=$(date +%s)
 		if wait_vm "$pb" "$NOSERVER_LIMIT"; then
 			ok "guest-b: poweroff with the server gone: QEMU exit $(( $(date +%s) - t3 )) s after systemctl poweroff"
+			# netdisk-shutdown.service bounded it, then the kernel failed it.
+			grep -aq 'netdisk0: reconnect timeout forever -> 10 s' "$W/b2.console" &&
+				grep -aq 'netdisk0: reconnect timeout expired' "$W/b2.console" &&
+				grep -aq 'reboot: Power down' "$W/b2.console" &&
+				ok "guest-b: the shutdown bounded the root's reconnect (10 s), failed it, powered down" ||
+				bad "guest-b: no bound / expiry / power-down line on the console (see $W/b2.console)"
 		else
 			# What report.sh's sysrq-w and the hung-task watchdog said.
 			bad "guest-b: poweroff with the server gone: no exit within $NOSERVER_LIMIT s; $(grep -a -o -E 'Failed to start poweroff.target: [^\r]*' "$W/b2.console" | head -n 1); blocked: $(grep -a -o -E 'task:[^ ]+|task [^ ]+ blocked' "$W/b2.console" | sed -e 's/^task://' -e 's/^task \(.*\):[0-9]* blocked$/\1/' | sort -u | tr '\n' ' ')(see $W/b2.console)"
