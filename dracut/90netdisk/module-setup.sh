@@ -3,6 +3,7 @@
 # kernel command line as the initramfs-tools integration (netdisk-boot(7)).
 # Included by default only on a machine with /etc/netdisk/boot.key, like
 # the initramfs-tools hook; `dracut --add netdisk` without the key fails.
+# shellcheck disable=SC2154 # dracutsysrootdir, moddir, initdir: dracut's
 
 check() {
 	require_binaries netdisk || return 1
@@ -55,7 +56,8 @@ install() {
 	inst_hook initqueue/online 90 "$moddir/netdisk-attach.sh"
 	# The key stays readable by root only inside the image (dracut itself
 	# writes the image with umask 077: mode 0600).
-	mkdir -m 0700 -p "$initdir/etc/netdisk" || return 1
+	mkdir -p "$initdir/etc/netdisk" && chmod 0700 "$initdir/etc/netdisk" ||
+		return 1
 	(umask 077 && cp "$key" "$initdir/etc/netdisk/boot.key") || return 1
 	chmod 0600 "$initdir/etc/netdisk/boot.key" || return 1
 	if [ -e "$id" ]; then

@@ -16,6 +16,10 @@
 # The initramfs is generic (--no-hostonly: the machine that builds it is
 # not the one that boots it), without what a diskless machine never needs
 # at boot (disk, RAID, LVM, crypt, plymouth drivers and modules).
+# ND_DRACUT_DRIVERS="virtio_pci virtio_net" (dracut --drivers) limits the
+# disk, input and bus drivers to those named, for a test machine whose
+# hardware is known: a smaller image, made in about half the time (dracut's
+# network module still adds every wired network driver).
 # Its content is checked before OUT is written: netdisk.ko, the CLI, the
 # hooks, the key readable by root only. Exit status non-zero with one line
 # on stderr on any failure; dracut's own output goes to stdout.
@@ -40,9 +44,10 @@ case "$KVER" in *[!A-Za-z0-9.+_-]*|"") die "not a kernel version: '$KVER'" ;; es
 # Written in the root's /boot (root's, not world-writable), then moved out.
 img=/boot/netdisk-dracut.$$.img
 trap 'rm -f "$ROOT$img"' EXIT
-# shellcheck disable=SC2016 # expanded inside the root
+drivers=${ND_DRACUT_DRIVERS:-}
+case "$drivers" in *[!a-z0-9_\ -]*) die "not a list of driver names: '$drivers'" ;; esac
 "$INROOT" "$ROOT" dracut --force --no-hostonly --no-hostonly-cmdline \
-	--kver "$KVER" --add "network-legacy netdisk" \
+	--kver "$KVER" --add "network-legacy netdisk" ${drivers:+--drivers "$drivers"} \
 	--omit "plymouth dm dmraid lvm mdraid multipath crypt nvdimm nvmf iscsi nbd nfs cifs fcoe fcoe-uefi btrfs resume" \
 	--omit-drivers "ahci ata_piix nvme mptspi mptsas megaraid_sas mpt3sas hpsa aacraid 3w-9xxx 3w-sas arcmsr qla2xxx lpfc be2iscsi bnx2fc bnx2i cxgb3i cxgb4i qedi qedf" \
 	"$img" || die "dracut failed in $ROOT"
