@@ -16,10 +16,12 @@
 # The initramfs is generic (--no-hostonly: the machine that builds it is
 # not the one that boots it), without what a diskless machine never needs
 # at boot (disk, RAID, LVM, crypt, plymouth drivers and modules).
-# ND_DRACUT_DRIVERS="virtio_pci virtio_net" (dracut --drivers) limits the
-# disk, input and bus drivers to those named, for a test machine whose
-# hardware is known: a smaller image, made in about half the time (dracut's
-# network module still adds every wired network driver).
+# ND_DRACUT_DRIVERS="virtio_pci virtio_net ext4" (dracut --drivers) limits
+# the disk, input, bus and file system drivers to those named, for a test
+# machine whose hardware is known: 28 MB instead of 47, made in less than
+# half the time (dracut's network module still adds every wired network
+# driver). The root's file system must be named: without ext4 the guest
+# cannot mount its root.
 # Its content is checked before OUT is written: netdisk.ko, the CLI, the
 # hooks, the key readable by root only. Exit status non-zero with one line
 # on stderr on any failure; dracut's own output goes to stdout.
