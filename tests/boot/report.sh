@@ -14,6 +14,11 @@
 #                       exit
 exec >/dev/ttyS0 2>&1
 say() { echo "ND-REPORT: $*"; }
+# The kernel's log, whatever `quiet` lets through to the console.
+kwarn() {
+	say "kernel-warnings: $(dmesg | grep -E 'WARNING:|BUG:|Oops|Call Trace|general protection|UBSAN:|blocked for more than|rcu: INFO' |
+		head -n 3 | tr '\n' ' ')"
+}
 dev=/sys/block/netdisk0/netdisk
 
 say "multi-user root=$(findmnt -no SOURCE /) opts=$(findmnt -no OPTIONS /) uptime=$(cut -d' ' -f1 /proc/uptime)"
@@ -60,6 +65,7 @@ for a in $(cat /proc/cmdline); do
 		# stopped (serial-getty is masked: this is the only reader).
 		# cat and sleep ran before: their pages are in memory.
 		sleep 0
+		kwarn
 		say "noserver-ready state=$(cat $dev/state)"
 		read -r go </dev/ttyS0
 		i=0
@@ -78,5 +84,6 @@ for a in $(cat /proc/cmdline); do
 		;;
 	esac
 done
+kwarn
 say "done, powering off"
 systemctl poweroff
