@@ -50,7 +50,7 @@ endif
 .PHONY: all userspace kernel test unit integration vm-test asan-test \
         demo bench clean deps sparse fuzz install uninstall systemd-test \
         vm-test-compat kroot programs dkms-src dkms-install deb pkg-test \
-        boot-test boot-image
+        boot-test boot-image boot-demo
 
 all: userspace kernel
 
@@ -187,6 +187,11 @@ test: | $(DEPS_STAMP)
 # on every run; its Debian root is cached by scripts/mkroot.
 boot-test: deb userspace
 	O=$(O) tests/boot/run.sh
+
+# One diskless machine boots from a copy-on-write export, its console shown
+# (a few minutes; the first run also makes the cached Debian 12 root).
+boot-demo: deb userspace
+	O=$(O) tests/boot/run.sh --demo
 
 # Only the boot test's image (the test takes it if its packages are the
 # same): make test makes it in the background while vm-test runs.

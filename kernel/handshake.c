@@ -83,12 +83,13 @@ static void nd_hs_not_ours(struct nd_hs_result *r, struct nd_conn *c,
 			   struct nd_hs *hs)
 {
 	u8 *got = hs->sh_buf;	/* ND_SERVER_HELLO_LEN >= 64 */
+	char text[64 * 4 + 1];	/* a byte takes at most 4 chars */
 	struct kvec iov = {
 		.iov_base = got + ND_SERVER_HELLO_HEAD,
 		.iov_len = 64 - ND_SERVER_HELLO_HEAD,
 	};
 	struct msghdr msg = { .msg_flags = MSG_DONTWAIT | MSG_NOSIGNAL };
-	int n, i, len = ND_SERVER_HELLO_HEAD;
+	int n, i, o = 0, len = ND_SERVER_HELLO_HEAD;
 
 	BUILD_BUG_ON(ND_SERVER_HELLO_LEN < 64);
 	nd_hs_fail(r, c, ND_ATTACH_PROTO, -EPROTO, NULL);
@@ -98,10 +99,23 @@ static void nd_hs_not_ours(struct nd_hs_result *r, struct nd_conn *c,
 			   MSG_DONTWAIT | MSG_NOSIGNAL);
 	if (n > 0)
 		len += n;
-	for (i = 0; i < len && got[i] != '\n' && got[i] != '\r'; i++)
-		;
-	pr_err("%s: protocol error during handshake (not a netdisk server? it sent \"%*pE\")\n",
-	       c->dev->name, i, got);
+	/*
+	 * The peer's bytes, printable ASCII as they are and anything else
+	 * (quotes, backslashes, bytes >= 0x7f) escaped: it cannot close the
+	 * quote, forge the rest of the line or send raw bytes to a console.
+	 */
+	for (i = 0; i < len && got[i] != '\n' && got[i] != '\r'; i++) {
+		if (got[i] >= 0x20 && got[i] < 0x7f && got[i] != '"' &&
+		    got[i] != '\\')
+			text[o++] = got[i];
+		else
+			o += scnprintf(text + o, sizeof(text) - o, "\\x%02x",
+				       got[i]);
+	}
+	text[o] = '\0';
+	/* Rate-limited: a boot's --wait retries a new device every second. */
+	pr_err_ratelimited("%s: protocol error during handshake (not a netdisk server? it sent \"%s\")\n",
+			   c->dev->name, text);
 }
 
 /* A status the server answered with: ND_ATTACH_REFUSED, logged once. */
