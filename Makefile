@@ -49,7 +49,8 @@ endif
 
 .PHONY: all userspace kernel test unit integration vm-test asan-test \
         demo bench clean deps sparse fuzz install uninstall systemd-test \
-        vm-test-compat kroot programs dkms-src dkms-install deb pkg-test
+        vm-test-compat kroot programs dkms-src dkms-install deb pkg-test \
+        boot-test boot-image boot-demo
 
 all: userspace kernel
 
@@ -157,21 +158,45 @@ vm-test-compat: userspace kroot
 	done; $(MAKE) kernel KVER=$(KVER) $(KERNEL_STRICT) && exit $$rc
 
 # The Debian 13 root of vm-test-compat (scripts/kroot: mostly download and
-# dpkg, 2 of its ~10 minutes on the CPU) and pkg-test's Debian 12 root
-# (scripts/mkroot) are made in the background while the other suites run;
-# `make kroot` and pkg-test then wait for them on their locks, and say why
-# if they failed (logs: $(O)/kroot.log, $(O)/mkroot.log). Each suite's time is printed
-# on one line, so a CI log shows where the minutes went.
+# dpkg, 2 of its ~10 minutes on the CPU), pkg-test's Debian 12 root and
+# boot-test's (scripts/mkroot, the latter through tests/boot/mkimage.sh)
+# are made in the background while the other suites run; `make kroot`,
+# pkg-test and boot-test then wait for them on their locks, and say why if
+# they failed (logs: $(O)/kroot.log, $(O)/mkroot.log, $(O)/mkroot-boot.log).
+# The boot test's image (.debs, DKMS, update-initramfs, mke2fs) is made in
+# the background while vm-test runs, whose guests leave a core idle much
+# of the time (log: $(O)/boot-image.log). Each suite's time is printed on
+# one line, so a CI log shows where the minutes went.
 TEST_SUITES = unit integration asan-test fuzz-smoke vm-test systemd-test \
-	      vm-test-compat pkg-test
+	      vm-test-compat pkg-test boot-test
 test: | $(DEPS_STAMP)
 	@mkdir -p $(O) && (scripts/kroot install >$(O)/kroot.log 2>&1 &) && \
 		(scripts/mkroot --tarball linux-headers-$(KVER) man-db \
-			>$(O)/mkroot.log 2>&1 &)
+			>$(O)/mkroot.log 2>&1 &) && \
+		(tests/boot/mkimage.sh --cache >$(O)/mkroot-boot.log 2>&1 &)
 	@t0=$$(date +%s); for s in $(TEST_SUITES); do \
-		t=$$(date +%s); $(MAKE) $$s || exit 1; \
+		t=$$(date +%s); \
+		if [ $$s = vm-test ]; then ($(MAKE) boot-image \
+			>$(O)/boot-image.log 2>&1 &); fi; \
+		$(MAKE) $$s || exit 1; \
 		echo "==== make $$s: $$(($$(date +%s) - t)) s"; \
 	done; echo "all test suites passed in $$(($$(date +%s) - t0)) s"
+
+# Debian 12 machines boot from a netdisk copy-on-write export in QEMU
+# (tests/boot/run.sh): their image is made from the packages of `make deb`
+# on every run; its Debian root is cached by scripts/mkroot.
+boot-test: deb userspace
+	O=$(O) tests/boot/run.sh
+
+# One diskless machine boots from a copy-on-write export, its console shown
+# (a few minutes; the first run also makes the cached Debian 12 root).
+boot-demo: deb userspace
+	O=$(O) tests/boot/run.sh --demo
+
+# Only the boot test's image (the test takes it if its packages are the
+# same): make test makes it in the background while vm-test runs.
+boot-image: deb userspace
+	O=$(O) tests/boot/run.sh --image-only
 
 demo: userspace kernel
 	O=$(O) KVER=$(KVER) scripts/demo.sh
@@ -190,10 +215,17 @@ UNITDIR    ?= $(PREFIX)/lib/systemd/system
 GENDIR     ?= $(PREFIX)/lib/systemd/system-generators
 MANDIR     ?= $(PREFIX)/share/man
 DOCDIR     ?= $(PREFIX)/share/doc/netdisk
+LIBEXECDIR ?= $(PREFIX)/lib/netdisk
+# udev, initramfs-tools and dracut read only these, whatever PREFIX is.
+UDEVRULESDIR ?= /lib/udev/rules.d
+INITRAMFSDIR ?= /usr/share/initramfs-tools
+DRACUTDIR    ?= /usr/lib/dracut/modules.d
+DRACUT_FILES := $(wildcard dracut/90netdisk/*)
 MAN_PAGES  := $(wildcard man/*.[1-8])
-UNITS      := netdiskd.service netdisk@.service
+UNITS      := netdiskd.service netdisk@.service netdisk-shutdown.service
 UNIT_SED   := -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@BINDIR@|$(BINDIR)|g' \
-              -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g'
+              -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+              -e 's|@LIBEXECDIR@|$(LIBEXECDIR)|g'
 
 install: $(O)/netdiskd $(O)/netdisk $(O)/netdisk-generator
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) \
@@ -201,6 +233,8 @@ install: $(O)/netdiskd $(O)/netdisk $(O)/netdisk-generator
 	install -m 0755 $(O)/netdiskd $(DESTDIR)$(SBINDIR)/netdiskd
 	install -m 0755 $(O)/netdisk $(DESTDIR)$(BINDIR)/netdisk
 	install -m 0755 $(O)/netdisk-generator $(DESTDIR)$(GENDIR)/netdisk-generator
+	install -D -m 0755 systemd/netdisk-shutdown \
+		$(DESTDIR)$(LIBEXECDIR)/netdisk-shutdown
 	for u in $(UNITS); do \
 		sed $(UNIT_SED) systemd/$$u.in >$(DESTDIR)$(UNITDIR)/$$u.tmp && \
 		chmod 0644 $(DESTDIR)$(UNITDIR)/$$u.tmp && \
@@ -214,6 +248,17 @@ install: $(O)/netdiskd $(O)/netdisk $(O)/netdisk-generator
 		$(DESTDIR)$(DOCDIR)/netdiskd.conf.example
 	install -m 0644 docs/examples/netdisktab $(DESTDIR)$(DOCDIR)/netdisktab.example
 	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
+	install -D -m 0644 udev/60-netdisk.rules \
+		$(DESTDIR)$(UDEVRULESDIR)/60-netdisk.rules
+	install -D -m 0755 initramfs-tools/hooks/netdisk \
+		$(DESTDIR)$(INITRAMFSDIR)/hooks/netdisk
+	install -D -m 0755 initramfs-tools/scripts/local-top/netdisk \
+		$(DESTDIR)$(INITRAMFSDIR)/scripts/local-top/netdisk
+	install -D -m 0644 initramfs-tools/conf-hooks.d/netdisk \
+		$(DESTDIR)$(INITRAMFSDIR)/conf-hooks.d/netdisk
+	install -d $(DESTDIR)$(DRACUTDIR)/90netdisk
+	for f in $(DRACUT_FILES); do \
+		install -m 0755 $$f $(DESTDIR)$(DRACUTDIR)/90netdisk/ || exit 1; done
 
 # ---- DKMS: the module's sources and dkms.conf in /usr/src/netdisk-VERSION,
 # from which DKMS builds netdisk.ko for every kernel with headers and again
@@ -239,10 +284,16 @@ dkms-install: dkms-src
 # netdisk-dkms into $(O)/deb, built from a copy of the tree (tracked and
 # untracked-but-not-ignored files) so that nothing lands beside it; then
 # lintian, which must have nothing left to say (debian/*.lintian-overrides
-# carry the justified exceptions).
+# carry the justified exceptions). The .changes file stands for the
+# packages: they are rebuilt when a file of the tree is newer, so one
+# `make test` builds them once for pkg-test and boot-test.
 DEB_O := $(O)/deb
+DEB_CHANGES := $(DEB_O)/netdisk_$(VERSION)_$(shell dpkg --print-architecture).changes
+DEB_INPUTS := $(wildcard $(shell git ls-files -co --exclude-standard 2>/dev/null))
 
-deb: | $(DEPS_STAMP)
+deb: $(DEB_CHANGES)
+
+$(DEB_CHANGES): $(DEB_INPUTS) | $(DEPS_STAMP)
 	rm -rf $(DEB_O)
 	mkdir -p $(DEB_O)/netdisk-$(VERSION)
 	git ls-files -co --exclude-standard -z | \
@@ -250,8 +301,8 @@ deb: | $(DEPS_STAMP)
 	cd $(DEB_O)/netdisk-$(VERSION) && dpkg-buildpackage -us -uc -b -Jauto \
 		>../build.log 2>&1 || { tail -n 40 ../build.log; exit 1; }
 	rm -rf $(DEB_O)/netdisk-$(VERSION)
-	lintian --fail-on error,warning,info --display-info \
-		$(DEB_O)/netdisk_$(VERSION)_*.changes
+	lintian --fail-on error,warning,info --display-info $@ || \
+		{ rm -f $@; exit 1; }
 
 # The packages installed into a clean Debian 12 root, DKMS, a kernel
 # upgrade, the DKMS-built module in a VM, purge (tests/pkg/run.sh).
@@ -260,11 +311,18 @@ pkg-test: deb
 
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/netdiskd $(DESTDIR)$(BINDIR)/netdisk \
-		$(DESTDIR)$(GENDIR)/netdisk-generator
+		$(DESTDIR)$(GENDIR)/netdisk-generator \
+		$(DESTDIR)$(LIBEXECDIR)/netdisk-shutdown
+	-rmdir $(DESTDIR)$(LIBEXECDIR) 2>/dev/null
 	rm -f $(addprefix $(DESTDIR)$(UNITDIR)/,$(UNITS))
 	for m in $(MAN_PAGES); do s=$${m##*.}; \
 		rm -f $(DESTDIR)$(MANDIR)/man$$s/$${m##*/}; done
 	rm -rf $(DESTDIR)$(DOCDIR)
+	rm -f $(DESTDIR)$(UDEVRULESDIR)/60-netdisk.rules \
+		$(DESTDIR)$(INITRAMFSDIR)/hooks/netdisk \
+		$(DESTDIR)$(INITRAMFSDIR)/scripts/local-top/netdisk \
+		$(DESTDIR)$(INITRAMFSDIR)/conf-hooks.d/netdisk
+	rm -rf $(DESTDIR)$(DRACUTDIR)/90netdisk
 
 clean:
 	rm -rf build build-asan build-fuzz
@@ -273,7 +331,7 @@ clean:
 
 # (vm/, pkg/, deb/: root file systems and package builds, whose
 # /etc/*.d are no make files)
--include $(shell find $(O) \( -path $(O)/vm -o -path $(O)/pkg -o -path $(O)/deb \) \
+-include $(shell find $(O) \( -path $(O)/vm -o -path $(O)/pkg -o -path $(O)/deb -o -path $(O)/boot \) \
 	-prune -o -name '*.d' -print 2>/dev/null)
 
 # ---- libFuzzer harnesses (tests/fuzz): clang, ASan+UBSan, into build-fuzz.

@@ -40,6 +40,8 @@ int nd_cmd_bench(int argc, char **argv);
 int nd_cmd_attach(int argc, char **argv);
 int nd_cmd_detach(int argc, char **argv);
 int nd_cmd_list(int argc, char **argv);
+/* netdisk= parameters of the kernel command line (cli/boot.c). */
+int nd_cmd_boot(int argc, char **argv);
 /* attach's work; *index: the new device's number (on ND_EXIT_OK). */
 int nd_attach_argv(int argc, char **argv, long *index);
 /* "HOST:PORT" ("[V6]:PORT") as the kernel's sysfs server attribute has. */

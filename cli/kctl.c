@@ -49,7 +49,7 @@ static void attach_usage(FILE *f)
 {
 	fprintf(f,
 		"usage: netdisk attach URL --key-file FILE [--read-only] [--identity NAME]\n"
-		"                      [--reconnect-timeout SEC] [--connections N]\n"
+		"                      [--reconnect-timeout SEC|forever] [--connections N]\n"
 		"                      [--cache-size SIZE]\n"
 		"       netdisk attach --tab NAME [--tab-file FILE]\n"
 		"\n"
@@ -65,7 +65,8 @@ static void attach_usage(FILE *f)
 		"  --reconnect-timeout SEC\n"
 		"                    when the connection breaks, hold I/O and reconnect\n"
 		"                    for up to SEC seconds before failing it with EIO\n"
-		"                    (default 120, 0..86400; 0 fails I/O at once)\n"
+		"                    (default 120, 0..86400; 0 fails I/O at once;\n"
+		"                    forever: no limit, as for a root device)\n"
 		"  --connections N   TCP connections, one per block queue, 1..16\n"
 		"                    (default: online CPUs, at most 4)\n"
 		"  --cache-size SIZE in-memory write-through cache of the disk, SIZE\n"
@@ -128,8 +129,15 @@ static int attach_failed(const char *canon, const char *display,
 		       canon);
 		return ND_EXIT_PROTO;
 	case ND_ATTACH_LOST:
-		nd_err("%s: connection lost during handshake (server closed it or timed out)",
-		       canon);
+		if (o->errno_val == ETIMEDOUT)
+			nd_err("%s: timed out during the handshake (not complete within %d s)",
+			       canon, ND_HANDSHAKE_TIMEOUT);
+		else if (o->errno_val == ECONNRESET || o->errno_val == EPIPE)
+			nd_err("%s: connection closed by the server during the handshake",
+			       canon);
+		else
+			nd_err("%s: connection lost during the handshake: %s",
+			       canon, strerror((int)o->errno_val));
 		return ND_EXIT_PROTO;
 	case ND_ATTACH_CACHE_REFUSED:
 		nd_err("%s: --cache-size refused: others may write this export (read-only session on a read-write export), so a cache could serve stale data; attach without --cache-size",
@@ -202,9 +210,11 @@ int nd_attach_argv(int argc, char **argv, long *index)
 		case OPT_RECONNECT:
 			errno = 0;
 			reconnect_s = strtoul(optarg, &end, 10);
-			if (!isdigit((unsigned char)optarg[0]) || *end || errno ||
-			    reconnect_s > 86400) {
-				nd_err("invalid --reconnect-timeout '%s' (seconds, 0..86400)",
+			if (!strcmp(optarg, "forever"))
+				reconnect_s = ND_RECONNECT_FOREVER;
+			else if (!isdigit((unsigned char)optarg[0]) || *end ||
+				 errno || reconnect_s > 86400) {
+				nd_err("invalid --reconnect-timeout '%s' (seconds, 0..86400, or forever)",
 				       optarg);
 				return ND_EXIT_USAGE;
 			}
@@ -444,7 +454,8 @@ static void list_usage(FILE *f)
 		"size, state and whether it is read-only.\n"
 		"\n"
 		"options:\n"
-		"  -v, --verbose     also connections, I/O counters and the cache\n"
+		"  -v, --verbose     also connections, reconnects and their timeout,\n"
+		"                    I/O counters and the cache\n"
 		"                    (size, bytes used, page hits, misses, evictions)\n"
 		"  -h, --help        this help\n");
 }
@@ -481,10 +492,14 @@ static void list_verbose(const char *name)
 	unsigned long long size = read_u64(name, "netdisk/cache_size");
 	unsigned long long hits = read_u64(name, "netdisk/cache_hits");
 	unsigned long long misses = read_u64(name, "netdisk/cache_misses");
+	char rt[32];
 
-	printf("    connections %llu, reconnects %llu, errors %llu\n",
+	/* Seconds, or "forever" (a root device's default). */
+	read_attr(name, "netdisk/reconnect_timeout", rt, sizeof(rt));
+	printf("    connections %llu, reconnects %llu (timeout %s%s), errors %llu\n",
 	       read_u64(name, "netdisk/connections"),
-	       read_u64(name, "netdisk/reconnects"),
+	       read_u64(name, "netdisk/reconnects"), rt,
+	       strspn(rt, "0123456789") == strlen(rt) ? " s" : "",
 	       read_u64(name, "netdisk/errors"));
 	printf("    server reads %llu (%s), writes %llu (%s), flushes %llu, discards %llu\n",
 	       read_u64(name, "netdisk/reads"),

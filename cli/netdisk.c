@@ -22,6 +22,7 @@ static const struct subcmd subcmds[] = {
 	{ "attach", nd_cmd_attach, "attach an export as /dev/netdiskN (kernel module)" },
 	{ "detach", nd_cmd_detach, "detach a /dev/netdiskN device" },
 	{ "list", nd_cmd_list, "list attached devices" },
+	{ "boot", nd_cmd_boot, "attach the netdisk= devices of the kernel command line" },
 };
 
 static void usage(FILE *f)

@@ -36,6 +36,8 @@
  * does not reconnect: a broken connection fails I/O at once.
  */
 #define ND_ATTACH_RECONNECT	0x2u
+/* reconnect_timeout_s: hold I/O and reconnect without a time limit. */
+#define ND_RECONNECT_FOREVER	0xffffffffu
 #define ND_ATTACH_FLAGS_ALL	(ND_ATTACH_READ_ONLY | ND_ATTACH_RECONNECT)
 
 /* nd_attach_out.result: what went wrong, for the CLI's one-line message. */

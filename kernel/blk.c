@@ -273,16 +273,20 @@ static enum blk_eh_timer_return nd_timeout(struct request *rq)
 	struct nd_device *dev = rq->q->queuedata;
 	struct nd_conn *c = dev->conns[rq->mq_hctx->queue_num];
 	struct nd_cmd *cmd = blk_mq_rq_to_pdu(rq);
+	unsigned int limit;
 
 	if (!nd_conn_reconnecting(c))
 		nd_conn_kill(c, "request timed out (server not responding)");
 	if (nd_conn_dead(c))
 		return BLK_EH_DONE;
-	if (time_after_eq(jiffies, cmd->give_up) &&
+	/* The limit now: a shutdown may have bounded a root device's. */
+	limit = nd_dev_reconnect_timeout(dev);
+	if (limit != ND_RECONNECT_FOREVER &&
+	    time_after_eq(jiffies, cmd->queued_at +
+			  (dev->io_timeout_s + (unsigned long)limit) * HZ) &&
 	    nd_cmd_claim(c, cmd, BLK_STS_IOERR)) {
 		pr_err_ratelimited("%s: no answer to a request within %u s, across reconnects: failing it\n",
-				   dev->name, dev->io_timeout_s +
-				   dev->reconnect_timeout_s);
+				   dev->name, dev->io_timeout_s + limit);
 		blk_mq_complete_request(rq);
 		return BLK_EH_DONE;
 	}

@@ -271,8 +271,7 @@ bool nd_conn_queue(struct nd_conn *c, struct request *rq)
 	cmd->sent_gen = 0;
 	cmd->inflight = true;
 	cmd->status = BLK_STS_OK;
-	cmd->give_up = jiffies + (c->dev->io_timeout_s +
-				  c->dev->reconnect_timeout_s) * HZ;
+	cmd->queued_at = jiffies;
 	spin_unlock(&cmd->lock);
 	/* Unlinked by whoever claimed its last use: never on a list here. */
 	list_add_tail(&cmd->list, &c->queue);
@@ -472,7 +471,7 @@ void nd_conn_kill(struct nd_conn *c, const char *why)
 		nd_conn_fail(c, why);
 		return;
 	}
-	if (!dev->reconnect_timeout_s || !dev->params) {
+	if (!nd_dev_reconnect_timeout(dev) || !dev->params) {
 		nd_dev_fail(dev, why);
 		return;
 	}
@@ -480,7 +479,7 @@ void nd_conn_kill(struct nd_conn *c, const char *why)
 	first = !(c->flags & (BIT(ND_CONN_DEAD) | BIT(ND_CONN_RECONNECTING)));
 	if (first) {
 		set_bit(ND_CONN_RECONNECTING, &c->flags);
-		c->reconnect_deadline = jiffies + dev->reconnect_timeout_s * HZ;
+		c->reconnect_since = jiffies;
 		c->backoff_ms = ND_BACKOFF_MIN_MS;
 		c->quiet = false;
 	}
@@ -599,6 +598,8 @@ static void nd_reconnect_work(struct work_struct *work)
 	unsigned int noio = memalloc_noio_save();
 	struct nd_hs_result *r;
 	struct task_struct *old;
+	unsigned long deadline;
+	unsigned int limit;
 	bool dead;
 	int err;
 
@@ -618,6 +619,9 @@ static void nd_reconnect_work(struct work_struct *work)
 	if (err) {
 		c->quiet = true;	/* the first failure was logged */
 		mutex_unlock(&c->tx_lock);
+		/* The limit now, from when the link broke: it may have changed. */
+		limit = nd_dev_reconnect_timeout(dev);
+		deadline = c->reconnect_since + (unsigned long)limit * HZ;
 		if (err == -ESTALE)
 			nd_dev_fail(dev, "export changed on the server, giving up");
 		else if (err == -EUCLEAN)
@@ -626,14 +630,19 @@ static void nd_reconnect_work(struct work_struct *work)
 		else if (err == -EMEDIUMTYPE)
 			/* No retry brings it back: only the admin can. */
 			nd_dev_fail(dev, "base image of the overlay changed on the server, giving up");
-		else if (time_after(jiffies, c->reconnect_deadline))
+		else if (limit != ND_RECONNECT_FOREVER &&
+			 time_after(jiffies, deadline))
 			nd_dev_fail(dev, "reconnect timeout expired, failing I/O");
+		else if (limit == ND_RECONNECT_FOREVER && !nd_conn_dead(c))
+			queue_delayed_work(dev->reconnect_wq,
+					   &c->reconnect_work,
+					   msecs_to_jiffies(c->backoff_ms));
 		else if (!nd_conn_dead(c))
 			/* The last attempt falls on the deadline. */
 			queue_delayed_work(dev->reconnect_wq,
 					   &c->reconnect_work,
 					   min(msecs_to_jiffies(c->backoff_ms),
-					       c->reconnect_deadline - jiffies + 1));
+					       deadline - jiffies + 1));
 		c->backoff_ms = min(c->backoff_ms * 2, ND_BACKOFF_MAX_MS);
 		goto out;
 	}

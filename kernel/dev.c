@@ -85,7 +85,8 @@ static int nd_check_attach(const struct nd_attach *a)
 	if (a->nr_connections > ND_MAX_CONNECTIONS)
 		return -EINVAL;
 	if (!(a->flags & ND_ATTACH_RECONNECT) ? a->reconnect_timeout_s != 0 :
-	    a->reconnect_timeout_s > ND_RECONNECT_MAX_S)
+	    (a->reconnect_timeout_s > ND_RECONNECT_MAX_S &&
+	     a->reconnect_timeout_s != ND_RECONNECT_FOREVER))
 		return -EINVAL;
 	if (a->max_payload && (a->max_payload < ND_MIN_PAYLOAD ||
 			       a->max_payload > ND_MAX_PAYLOAD ||

@@ -18,8 +18,6 @@
 
 #include "netdisk.h"
 
-#define ND_HS_LOST "connection lost during handshake (server closed it or timed out)"
-
 /* Everything secret or sizeable lives here, on the heap, wiped at the end. */
 struct nd_hs {
 	struct nd_client_hello ch;
@@ -52,6 +50,72 @@ static void nd_hs_fail(struct nd_hs_result *r, struct nd_conn *c, u32 result,
 	}
 	if (msg && !c->quiet)
 		pr_err("%s: %s\n", c->dev->name, msg);
+}
+
+/*
+ * The connection broke before the SessionInfo: ND_ATTACH_LOST, with the
+ * reason. A peer that accepts and closes at once (a forwarder whose
+ * server is down, a connection limit) is no protocol error.
+ */
+static void nd_hs_lost(struct nd_hs_result *r, struct nd_conn *c, int err)
+{
+	nd_hs_fail(r, c, ND_ATTACH_LOST, err, NULL);
+	if (r->result != ND_ATTACH_LOST || c->quiet)
+		return;
+	if (err == -ETIMEDOUT)
+		pr_err("%s: timed out during the handshake (not complete within %u s)\n",
+		       c->dev->name, ND_HANDSHAKE_TIMEOUT);
+	else if (err == -ECONNRESET || err == -EPIPE)
+		pr_err("%s: connection closed by the server during the handshake\n",
+		       c->dev->name);
+	else
+		pr_err("%s: connection lost during the handshake (error %d)\n",
+		       c->dev->name, err);
+}
+
+/*
+ * Not a netdisk server: what it sent, up to the end of its first line
+ * (what was already received, at most 64 bytes), escaped, so that a
+ * forwarder's error message or another service's banner tells what
+ * answered.
+ */
+static void nd_hs_not_ours(struct nd_hs_result *r, struct nd_conn *c,
+			   struct nd_hs *hs)
+{
+	u8 *got = hs->sh_buf;	/* ND_SERVER_HELLO_LEN >= 64 */
+	char text[64 * 4 + 1];	/* a byte takes at most 4 chars */
+	struct kvec iov = {
+		.iov_base = got + ND_SERVER_HELLO_HEAD,
+		.iov_len = 64 - ND_SERVER_HELLO_HEAD,
+	};
+	struct msghdr msg = { .msg_flags = MSG_DONTWAIT | MSG_NOSIGNAL };
+	int n, i, o = 0, len = ND_SERVER_HELLO_HEAD;
+
+	BUILD_BUG_ON(ND_SERVER_HELLO_LEN < 64);
+	nd_hs_fail(r, c, ND_ATTACH_PROTO, -EPROTO, NULL);
+	if (c->quiet)
+		return;
+	n = kernel_recvmsg(c->sock, &msg, &iov, 1, iov.iov_len,
+			   MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (n > 0)
+		len += n;
+	/*
+	 * The peer's bytes, printable ASCII as they are and anything else
+	 * (quotes, backslashes, bytes >= 0x7f) escaped: it cannot close the
+	 * quote, forge the rest of the line or send raw bytes to a console.
+	 */
+	for (i = 0; i < len && got[i] != '\n' && got[i] != '\r'; i++) {
+		if (got[i] >= 0x20 && got[i] < 0x7f && got[i] != '"' &&
+		    got[i] != '\\')
+			text[o++] = got[i];
+		else
+			o += scnprintf(text + o, sizeof(text) - o, "\\x%02x",
+				       got[i]);
+	}
+	text[o] = '\0';
+	/* Rate-limited: a boot's --wait retries a new device every second. */
+	pr_err_ratelimited("%s: protocol error during handshake (not a netdisk server? it sent \"%s\")\n",
+			   c->dev->name, text);
 }
 
 /* A status the server answered with: ND_ATTACH_REFUSED, logged once. */
@@ -97,7 +161,7 @@ static int nd_hs_hello(struct nd_conn *c, const struct nd_conn_params *p,
 	      nd_sock_recv_until(c->sock, hs->sh_buf, ND_SERVER_HELLO_HEAD,
 				 &hs->deadline);
 	if (err) {
-		nd_hs_fail(r, c, ND_ATTACH_LOST, err, ND_HS_LOST);
+		nd_hs_lost(r, c, err);
 		return err;
 	}
 	/*
@@ -105,10 +169,11 @@ static int nd_hs_hello(struct nd_conn *c, const struct nd_conn_params *p,
 	 * what we do next (busy, unknown session) count only in SessionInfo.
 	 */
 	if (nd_server_hello_decode_head(hs->sh_buf, &hs->sh)) {
-		nd_hs_fail(r, c, ND_ATTACH_PROTO, -EPROTO,
-			   nd_get32(hs->sh_buf) == ND_MAGIC ?
-			   "protocol error during handshake (status not allowed in server hello)" :
-			   "protocol error during handshake (not a netdisk server?)");
+		if (nd_get32(hs->sh_buf) != ND_MAGIC)
+			nd_hs_not_ours(r, c, hs);
+		else
+			nd_hs_fail(r, c, ND_ATTACH_PROTO, -EPROTO,
+				   "protocol error during handshake (status not allowed in server hello)");
 		return -EPROTO;
 	}
 	if (hs->sh.status == ND_ERR_VERSION) {
@@ -127,7 +192,7 @@ static int nd_hs_hello(struct nd_conn *c, const struct nd_conn_params *p,
 				 ND_SERVER_HELLO_LEN - ND_SERVER_HELLO_HEAD,
 				 &hs->deadline);
 	if (err) {
-		nd_hs_fail(r, c, ND_ATTACH_LOST, err, ND_HS_LOST);
+		nd_hs_lost(r, c, err);
 		return err;
 	}
 	nd_server_hello_decode(hs->sh_buf, &hs->sh);	/* head checked */
@@ -211,7 +276,7 @@ static int nd_hs_send_finish(struct nd_conn *c, const struct nd_conn_params *p,
 	err = nd_sock_send(c->sock, hs->rec, ND_RECORD_HDR_LEN +
 			   ND_CLIENT_FINISH_LEN + ND_TAG_LEN);
 	if (err)
-		nd_hs_fail(r, c, ND_ATTACH_LOST, err, ND_HS_LOST);
+		nd_hs_lost(r, c, err);
 	return err;
 }
 
@@ -236,7 +301,7 @@ static void nd_hs_session(struct nd_conn *c, const struct nd_conn_params *p,
 		err = nd_sock_recv_until(c->sock, hs->rec + ND_RECORD_HDR_LEN,
 					 info_rec, &hs->deadline);
 	if (err) {
-		nd_hs_fail(r, c, ND_ATTACH_LOST, err, ND_HS_LOST);
+		nd_hs_lost(r, c, err);
 		return;
 	}
 	sg_init_one(&sg, hs->rec, ND_RECORD_HDR_LEN + info_rec);

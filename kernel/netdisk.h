@@ -124,7 +124,7 @@ struct nd_conn {
 	/* Reconnection. */
 	struct mutex sock_lock;		/* publishing vs. shutting down sock */
 	struct delayed_work reconnect_work;
-	unsigned long reconnect_deadline;	/* jiffies */
+	unsigned long reconnect_since;	/* jiffies: when the link broke */
 	unsigned int backoff_ms;
 	bool quiet;			/* retry: no repeated connect errors */
 	/*
@@ -193,7 +193,7 @@ struct nd_cmd {
 	u32 cookie;			/* generation: upper half of the handle */
 	u32 sent_gen;			/* nd_conn.gen when sent; 0: unsent */
 	bool inflight;			/* ours to complete */
-	unsigned long give_up;		/* jiffies: EIO then, resent or not */
+	unsigned long queued_at;	/* jiffies: for nd_timeout's give-up */
 	blk_status_t status;
 	u64 cache_seq;			/* cache.c: when a miss or write began */
 	/* cache.c: copies of the WRITE data last sent, by page (page->lru) */
@@ -230,7 +230,12 @@ struct nd_device {
 	struct nd_session_info info;
 	bool read_only;
 	unsigned int io_timeout_s;
-	unsigned int reconnect_timeout_s;	/* 0: fail at once */
+	/*
+	 * 0: fail at once; ND_RECONNECT_FOREVER: no limit (root devices).
+	 * Written through sysfs at any time (a shutdown bounds a root
+	 * device's): read with nd_dev_reconnect_timeout, once per decision.
+	 */
+	unsigned int reconnect_timeout_s;
 	struct net *net;		/* the attaching task's: reconnects */
 	/*
 	 * Per device, so that neither a reconnect blocked in connect nor a
@@ -247,6 +252,11 @@ struct nd_device {
 };
 
 extern const struct attribute_group *nd_disk_groups[];
+
+static inline unsigned int nd_dev_reconnect_timeout(const struct nd_device *dev)
+{
+	return READ_ONCE(dev->reconnect_timeout_s);
+}
 
 int nd_blk_init_disk(struct nd_device *dev);
 /* Fails with EIO the requests still in flight of c's queue (NULL: all). */

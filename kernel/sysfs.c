@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * /sys/block/netdiskN/netdisk/: what the device is connected to, its state
- * and I/O counters. Read-only; never shows key material.
+ * and I/O counters; never shows key material. Read-only but for
+ * reconnect_timeout.
  */
 #include <linux/blkdev.h>
 #include <linux/device.h>
@@ -50,7 +51,38 @@ ND_U64_ATTR(errors, atomic64_read(&dev->errors));
 ND_U64_ATTR(connections, dev->nr_conns);
 ND_U64_ATTR(discards, atomic64_read(&dev->discards));
 ND_U64_ATTR(reconnects, atomic64_read(&dev->reconnects));
-ND_U64_ATTR(reconnect_timeout, dev->reconnect_timeout_s);
+
+/* Seconds, or "forever" (ND_RECONNECT_FOREVER: no limit). */
+static ssize_t reconnect_timeout_show(struct device *d,
+				      struct device_attribute *attr, char *buf)
+{
+	unsigned int s = nd_dev_reconnect_timeout(nd_from_dev(d));
+
+	if (s == ND_RECONNECT_FOREVER)
+		return sysfs_emit(buf, "forever\n");
+	return sysfs_emit(buf, "%u\n", s);
+}
+
+/*
+ * Root only (0644). Counts from when a broken connection broke, checked
+ * at its next reconnect attempt (within 5 s) and by the request timeout:
+ * a shutdown bounds a root device's "forever" this way, and a limit
+ * shorter than an outage already going on fails its I/O at once.
+ */
+static ssize_t reconnect_timeout_store(struct device *d,
+				       struct device_attribute *attr,
+				       const char *buf, size_t count)
+{
+	unsigned int s;
+
+	if (sysfs_streq(buf, "forever"))
+		s = ND_RECONNECT_FOREVER;
+	else if (kstrtouint(buf, 10, &s) || s > ND_RECONNECT_MAX_S)
+		return -EINVAL;
+	WRITE_ONCE(nd_from_dev(d)->reconnect_timeout_s, s);
+	return count;
+}
+static DEVICE_ATTR_RW(reconnect_timeout);
 
 #define ND_CACHE_ATTR(name)						\
 static ssize_t cache_##name##_show(struct device *d,			\

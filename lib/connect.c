@@ -88,7 +88,7 @@ static int hs_failed(const struct nd_connect *k, int sock_err, char *err,
 				       "timed out during handshake (not complete within %d ms)",
 				       k->p.timeout_ms);
 		return nd_fail(err, errlen, ND_CE_IO,
-			       "connection lost during handshake (closed by the server)");
+			       "connection closed by the server during the handshake");
 	}
 }
 

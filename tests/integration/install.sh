@@ -113,12 +113,30 @@ if make -s -C "$ROOT" O="$O" install DESTDIR="$DEST" PREFIX=/usr/local \
 	for f in sbin/netdiskd bin/netdisk lib/systemd/system-generators/netdisk-generator \
 		 lib/systemd/system/netdiskd.service lib/systemd/system/netdisk@.service \
 		 share/man/man8/netdiskd.8 share/man/man8/netdisk.8 \
-		 share/man/man5/netdisktab.5 share/doc/netdisk/netdiskd.conf.example \
+		 share/man/man5/netdisktab.5 share/man/man7/netdisk-boot.7 \
+		 share/doc/netdisk/netdiskd.conf.example \
 		 share/doc/netdisk/netdisktab.example; do
 		[ -e "$DEST/usr/local/$f" ] || missing="$missing $f"
 	done
-	[ -z "$missing" ] && ok "make install: binaries, units, generator, man pages, examples" ||
+	for f in /lib/udev/rules.d/60-netdisk.rules \
+		 /usr/share/initramfs-tools/hooks/netdisk \
+		 /usr/share/initramfs-tools/scripts/local-top/netdisk \
+		 /usr/share/initramfs-tools/conf-hooks.d/netdisk \
+		 /usr/lib/dracut/modules.d/90netdisk/module-setup.sh; do
+		[ -e "$DEST$f" ] || missing="$missing $f"
+	done
+	[ -z "$missing" ] && ok "make install: binaries, units, generator, man pages, examples, udev rules, initramfs-tools hook, dracut module" ||
 		bad "make install: missing$missing"
+	# What make install takes from the tree must be in git, not merely in
+	# this checkout: a .gitignore pattern (*.d) once hid conf.d/netdisk,
+	# whose UMASK keeps the initramfs holding the key root-only.
+	if git -C "$ROOT" rev-parse --git-dir >/dev/null 2>&1; then
+		hidden=$(git -C "$ROOT" status --porcelain --ignored -- \
+			initramfs-tools dracut udev man docs/examples debian |
+			grep '^!!')
+		[ -z "$hidden" ] && ok "make install's sources: none ignored by git" ||
+			bad "make install's sources ignored by git: $hidden"
+	fi
 	U=$DEST/usr/local/lib/systemd/system
 	grep -qx 'ExecStart=/usr/local/sbin/netdiskd --config /etc/netdisk/netdiskd.conf' "$U/netdiskd.service" &&
 		grep -qx 'ExecStart=/usr/local/bin/netdisk attach --tab %i' "$U/netdisk@.service" &&

@@ -195,12 +195,20 @@ if [ "${ND_IT_ONLY:-}" = install ]; then
 	finish
 fi
 
+# ND_IT_ONLY=boot: only `netdisk boot` (boot.sh).
+if [ "${ND_IT_ONLY:-}" = boot ]; then
+	. "$ROOT/tests/integration/boot.sh"
+	finish
+fi
+
 # ND_IT_ONLY=cow: only the copy-on-write part (cow.sh); cow-model: only its
 # model test (cow_model.sh).
 if [ "${ND_IT_ONLY:-}" = cow ] || [ "${ND_IT_ONLY:-}" = cow-model ]; then
 	. "$ROOT/tests/integration/cow.sh"
 	finish
 fi
+
+. "$ROOT/tests/integration/boot.sh"
 
 # netdiskd as a service: config file, identities, access, reload.
 # ND_IT_ONLY=service runs only these.

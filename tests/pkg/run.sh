@@ -134,10 +134,10 @@ pv=$(in_root dpkg-query -W -f='${Version}' netdisk-dkms)
 cv=$(sed -n 's/^PACKAGE_VERSION="\(.*\)"$/\1/p' "$ROOT/usr/src/netdisk-$VERSION/dkms.conf")
 [ "$pv" = "$VERSION" ] && [ "$cv" = "$VERSION" ] &&
 	ok "package and dkms.conf versions: $VERSION" || bad "versions: package '$pv', dkms.conf '$cv', want $VERSION"
-for page in netdiskd netdisk "5 netdiskd.conf" "5 netdisktab"; do
+for page in netdiskd netdisk "5 netdiskd.conf" "5 netdisktab" "7 netdisk-boot"; do
 	# shellcheck disable=SC2086 # section and name
 	out=$(in_root env MANWIDTH=80 man $page 2>&1)
-	if echo "$out" | grep -q '^NAME' && echo "$out" | grep -q "${page#5 }"; then
+	if echo "$out" | grep -q '^NAME' && echo "$out" | grep -q "${page#? }"; then
 		ok "man $page ($(echo "$out" | wc -l) lines)"
 	else
 		bad "man $page: $(echo "$out" | head -n 3)"

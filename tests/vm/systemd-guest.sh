@@ -111,10 +111,42 @@ check "control socket up at once after start" test -S "$SOCK"
 # ---- attached again, to be detached by the shutdown
 check "systemctl start netdisk@data" systemctl start netdisk@data.service
 check "attached again" test -L /run/netdisk-devices/data
+d=$(readlink /run/netdisk-devices/data 2>/dev/null)
+echo "${d##*/}" >/run/sdtest-data-dev
+
+# ---- poweroff with the server gone: a device reconnecting without a limit
+# (as a root device) from a server of its own, an ext4 on it mounted with
+# unwritten data, the server killed. netdisk-shutdown.service must bound
+# it once the shutdown begins (the host checks the console).
+check "netdisk-shutdown.service active" systemctl -q is-active netdisk-shutdown.service
+kept() {
+	journalctl -b -u netdisk-shutdown.service --no-pager -q -o cat |
+		grep -q 'not stopping: reconnect timeouts kept'
+}
+systemctl stop netdisk-shutdown.service
+check "its stop outside a shutdown keeps the limits" eventually kept
+systemctl start netdisk-shutdown.service
+truncate -s 64M /srv/netdisk/gone.img
+netdiskd --listen 127.0.0.1 --port 10999 --state-dir /root/gone-state \
+	--file /srv/netdisk/gone.img --key-file "$KEY" --export gone \
+	>/root/gone.log 2>&1 &
+gone_pid=$!
+eventually netdisk info netdisk://127.0.0.1:10999/gone --key-file "$KEY" >/dev/null 2>&1
+g=$(netdisk attach netdisk://127.0.0.1:10999/gone --key-file "$KEY" \
+	--reconnect-timeout forever 2>/root/gone.err)
+check "attached with --reconnect-timeout forever ($g)" test -b "${g:-/nonexistent}"
+if [ -b "${g:-/nonexistent}" ]; then
+	mkfs.ext4 -q "$g" && mkdir -p /mnt/gone && mount "$g" /mnt/gone &&
+		dd if=/dev/urandom of=/mnt/gone/f bs=1M count=8 status=none
+	check "ext4 on it mounted with unwritten data" mountpoint -q /mnt/gone
+	kill -KILL "$gone_pid"
+	echo "SDTEST-GONE=${g##*/}"
+fi
 
 if [ "$failed" != 0 ]; then
 	journalctl -b --no-pager -o short-monotonic -u netdiskd.service \
 		-u 'netdisk@*' | tail -n 60 | sed 's/^/SDTEST: journal: /'
 fi
 echo "SDTEST-RESULT=$failed"
+echo "SDTEST-POWEROFF-AT=$(cut -d' ' -f1 /proc/uptime)"
 systemctl --no-block poweroff

@@ -6,7 +6,11 @@
 # the control socket under the unit's hardening, a clean stop) and a
 # netdisktab entry attached at boot by netdisk-generator and
 # netdisk@.service; a unit stopped after netdisk@data at shutdown checks
-# that the device was detached, and the guest must power off in time.
+# that the device was detached, and the guest must power off in time. Last,
+# an ext4 with unwritten data on a device reconnecting without a limit (as
+# a root device), its server killed: netdisk-shutdown.service must bound
+# it at the poweroff ("reconnect timeout expired") and the guest must be
+# off within SHUTDOWN_MAX guest seconds of the poweroff request.
 # Run by `make systemd-test` (part of `make test`), as root; needs
 # debootstrap and Debian's registry the first time. Exit 0 if all passed.
 set -euo pipefail
@@ -19,6 +23,12 @@ MIRROR=${MIRROR:-http://deb.debian.org/debian}
 # 3-5 minutes on a busy 2-core host (systemd ~55-80 s to the test, the
 # checks ~70-100 s, shutdown ~15 s under TCG); the limit leaves room.
 TIMEOUT=${TIMEOUT:-480}
+# netdisk-shutdown.service's bound in the guest (s), and what the poweroff
+# with the server gone may take in all (guest s under TCG: the bound, the
+# reconnect attempt after it, the rest of the shutdown; without the bound
+# it never ends).
+SHUTDOWN_BOUND=10
+SHUTDOWN_MAX=120
 D="$O/vm/systemd"
 BASE="$D/base"
 STAGE="$D/stage"
@@ -104,6 +114,13 @@ printf '[Unit]\nWants=netdiskd.service\nAfter=netdiskd.service\n' \
 	>"$S/etc/systemd/system/netdisk@.service.d/server-here.conf"
 ln -sf /usr/local/lib/systemd/system/netdiskd.service \
 	"$S/etc/systemd/system/multi-user.target.wants/netdiskd.service"
+# Enabled as the package does; a shorter shutdown bound than the default
+# 60 s, to spare TCG time.
+ln -sf /usr/local/lib/systemd/system/netdisk-shutdown.service \
+	"$S/etc/systemd/system/multi-user.target.wants/netdisk-shutdown.service"
+mkdir -p "$S/etc/systemd/system/netdisk-shutdown.service.d"
+printf '[Service]\nEnvironment=NETDISK_SHUTDOWN_TIMEOUT=%s\n' "$SHUTDOWN_BOUND" \
+	>"$S/etc/systemd/system/netdisk-shutdown.service.d/test.conf"
 cp tests/vm/systemd-guest.sh "$S/root/systemd-guest.sh"
 cat >"$S/etc/systemd/system/netdisk-vmtest.service" <<'EOF'
 [Unit]
@@ -125,7 +142,7 @@ Before=netdisk@data.service
 Type=oneshot
 RemainAfterExit=yes
 ExecStart=/bin/true
-ExecStop=/bin/sh -c 'if ls -d /sys/block/netdisk* >/dev/null 2>&1; then echo "SDTEST-SHUTDOWN=attached: $(ls -d /sys/block/netdisk*)"; else echo SDTEST-SHUTDOWN=detached; fi'
+ExecStop=/bin/sh -c 'd=$(cat /run/sdtest-data-dev 2>/dev/null); if [ -z "$d" ] || [ -e "/sys/block/$d" ]; then echo "SDTEST-SHUTDOWN=attached: $d"; else echo SDTEST-SHUTDOWN=detached; fi'
 StandardOutput=tty
 TTYPath=/dev/ttyS0
 EOF
@@ -208,6 +225,23 @@ fail=""
 grep -qx 'SDTEST-RESULT=0' "$CONSOLE" || fail="${fail:+$fail; }guest checks failed or did not finish"
 grep -qx 'SDTEST-SHUTDOWN=detached' "$CONSOLE" ||
 	fail="${fail:+$fail; }device not detached at shutdown (or the check did not run)"
+# The poweroff with the server gone: bounded by netdisk-shutdown.service,
+# the device failed, the guest off within SHUTDOWN_MAX of the poweroff.
+gone=$(sed -n 's/^SDTEST-GONE=//p' "$CONSOLE")
+grep -q "netdisk-shutdown: ${gone:-none}: reconnect timeout forever -> $SHUTDOWN_BOUND s" "$CONSOLE" ||
+	fail="${fail:+$fail; }netdisk-shutdown did not bound ${gone:-the device}"
+grep -Eq "${gone:-none}: reconnect timeout expired" "$CONSOLE" ||
+	fail="${fail:+$fail; }${gone:-the device} never gave up at shutdown"
+# Guest seconds: from the poweroff request to the kernel's last words.
+t0=$(sed -n 's/^SDTEST-POWEROFF-AT=\([0-9]*\).*/\1/p' "$CONSOLE")
+t1=$(sed -n 's/^\[ *\([0-9]*\)\.[0-9]*\] reboot: Power down.*/\1/p' "$CONSOLE")
+if [ -n "$t0" ] && [ -n "$t1" ]; then
+	echo "systemd-test: poweroff with the server gone took $((t1 - t0))s of guest time (bound ${SHUTDOWN_BOUND}s)"
+	[ $((t1 - t0)) -le "$SHUTDOWN_MAX" ] ||
+		fail="${fail:+$fail; }poweroff with the server gone took $((t1 - t0))s (> ${SHUTDOWN_MAX}s)"
+else
+	fail="${fail:+$fail; }no poweroff request or no 'reboot: Power down' on the console"
+fi
 if grep -Eq '^\[ *[0-9]+\.[0-9]+\] .*(WARNING:|BUG:|Oops|Call Trace|Kernel panic)' "$CONSOLE"; then
 	fail="${fail:+$fail; }kernel reported a problem"
 fi

@@ -5,7 +5,10 @@
 # exist: nothing before authentication tells), nobody listening (3), no
 # such export (8), export busy (5), unreadable/bad key file, bad URL (2),
 # a protocol-1 server (11, unsupported protocol version), a server key
-# share that is a low-order point (11), access denied (12, status 15).
+# share that is a low-order point (11), access denied (12, status 15), a
+# peer that accepts and closes at once (11, "connection closed by the
+# server during the handshake", also for netdisk info), a forwarder that
+# answers with its own error text (11, quoted in the kernel log).
 set -eu
 . "$REPO/tests/vm/lib.sh"
 trap nd_cleanup EXIT
@@ -73,6 +76,41 @@ dmesg | grep -q 'server refused: access denied' || fail "no access denied line i
 [ "$(grep -c 'access-denied: session info' "$D/evil.log")" = 1 ] ||
 	fail "attach retried an access denied: $(grep -c 'access-denied' "$D/evil.log") handshakes"
 kill "$evil_pid"
+# forward CMD: socat on a fresh port ($cport) runs CMD (sh -c) for each
+# connection, its output and stderr to the client.
+forward() {
+	cport=$((port + 600 + ${cn:=0}))
+	cn=$((cn + 1))
+	socat "TCP-LISTEN:$cport,bind=127.0.0.1,reuseaddr,fork" \
+		"SYSTEM:$1,stderr" 2>>"$D/socat.log" &
+	echo "$!" >>"$D/pids"
+	fwd_pid=$!
+	_wait_port "$cport" "$fwd_pid" || fail "socat on $cport did not start"
+}
+log "a peer that accepts and closes at once: closed during the handshake"
+forward true
+try 11 'connection closed by the server during the handshake' \
+	"netdisk://127.0.0.1:$cport/e1" --key-file "$D/key"
+dmesg | grep -q 'connection closed by the server during the handshake' ||
+	fail "no 'closed during the handshake' line in the kernel log"
+dmesg | grep -q 'protocol error during handshake (not a netdisk' &&
+	fail "a closed connection logged as a protocol error"
+rc=0
+timeout 60 "$ND" info "netdisk://127.0.0.1:$cport/e1" --key-file "$D/key" \
+	>/dev/null 2>"$D/err" || rc=$?
+echo "  info -> exit $rc: $(cat "$D/err")"
+[ "$rc" != 0 ] && grep -q 'connection closed by the server during the handshake' "$D/err" ||
+	fail "netdisk info: exit $rc, $(cat "$D/err")"
+kill "$fwd_pid"
+# As QEMU's guestfwd cmd:socat does when its server is down: socat's error
+# line to the guest (it reads the hello first, so the close is no reset).
+log "a forwarder that cannot reach its server says so: its words in the kernel log"
+forward "timeout 1 cat >/dev/null; echo socat E connect to 127.0.0.1 port 1 failed - Connection refused"
+try 11 'protocol error' "netdisk://127.0.0.1:$cport/e1" --key-file "$D/key"
+dmesg | grep 'not a netdisk server? it sent "' | tail -n 1
+dmesg | grep 'not a netdisk server? it sent "socat E connect to 127.0.0.1 port 1 failed' | grep -q 'Connection re' ||
+	fail "the kernel log does not quote what the forwarder sent"
+kill "$fwd_pid"
 log "bad URL"
 try 2 'url|invalid|usage' "http://127.0.0.1:$port/e1" --key-file "$D/key"
 log "key file missing / world-readable / malformed"
