@@ -598,7 +598,7 @@ static void nd_reconnect_work(struct work_struct *work)
 	unsigned int noio = memalloc_noio_save();
 	struct nd_hs_result *r;
 	struct task_struct *old;
-	unsigned long deadline;
+	unsigned long deadline, delay;
 	unsigned int limit;
 	bool dead;
 	int err;
@@ -633,16 +633,14 @@ static void nd_reconnect_work(struct work_struct *work)
 		else if (limit != ND_RECONNECT_FOREVER &&
 			 time_after(jiffies, deadline))
 			nd_dev_fail(dev, "reconnect timeout expired, failing I/O");
-		else if (limit == ND_RECONNECT_FOREVER && !nd_conn_dead(c))
-			queue_delayed_work(dev->reconnect_wq,
-					   &c->reconnect_work,
-					   msecs_to_jiffies(c->backoff_ms));
-		else if (!nd_conn_dead(c))
+		else if (!nd_conn_dead(c)) {
+			delay = msecs_to_jiffies(c->backoff_ms);
 			/* The last attempt falls on the deadline. */
+			if (limit != ND_RECONNECT_FOREVER)
+				delay = min(delay, deadline - jiffies + 1);
 			queue_delayed_work(dev->reconnect_wq,
-					   &c->reconnect_work,
-					   min(msecs_to_jiffies(c->backoff_ms),
-					       deadline - jiffies + 1));
+					   &c->reconnect_work, delay);
+		}
 		c->backoff_ms = min(c->backoff_ms * 2, ND_BACKOFF_MAX_MS);
 		goto out;
 	}
