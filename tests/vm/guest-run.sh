@@ -39,7 +39,7 @@ fi
 # Runs a command in its own process group for at most $1 seconds; returns
 # its status, 124 on timeout, or 200 if it cannot be killed (stuck).
 run_bounded() {
-	local limit=$1 pid wd done= i rc
+	local limit=$1 pid wd ended="" i rc
 	shift
 	set -m
 	"$@" &
@@ -49,9 +49,9 @@ run_bounded() {
 	# once a second cost half a second per case and per cleanup).
 	sleep "$limit" &
 	wd=$!
-	wait -n -p done "$pid" "$wd"
+	wait -n -p ended "$pid" "$wd"
 	rc=$?
-	if [ "$done" = "$pid" ]; then
+	if [ "$ended" = "$pid" ]; then
 		kill "$wd" 2>/dev/null
 		wait "$wd" 2>/dev/null
 		return $rc
