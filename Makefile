@@ -44,6 +44,11 @@ ifneq ($(NO_INSTALL_DEPS),1)
 DEPS_STAMP := .deps-installed
 endif
 
+# Compiles run this many jobs at once where make test calls them (the
+# userspace, SAN, fuzz and kernel builds); the test suites themselves run
+# serially.
+NPROC := $(shell nproc 2>/dev/null || echo 1)
+
 # Keep intermediate objects (unit-test and tool objects are chained rules).
 .SECONDARY:
 
@@ -103,8 +108,8 @@ KVER ?= $(eval KVER := $(shell scripts/kver))$(KVER)
 # O= : our O is a userspace build dir; kbuild would take it as its output dir.
 # tests/kmod: test-only modules the VM cases load (never installed).
 kernel: | $(DEPS_STAMP)
-	$(MAKE) -C kernel KVER=$(KVER) O=
-	$(MAKE) -C tests/kmod KVER=$(KVER) O=
+	$(MAKE) -j$(NPROC) -C kernel KVER=$(KVER) O=
+	$(MAKE) -j$(NPROC) -C tests/kmod KVER=$(KVER) O=
 
 sparse: | $(DEPS_STAMP)
 	$(MAKE) -C kernel KVER=$(KVER) C=2 O=
@@ -123,6 +128,7 @@ integration: userspace
 	O=$(O) tests/integration/run.sh
 
 asan-test:
+	$(MAKE) -j$(NPROC) SAN=1 userspace
 	$(MAKE) SAN=1 unit integration
 
 vm-test: userspace kernel
@@ -184,6 +190,7 @@ test: | $(DEPS_STAMP)
 		t=$$(date +%s); \
 		if [ $$s = vm-test ]; then ($(MAKE) boot-image \
 			>$(O)/boot-image.log 2>&1 &); fi; \
+		if [ $$s = unit ]; then $(MAKE) -j$(NPROC) userspace || exit 1; fi; \
 		$(MAKE) $$s || exit 1; \
 		echo "==== make $$s: $$(($$(date +%s) - t)) s"; \
 	done; echo "all test suites passed in $$(($$(date +%s) - t0)) s"
@@ -370,10 +377,12 @@ $(FUZZ_O)/fuzz/%: $(FUZZ_O)/tests/fuzz/fuzz_%.o $(FUZZ_OBJ)
 
 fuzz-build: $(FUZZ_BIN)
 
-fuzz: fuzz-build
+fuzz:
+	$(MAKE) -j$(NPROC) fuzz-build
 	FUZZ_O=$(FUZZ_O) FUZZ_TIME=$(FUZZ_TIME) tests/fuzz/run.sh
 
-fuzz-smoke: fuzz-build
+fuzz-smoke:
+	$(MAKE) -j$(NPROC) fuzz-build
 	FUZZ_O=$(FUZZ_O) FUZZ_TIME=10 tests/fuzz/run.sh
 
 -include $(shell find $(FUZZ_O) -name '*.d' 2>/dev/null)

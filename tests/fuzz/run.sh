@@ -1,11 +1,13 @@
-#!/bin/sh
+#!/bin/bash
 # Runs every libFuzzer harness built in $FUZZ_O/fuzz for $FUZZ_TIME seconds
 # each, starting from the committed seeds in tests/fuzz/corpus/<name>/ (new
 # inputs go to $FUZZ_O/corpus/<name>, never into the source tree). Committed
 # reproducers of fixed bugs in tests/fuzz/crashes/<name>/ are replayed first.
 # Exits non-zero if any harness crashed, hung, leaked or failed an oracle.
+# FUZZ_JOBS harnesses (default: the number of CPUs) run at once, each for
+# the full time; each one's lines are printed when it ends, in name order.
 #
-#   FUZZ_O=build-fuzz FUZZ_TIME=60 tests/fuzz/run.sh [NAME...]
+#   FUZZ_O=build-fuzz FUZZ_TIME=60 [FUZZ_JOBS=N] tests/fuzz/run.sh [NAME...]
 set -u
 
 FUZZ_O=${FUZZ_O:-build-fuzz}
@@ -13,6 +15,10 @@ FUZZ_TIME=${FUZZ_TIME:-60}
 SRC=$(cd "$(dirname "$0")" && pwd)
 BIN=$FUZZ_O/fuzz
 
+FUZZ_JOBS=${FUZZ_JOBS:-$(nproc)}
+case $FUZZ_JOBS in
+''|0|*[!0-9]*) echo "run.sh: FUZZ_JOBS must be a positive number" >&2; exit 2 ;;
+esac
 case $FUZZ_TIME in
 ''|*[!0-9]*) echo "run.sh: FUZZ_TIME must be a number of seconds" >&2; exit 2 ;;
 esac
@@ -23,6 +29,8 @@ if [ $# -gt 0 ]; then
 else
 	names=$(cd "$BIN" && ls)
 fi
+# Each name once (one log, one output file per harness).
+names=$(printf '%s\n' $names | awk '!seen[$0]++')
 
 # Largest input per harness: enough for the format, small enough to be fast.
 max_len() {
@@ -46,21 +54,15 @@ clean_scratch() {
 	done
 }
 
-child=
-on_signal() {
-	[ -n "$child" ] && kill "$child" 2>/dev/null
-	clean_scratch
-	exit 130
-}
-trap on_signal INT TERM
-
-failed=""
-for name in $names; do
-	bin=$BIN/$name
+# run_one NAME: replays, then fuzzes one harness; prints its result lines
+# and returns non-zero if it failed.
+run_one() {
+	local name=$1 bin=$BIN/$1 work arts log seeds crashes start rc secs \
+		execs cov child=
+	trap '[ -n "$child" ] && kill "$child" 2>/dev/null; exit 130' INT TERM
 	if [ ! -x "$bin" ]; then
 		echo "run.sh: no fuzzer $bin" >&2
-		failed="$failed $name"
-		continue
+		return 1
 	fi
 	work=$FUZZ_O/corpus/$name
 	arts=$FUZZ_O/artifacts/$name
@@ -75,8 +77,7 @@ for name in $names; do
 		if ! "$bin" -runs=1 "$crashes"/* >"$log.replay" 2>&1; then
 			echo "FAIL $name: a committed reproducer crashes again (see $log.replay)"
 			tail -n 30 "$log.replay"
-			failed="$failed $name"
-			continue
+			return 1
 		fi
 	fi
 
@@ -99,10 +100,35 @@ for name in $names; do
 		grep -E 'ERROR|SUMMARY|oracle|Test unit written|#[0-9]+ *(DONE|pulse)' \
 			"$log" | tail -n 8
 		echo "  reproduce: $bin $arts/<crash-file>"
-		failed="$failed $name"
-	else
-		echo "ok   $name: ${execs:-?} inputs in ${secs}s, ${cov:-cov: ?}"
+		return 1
 	fi
+	echo "ok   $name: ${execs:-?} inputs in ${secs}s, ${cov:-cov: ?}"
+}
+
+# Each harness's lines go to OUT/NAME and its status to OUT/NAME.rc.
+OUT=$(mktemp -d)
+declare -A pid
+on_signal() {
+	local p
+	for p in "${pid[@]}"; do kill "$p" 2>/dev/null; done
+	wait
+	rm -rf "$OUT"
+	clean_scratch
+	exit 130
+}
+trap on_signal INT TERM
+trap 'rm -rf "$OUT"' EXIT
+
+failed=""
+for name in $names; do
+	while [ "$(jobs -rp | wc -l)" -ge "$FUZZ_JOBS" ]; do wait -n; done
+	{ run_one "$name"; echo $? >"$OUT/$name.rc"; } >"$OUT/$name" 2>&1 &
+	pid[$name]=$!
+done
+for name in $names; do
+	wait "${pid[$name]}"
+	cat "$OUT/$name"
+	[ "$(cat "$OUT/$name.rc" 2>/dev/null)" = 0 ] || failed="$failed $name"
 done
 
 clean_scratch

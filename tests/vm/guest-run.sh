@@ -39,16 +39,23 @@ fi
 # Runs a command in its own process group for at most $1 seconds; returns
 # its status, 124 on timeout, or 200 if it cannot be killed (stuck).
 run_bounded() {
-	local limit=$1 pid i rc
+	local limit=$1 pid wd ended="" i rc
 	shift
 	set -m
 	"$@" &
 	pid=$!
 	set +m
-	for ((i = 0; i < limit; i++)); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 1
-	done
+	# A watchdog for the deadline: wait returns when either ends (polling
+	# once a second cost half a second per case and per cleanup).
+	sleep "$limit" &
+	wd=$!
+	wait -n -p ended "$pid" "$wd"
+	rc=$?
+	if [ "$ended" = "$pid" ]; then
+		kill "$wd" 2>/dev/null
+		wait "$wd" 2>/dev/null
+		return $rc
+	fi
 	if kill -0 "$pid" 2>/dev/null; then
 		kill -TERM -- "-$pid" 2>/dev/null
 		for ((i = 0; i < 5; i++)); do

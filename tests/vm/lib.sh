@@ -208,37 +208,27 @@ stop_fio() {
 	[ "$(sysattr "$1" errors)" = 0 ] || fail "sysfs errors=$(sysattr "$1" errors)"
 }
 
-# make_tree DIR COUNT SEED: COUNT files of varied size (0 B .. 128 KiB) in
-# nested dirs, made by one awk process (a fork per file is slow under TCG).
-make_tree() {
-	local dir=$1 count=$2 seed=$3
+# host_tree DIR COUNT SEED: unpacks into DIR the tree of COUNT files (0 B ..
+# 128 KiB, nested dirs) that tests/vm/run.sh made on the host for the case's
+# "# tree: COUNT SEED" line (tests/vm/mktree.sh, new content every run), and
+# copies its sorted checksums, made on the host, to DIR.sums.
+host_tree() {
+	local dir=$1 t=$O/vm/trees/$2-$3 n
+	[ -f "$t.tar" ] && [ -f "$t.sums" ] ||
+		fail "no tree $t (run the case with tests/vm/run.sh, which makes it)"
 	mkdir -p "$dir"
-	head -c 98304 /dev/urandom | od -An -v -tx1 | tr -d ' \n' >"$CASE_DIR/pool"
-	awk -v dir="$dir" -v n="$count" -v seed="$seed" '
-	{ pool = pool $0 }
-	END {
-		srand(seed); plen = length(pool)
-		for (d = 0; d < 40; d++) {
-			sub_[d] = sprintf("%s/d%02d/s%d", dir, d, d % 7)
-			system("mkdir -p " sub_[d])
-		}
-		for (i = 0; i < n; i++) {
-			r = rand()
-			if (r < 0.40) sz = int(rand() * 512)
-			else if (r < 0.85) sz = 512 + int(rand() * 8192)
-			else if (r < 0.98) sz = 8704 + int(rand() * 24576)
-			else sz = 33280 + int(rand() * 98304)
-			f = sprintf("%s/f%05d.dat", sub_[i % 40], i)
-			off = 1 + int(rand() * (plen - sz))
-			printf "%06d%s", i, substr(pool, off, sz > 6 ? sz - 6 : 0) > f
-			close(f)
-		}
-	}' "$CASE_DIR/pool" || fail "make_tree failed"
+	tar -C "$dir" -xf "$t.tar" || fail "cannot unpack $t.tar"
+	cp "$t.sums" "$dir.sums"
+	n=$(find "$dir" -type f | wc -l)
+	[ "$n" = "$2" ] || fail "unpacked $n files, not $2"
+	n=$(wc -l <"$dir.sums")
+	[ "$n" = "$2" ] || fail "$t.sums lists $n files, not $2"
 }
 
-# sums DIR: sorted sha256 of every file under DIR, relative names.
+# sums DIR: sorted sha256 of every file under DIR, relative names (byte
+# order: tests/vm/mktree.sh sorts the host's the same way).
 sums() {
-	(cd "$1" && find . -type f -print0 | sort -z | xargs -0 sha256sum)
+	(cd "$1" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
 }
 
 # Best-effort teardown, also run by the runner after a case: unmount what

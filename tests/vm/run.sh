@@ -48,6 +48,15 @@ for ko in "$KO" "${KMODS[@]}"; do
 	fi
 done
 
+# Trees of files the cases copy ("# tree: COUNT SEED", lib.sh host_tree):
+# made here at native speed, new content every run, read over 9p.
+for c in "${cases[@]}"; do
+	sed -n 's/^# tree: *\([0-9]*\) \([0-9]*\)$/\1 \2/p' "$c"
+done | sort -u | while read -r count seed; do
+	tests/vm/mktree.sh "$O/vm/trees/$count-$seed" "$count" "$seed" || exit 1
+done || { echo "run.sh: cannot make the cases' file trees" >&2
+	echo "0 passed, ${#cases[@]} failed"; exit 1; }
+
 RES=${VM_RESULTS:-$O/vm/results}
 rm -rf "$RES"
 mkdir -p "$RES"

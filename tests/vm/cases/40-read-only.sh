@@ -1,5 +1,6 @@
 #!/bin/bash
 # timeout: 300
+# tree: 200 7
 # A read-only export gives read-only devices (two clients at once) that
 # mount -o ro and refuse writes; a read-only attach of a read-write export
 # refuses writes too. The backing file is never modified.
@@ -9,8 +10,7 @@ trap nd_cleanup EXIT
 
 D=$CASE_DIR
 nd_keygen "$D/key"
-make_tree "$D/src" 200 7
-sums "$D/src" >"$D/src.sums"
+host_tree "$D/src" 200 7
 truncate -s 32M "$D/ro.img"
 mkfs.ext4 -q -F -d "$D/src" "$D/ro.img" || fail "mkfs.ext4 -d"
 sha_before=$(sha256sum <"$D/ro.img")
