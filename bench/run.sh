@@ -386,24 +386,6 @@ pair() {
 	if ((r % 2)); then "${a[@]}"; "${b[@]}"; else "${b[@]}"; "${a[@]}"; fi
 }
 
-# warm_memory DIR MIB: writes and deletes MIB MiB (at most half the free
-# memory) in DIR when DIR is a tmpfs. In a virtual machine the host may back
-# guest memory only when it is first touched, and that first touch cost 10-20x
-# a reuse here (2 GiB into /dev/shm: 8-9 s cold, 0.4-0.9 s warm). First writes
-# into an overlay allocate tmpfs pages and the plain export's are already
-# there; warmed, the ratio measures the overlay and the guest kernel's
-# allocation, not where the hypervisor stands with this machine's memory.
-warm_memory() {
-	local dir=$1 mib=$2 avail t0
-	[ "$(stat -f -c %T "$dir")" = tmpfs ] || return 0
-	avail=$(awk '/^MemAvailable:/ { print int($2 / 2048) }' /proc/meminfo)
-	[ "$mib" -le "$avail" ] || mib=$avail
-	t0=$(date +%s%N)
-	head -c "${mib}M" /dev/zero >"$dir/warm" || err "cow: cannot write $dir/warm"
-	rm -f "$dir/warm"
-	log "cow: warmed $mib MiB of memory in $(( ($(date +%s%N) - t0) / 1000000 )) ms"
-}
-
 cow_side() {
 	local P=$((PORT + 4)) P_MEM=$((PORT + 5)) pid mem_pid r job rw bs qd url
 	local ovl base rss thr i idle_pid mem
@@ -411,9 +393,6 @@ cow_side() {
 		[ -d /dev/shm ] && DATA=$(mktemp -d /dev/shm/netdisk-bench.XXXXXX) ||
 			DATA=$(mktemp -d /tmp/netdisk-bench.XXXXXX)
 	fi
-	# The most these runs hold at once: the three copies, the punched
-	# file, two first-write overlays, and as much again for the allocator.
-	warm_memory "$DATA" $((SEQ_MB * 8))
 	ovl="$DATA/overlays"
 	log "cow: $SEQ_MB MiB base and two copies of it in $DATA"
 	head -c "${SEQ_MB}M" /dev/urandom >"$DATA/base.img" || die "cannot write $DATA/base.img"
