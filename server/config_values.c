@@ -4,6 +4,7 @@
  * and the checks of a finished export section (config_parse.h).
  */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -269,8 +270,8 @@ static int set_cow(struct nd_cfg_parse *p, const char *value)
 		n--;
 	if (n == 1)
 		return nd_cfg_fail(p, p->line, "cow = / : name a directory for the overlays");
-	/* The file cannot spell a value ending in a blank (inih trims it). */
-	if (value[n - 1] == ' ' || value[n - 1] == '\t')
+	/* The file cannot spell a value ending in a blank (inih trims isspace). */
+	if (isspace((unsigned char)value[n - 1]))
 		return nd_cfg_fail(p, p->line, "cow '%s': a directory name ending in a blank cannot be written in this file",
 			    value);
 	if (n + 1 + ND_NAME_MAX + sizeof(".ndcow.tmp") > PATH_MAX)

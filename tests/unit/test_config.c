@@ -701,6 +701,8 @@ static void test_cow(void **state)
 	/* Found by fuzz_config: "@/vo " would print as a line inih trims. */
 	refused(SRV EXP "cow = @/vo /\n",
 		"5: cow '@/vo /': a directory name ending in a blank cannot be written in this file");
+	refused(SRV EXP "cow = @/vo\v/\n",
+		"5: cow '@/vo\v/': a directory name ending in a blank cannot be written in this file");
 	refused(SRV EXP "cow = @/a\ncow = @/b\n",
 		"6: 'cow' set twice (first on line 5)");
 	refused(SRV EXP "cow = @/ov\nread-only = yes\n",
